@@ -1,0 +1,83 @@
+"""The ``caveat`` command.
+
+``caveat simulate``   write a simulated study with planted truth
+``caveat run``        run the whole pipeline with the local engine
+``caveat params``     print every param with its default (YAML)
+``caveat <step> …``   run one step on explicit files (what Nextflow's processes call)
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import CaveatError
+from .log import setup_logging
+from .pipeline import STEP_NAMES, available_step_names
+
+
+def _run(argv: list[str]) -> int:
+    from .engine import run_pipeline
+    from .params import load_params
+    from .pipeline import pipeline_steps
+
+    ap = argparse.ArgumentParser(prog="caveat run", description="Run the pipeline with the local engine.")
+    ap.add_argument("--params", "-p", required=True, help="params YAML (same keys as Nextflow's -params-file)")
+    ap.add_argument("--outdir", "-o", help="output directory (overrides the params file's outdir)")
+    ap.add_argument("--resume", action="store_true", help="skip steps whose inputs, params and code are unchanged")
+    ap.add_argument("--until", choices=STEP_NAMES, metavar="STEP", help="stop after this step")
+    ap.add_argument("--threads", "-t", type=int, default=1, help="worker processes for per-chromosome work")
+    args = ap.parse_args(argv)
+    steps = pipeline_steps()
+    params = load_params(args.params, {"outdir": args.outdir} if args.outdir else None, steps)
+    outdir = Path(params["outdir"])
+    if not outdir.is_absolute() and not args.outdir:
+        outdir = Path(args.params).resolve().parent / outdir
+    params["outdir"] = str(outdir)
+    run_pipeline(steps, params, outdir, resume=args.resume, until=args.until, threads=max(1, args.threads))
+    print(f"outputs: {outdir}")
+    return 0
+
+
+def _params(argv: list[str]) -> int:
+    import yaml
+
+    from .params import defaults
+
+    argparse.ArgumentParser(prog="caveat params", description="Print every param with its default.").parse_args(argv)
+    sys.stdout.write(yaml.safe_dump(defaults(), sort_keys=False))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    setup_logging(logging.INFO)
+    commands = {"run": _run, "params": _params}
+    steps = available_step_names()
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__.strip())
+        print("\nsteps available:", ", ".join(steps))
+        return 0
+    if argv[0] == "--version":
+        print(f"caveat {__version__}")
+        return 0
+    cmd, rest = argv[0], argv[1:]
+    try:
+        if cmd in commands:
+            return commands[cmd](rest)
+        if cmd == "simulate" or cmd in steps:
+            mod = importlib.import_module(f"caveat.{cmd}")
+            return int(mod.main(rest) or 0)
+        print(f"caveat: unknown command {cmd!r}; commands: run, params, simulate, {', '.join(steps)}", file=sys.stderr)
+        return 2
+    except CaveatError as e:
+        print(f"caveat {cmd}: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

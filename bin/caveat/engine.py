@@ -1,0 +1,234 @@
+"""The local engine: the pipeline's steps, in dependency order, in one process.
+
+It is not a workflow engine (Nextflow is): no scheduler, no executors. It runs
+each step once, in order, and records a fingerprint of what the step read
+(its params, its input files, the code, its upstream steps' fingerprints) in
+``<outdir>/pipeline_info/steps/<step>.json``. With ``resume=True`` a step whose
+fingerprint is unchanged is skipped. A step's outputs are written atomically
+(see :mod:`caveat.io`), and the marker is written only after the step returns,
+so a step killed mid-write is rerun and leaves nothing that looks complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from . import __version__
+from .errors import InputError
+from .io import dumps_json, file_digest, write_json
+from .log import get_logger
+
+log = get_logger("engine")
+
+MARKER_DIR = Path("pipeline_info") / "steps"
+
+
+@dataclass
+class StepContext:
+    """What a step gets from the engine.
+
+    Attributes
+    ----------
+    params : dict
+        The full, validated params (defaults merged in).
+    outdir : Path
+        The pipeline's output directory; steps write below it.
+    threads : int
+        Worker processes/threads the step may use.
+    log : logging.Logger
+        The step's logger.
+    """
+
+    params: dict
+    outdir: Path
+    threads: int = 1
+    log: logging.Logger = field(default_factory=lambda: get_logger("step"))
+
+    def out(self, *parts: str) -> Path:
+        """Path below the outdir (parent directories are created)."""
+        p = self.outdir.joinpath(*parts)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+
+@dataclass(frozen=True)
+class Step:
+    """One pipeline step.
+
+    Parameters
+    ----------
+    name : str
+        The step name (``wasp_remap`` …), also the Nextflow process name in upper case.
+    run : callable
+        ``run(ctx: StepContext) -> dict``; returns the step's one-line summary figures.
+    needs : tuple of str
+        Upstream step names whose outputs this step reads.
+    params : dict
+        The params this step reads, with their defaults.
+    input_files : callable, optional
+        ``input_files(params) -> list of paths`` of external files the step reads
+        (genome, BAMs); their content is part of the fingerprint.
+    optional_needs : tuple of str
+        Upstream steps read when they are part of the run (e.g. peak strata).
+    path_params : tuple of str
+        Which of ``params`` name files; relative values are resolved against
+        the directory of the params file that set them.
+    """
+
+    name: str
+    run: Callable[[StepContext], dict]
+    needs: tuple[str, ...] = ()
+    params: dict[str, Any] = field(default_factory=dict)
+    input_files: Callable[[dict], Iterable[str | Path]] | None = None
+    optional_needs: tuple[str, ...] = ()
+    path_params: tuple[str, ...] = ()
+    doc: str = ""
+
+
+def order_steps(steps: Sequence[Step]) -> list[Step]:
+    """Topological order of ``steps``; ties keep the given order."""
+    by_name = {s.name: s for s in steps}
+    if len(by_name) != len(steps):
+        raise ValueError("duplicate step names")
+    done: list[Step] = []
+    seen: set[str] = set()
+    visiting: set[str] = set()
+
+    def visit(s: Step) -> None:
+        if s.name in seen:
+            return
+        if s.name in visiting:
+            raise ValueError(f"dependency cycle through step {s.name!r}")
+        visiting.add(s.name)
+        for dep in s.needs:
+            if dep not in by_name:
+                raise ValueError(f"step {s.name!r} needs unknown step {dep!r}")
+            visit(by_name[dep])
+        for dep in s.optional_needs:
+            if dep in by_name:
+                visit(by_name[dep])
+        visiting.discard(s.name)
+        seen.add(s.name)
+        done.append(s)
+
+    for s in steps:
+        visit(s)
+    return done
+
+
+def code_version() -> str:
+    """Digest of the package's source: a code change reruns the steps on resume."""
+    pkg = Path(__file__).resolve().parent
+    h = hashlib.sha256(__version__.encode())
+    for f in sorted(pkg.rglob("*.py")):
+        h.update(f.relative_to(pkg).as_posix().encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def fingerprint(step: Step, params: dict, upstream: dict[str, str], code: str) -> str:
+    """Digest of everything a step's result depends on."""
+    files = []
+    if step.input_files is not None:
+        for f in step.input_files(params):
+            f = Path(f)
+            files.append([f.name, file_digest(f) if f.exists() else "missing"])
+    record = {
+        "step": step.name,
+        "code": code,
+        "params": {k: params.get(k) for k in sorted(step.params)},
+        "files": sorted(files),
+        "upstream": {k: upstream[k] for k in sorted(upstream)},
+    }
+    return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def run_pipeline(steps: Sequence[Step], params: dict, outdir: str | Path, *,
+                 resume: bool = False, until: str | None = None, threads: int = 1) -> dict[str, str]:
+    """Run ``steps`` in dependency order.
+
+    Parameters
+    ----------
+    steps : sequence of Step
+    params : dict
+        Validated params.
+    outdir : path
+    resume : bool
+        Skip steps whose fingerprint matches the one recorded by a completed run.
+    until : str, optional
+        Stop after this step (its upstream steps run, downstream ones do not).
+    threads : int
+
+    Returns
+    -------
+    dict
+        Step name → ``"ran"`` or ``"skipped"``.
+    """
+    outdir = Path(outdir)
+    ordered = order_steps(steps)
+    names = [s.name for s in ordered]
+    if until is not None and until not in names:
+        raise InputError("--until", f"unknown step {until!r}", f"use one of: {', '.join(names)}")
+    if until is not None:
+        keep = _ancestors(ordered, until)
+        ordered = [s for s in ordered if s.name in keep]
+    code = code_version()
+    fps: dict[str, str] = {}
+    status: dict[str, str] = {}
+    t_start = time.monotonic()
+    for i, step in enumerate(ordered, 1):
+        ups = {d: fps[d] for d in (*step.needs, *step.optional_needs) if d in fps}
+        fp = fingerprint(step, params, ups, code)
+        fps[step.name] = fp
+        marker = outdir / MARKER_DIR / f"{step.name}.json"
+        if resume and marker.exists():
+            try:
+                recorded = json.loads(marker.read_text())
+            except json.JSONDecodeError:
+                recorded = {}
+            if recorded.get("fingerprint") == fp:
+                log.info("[%d/%d] %s: unchanged, skipped (resume)", i, len(ordered), step.name)
+                status[step.name] = "skipped"
+                continue
+        if marker.exists():
+            marker.unlink()
+        log.info("[%d/%d] %s: running", i, len(ordered), step.name)
+        t0 = time.monotonic()
+        ctx = StepContext(params=params, outdir=outdir, threads=threads, log=get_logger(step.name))
+        summary = step.run(ctx) or {}
+        dt = time.monotonic() - t0
+        write_json({"step": step.name, "fingerprint": fp, "summary": summary}, marker)
+        log.info("[%d/%d] %s: done in %.1fs — %s", i, len(ordered), step.name, dt, _one_line(summary))
+        status[step.name] = "ran"
+    log.info("pipeline finished in %.1fs: %d ran, %d skipped; outputs in %s",
+             time.monotonic() - t_start, sum(v == "ran" for v in status.values()),
+             sum(v == "skipped" for v in status.values()), outdir)
+    return status
+
+
+def _ancestors(ordered: Sequence[Step], name: str) -> set[str]:
+    by_name = {s.name: s for s in ordered}
+    keep: set[str] = set()
+    stack = [name]
+    while stack:
+        n = stack.pop()
+        if n in keep or n not in by_name:
+            continue
+        keep.add(n)
+        stack.extend(by_name[n].needs)
+        stack.extend(d for d in by_name[n].optional_needs if d in by_name)
+    return keep
+
+
+def _one_line(summary: dict) -> str:
+    items = [f"{k}={v}" for k, v in summary.items() if isinstance(v, (int, float, str, bool))]
+    return ", ".join(items[:8]) if items else "(no summary)"
+
+
+__all__ = ["Step", "StepContext", "order_steps", "run_pipeline", "fingerprint", "code_version", "dumps_json"]

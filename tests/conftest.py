@@ -1,0 +1,81 @@
+"""Shared fixtures: the tiny simulated study and the pipeline run on it.
+
+Both are built once per test session. ``CAVEAT_DEMO_DIR`` may point at an
+existing ``caveat simulate --preset demo`` output (with ``results/`` from
+``caveat run``) for the ``demo``-marked tests; otherwise they build it (slow).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+REAL_DATA = SHARED / "data" / "real"
+
+
+def _need_tools(*tools: str) -> None:
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        pytest.fail(f"missing tools {missing}: run `make setup` (installs bowtie2, samtools, bcftools)")
+
+
+@pytest.fixture(scope="session")
+def tiny_sim(tmp_path_factory) -> Path:
+    """Directory written by ``caveat simulate --preset tiny --seed 7``."""
+    from caveat.simulate import simulate
+
+    _need_tools("bowtie2", "bowtie2-build")
+    out = tmp_path_factory.mktemp("tiny_sim")
+    simulate("tiny", seed=7, out=out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_sim, tmp_path_factory) -> Path:
+    """Outdir of ``caveat run`` (every available step) on the tiny study."""
+    from caveat.engine import run_pipeline
+    from caveat.params import load_params
+    from caveat.pipeline import pipeline_steps
+
+    outdir = tmp_path_factory.mktemp("tiny_run")
+    steps = pipeline_steps()
+    params = load_params(tiny_sim / "params.yaml", {"outdir": str(outdir)}, steps)
+    run_pipeline(steps, params, outdir, threads=2)
+    return outdir
+
+
+def _demo_dir(tmp_path_factory) -> Path:
+    env = os.environ.get("CAVEAT_DEMO_DIR")
+    if env:
+        return Path(env)
+    from caveat.simulate import simulate
+
+    out = tmp_path_factory.mktemp("demo_sim")
+    simulate("demo", seed=1, out=out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def demo_sim(tmp_path_factory) -> Path:
+    """The demo-preset study (``CAVEAT_DEMO_DIR`` or built now: minutes)."""
+    _need_tools("bowtie2", "bowtie2-build")
+    return _demo_dir(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def demo_run(demo_sim) -> Path:
+    """Outdir of the pipeline on the demo study (``<demo>/results``, resumed if present)."""
+    from caveat.engine import run_pipeline
+    from caveat.params import load_params
+    from caveat.pipeline import pipeline_steps
+
+    outdir = demo_sim / "results"
+    steps = pipeline_steps()
+    params = load_params(demo_sim / "params.yaml", {"outdir": str(outdir)}, steps)
+    run_pipeline(steps, params, outdir, resume=True, threads=2)
+    return outdir
