@@ -79,5 +79,16 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def run_entry(step_main) -> int:
+    """Run a step's ``main`` from a ``bin/<step>.py`` entry script: logging on,
+    user errors printed as one clear message (exit 1) instead of a traceback."""
+    setup_logging(logging.INFO)
+    try:
+        return int(step_main(sys.argv[1:]) or 0)
+    except CaveatError as e:
+        print(f"{Path(sys.argv[0]).name}: error: {e}", file=sys.stderr)
+        return 1
+
+
 if __name__ == "__main__":
     sys.exit(main())

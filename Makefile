@@ -1,0 +1,37 @@
+# caveat — the two commands a newcomer needs:
+#   make demo   set up, simulate the demo study, run the whole pipeline, print the report's path
+#   make test   set up and run the test suite (what CI runs)
+SHELL := /bin/bash
+PY    := .venv/bin/python
+DEMO  ?= demo
+THREADS ?= 2
+
+.PHONY: setup demo test test-slow test-demo bench clean
+
+setup:
+	scripts/setup.sh
+
+demo: setup
+	@# the simulation is deterministic: reuse it when complete (its summary is written last)
+	[[ -f $(DEMO)/simulate.summary.json ]] || $(PY) -m caveat.cli simulate --preset demo --seed 1 --out $(DEMO) --threads $(THREADS)
+	$(PY) -m caveat.cli run --params $(DEMO)/params.yaml --outdir $(DEMO)/results --resume --threads $(THREADS)
+	@if [[ -f $(DEMO)/results/report.html ]]; then echo "report: $$(realpath $(DEMO)/results/report.html)"; \
+	 else echo "outputs: $$(realpath $(DEMO)/results)"; fi
+
+test:
+	scripts/setup.sh --test
+	$(PY) -m pytest -q
+
+test-slow:
+	scripts/setup.sh --test
+	$(PY) -m pytest -q -m slow
+
+test-demo:
+	scripts/setup.sh --test
+	CAVEAT_DEMO_DIR=$${CAVEAT_DEMO_DIR:-} $(PY) -m pytest -q -m demo
+
+bench: setup
+	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(DEMO) .pytest_cache

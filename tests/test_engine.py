@@ -1,0 +1,170 @@
+"""The local engine: order, resume, --until, and crash safety."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from caveat.engine import MARKER_DIR, Step, order_steps, run_pipeline
+from caveat.errors import InputError
+from caveat.io import write_json
+from caveat.params import validate
+
+
+def _toy_steps(calls: list[str]) -> list[Step]:
+    """a → b → c, where b reads param `b_scale`; each writes one JSON output."""
+
+    def make(name, upstream=None):
+        def run(ctx):
+            calls.append(name)
+            value = 1
+            if upstream:
+                value = json.loads((ctx.outdir / f"{upstream}.json").read_text())["value"]
+            value *= ctx.params.get(f"{name}_scale", 1)
+            write_json({"value": value}, ctx.out(f"{name}.json"))
+            return {"value": value}
+
+        return run
+
+    return [
+        Step("a", make("a"), params={"a_scale": 1}),
+        Step("b", make("b", "a"), needs=("a",), params={"b_scale": 2}),
+        Step("c", make("c", "b"), needs=("b",), params={}),
+    ]
+
+
+def test_order_is_topological_and_stable():
+    s = _toy_steps([])
+    shuffled = [s[2], s[0], s[1]]
+    assert [x.name for x in order_steps(shuffled)] == ["a", "b", "c"]
+    with pytest.raises(ValueError, match="unknown step"):
+        order_steps([Step("x", lambda c: {}, needs=("nope",))])
+    with pytest.raises(ValueError, match="cycle"):
+        order_steps([Step("x", lambda c: {}, needs=("y",)), Step("y", lambda c: {}, needs=("x",))])
+
+
+def test_resume_skips_unchanged_and_reruns_changed(tmp_path):
+    calls: list[str] = []
+    steps = _toy_steps(calls)
+    params = validate({}, steps)
+    st = run_pipeline(steps, params, tmp_path)
+    assert st == {"a": "ran", "b": "ran", "c": "ran"}
+    assert json.loads((tmp_path / "c.json").read_text())["value"] == 2
+
+    calls.clear()
+    st = run_pipeline(steps, params, tmp_path, resume=True)
+    assert st == {"a": "skipped", "b": "skipped", "c": "skipped"}
+    assert calls == []
+
+    # changing b's param reruns b and everything downstream, not a
+    params2 = validate({"b_scale": 5}, steps)
+    st = run_pipeline(steps, params2, tmp_path, resume=True)
+    assert st == {"a": "skipped", "b": "ran", "c": "ran"}
+    assert json.loads((tmp_path / "c.json").read_text())["value"] == 5
+
+    # without --resume everything runs again
+    calls.clear()
+    run_pipeline(steps, params2, tmp_path)
+    assert calls == ["a", "b", "c"]
+
+
+def test_input_file_change_reruns(tmp_path):
+    calls: list[str] = []
+    data = tmp_path / "input.txt"
+    data.write_text("one")
+    step = Step("r", lambda ctx: calls.append("r") or {}, input_files=lambda p: [data])
+    run_pipeline([step], {}, tmp_path / "out")
+    run_pipeline([step], {}, tmp_path / "out", resume=True)
+    assert calls == ["r"]
+    data.write_text("two")
+    run_pipeline([step], {}, tmp_path / "out", resume=True)
+    assert calls == ["r", "r"]
+
+
+def test_until_stops_after_named_step(tmp_path):
+    calls: list[str] = []
+    steps = _toy_steps(calls)
+    run_pipeline(steps, validate({}, steps), tmp_path, until="b")
+    assert calls == ["a", "b"]
+    assert not (tmp_path / "c.json").exists()
+    with pytest.raises(InputError, match="unknown step"):
+        run_pipeline(steps, validate({}, steps), tmp_path, until="zzz")
+
+
+def test_failed_step_leaves_no_marker_and_reruns(tmp_path):
+    calls: list[str] = []
+
+    def boom(ctx):
+        calls.append("boom")
+        with open(ctx.out("partial.txt.tmp"), "w") as fh:  # simulates a crash mid-step
+            fh.write("half")
+        raise RuntimeError("disk full")
+
+    step = Step("boom", boom)
+    with pytest.raises(RuntimeError):
+        run_pipeline([step], {}, tmp_path)
+    assert not (tmp_path / MARKER_DIR / "boom.json").exists()
+    with pytest.raises(RuntimeError):
+        run_pipeline([step], {}, tmp_path, resume=True)
+    assert calls == ["boom", "boom"]
+
+
+KILL_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from caveat.engine import Step, run_pipeline
+    from caveat.io import atomic_path
+
+    def slow_writer(ctx):
+        with atomic_path(ctx.out("big.txt")) as tmp:
+            with open(tmp, "w") as fh:
+                for i in range(10_000):
+                    fh.write("x" * 1000 + "\\n")
+                    fh.flush()
+                    if i == 5:
+                        Path(sys.argv[2]).write_text("writing")
+                    time.sleep(0.01)
+        return {}
+
+    run_pipeline([Step("slow", slow_writer)], {}, Path(sys.argv[1]))
+    """
+)
+
+
+def test_step_killed_mid_write_leaves_nothing_that_looks_complete(tmp_path):
+    out = tmp_path / "out"
+    flag = tmp_path / "flag"
+    script = tmp_path / "kill_me.py"
+    script.write_text(KILL_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script), str(out), str(flag)])
+    deadline = time.monotonic() + 60
+    while not flag.exists():
+        assert proc.poll() is None, "writer exited before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "big.txt").exists()
+    assert not (out / MARKER_DIR / "slow.json").exists()
+    # the leftover is a hidden temp file, never the final name
+    leftovers = [p.name for p in out.iterdir() if p.is_file()]
+    assert all(name.startswith(".tmp-") for name in leftovers)
+
+
+def test_cli_run_with_unknown_param_names_key(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("inptu: x.csv\n")
+    r = subprocess.run([sys.executable, "-m", "caveat.cli", "run", "--params", str(params)],
+                       capture_output=True, text=True)
+    assert r.returncode == 1
+    assert "inptu" in r.stderr and "did you mean 'input'" in r.stderr
+    assert "Traceback" not in r.stderr
