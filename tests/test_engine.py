@@ -168,3 +168,12 @@ def test_cli_run_with_unknown_param_names_key(tmp_path):
     assert r.returncode == 1
     assert "inptu" in r.stderr and "did you mean 'input'" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_seed_change_reruns_even_if_step_does_not_declare_it(tmp_path):
+    calls: list[str] = []
+    step = Step("s", lambda ctx: calls.append("s") or {})
+    run_pipeline([step], {"seed": 1}, tmp_path)
+    run_pipeline([step], {"seed": 1}, tmp_path, resume=True)
+    run_pipeline([step], {"seed": 2}, tmp_path, resume=True)
+    assert calls == ["s", "s"]

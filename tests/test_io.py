@@ -44,3 +44,12 @@ def test_parquet_roundtrip_is_byte_identical(tmp_path):
     assert file_digest(tmp_path / "a.parquet") == file_digest(tmp_path / "b.parquet")
     back = read_parquet(tmp_path / "a.parquet")
     pd.testing.assert_frame_equal(back, df.reset_index(drop=True))
+
+
+def test_write_parquet_accepts_arrow_table_keeping_empty_types(tmp_path):
+    import pyarrow as pa
+
+    t = pa.table({"variant_id": pa.array([], pa.string()), "ref_count": pa.array([], pa.int32())})
+    write_parquet(t, tmp_path / "e.parquet")
+    back = read_parquet(tmp_path / "e.parquet")
+    assert len(back) == 0 and str(back["ref_count"].dtype) == "int32"

@@ -142,7 +142,8 @@ def fingerprint(step: Step, params: dict, upstream: dict[str, str], code: str) -
     record = {
         "step": step.name,
         "code": code,
-        "params": {k: params.get(k) for k in sorted(step.params)},
+        # seed is read by every stochastic step; always part of the fingerprint
+        "params": {k: params.get(k) for k in sorted({*step.params, "seed"})},
         "files": sorted(files),
         "upstream": {k: upstream[k] for k in sorted(upstream)},
     }

@@ -96,7 +96,7 @@ def read_json(path: str | os.PathLike):
 
 
 def write_parquet(df, path: str | os.PathLike) -> Path:
-    """Write a pandas or polars DataFrame to Parquet atomically and deterministically.
+    """Write a pandas/polars DataFrame or an Arrow table to Parquet atomically and deterministically.
 
     Pandas indexes are dropped; compression is zstd; no pandas metadata with
     absolute paths or timestamps is stored.
@@ -104,7 +104,9 @@ def write_parquet(df, path: str | os.PathLike) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    if hasattr(df, "to_arrow"):  # polars
+    if isinstance(df, pa.Table):
+        table = df
+    elif hasattr(df, "to_arrow"):  # polars
         table = df.to_arrow()
     else:
         table = pa.Table.from_pandas(df, preserve_index=False)
