@@ -81,7 +81,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_entry(step_main) -> int:
     """Run a step's ``main`` from a ``bin/<step>.py`` entry script: logging on,
-    user errors printed as one clear message (exit 1) instead of a traceback."""
+    user errors printed as one clear message (exit 1) instead of a traceback.
+    ``--version`` alone prints the package version (what Nextflow's versions topic records)."""
+    if sys.argv[1:] == ["--version"]:
+        print(__version__)
+        return 0
     setup_logging(logging.INFO)
     try:
         return int(step_main(sys.argv[1:]) or 0)

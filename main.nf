@@ -1,0 +1,95 @@
+#!/usr/bin/env nextflow
+/*
+ * caveat — Chromatin Accessibility Variant Effect Accuracy Testbed
+ *
+ *   nextflow run <repo> -profile test,docker --outdir results
+ *   nextflow run <repo> -profile slurm,singularity,gpu -params-file params.yaml -resume
+ *
+ * The params file is the same as `caveat run --params` (the local engine) reads.
+ * Outputs are laid out below params.outdir as docs/nextflow.md describes.
+ */
+
+include { validateParameters; paramsSummaryLog } from 'plugin/nf-schema'
+include { CAVEAT                               } from './workflows/caveat'
+
+workflow {
+    main:
+    validateParameters()
+    log.info(paramsSummaryLog(workflow))
+
+    CAVEAT()
+
+    ch_versions = channel.topic('versions')
+        .map { process, tool, version -> "${process.tokenize(':').last()}\t${tool}\t${version.trim()}" }
+        .unique()
+        .collectFile(name: 'software_versions.tsv', seed: 'process\ttool\tversion', newLine: true, sort: true)
+
+    publish:
+    wasp           = CAVEAT.out.wasp_bam.map { _meta, bam, bai -> [bam, bai] }.mix(CAVEAT.out.wasp_stats.map { _meta, stats -> stats })
+    counts         = CAVEAT.out.counts.map { _meta, parquet -> parquet }
+    insertions     = CAVEAT.out.bigwig.mix(CAVEAT.out.pseudobulk).map { _meta, bigwig -> bigwig }
+    peaks          = CAVEAT.out.peaks.mix(CAVEAT.out.donor_counts).map { _meta, parquet -> parquet }
+    called_peaks   = CAVEAT.out.called_peaks.map { _meta, files -> files }
+    ldsc           = CAVEAT.out.ldsc.map { _meta, folder -> folder }
+    imbalance      = CAVEAT.out.imbalance.mix(CAVEAT.out.variant_sets).map { _meta, parquet -> parquet }
+    windows        = CAVEAT.out.windows.map { _meta, windows, _summary -> windows }
+    models         = CAVEAT.out.models.filter { meta, _folder -> !meta.cell_type }.map { _meta, folder -> folder }
+    models_single  = CAVEAT.out.models.filter { meta, _folder -> meta.cell_type }.map { _meta, folder -> folder }
+    predictions    = CAVEAT.out.predictions.map { _meta, parquet -> parquet }
+    variant_scores = CAVEAT.out.scores.map { _meta, parquet -> parquet }
+    metrics        = CAVEAT.out.metrics.map { _meta, parquet -> parquet }
+    report         = CAVEAT.out.report.map { _meta, html -> html }
+    summaries      = CAVEAT.out.summaries.map { _meta, json -> json }
+    versions       = ch_versions
+}
+
+output {
+    wasp {
+        path 'wasp'
+    }
+    counts {
+        path 'counts'
+    }
+    insertions {
+        path 'insertions'
+    }
+    peaks {
+        path '.'
+    }
+    called_peaks {
+        path 'peaks'
+    }
+    ldsc {
+        path '.'
+    }
+    imbalance {
+        path '.'
+    }
+    windows {
+        path '.'
+    }
+    models {
+        path 'models'
+    }
+    models_single {
+        path 'models/single_task'
+    }
+    predictions {
+        path '.'
+    }
+    variant_scores {
+        path 'variant_scores'
+    }
+    metrics {
+        path '.'
+    }
+    report {
+        path '.'
+    }
+    summaries {
+        path '.'
+    }
+    versions {
+        path 'pipeline_info'
+    }
+}

@@ -1,0 +1,44 @@
+process CLUSTER_PEAKS {
+    // Union peaks × cell types accessibility (log2 CPM + 1) → specificity (tau) and
+    // clusters: one ubiquitous, the rest cell-type specific. Calls MACS3 peaks on the
+    // pseudobulk of cell types whose samplesheet rows give no peaks.
+    tag "${meta.id}"
+    label 'process_medium'
+    container 'ghcr.io/caveat-bench/caveat:0.1.0'
+
+    input:
+    tuple val(meta), path(samplesheet), path(bigwigs, stageAs: 'insertions/*'), path(peak_beds, stageAs: 'input_peaks/*')
+    tuple path(fasta), path(fai)
+    path cluster_assignments
+
+    output:
+    tuple val(meta), path('peaks.parquet'), emit: peaks
+    tuple val(meta), path('peaks_donor_counts.parquet'), emit: donor_counts
+    tuple val(meta), path('cluster_peaks.summary.json'), emit: summary
+    tuple val(meta), path('peaks/*'), emit: called_peaks, optional: true
+    tuple val(meta), path('ldsc'), emit: ldsc, optional: true
+    tuple val("${task.process}"), val('caveat'), eval('cluster_peaks.py --version'), emit: versions_caveat, topic: versions
+    tuple val("${task.process}"), val('macs3'), eval('macs3 --version | sed "s/^macs3 //"'), emit: versions_macs3, topic: versions
+
+    script:
+    def args = task.ext.args ?: ''
+    def assignments = cluster_assignments ? "--cluster-assignments ${cluster_assignments}" : ''
+    """
+    # a real file here, so that the peaks paths in it resolve against this task's folder
+    cat ${samplesheet} > samplesheet.task.csv
+
+    cluster_peaks.py \\
+        --input samplesheet.task.csv \\
+        --fasta ${fasta} \\
+        --insertions insertions \\
+        ${assignments} \\
+        --outdir . \\
+        ${args}
+    """
+
+    stub:
+    """
+    touch peaks.parquet peaks_donor_counts.parquet
+    echo '{"peaks": 0}' > cluster_peaks.summary.json
+    """
+}

@@ -1,0 +1,32 @@
+process COUNT_ALLELES {
+    // REF/ALT/other counts at a sample's het SNPs on its WASP-filtered BAM, each fragment once.
+    tag "${meta.id}"
+    label 'process_low'
+    container 'ghcr.io/caveat-bench/caveat:0.1.0'
+
+    input:
+    tuple val(meta), path(bam), path(bai), path(het_snps)
+
+    output:
+    tuple val(meta), path("${meta.id}.parquet"), emit: counts
+    tuple val("${task.process}"), val('caveat'), eval('count_alleles.py --version'), emit: versions_caveat, topic: versions
+
+    script:
+    def args = task.ext.args ?: ''
+    """
+    count_alleles.py \\
+        --bam ${bam} \\
+        --het-snps ${het_snps} \\
+        --sample ${meta.id} \\
+        --donor ${meta.donor} \\
+        --cell-type ${meta.cell_type} \\
+        --threads ${task.cpus} \\
+        --out ${meta.id}.parquet \\
+        ${args}
+    """
+
+    stub:
+    """
+    touch ${meta.id}.parquet
+    """
+}

@@ -1,0 +1,35 @@
+process EVALUATE {
+    // Reference accuracy, over-correlation and variant-effect AUROCs (DeLong CIs), by stratum.
+    tag "${meta.id}"
+    label 'process_low'
+    container 'ghcr.io/caveat-bench/caveat:0.1.0'
+
+    input:
+    tuple val(meta), path(predictions), path(scores, stageAs: 'scores/*'), path(variant_sets), path(imbalance), path(peaks), path(donor_counts)
+
+    output:
+    tuple val(meta), path('metrics.parquet'), emit: metrics
+    tuple val(meta), path('evaluate.summary.json'), emit: summary
+    tuple val("${task.process}"), val('caveat'), eval('evaluate.py --version'), emit: versions_caveat, topic: versions
+
+    script:
+    def args = task.ext.args ?: ''
+    // the per-regime score tables are read as one Parquet dataset (the folder)
+    """
+    evaluate.py \\
+        --predictions ${predictions} \\
+        --scores scores \\
+        --variant-sets ${variant_sets} \\
+        --imbalance ${imbalance} \\
+        --peaks ${peaks} \\
+        --donor-counts ${donor_counts} \\
+        --out metrics.parquet \\
+        ${args}
+    """
+
+    stub:
+    """
+    touch metrics.parquet
+    echo '{"metrics": 0}' > evaluate.summary.json
+    """
+}

@@ -1,0 +1,32 @@
+process INSERTIONS_PSEUDOBULK {
+    // Sum of a cell type's sample insertion tracks (over donors) → pseudobulk bigWig.
+    tag "${meta.id}"
+    label 'process_low'
+    container 'ghcr.io/caveat-bench/caveat:0.1.0'
+
+    input:
+    tuple val(meta), path(bigwigs, stageAs: 'samples/*')
+    tuple path(fasta), path(fai)
+
+    output:
+    tuple val(meta), path("${meta.id}.pseudobulk.bw"), emit: bigwig
+    tuple val(meta), path("${meta.id}.pseudobulk.json"), emit: stats
+    tuple val("${task.process}"), val('caveat'), eval('insertions.py --version'), emit: versions_caveat, topic: versions
+
+    script:
+    def args = task.ext.args ?: ''
+    """
+    insertions.py \\
+        --fasta ${fasta} \\
+        --pseudobulk ${bigwigs} \\
+        --out-bw ${meta.id}.pseudobulk.bw \\
+        --stats ${meta.id}.pseudobulk.json \\
+        ${args}
+    """
+
+    stub:
+    """
+    touch ${meta.id}.pseudobulk.bw
+    echo '{"cell_type": "${meta.id}"}' > ${meta.id}.pseudobulk.json
+    """
+}

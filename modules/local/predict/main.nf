@@ -1,0 +1,47 @@
+process PREDICT {
+    // Reference predictions of every regime's model(s) on the test chromosomes (windows
+    // and union peaks), averaged over reverse complement and shifts — a GPU task.
+    tag "${meta.id}"
+    label 'process_gpu'
+    container "${task.accelerator ? 'ghcr.io/caveat-bench/caveat-gpu:0.1.0' : 'ghcr.io/caveat-bench/caveat:0.1.0'}"
+
+    input:
+    tuple val(meta), path(windows), path(dataset_summary), path(peaks)
+    tuple val(model_paths), path(model_dirs, stageAs: 'trained_?/*')
+    tuple path(fasta), path(fai)
+
+    output:
+    tuple val(meta), path('predictions.parquet'), emit: predictions
+    tuple val(meta), path('predict.summary.json'), emit: summary
+    tuple val("${task.process}"), val('caveat'), eval('predict.py --version'), emit: versions_caveat, topic: versions
+
+    script:
+    def args = task.ext.args ?: ''
+    def regimes = meta.regimes.join(' ')
+    """
+    # lay the staged model folders out as models/<regime>[/<cell_type>] (what --models expects)
+    dests=(${model_paths.join(' ')})
+    srcs=(${model_dirs.join(' ')})
+    for i in "\${!dests[@]}"; do
+        mkdir -p "models/\$(dirname "\${dests[\$i]}")"
+        ln -s "\$PWD/\${srcs[\$i]}" "models/\${dests[\$i]}"
+    done
+
+    predict.py \\
+        --windows ${windows} \\
+        --summary ${dataset_summary} \\
+        --fasta ${fasta} \\
+        --models models \\
+        --peaks ${peaks} \\
+        --regimes ${regimes} \\
+        --threads ${task.cpus} \\
+        --out predictions.parquet \\
+        ${args}
+    """
+
+    stub:
+    """
+    touch predictions.parquet
+    echo '{"rows": 0}' > predict.summary.json
+    """
+}

@@ -1,0 +1,38 @@
+process TRAIN {
+    // One training regime's model (single_task: one cell type's model) — a GPU task.
+    tag "${meta.id}"
+    label 'process_gpu'
+    container "${task.accelerator ? 'ghcr.io/caveat-bench/caveat-gpu:0.1.0' : 'ghcr.io/caveat-bench/caveat:0.1.0'}"
+
+    input:
+    tuple val(meta), path(windows), path(dataset_summary)
+    tuple path(fasta), path(fai)
+
+    output:
+    tuple val(meta), path("models/${meta.model_path}"), emit: model
+    tuple val(meta), path("train.${meta.id}.summary.json"), emit: summary
+    tuple val("${task.process}"), val('caveat'), eval('train.py --version'), emit: versions_caveat, topic: versions
+    tuple val("${task.process}"), val('torch'), eval('python3 -c "import torch; print(torch.__version__)"'), emit: versions_torch, topic: versions
+
+    script:
+    def args = task.ext.args ?: ''
+    def cell_type = meta.cell_type ? "--cell-type ${meta.cell_type}" : ''
+    """
+    train.py \\
+        --windows ${windows} \\
+        --summary ${dataset_summary} \\
+        --fasta ${fasta} \\
+        --regime ${meta.regime} \\
+        ${cell_type} \\
+        --threads ${task.cpus} \\
+        --outdir . \\
+        ${args}
+    """
+
+    stub:
+    """
+    mkdir -p models/${meta.model_path}
+    touch models/${meta.model_path}/model.pt models/${meta.model_path}/history.parquet
+    echo '{"models": {}}' > train.${meta.id}.summary.json
+    """
+}

@@ -1,0 +1,50 @@
+process WASP_REMAP {
+    // WASP mapping filter for one sample on one chromosome: reads over that donor's
+    // het SNPs are allele-swapped, remapped with the same aligner and kept only if
+    // every version maps back to the same place; then unbiased dedup.
+    tag "${meta.id}:${chrom}"
+    label 'process_medium'
+    container 'ghcr.io/caveat-bench/caveat:0.1.0'
+
+    input:
+    tuple val(meta), path(bam), path(bai), val(chrom)
+    tuple path(fasta), path(fai)
+    tuple path(vcf), path(tbi)
+    tuple path(index, stageAs: 'aligner_index/*'), val(index_prefix)
+    path contig_map
+
+    output:
+    tuple val(meta), val(chrom), path("${meta.id}.${chrom}.bam"), path("${meta.id}.${chrom}.bam.bai"), emit: bam
+    tuple val(meta), val(chrom), path("${meta.id}.${chrom}.het_snps.parquet"), emit: het_snps
+    tuple val(meta), path("${meta.id}.${chrom}.stats.json"), emit: stats
+    tuple val("${task.process}"), val('caveat'), eval('wasp_remap.py --version'), emit: versions_caveat, topic: versions
+    tuple val("${task.process}"), val('bowtie2'), eval('bowtie2 --version 2>&1 | head -n 1 | sed "s/^.*version //"'), emit: versions_bowtie2, topic: versions
+
+    script:
+    def args = task.ext.args ?: ''
+    def prefix = "${meta.id}.${chrom}"
+    def map_arg = contig_map ? "--contig-map ${contig_map}" : ''
+    """
+    wasp_remap.py \\
+        --bam ${bam} \\
+        --vcf ${vcf} \\
+        --fasta ${fasta} \\
+        ${map_arg} \\
+        --sample ${meta.id} \\
+        --donor ${meta.donor} \\
+        --chrom ${chrom} \\
+        --aligner-index aligner_index/${index_prefix} \\
+        --threads ${task.cpus} \\
+        --out-bam ${prefix}.bam \\
+        --out-stats ${prefix}.stats.json \\
+        --out-het-snps ${prefix}.het_snps.parquet \\
+        ${args}
+    """
+
+    stub:
+    def prefix = "${meta.id}.${chrom}"
+    """
+    touch ${prefix}.bam ${prefix}.bam.bai ${prefix}.het_snps.parquet
+    echo '{"sample": "${meta.id}", "reads_in": 0}' > ${prefix}.stats.json
+    """
+}

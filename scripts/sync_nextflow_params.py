@@ -1,0 +1,214 @@
+#!/usr/bin/env python3
+"""Keep Nextflow's params in step with the Python steps' params.
+
+The params are one flat namespace shared by the local engine (`caveat run`) and
+Nextflow; each step declares its own keys with defaults (``Step.params``) and
+:func:`caveat.params.defaults` gathers them. This script writes, from them:
+
+- the ``params {}`` block of ``nextflow.config`` (between the BEGIN/END markers),
+- ``nextflow_schema.json`` (nf-schema, JSON Schema draft 2020-12): one group per
+  step, in pipeline order. Hand-written details of an existing entry
+  (description, enum, format, minimum …) are kept; new keys get a type inferred
+  from the default and a placeholder description to edit;
+- the tiny-preset block of ``conf/test.config`` from
+  ``caveat.simulate.presets.PRESET_PARAMS["tiny"]``.
+
+Usage::
+
+    scripts/sync_nextflow_params.py           # rewrite the three files
+    scripts/sync_nextflow_params.py --check   # exit 1 if any is out of date
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bin"))
+
+CONFIG = REPO / "nextflow.config"
+SCHEMA = REPO / "nextflow_schema.json"
+TEST_CONFIG = REPO / "conf" / "test.config"
+PARAMS_BEGIN = "    // BEGIN caveat params"
+PARAMS_END = "    // END caveat params"
+TINY_BEGIN = "    // BEGIN tiny preset params"
+TINY_END = "    // END tiny preset params"
+
+COMMON_GROUP = "input_output_options"
+#: Types of params whose default is null (the default cannot tell).
+NULL_DEFAULT_TYPES = {
+    "cluster_k": "integer", "train_max_windows": "integer", "peak_macs3_gsize": "integer",
+    "dataset_chroms": "array", "match_max_ratio": "number",
+}
+
+
+def param_owners() -> dict[str, str]:
+    """Param key → the group it belongs to (``input_output_options`` or ``<step>_options``)."""
+    from caveat.params import COMMON_PARAMS
+    from caveat.pipeline import pipeline_steps
+
+    owners = {k: COMMON_GROUP for k in COMMON_PARAMS}
+    for step in pipeline_steps():
+        for k in step.params:
+            owners.setdefault(k, f"{step.name}_options")
+    return owners
+
+
+def groovy(value) -> str:
+    """A Python default as a Nextflow config literal."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(groovy(v) for v in value) + "]"
+    raise TypeError(f"no Nextflow literal for {value!r}")
+
+
+def json_type(key: str, value, path_keys: set[str]) -> dict:
+    """A schema entry's type part, inferred from the default."""
+    if value is None:
+        t = NULL_DEFAULT_TYPES.get(key, "string")
+        out = {"type": t}
+        if key in path_keys and t == "string":
+            out["format"] = "path"
+        return out
+    if isinstance(value, bool):
+        return {"type": "boolean"}
+    if isinstance(value, int):
+        return {"type": "integer"}
+    if isinstance(value, float):
+        return {"type": "number"}
+    if isinstance(value, (list, tuple)):
+        item = json_type(key, value[0], set()) if value else {"type": "string"}
+        return {"type": "array", "items": item}
+    return {"type": "string"}
+
+
+def render_params_block(defaults: dict) -> str:
+    width = max(len(k) for k in defaults)
+    lines = [f"    {k:<{width}} = {groovy(v)}" for k, v in defaults.items()]
+    return "\n".join(lines)
+
+
+def replace_between(text: str, begin: str, end: str, body: str, where: Path) -> str:
+    i = text.find(begin)
+    j = text.find(end)
+    if i < 0 or j < 0:
+        raise SystemExit(f"{where}: markers {begin.strip()!r} … {end.strip()!r} missing")
+    i = text.index("\n", i) + 1
+    return text[:i] + (body + "\n" if body else "") + text[j:]
+
+
+def build_schema(defaults: dict, owners: dict[str, str], path_keys: set[str], old: dict) -> dict:
+    """The nf-schema document: old hand-written entries kept, new keys added, gone keys dropped."""
+    old_defs = old.get("$defs", {})
+    old_props = {k: v for g in old_defs.values() for k, v in g.get("properties", {}).items()}
+    groups: dict[str, dict] = {}
+    for key, value in defaults.items():
+        group = owners[key]
+        g = groups.setdefault(group, _group_header(group, old_defs.get(group)))
+        entry = dict(old_props.get(key) or {})
+        inferred = json_type(key, value, path_keys)
+        if entry.get("type") != inferred["type"]:
+            entry = {**inferred, "description": entry.get("description") or _placeholder(key, group)}
+        entry.setdefault("description", _placeholder(key, group))
+        if value is None:
+            entry.pop("default", None)
+        else:
+            entry["default"] = list(value) if isinstance(value, tuple) else value
+        g["properties"][key] = _ordered(entry)
+    required = [k for k in ("input", "fasta", "vcf", "outdir") if k in defaults]
+    if COMMON_GROUP in groups:
+        groups[COMMON_GROUP]["required"] = required
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://raw.githubusercontent.com/caveat-bench/caveat/main/nextflow_schema.json",
+        "title": "caveat pipeline parameters",
+        "description": old.get("description") or "Chromatin Accessibility Variant Effect Accuracy Testbed: "
+                       "an allele-specific ATAC-seq benchmark for sequence-to-accessibility models. "
+                       "The same keys as `caveat run --params` (see `caveat params`).",
+        "type": "object",
+        "$defs": groups,
+        "allOf": [{"$ref": f"#/$defs/{g}"} for g in groups],
+    }
+
+
+def _group_header(group: str, old: dict | None) -> dict:
+    title = "Input/output options" if group == COMMON_GROUP else group.removesuffix("_options").replace("_", " ") + " options"
+    head = {"title": title, "type": "object", "description": "", "properties": {}}
+    if old:
+        head.update({k: v for k, v in old.items() if k not in ("properties", "required")})
+    if not head["description"]:
+        head["description"] = ("Samplesheet, genome, genotypes and where outputs go." if group == COMMON_GROUP
+                               else f"Params of the `{group.removesuffix('_options')}` step.")
+    head["properties"] = {}
+    return head
+
+
+def _placeholder(key: str, group: str) -> str:
+    return f"TODO: describe `{key}` ({group.removesuffix('_options')})."
+
+
+_ORDER = ("type", "format", "exists", "mimetype", "schema", "items", "enum", "minimum", "maximum",
+          "exclusiveMinimum", "pattern", "default", "description", "help_text", "fa_icon", "hidden")
+
+
+def _ordered(entry: dict) -> dict:
+    keys = [k for k in _ORDER if k in entry] + sorted(k for k in entry if k not in _ORDER)
+    return {k: entry[k] for k in keys}
+
+
+def tiny_preset_block() -> str:
+    try:
+        from caveat.simulate.presets import PRESET_PARAMS
+    except ImportError:
+        return ""
+    tiny = PRESET_PARAMS.get("tiny", {})
+    return "\n".join(f"    {k} = {groovy(v)}" for k, v in tiny.items())
+
+
+def render() -> dict[Path, str]:
+    """The three files' new text."""
+    from caveat.params import defaults as all_defaults, path_params
+
+    defaults = all_defaults()
+    owners = param_owners()
+    old = json.loads(SCHEMA.read_text()) if SCHEMA.exists() else {}
+    schema = build_schema(defaults, owners, path_params(), old)
+    config = replace_between(CONFIG.read_text(), PARAMS_BEGIN, PARAMS_END, render_params_block(defaults), CONFIG)
+    test_config = replace_between(TEST_CONFIG.read_text(), TINY_BEGIN, TINY_END, tiny_preset_block(), TEST_CONFIG)
+    return {CONFIG: config, SCHEMA: json.dumps(schema, indent=4) + "\n", TEST_CONFIG: test_config}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="only report files that are out of date (exit 1)")
+    args = ap.parse_args(argv)
+    stale = []
+    for path, text in render().items():
+        if not path.exists() or path.read_text() != text:
+            stale.append(path)
+            if not args.check:
+                tmp = path.with_suffix(path.suffix + ".tmp")
+                tmp.write_text(text)
+                tmp.replace(path)
+    for p in stale:
+        print(f"{'out of date' if args.check else 'updated'}: {p.relative_to(REPO)}")
+    schema = json.loads(SCHEMA.read_text())
+    todo = [k for g in schema["$defs"].values() for k, e in g["properties"].items()
+            if e.get("description", "").startswith("TODO")]
+    if todo:
+        print(f"note: {len(todo)} params still have a TODO description in nextflow_schema.json")
+    return 1 if (args.check and stale) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

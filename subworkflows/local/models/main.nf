@@ -1,0 +1,68 @@
+/*
+ * MODELS: training windows, one GPU task per training regime (single_task: one per
+ * cell type), reference predictions, and variant scoring per regime.
+ */
+
+include { BUILD_DATASET  } from '../../../modules/local/build_dataset/main'
+include { TRAIN          } from '../../../modules/local/train/main'
+include { PREDICT        } from '../../../modules/local/predict/main'
+include { SCORE_VARIANTS } from '../../../modules/local/score_variants/main'
+
+workflow MODELS {
+    take:
+    pseudobulk     // [meta(id: cell type), pseudobulk bigWig]
+    peaks          // [meta, peaks.parquet]
+    variant_sets   // [meta, variant_sets.parquet]
+    cell_types     // list of cell types (samplesheet order)
+    fasta          // [fasta, fai]
+    regimes        // list of regimes to train
+    blacklist      // path, or []
+    score_vcf      // path of a VCF whose variants are scored too, or []
+
+    main:
+    // targets in samplesheet cell-type order
+    ch_dataset_in = pseudobulk
+        .map { meta, bigwig -> [meta.id, bigwig] }
+        .toList()
+        .map { tracks -> [tracks] }   // combine concatenates list items: keep the list one element
+        .combine(cell_types.map { names -> [names] })
+        .map { tracks, names -> [names, names.collect { name -> tracks.find { track -> track[0] == name }[1] }] }
+        .combine(peaks.map { _meta, parquet -> parquet })
+        .map { names, bigwigs, peaks_parquet -> [[id: 'all'], names, bigwigs, peaks_parquet] }
+    BUILD_DATASET(ch_dataset_in, fasta, blacklist)
+
+    // one training unit per regime; single_task: one per cell type
+    ch_train_units = cell_types
+        .flatMap { names ->
+            regimes.collectMany { regime ->
+                regime == 'single_task'
+                    ? names.collect { name -> [id: "single_task.${name}", regime: regime, cell_type: name, model_path: "single_task/${name}"] }
+                    : [[id: regime, regime: regime, cell_type: null, model_path: regime]]
+            }
+        }
+    ch_train_in = ch_train_units
+        .combine(BUILD_DATASET.out.windows.map { _meta, windows, summary -> [windows, summary] })
+    TRAIN(ch_train_in, fasta)
+
+    ch_trained = TRAIN.out.model
+        .toSortedList { a, b -> a[0].id <=> b[0].id }
+        .map { models -> [models.collect { m -> m[0].model_path }, models.collect { m -> m[1] }] }
+    ch_predict_in = BUILD_DATASET.out.windows
+        .combine(peaks.map { _meta, parquet -> parquet })
+        .map { _meta, windows, summary, peaks_parquet -> [[id: 'all', regimes: regimes], windows, summary, peaks_parquet] }
+    PREDICT(ch_predict_in, ch_trained, fasta)
+
+    ch_score_in = TRAIN.out.model
+        .combine(variant_sets.map { _meta, parquet -> parquet })
+    SCORE_VARIANTS(ch_score_in, fasta, score_vcf)
+
+    emit:
+    windows        = BUILD_DATASET.out.windows     // [meta, windows.parquet, build_dataset.summary.json]
+    models         = TRAIN.out.model               // [meta(regime, cell_type, model_path), model folder]
+    trained        = ch_trained                    // [model paths, model folders]
+    train_summary  = TRAIN.out.summary             // [meta, train.<unit>.summary.json]
+    predictions    = PREDICT.out.predictions       // [meta, predictions.parquet]
+    predict_summary = PREDICT.out.summary          // [meta, predict.summary.json]
+    scores         = SCORE_VARIANTS.out.scores     // [meta, variant_scores.<unit>.parquet]
+    score_summary  = SCORE_VARIANTS.out.summary    // [meta, variant_scores.<unit>.summary.json]
+}

@@ -1,0 +1,182 @@
+"""nextflow_schema.json and assets/schema_input.json, checked with Python jsonschema.
+
+The params schema must list exactly the keys of ``caveat.params.defaults()`` with
+the same defaults (and nextflow.config the same block): one namespace for both
+engines. The samplesheet schema is what nf-schema validates on Nextflow; it is
+exercised here on the same file, with nf-schema's two custom keywords
+(``uniqueEntries``, ``exists``) implemented as nf-schema documents them, and
+rows read from CSV as nf-schema does (empty cells are absent).
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from caveat.errors import InputError
+from caveat.params import defaults
+from caveat.samplesheet import read_samplesheet
+
+REPO = Path(__file__).resolve().parents[1]
+PARAMS_SCHEMA = REPO / "nextflow_schema.json"
+INPUT_SCHEMA = REPO / "assets" / "schema_input.json"
+
+
+def _sync():
+    spec = importlib.util.spec_from_file_location("sync_nextflow_params", REPO / "scripts" / "sync_nextflow_params.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _schema_params(schema: dict) -> dict:
+    return {k: v for g in schema["$defs"].values() for k, v in g["properties"].items()}
+
+
+# ---------------------------------------------------------------- params schema
+
+def test_params_schema_is_valid_draft_2020_12():
+    schema = json.loads(PARAMS_SCHEMA.read_text())
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    jsonschema.Draft202012Validator.check_schema(schema)
+    # every group is referenced, every param has a type and a description
+    assert {r["$ref"].split("/")[-1] for r in schema["allOf"]} == set(schema["$defs"])
+    for k, v in _schema_params(schema).items():
+        assert v.get("type") and v.get("description"), k
+
+
+def test_params_schema_keys_and_defaults_match_caveat_params():
+    schema_params = _schema_params(json.loads(PARAMS_SCHEMA.read_text()))
+    py = defaults()
+    missing, extra = sorted(set(py) - set(schema_params)), sorted(set(schema_params) - set(py))
+    assert not missing and not extra, (
+        f"nextflow_schema.json out of step with caveat.params.defaults(): missing {missing}, extra {extra}; "
+        "run scripts/sync_nextflow_params.py")
+    for k, v in py.items():
+        want = list(v) if isinstance(v, tuple) else v
+        assert schema_params[k].get("default") == want, f"{k}: schema default {schema_params[k].get('default')!r} != {want!r}"
+
+
+def test_nextflow_config_and_schema_are_in_sync():
+    stale = [p.relative_to(REPO).as_posix() for p, text in _sync().render().items() if p.read_text() != text]
+    assert not stale, f"out of date: {stale}; run scripts/sync_nextflow_params.py"
+
+
+def test_sync_detects_a_new_param(monkeypatch):
+    """The sync check can fail: a step gaining a param makes the files stale."""
+    sync = _sync()
+    import caveat.params as cp
+
+    monkeypatch.setitem(cp.COMMON_PARAMS, "zz_new_param", 3)
+    files = sync.render()
+    assert "zz_new_param = 3" in " ".join(files[sync.CONFIG].split())
+    assert "zz_new_param" in _schema_params(json.loads(files[sync.SCHEMA]))
+    assert files[sync.CONFIG] != sync.CONFIG.read_text()
+
+
+def test_default_params_validate_and_bad_types_are_rejected(tmp_path):
+    schema = json.loads(PARAMS_SCHEMA.read_text())
+    params = {k: v for k, v in defaults().items() if v is not None}
+    params.update(input=str(tmp_path / "s.csv"), fasta=str(tmp_path / "g.fa"), vcf=str(tmp_path / "g.vcf.gz"))
+    jsonschema.validate(params, schema, cls=jsonschema.Draft202012Validator)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**params, "seed": "seven"}, schema, cls=jsonschema.Draft202012Validator)
+    missing = dict(params)
+    del missing["input"]
+    with pytest.raises(jsonschema.ValidationError, match="input"):
+        jsonschema.validate(missing, schema, cls=jsonschema.Draft202012Validator)
+
+
+# ---------------------------------------------------------------- samplesheet schema
+
+def _unique_entries(validator, columns, instance, schema):
+    """nf-schema's ``uniqueEntries``: no two rows share the values of these columns."""
+    if not validator.is_type(instance, "array"):
+        return
+    seen = {}
+    for i, row in enumerate(instance):
+        key = tuple(row.get(c) for c in columns)
+        if key in seen:
+            yield jsonschema.ValidationError(
+                f"rows {seen[key] + 1} and {i + 1} share {dict(zip(columns, key))}: {'/'.join(columns)} must be unique")
+        seen.setdefault(key, i)
+
+
+def _exists(validator, wanted, instance, schema):
+    """nf-schema's ``exists`` (with a file-path format): the file must exist."""
+    if wanted and isinstance(instance, str) and not Path(instance).exists():
+        yield jsonschema.ValidationError(f"the file or directory '{instance}' does not exist")
+
+
+NfSchemaValidator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator, {"uniqueEntries": _unique_entries, "exists": _exists})
+
+
+def _rows(csv_path: Path) -> list[dict]:
+    """CSV → list of objects as nf-schema sees them: empty cells are absent."""
+    with open(csv_path, newline="") as f:
+        return [{k: v for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+
+
+def _errors(csv_path: Path) -> list[str]:
+    schema = json.loads(INPUT_SCHEMA.read_text())
+    return [e.message for e in NfSchemaValidator(schema).iter_errors(_rows(csv_path))]
+
+
+@pytest.fixture
+def sheet_dir(tmp_path):
+    for name in ("D1_ctA.bam", "D2_ctA.bam", "D1_ctB.bam", "ctA.bed"):
+        (tmp_path / name).write_bytes(b"")
+    return tmp_path
+
+
+GOOD = ("sample,donor,cell_type,bam,peaks\n"
+        "D1_ctA,D1,ctA,{d}/D1_ctA.bam,{d}/ctA.bed\n"
+        "D2_ctA,D2,ctA,{d}/D2_ctA.bam,\n"
+        "D1_ctB,D1,ctB,{d}/D1_ctB.bam,\n")
+
+BAD = {
+    "missing_bam": ("sample,donor,cell_type,bam\nD1_ctA,D1,ctA,{d}/D1_ctA.bam\nD2_ctA,D2,ctA,\n", "'bam' is a required property"),
+    "duplicated_sample": ("sample,donor,cell_type,bam\nD1_ctA,D1,ctA,{d}/D1_ctA.bam\nD1_ctA,D2,ctA,{d}/D2_ctA.bam\n", "sample must be unique"),
+    "unknown_column": ("sample,donor,cell_type,bam,condition\nD1_ctA,D1,ctA,{d}/D1_ctA.bam,treated\n", "'condition' was unexpected"),
+    "duplicated_donor_cell_type": ("sample,donor,cell_type,bam\nD1_ctA,D1,ctA,{d}/D1_ctA.bam\nD1_ctA_2,D1,ctA,{d}/D2_ctA.bam\n", "donor/cell_type must be unique"),
+    "bam_not_found": ("sample,donor,cell_type,bam\nD1_ctA,D1,ctA,{d}/nope.bam\n", "does not exist"),
+    "bad_sample_name": ("sample,donor,cell_type,bam\nD1 ctA,D1,ctA,{d}/D1_ctA.bam\n", "does not match"),
+    "empty": ("sample,donor,cell_type,bam\n", "should be non-empty"),
+}
+
+
+def test_samplesheet_schema_is_valid_and_accepts_a_good_sheet(sheet_dir):
+    schema = json.loads(INPUT_SCHEMA.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    p = sheet_dir / "good.csv"
+    p.write_text(GOOD.format(d=sheet_dir))
+    assert _errors(p) == []
+    assert len(read_samplesheet(p)) == 3  # the local engine agrees
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_samplesheet_schema_rejects_bad_sheets_as_the_local_engine_does(sheet_dir, case):
+    text, message = BAD[case]
+    p = sheet_dir / f"{case}.csv"
+    p.write_text(text.format(d=sheet_dir))
+    errs = _errors(p)
+    assert any(message in e for e in errs), errs
+    with pytest.raises(InputError):
+        read_samplesheet(p)
+
+
+def test_schema_meta_fields_are_the_samplesheet_columns():
+    """nf-schema builds each row's meta map from these (meta.id, meta.donor, meta.cell_type):
+    the names the modules use."""
+    props = json.loads(INPUT_SCHEMA.read_text())["items"]["properties"]
+    assert {k: v.get("meta") for k, v in props.items() if "meta" in v} == {
+        "sample": ["id"], "donor": ["donor"], "cell_type": ["cell_type"]}
+    from caveat.samplesheet import OPTIONAL, REQUIRED
+
+    assert list(props) == [*REQUIRED, *OPTIONAL]

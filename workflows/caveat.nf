@@ -1,0 +1,110 @@
+/*
+ * CAVEAT: ATAC-seq → WASP-filtered allele counts → allelic imbalance → Basset-style CNNs
+ * under four training regimes → in-silico mutagenesis → reference vs variant-effect accuracy,
+ * by ubiquitous vs cell-type specific regulatory elements.
+ *
+ * The same steps, in the same dependency order, as the local engine (`caveat run`);
+ * tests/test_nextflow_contract.py checks both.
+ */
+
+include { PREPARE_INPUTS } from '../subworkflows/local/prepare_inputs/main'
+include { ALLELE_COUNTS  } from '../subworkflows/local/allele_counts/main'
+include { TRACKS         } from '../subworkflows/local/tracks/main'
+include { IMBALANCE      } from '../subworkflows/local/imbalance/main'
+include { MODELS         } from '../subworkflows/local/models/main'
+include { EVALUATE       } from '../modules/local/evaluate/main'
+include { REPORT         } from '../modules/local/report/main'
+
+workflow CAVEAT {
+    main:
+    PREPARE_INPUTS(params.input, params.fasta, params.vcf, params.aligner, params.aligner_index)
+
+    ALLELE_COUNTS(
+        PREPARE_INPUTS.out.samples,
+        PREPARE_INPUTS.out.chroms,
+        PREPARE_INPUTS.out.fasta,
+        PREPARE_INPUTS.out.vcf,
+        PREPARE_INPUTS.out.index,
+        optionalFile(params.contig_map)
+    )
+
+    ch_cluster_assignments = optionalFile(params.cluster_assignments)
+    TRACKS(
+        PREPARE_INPUTS.out.samples,
+        ALLELE_COUNTS.out.wasp_bam,
+        PREPARE_INPUTS.out.samplesheet,
+        PREPARE_INPUTS.out.fasta,
+        params.insertions_source,
+        ch_cluster_assignments
+    )
+
+    IMBALANCE(ALLELE_COUNTS.out.counts, PREPARE_INPUTS.out.cell_types, TRACKS.out.peaks)
+
+    ch_blacklist = optionalFile(params.blacklist)
+    ch_score_vcf = optionalFile(params.score_vcf)
+    MODELS(
+        TRACKS.out.pseudobulk,
+        TRACKS.out.peaks,
+        IMBALANCE.out.variant_sets,
+        PREPARE_INPUTS.out.cell_types,
+        PREPARE_INPUTS.out.fasta,
+        params.regimes,
+        ch_blacklist,
+        ch_score_vcf
+    )
+
+    ch_scores = MODELS.out.scores
+        .map { _meta, parquet -> parquet }
+        .toSortedList()
+    ch_evaluate_in = MODELS.out.predictions
+        .combine(ch_scores.map { parquets -> [parquets] })
+        .combine(IMBALANCE.out.variant_sets.map { _meta, parquet -> parquet })
+        .combine(IMBALANCE.out.imbalance.map { _meta, parquet -> parquet })
+        .combine(TRACKS.out.peaks.map { _meta, parquet -> parquet })
+        .combine(TRACKS.out.donor_counts.map { _meta, parquet -> parquet })
+    EVALUATE(ch_evaluate_in)
+
+    // the report reads a results folder laid out as the local engine's outdir
+    ch_report_tables = EVALUATE.out.metrics
+        .mix(EVALUATE.out.summary, IMBALANCE.out.imbalance, IMBALANCE.out.variant_sets, IMBALANCE.out.stratum_matched, IMBALANCE.out.summaries)
+        .mix(TRACKS.out.peaks, TRACKS.out.summary, MODELS.out.predictions, MODELS.out.predict_summary)
+        .mix(MODELS.out.windows.map { meta, _windows, summary -> [meta, summary] })
+        .map { _meta, file -> file }
+        .toSortedList()
+    ch_report_in = ch_report_tables
+        .map { tables -> [tables] }
+        .combine(ALLELE_COUNTS.out.wasp_stats.map { _meta, stats -> stats }.toSortedList().map { stats -> [stats] })
+        .map { tables, stats -> [[id: 'report'], tables, stats] }
+    REPORT(ch_report_in, MODELS.out.trained)
+
+    emit:
+    wasp_bam       = ALLELE_COUNTS.out.wasp_bam
+    wasp_stats     = ALLELE_COUNTS.out.wasp_stats
+    counts         = ALLELE_COUNTS.out.counts
+    bigwig         = TRACKS.out.bigwig
+    pseudobulk     = TRACKS.out.pseudobulk
+    peaks          = TRACKS.out.peaks
+    donor_counts   = TRACKS.out.donor_counts
+    called_peaks   = TRACKS.out.called_peaks
+    ldsc           = TRACKS.out.ldsc
+    imbalance      = IMBALANCE.out.imbalance
+    variant_sets   = IMBALANCE.out.variant_sets.mix(IMBALANCE.out.stratum_matched)
+    windows        = MODELS.out.windows
+    models         = MODELS.out.models
+    predictions    = MODELS.out.predictions
+    scores         = MODELS.out.scores
+    metrics        = EVALUATE.out.metrics
+    report         = REPORT.out.html
+    summaries      = IMBALANCE.out.summaries
+        .mix(TRACKS.out.summary, EVALUATE.out.summary, REPORT.out.summary, MODELS.out.predict_summary)
+        .mix(MODELS.out.train_summary, MODELS.out.score_summary)
+        .mix(MODELS.out.windows.map { meta, _windows, summary -> [meta, summary] })
+}
+
+// An optional input file as a process takes it: the file, or [] for none.
+def optionalFile(path) {
+    if (path) {
+        return file(path, checkIfExists: true)
+    }
+    return []
+}
