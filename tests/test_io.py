@@ -53,3 +53,13 @@ def test_write_parquet_accepts_arrow_table_keeping_empty_types(tmp_path):
     write_parquet(t, tmp_path / "e.parquet")
     back = read_parquet(tmp_path / "e.parquet")
     assert len(back) == 0 and str(back["ref_count"].dtype) == "int32"
+
+
+def test_input_error_survives_pickling():
+    import pickle
+
+    from caveat.errors import InputError
+
+    e = pickle.loads(pickle.dumps(InputError("x.bam", "no index", "run samtools index")))
+    assert (e.file, e.problem, e.fix) == ("x.bam", "no index", "run samtools index")
+    assert "fix: run samtools index" in str(e)

@@ -29,3 +29,7 @@ class InputError(CaveatError):
         if fix:
             msg += f"\n  fix: {fix}"
         super().__init__(msg)
+
+    def __reduce__(self):
+        # picklable, so errors raised in worker processes reach the user intact
+        return (type(self), (self.file, self.problem, self.fix))

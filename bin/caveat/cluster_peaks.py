@@ -1,0 +1,565 @@
+"""Union peaks, the peak × cell type accessibility matrix, and ubiquitous vs specific clusters.
+
+Rules (stated so users know what they get)
+------------------------------------------
+* **Peaks per cell type**: the BED file(s) the samplesheet gives for the cell
+  type (the union of its rows' files). A cell type whose rows give none gets
+  peaks called with MACS3 on its pseudobulk insertion sites (ENCODE ATAC
+  settings, see :func:`call_peaks_macs3`). A cell type with an *empty* peak
+  file contributes no peaks to the union (logged); its accessibility is still
+  measured on every union peak.
+* **Union** (``peak_merge``): ``summit`` — every peak becomes a fixed-width
+  interval (``peak_width`` bp) centred on its summit; overlapping ones are
+  resolved by iterative overlap removal (most significant first, as Corces et
+  al. 2018 and ArchR do), so peaks stay fixed-width and centred. ``merge`` —
+  overlapping intervals of all cell types are merged (``bedtools merge``).
+  ``auto`` (default) uses ``summit`` when every non-empty peak set has summits
+  (narrowPeak column 10), else ``merge``.
+* **Accessibility**: Tn5 insertions per peak per cell type (pseudobulk = sum over
+  donors), CPM over the insertions falling in union peaks (so FRiP differences
+  between cell types do not shift every peak), then ``acc = log2(CPM + 1)``;
+  the same per donor × cell type in ``peaks_donor_counts.parquet``.
+  Peaks without a single insertion in any cell type are dropped (logged).
+* **Specificity**: tau (Yanai et al. 2005) on ``acc``: 0 = equal in all cell
+  types, 1 = in one only.
+* **Clusters**: k-means (fixed seed, 10 starts) on row-standardised profiles:
+  each peak's CPM across cell types divided by its maximum (values in [0, 1];
+  shape, not height, decides the cluster; a peak open everywhere sits near
+  (1, …, 1), a specific one near a corner). Scaling linear CPM, rather than
+  centring log CPM, keeps the Poisson noise of near-zero counts in closed cell
+  types from splitting clusters. ``k`` is ``cluster_k`` or, when null, the k
+  in 2…``cluster_k_max`` with the best silhouette. The cluster with the lowest
+  mean tau is the one ``ubiquitous`` cluster (id 0); every other cluster is
+  ``specific`` and named by its dominant cell type(s): those whose mean
+  profile is ≥ half the cluster's top one (``ctA``, ``ctA+ctB``). Users may instead give ``cluster_assignments``
+  (BED: chrom, start, end, cluster label; one label must be ``ubiquitous``),
+  as the study reused published clusters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .engine import Step, StepContext
+from .errors import InputError
+from .genome import fasta_lengths, read_contig_map
+from .insertions import read_runs, runs_to_sites
+from .intervals import merge_intervals, read_bed, sort_intervals
+from .io import atomic_path, write_json, write_parquet
+from .ldsc import export_ldsc
+from .log import Progress, get_logger
+from .samplesheet import cell_types, read_samplesheet
+
+log = get_logger("cluster_peaks")
+
+UBIQUITOUS = "ubiquitous"
+
+
+# ---------------------------------------------------------------- peaks per cell type
+def call_peaks_macs3(pseudobulk_bw: str | Path, lengths: Mapping[str, int], out_narrowpeak: str | Path, *,
+                     name: str, qvalue: float = 0.01, gsize: int | None = None) -> pd.DataFrame:
+    """Call peaks with MACS3 on a pseudobulk insertion track (ENCODE ATAC settings).
+
+    Every Tn5 insertion becomes a 1 bp "+" strand tag; MACS3 runs with
+    ``-f BED --nomodel --shift -75 --extsize 150 --keep-dup all --call-summits``,
+    i.e. a 150 bp window centred on each insertion, the convention of the ENCODE
+    and nf-core ATAC pipelines. (With ``-f BAMPE`` MACS3 ignores shift/extsize
+    and piles up whole fragments, which blurs the insertion signal; the
+    insertion tags are already the pseudobulk, so no BAM merging is needed.)
+
+    Returns
+    -------
+    pandas.DataFrame
+        The narrowPeak records read back with :func:`caveat.intervals.read_bed`.
+    """
+    import pyBigWig
+
+    macs3 = shutil.which("macs3") or str(Path(__import__("sys").executable).parent / "macs3")
+    if not Path(macs3).exists():
+        raise InputError("macs3", "MACS3 is not installed", "pip install macs3 (or give peaks in the samplesheet)")
+    gsize = int(gsize or sum(lengths.values()))
+    with tempfile.TemporaryDirectory(prefix="caveat-macs3-") as tmp:
+        tags = Path(tmp) / "insertions.bed"
+        n = 0
+        with pyBigWig.open(str(pseudobulk_bw)) as bw, open(tags, "w") as fh:
+            for chrom in lengths:
+                pos, cnt = runs_to_sites(*read_runs(bw, chrom))
+                if pos.size == 0:
+                    continue
+                tag = np.repeat(pos, cnt)  # --keep-dup all: one tag per insertion
+                n += tag.size
+                pd.DataFrame({"c": chrom, "s": tag, "e": tag + 1, "n": ".", "v": 0, "str": "+"}).to_csv(
+                    fh, sep="\t", header=False, index=False)
+        if n == 0:
+            raise InputError(pseudobulk_bw, f"no insertions in the pseudobulk of {name}: cannot call peaks",
+                             "check the cell type's BAMs, or give its peaks in the samplesheet")
+        cmd = [macs3, "callpeak", "-t", str(tags), "-f", "BED", "-g", str(gsize), "-n", name,
+               "--outdir", tmp, "--nomodel", "--shift", "-75", "--extsize", "150", "--keep-dup", "all",
+               "--call-summits", "-q", str(qvalue)]
+        log.info("%s: MACS3 on %d insertions: %s", name, n, " ".join(cmd[1:]).replace(tmp, "<tmp>"))
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        if res.returncode != 0:
+            raise InputError(pseudobulk_bw, f"MACS3 failed for {name}: {res.stderr.strip()[-500:]}",
+                             "check the MACS3 installation or give peaks in the samplesheet")
+        produced = Path(tmp) / f"{name}_peaks.narrowPeak"
+        with atomic_path(out_narrowpeak) as dst:
+            shutil.copyfile(produced, dst)
+    peaks = read_bed(out_narrowpeak, lengths, allow_empty=True)
+    log.info("%s: MACS3 called %d peaks (q < %g)", name, len(peaks), qvalue)
+    return peaks
+
+
+def cell_type_peaks(sheet: pd.DataFrame, lengths: Mapping[str, int], outdir: Path, params: dict,
+                    tracks: Mapping[str, Path]) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
+    """Each cell type's peak set: the samplesheet's BED(s), else MACS3 on its pseudobulk.
+
+    Returns
+    -------
+    peaks : dict
+        cell type → peaks DataFrame (may be empty).
+    source : dict
+        cell type → "given", "macs3" or "empty".
+    """
+    cmap = read_contig_map(params.get("contig_map"))
+    peaks, source = {}, {}
+    for ct in cell_types(sheet):
+        files = list(dict.fromkeys(f for f in sheet.loc[sheet["cell_type"] == ct, "peaks"] if f))
+        if files:
+            parts = [read_bed(f, lengths, contig_map=cmap, allow_empty=True) for f in files]
+            df = pd.concat(parts, ignore_index=True)
+            source[ct] = "given"
+        else:
+            df = call_peaks_macs3(tracks[ct], lengths, outdir / "peaks" / f"{ct}.macs3.narrowPeak", name=ct,
+                                  qvalue=float(params["peak_macs3_qvalue"]), gsize=params["peak_macs3_gsize"])
+            source[ct] = "macs3"
+        if df.empty:
+            log.warning("%s: empty peak set (%s); it adds no peaks to the union, its accessibility is still "
+                        "measured on the others' peaks", ct, ", ".join(Path(f).name for f in files) or "MACS3")
+            source[ct] = "empty"
+        peaks[ct] = df
+    if all(df.empty for df in peaks.values()):
+        raise InputError(params.get("input"), "every cell type's peak set is empty",
+                         "give non-empty peak BED files, or leave `peaks` empty to call them with MACS3")
+    return peaks, source
+
+
+# ---------------------------------------------------------------- union
+def union_peaks(peak_sets: Mapping[str, pd.DataFrame], lengths: Mapping[str, int], *,
+                mode: str = "auto", width: int = 500) -> tuple[pd.DataFrame, str]:
+    """Union of the cell types' peak sets (rule in the module docstring).
+
+    Returns
+    -------
+    peaks : pandas.DataFrame
+        ``peak_id, chrom, start, end``, sorted in FASTA order, disjoint.
+    rule : str
+        "summit" or "merge" (the rule applied).
+    """
+    sets = [df for df in peak_sets.values() if not df.empty]
+    allp = pd.concat(sets, ignore_index=True)
+    if mode not in ("auto", "summit", "merge"):
+        raise InputError("peak_merge", f"unknown value {mode!r}", "use auto, summit or merge")
+    has_summits = all((df["summit"] >= 0).all() for df in sets)
+    if mode == "summit" and not has_summits:
+        raise InputError("peak_merge", "peak_merge = summit but some peak sets have no summits (narrowPeak column 10)",
+                         "use peak_merge: merge, or give narrowPeak files")
+    rule = "summit" if (mode == "summit" or (mode == "auto" and has_summits)) else "merge"
+    order = list(lengths)
+    if rule == "merge":
+        u = merge_intervals(allp, order)
+    else:
+        u = _iterative_overlap(allp, lengths, width)
+    u = sort_intervals(u[["chrom", "start", "end"]], order)
+    u.insert(0, "peak_id", u["chrom"] + ":" + u["start"].astype(str) + "-" + u["end"].astype(str))
+    return u, rule
+
+
+def _iterative_overlap(allp: pd.DataFrame, lengths: Mapping[str, int], width: int) -> pd.DataFrame:
+    """Fixed-width summit-centred peaks; keep the most significant of any overlapping group."""
+    half = width // 2
+    ln = allp["chrom"].map(lengths).to_numpy()
+    start = np.clip(allp["summit"].to_numpy() - half, 0, None)
+    end = np.minimum(start + width, ln)
+    start = np.maximum(end - width, 0)
+    df = pd.DataFrame({"chrom": allp["chrom"].to_numpy(), "start": start, "end": end,
+                       "score": allp["score"].fillna(0).to_numpy()})
+    keep_rows = []
+    for chrom, g in df.groupby("chrom", sort=False):
+        g = g.sort_values(["score", "start"], ascending=[False, True], kind="stable")
+        kept_s, kept_e = [], []  # sorted by start; equal widths, so checking neighbours suffices
+        for s, e in zip(g["start"].tolist(), g["end"].tolist()):
+            i = bisect.bisect_left(kept_s, s)
+            if (i < len(kept_s) and kept_s[i] < e) or (i > 0 and kept_e[i - 1] > s):
+                continue
+            kept_s.insert(i, s)
+            kept_e.insert(i, e)
+        keep_rows.append(pd.DataFrame({"chrom": chrom, "start": kept_s, "end": kept_e}))
+    return pd.concat(keep_rows, ignore_index=True)
+
+
+# ---------------------------------------------------------------- counts per peak
+def peak_insertions(bw_path: str | Path, peaks: pd.DataFrame) -> np.ndarray:
+    """Tn5 insertions inside each peak, from a bigWig track.
+
+    Parameters
+    ----------
+    bw_path : path
+    peaks : pandas.DataFrame
+        ``chrom, start, end``.
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (n_peaks,)
+    """
+    import pyBigWig
+
+    out = np.zeros(len(peaks), dtype=np.int64)
+    chrom_col = peaks["chrom"].to_numpy()
+    with pyBigWig.open(str(bw_path)) as bw:
+        for chrom in pd.unique(chrom_col):
+            idx = np.flatnonzero(chrom_col == chrom)
+            s, e, v = read_runs(bw, chrom)
+            if s.size == 0:
+                continue
+            cum = _cumulative(s, e, v)
+            out[idx] = (cum(peaks["end"].to_numpy()[idx]) - cum(peaks["start"].to_numpy()[idx])).round()
+    return out
+
+
+def _cumulative(s: np.ndarray, e: np.ndarray, v: np.ndarray):
+    """f(x) = signal summed over [0, x) for sorted disjoint runs (vectorised over x)."""
+    done = np.r_[0.0, np.cumsum(v * (e - s))]
+
+    def f(x: np.ndarray) -> np.ndarray:
+        i = np.searchsorted(e, x, side="right")  # runs ending at or before x are complete
+        partial = np.zeros(len(x))
+        j = i < s.size
+        partial[j] = v[i[j]] * np.clip(x[j] - s[i[j]], 0, None)
+        return done[i] + partial
+
+    return f
+
+
+def log_cpm(counts: np.ndarray) -> np.ndarray:
+    """log2(CPM + 1), CPM over each column's total in peaks.
+
+    Parameters
+    ----------
+    counts : numpy.ndarray, shape (n_peaks, n_columns)
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (n_peaks, n_columns)
+    """
+    tot = counts.sum(axis=0, keepdims=True).astype(float)
+    return np.log2(counts / np.where(tot > 0, tot, 1.0) * 1e6 + 1.0)
+
+
+def tau(x: np.ndarray) -> np.ndarray:
+    """Tissue-specificity index tau per row (Yanai et al. 2005).
+
+    Parameters
+    ----------
+    x : numpy.ndarray, shape (n_peaks, n_cell_types), non-negative
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_peaks,), in [0, 1] (0 for all-zero rows or one cell type)
+    """
+    n = x.shape[1]
+    mx = x.max(axis=1, keepdims=True)
+    if n < 2:
+        return np.zeros(x.shape[0])
+    return np.where(mx[:, 0] > 0, (1 - x / np.where(mx > 0, mx, 1)).sum(axis=1) / (n - 1), 0.0)
+
+
+# ---------------------------------------------------------------- clustering
+def profiles(acc: np.ndarray) -> np.ndarray:
+    """Row-standardised profiles: CPM / row maximum, shape (n_peaks, n_cell_types), in [0, 1]."""
+    cpm = np.exp2(acc) - 1.0
+    mx = cpm.max(axis=1, keepdims=True)
+    return cpm / np.where(mx > 0, mx, 1.0)
+
+
+def choose_k_and_cluster(acc: np.ndarray, *, k: int | None, k_max: int, seed: int
+                         ) -> tuple[np.ndarray, int, dict[int, float]]:
+    """k-means on row-standardised profiles (:func:`profiles`); k fixed or chosen by silhouette.
+
+    Parameters
+    ----------
+    acc : numpy.ndarray, shape (n_peaks, n_cell_types)
+        log2(CPM + 1).
+
+    Returns
+    -------
+    labels : numpy.ndarray of int64, shape (n_peaks,)
+    k : int
+    silhouette : dict
+        k → silhouette (on up to 5,000 peaks, fixed seed); empty when k was fixed.
+    """
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import silhouette_score
+
+    X = profiles(acc)
+    n = X.shape[0]
+
+    def fit(kk: int) -> np.ndarray:
+        return KMeans(n_clusters=kk, n_init=10, random_state=seed).fit_predict(X).astype(np.int64)
+
+    if k is not None:
+        if not 1 <= k <= n:
+            raise InputError("cluster_k", f"cluster_k = {k} but there are {n} peaks", "use 2 ≤ cluster_k ≤ peaks")
+        return fit(k), k, {}
+    sil: dict[int, float] = {}
+    fits: dict[int, np.ndarray] = {}
+    for kk in range(2, min(k_max, n - 1) + 1):
+        lab = fits[kk] = fit(kk)
+        if np.unique(lab).size < 2:
+            continue
+        sil[kk] = float(silhouette_score(X, lab, sample_size=min(n, 5000), random_state=seed))
+    if not sil:
+        return np.zeros(n, np.int64), 1, {}
+    best = max(sil, key=lambda kk: (round(sil[kk], 6), -kk))
+    log.info("k by silhouette: %s → k = %d", ", ".join(f"{kk}:{s:.3f}" for kk, s in sil.items()), best)
+    return fits[best], best, sil
+
+
+def label_clusters(acc: np.ndarray, spec: np.ndarray, raw: np.ndarray, names: Sequence[str]
+                   ) -> tuple[np.ndarray, list[str]]:
+    """Renumber clusters: 0 = ubiquitous (lowest mean tau), then specific ones by label.
+
+    Parameters
+    ----------
+    acc : numpy.ndarray, shape (n_peaks, n_cell_types)
+    spec : numpy.ndarray, shape (n_peaks,)
+        tau.
+    raw : numpy.ndarray of int, shape (n_peaks,)
+        Cluster labels from the clustering.
+    names : sequence of str
+        Cell types, in column order.
+
+    Returns
+    -------
+    cluster : numpy.ndarray of int32, shape (n_peaks,)
+    labels : list of str
+        Label of cluster id i at position i.
+    """
+    ids = np.unique(raw)
+    prof_all = profiles(acc)
+    mean_tau = {c: spec[raw == c].mean() for c in ids}
+    ubi = min(ids, key=lambda c: (mean_tau[c], c))
+    named = []
+    for c in ids:
+        if c == ubi:
+            continue
+        prof = prof_all[raw == c].mean(axis=0)
+        dom = [names[j] for j in np.flatnonzero(prof >= 0.5 * prof.max())]
+        named.append(("+".join(dom), c))
+    named.sort()
+    labels, seen = [UBIQUITOUS], {}
+    remap = {ubi: 0}
+    for i, (lab, c) in enumerate(named, 1):
+        seen[lab] = seen.get(lab, 0) + 1
+        labels.append(lab if seen[lab] == 1 else f"{lab}_{seen[lab]}")
+        remap[c] = i
+    return np.vectorize(remap.get, otypes=[np.int32])(raw), labels
+
+
+def user_clusters(path: str | Path, lengths: Mapping[str, int], contig_map: Mapping[str, str]
+                  ) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
+    """Peaks and clusters from a user BED (chrom, start, end, cluster label).
+
+    Returns
+    -------
+    peaks : pandas.DataFrame
+        ``peak_id, chrom, start, end`` sorted in FASTA order.
+    cluster : numpy.ndarray of int32, shape (n_peaks,)
+    labels : list of str
+        0 = ubiquitous, then the other labels sorted.
+    """
+    df = read_bed(path, lengths, contig_map=contig_map, what="cluster assignment")
+    lab = df["name"].astype(str).str.strip()
+    if (lab == "").any():
+        raise InputError(path, "column 4 (cluster label) is missing or empty", "write chrom, start, end, cluster label")
+    is_ubi = lab.str.lower() == UBIQUITOUS
+    if not is_ubi.any():
+        raise InputError(path, f"no cluster is labelled {UBIQUITOUS!r} (labels: {', '.join(sorted(lab.unique())[:6])})",
+                         f"rename the ubiquitous cluster to {UBIQUITOUS!r}")
+    lab = lab.where(~is_ubi, UBIQUITOUS)
+    labels = [UBIQUITOUS] + sorted(set(lab) - {UBIQUITOUS})
+    df = df.assign(label=lab)
+    df = sort_intervals(df, list(lengths))
+    ends = df.groupby("chrom", sort=False)["end"].shift()
+    if (df["start"] < ends).any():
+        i = int(np.flatnonzero((df["start"] < ends).to_numpy())[0])
+        raise InputError(path, f"peaks overlap, e.g. {df['chrom'][i]}:{df['start'][i]}-{df['end'][i]}",
+                         "give disjoint peaks (one cluster per peak)")
+    peaks = df[["chrom", "start", "end"]].copy()
+    peaks.insert(0, "peak_id", peaks["chrom"] + ":" + peaks["start"].astype(str) + "-" + peaks["end"].astype(str))
+    cluster = df["label"].map({l: i for i, l in enumerate(labels)}).to_numpy(dtype=np.int32)
+    return peaks, cluster, labels
+
+
+# ---------------------------------------------------------------- the whole step
+def cluster_peaks(sheet: pd.DataFrame, lengths: Mapping[str, int], tracks_dir: Path, outdir: Path,
+                  params: dict) -> dict:
+    """Everything the step does, from insertion tracks to ``peaks.parquet``; returns the summary."""
+    names = cell_types(sheet)
+    pseudo = {ct: tracks_dir / f"{ct}.pseudobulk.bw" for ct in names}
+    cmap = read_contig_map(params.get("contig_map"))
+    summary: dict = {"cell_types": names}
+    if params.get("cluster_assignments"):
+        peaks, cluster, labels = user_clusters(params["cluster_assignments"], lengths, cmap)
+        summary.update(peak_source="cluster_assignments", union_rule="user")
+    else:
+        sets, src = cell_type_peaks(sheet, lengths, outdir, params, pseudo)
+        peaks, rule = union_peaks(sets, lengths, mode=params["peak_merge"], width=int(params["peak_width"]))
+        summary.update(peak_source=src, union_rule=rule, peaks_per_cell_type={ct: len(d) for ct, d in sets.items()})
+        cluster = None
+    log.info("%d union peaks (%s)", len(peaks), summary["union_rule"])
+
+    donor_counts = np.zeros((len(peaks), len(sheet)), dtype=np.int64)
+    prog = Progress(log, "tracks", total=len(sheet))
+    for j, s in enumerate(sheet["sample"]):
+        donor_counts[:, j] = peak_insertions(tracks_dir / f"{s}.bw", peaks)
+        prog.update()
+    prog.close()
+    counts = np.stack([donor_counts[:, (sheet["cell_type"] == ct).to_numpy()].sum(axis=1) for ct in names], axis=1)
+
+    empty = counts.sum(axis=1) == 0
+    if empty.any():
+        log.warning("dropped %d peak(s) without a single insertion in any cell type", int(empty.sum()))
+    keep = ~empty
+    if not keep.any():
+        raise InputError(tracks_dir, "no insertion falls in any peak", "check that the peaks and BAMs use the same genome")
+    peaks, counts, donor_counts = peaks[keep].reset_index(drop=True), counts[keep], donor_counts[keep]
+    acc = log_cpm(counts)
+    spec = tau(acc)
+    if cluster is None:
+        raw, k, sil = choose_k_and_cluster(acc, k=params["cluster_k"], k_max=int(params["cluster_k_max"]),
+                                           seed=int(params["seed"]))
+        cluster, labels = label_clusters(acc, spec, raw, names)
+        summary.update(k=k, k_criterion="fixed" if params["cluster_k"] is not None else "silhouette",
+                       silhouette={str(kk): v for kk, v in sil.items()})
+    else:
+        cluster = cluster[keep]
+    table = _peaks_table(peaks, names, acc, counts, spec, cluster, labels)
+    write_parquet(table, outdir / "peaks.parquet")
+    write_parquet(_donor_table(peaks, sheet, donor_counts), outdir / "peaks_donor_counts.parquet")
+    summary.update(_cluster_summary(table, names, labels), peaks_dropped_no_insertions=int(empty.sum()))
+    with atomic_path(outdir / "ldsc", is_dir=True) as tmp:  # replaces a previous run's files as a whole
+        summary["ldsc"] = export_ldsc(table, tmp, bim=params.get("ldsc_bim"))
+    write_json(summary, outdir / "cluster_peaks.summary.json")
+    return summary
+
+
+def _peaks_table(peaks, names, acc, counts, spec, cluster, labels) -> pd.DataFrame:
+    t = peaks.copy()
+    for j, ct in enumerate(names):
+        t[f"acc_{ct}"] = acc[:, j].astype(np.float32)
+    for j, ct in enumerate(names):
+        t[f"count_{ct}"] = counts[:, j]
+    t["cluster"] = cluster.astype(np.int32)
+    t["cluster_label"] = np.array(labels, dtype=object)[cluster]
+    t["kind"] = np.where(cluster == 0, UBIQUITOUS, "specific")
+    t["specificity"] = spec.astype(np.float32)
+    return t
+
+
+def _donor_table(peaks: pd.DataFrame, sheet: pd.DataFrame, donor_counts: np.ndarray) -> pd.DataFrame:
+    """Long table: one row per peak × sample (donor × cell type)."""
+    n, m = donor_counts.shape
+    lc = log_cpm(donor_counts)
+    return pd.DataFrame({
+        "peak_id": np.repeat(peaks["peak_id"].to_numpy(), m),
+        "sample": np.tile(sheet["sample"].to_numpy(), n),
+        "donor": np.tile(sheet["donor"].to_numpy(), n),
+        "cell_type": np.tile(sheet["cell_type"].to_numpy(), n),
+        "count": donor_counts.reshape(-1),
+        "log_cpm": lc.reshape(-1).astype(np.float32),
+    })
+
+
+def _cluster_summary(t: pd.DataFrame, names: Sequence[str], labels: Sequence[str]) -> dict:
+    acc_cols = [f"acc_{ct}" for ct in names]
+    clusters = {}
+    for i, lab in enumerate(labels):
+        sub = t[t["cluster"] == i]
+        clusters[lab] = {"id": i, "kind": UBIQUITOUS if i == 0 else "specific", "n_peaks": len(sub),
+                         "mean_profile": dict(zip(names, sub[acc_cols].mean().round(4).tolist())),
+                         "mean_tau": round(float(sub["specificity"].mean()), 4) if len(sub) else None}
+    hist, edges = np.histogram(t["specificity"], bins=20, range=(0, 1))
+    return {"n_peaks": len(t), "clusters": clusters,
+            "tau": {"quantiles": dict(zip(["5%", "25%", "50%", "75%", "95%"],
+                                          np.quantile(t["specificity"], [.05, .25, .5, .75, .95]).round(4).tolist())),
+                    "histogram": {"edges": edges.round(3).tolist(), "counts": hist.tolist()}}}
+
+
+def run_step(ctx: StepContext) -> dict:
+    p = ctx.params
+    sheet = read_samplesheet(p["input"], check_files=False)  # BAMs are read by `insertions`, not here
+    lengths = fasta_lengths(p["fasta"])
+    s = cluster_peaks(sheet, lengths, ctx.outdir / "insertions", ctx.outdir, p)
+    return {"peaks": s["n_peaks"], "clusters": len(s["clusters"]),
+            "ubiquitous": s["clusters"][UBIQUITOUS]["n_peaks"], "rule": s["union_rule"]}
+
+
+def _input_files(params: dict) -> list[str]:
+    files = [params[k] for k in ("fasta", "cluster_assignments") if params.get(k)]
+    if params.get("input") and Path(params["input"]).exists():
+        files += [f for f in read_samplesheet(params["input"], check_files=False)["peaks"] if f]
+    return files
+
+
+STEP = Step(
+    name="cluster_peaks",
+    run=run_step,
+    needs=("insertions",),
+    params={"peak_merge": "auto", "peak_width": 500, "peak_macs3_qvalue": 0.01, "peak_macs3_gsize": None,
+            "cluster_k": None, "cluster_k_max": 12, "cluster_assignments": None, "ldsc_bim": None},
+    input_files=_input_files,
+    path_params=("cluster_assignments", "ldsc_bim"),
+    doc="union peaks, accessibility matrix, ubiquitous vs cell-type specific clusters, LDSC export",
+)
+
+
+# ---------------------------------------------------------------- CLI
+def build_parser() -> argparse.ArgumentParser:
+    d = STEP.params
+    ap = argparse.ArgumentParser(prog="caveat cluster_peaks", description=__doc__.splitlines()[0])
+    ap.add_argument("--input", required=True, help="samplesheet CSV")
+    ap.add_argument("--fasta", required=True)
+    ap.add_argument("--insertions", required=True, help="folder with <sample>.bw and <cell_type>.pseudobulk.bw")
+    ap.add_argument("--outdir", default=".", help="writes peaks.parquet, peaks_donor_counts.parquet, peaks/, ldsc/")
+    ap.add_argument("--peak-merge", default=d["peak_merge"], choices=["auto", "summit", "merge"])
+    ap.add_argument("--peak-width", type=int, default=d["peak_width"])
+    ap.add_argument("--peak-macs3-qvalue", type=float, default=d["peak_macs3_qvalue"])
+    ap.add_argument("--peak-macs3-gsize", type=int, default=d["peak_macs3_gsize"])
+    ap.add_argument("--cluster-k", type=int, default=d["cluster_k"])
+    ap.add_argument("--cluster-k-max", type=int, default=d["cluster_k_max"])
+    ap.add_argument("--cluster-assignments", default=d["cluster_assignments"], help="BED: chrom, start, end, cluster")
+    ap.add_argument("--ldsc-bim", default=d["ldsc_bim"], help="PLINK .bim file or per-chromosome prefix")
+    ap.add_argument("--contig-map", default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    return ap
+
+
+def main(argv=None) -> int:
+    a = build_parser().parse_args(argv)
+    params = {"input": a.input, "peak_merge": a.peak_merge, "peak_width": a.peak_width,
+              "peak_macs3_qvalue": a.peak_macs3_qvalue, "peak_macs3_gsize": a.peak_macs3_gsize,
+              "cluster_k": a.cluster_k, "cluster_k_max": a.cluster_k_max,
+              "cluster_assignments": a.cluster_assignments, "ldsc_bim": a.ldsc_bim,
+              "contig_map": a.contig_map, "seed": a.seed}
+    sheet = read_samplesheet(a.input, check_files=False)  # BAMs are not read here
+    cluster_peaks(sheet, fasta_lengths(a.fasta), Path(a.insertions), Path(a.outdir), params)
+    return 0

@@ -1,0 +1,413 @@
+"""Tn5 insertion tracks: per-base insertion counts per sample and pseudobulk per cell type.
+
+Counting rule (so totals are checkable)
+---------------------------------------
+A fragment is counted once, from its **read 1** record, when that record is
+paired, mapped with a mapped mate on the same contig, flagged proper pair,
+primary, not QC-fail, not duplicate, with MAPQ ≥ ``insertions_min_mapq`` (and
+the mate's MAPQ too when the BAM carries the ``MQ`` tag). The fragment spans
+the outer mapped ends of the pair (from read 1's position and TLEN, as ATAC
+fragment files do), and gives **two** insertions: ``frag_start + 4`` (the
+forward read's 5′ end + 4) and ``frag_end - 1 - 5`` (the reverse read's 5′
+end − 5), 0-based. Per chromosome, a track's sum is therefore exactly
+2 × the fragments counted, which ``insertions.summary.json`` records along
+with every record dropped and why.
+
+Default source: ``insertions_source = "wasp"``: the WASP-filtered, deduplicated
+BAM when ``wasp_remap`` ran (else the raw BAM, logged). The training targets then
+come from the same reads as the allelic counts, free of reads whose mapping
+depends on the allele they carry, so a model is not trained on reference-biased
+coverage and then scored against unbiased allelic ratios.
+
+Tracks are written as bigWig (every FASTA contig in the header, FASTA order),
+per-base integer counts stored as bedGraph runs. Work streams by chromosome;
+memory is bounded by one chromosome's fragments, never a genome-sized array.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .engine import Step, StepContext
+from .errors import InputError
+from .genome import fasta_lengths
+from .io import atomic_path, write_json
+from .log import Progress, get_logger
+from .samplesheet import cell_types, read_samplesheet
+
+log = get_logger("insertions")
+
+FORWARD_SHIFT = 4    # + strand insertion: 5' end + 4
+REVERSE_SHIFT = -5   # - strand insertion: 5' end - 5
+MIN_FRAGMENT = 10    # shorter "fragments" cannot come from a Tn5 dimer (9 bp target duplication)
+
+# SAM flag bits
+_PAIRED, _PROPER, _UNMAP, _MUNMAP = 0x1, 0x2, 0x4, 0x8
+_READ1, _READ2, _SECONDARY, _QCFAIL, _DUP, _SUPPL = 0x40, 0x80, 0x100, 0x200, 0x400, 0x800
+
+DROP_REASONS = ("unpaired", "unmapped", "not_primary", "qc_fail", "duplicate",
+                "not_proper_pair", "low_mapq", "too_short")
+
+
+# ---------------------------------------------------------------- one chromosome
+def _read1_records(bam, chrom: str) -> tuple[np.ndarray, Counter]:
+    """Fields of every read-1 (or unpaired) record on ``chrom``.
+
+    Returns
+    -------
+    rec : numpy.ndarray of int64, shape (n, 7)
+        flag, mapq, mate MAPQ (-1 if no MQ tag), reference_start, reference_end,
+        template_length, same-contig mate (0/1).
+    n_read : Counter
+        ``records`` read on the contig (all records, read 2 included).
+    """
+    rows = []
+    append = rows.append
+    n = 0
+    for r in bam.fetch(chrom):
+        n += 1
+        flag = r.flag
+        if flag & _PAIRED and not flag & _READ1:
+            continue  # a pair is counted from its read 1
+        if flag & _UNMAP:
+            append((flag, 0, -1, 0, 0, 0, 0))
+            continue
+        mq = r.get_tag("MQ") if r.has_tag("MQ") else -1  # mate MAPQ, when samtools fixmate added it
+        append((flag, r.mapping_quality, mq, r.reference_start, r.reference_end,
+                r.template_length, r.next_reference_id == r.reference_id))
+    rec = np.array(rows, dtype=np.int64).reshape(-1, 7)
+    return rec, Counter(records=n)
+
+
+def _classify(rec: np.ndarray, min_mapq: int) -> tuple[np.ndarray, dict[str, int]]:
+    """Which read-1 records make a counted fragment, and why the others are dropped.
+
+    Returns
+    -------
+    keep : numpy.ndarray of bool, shape (n,)
+    dropped : dict
+        reason → records (each record is dropped for its first failing reason).
+    """
+    flag, mapq, mq, start, end, tlen, same = rec.T
+    frag_len = np.abs(tlen)
+    tests = [
+        ("unpaired", flag & _PAIRED == 0),
+        ("unmapped", (flag & (_UNMAP | _MUNMAP)) != 0),
+        ("not_primary", (flag & (_SECONDARY | _SUPPL)) != 0),
+        ("qc_fail", (flag & _QCFAIL) != 0),
+        ("duplicate", (flag & _DUP) != 0),
+        ("not_proper_pair", ((flag & _PROPER) == 0) | (same == 0) | (tlen == 0)),
+        ("low_mapq", (mapq < min_mapq) | ((mq >= 0) & (mq < min_mapq))),
+        ("too_short", frag_len < MIN_FRAGMENT),
+    ]
+    alive = np.ones(len(rec), dtype=bool)
+    dropped = {}
+    for reason, bad in tests:
+        hit = alive & bad
+        dropped[reason] = int(hit.sum())
+        alive &= ~hit
+    return alive, dropped
+
+
+def fragment_insertions(rec: np.ndarray) -> np.ndarray:
+    """Both Tn5 insertion sites of each counted fragment.
+
+    Parameters
+    ----------
+    rec : numpy.ndarray of int64, shape (n, 7)
+        Kept read-1 records (see :func:`_read1_records`).
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (2 n,)
+        0-based insertion positions: ``frag_start + 4`` then ``frag_end - 1 - 5``.
+    """
+    start, end, tlen = rec[:, 3], rec[:, 4], rec[:, 5]
+    # TLEN > 0: read 1 is leftmost, fragment = [start, start + TLEN);
+    # TLEN < 0: read 1 is rightmost, fragment = [end + TLEN, end)
+    frag_start = np.where(tlen > 0, start, end + tlen)
+    frag_end = np.where(tlen > 0, start + tlen, end)
+    return np.concatenate([frag_start + FORWARD_SHIFT, frag_end - 1 + REVERSE_SHIFT])
+
+
+def site_counts(positions: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct positions and their (summed) counts, sorted.
+
+    Returns
+    -------
+    pos : numpy.ndarray of int64, shape (m,)
+    count : numpy.ndarray of int64, shape (m,)
+    """
+    if weights is None:
+        pos, count = np.unique(positions, return_counts=True)
+        return pos.astype(np.int64), count.astype(np.int64)
+    pos, inv = np.unique(positions, return_inverse=True)
+    return pos.astype(np.int64), np.bincount(inv, weights=weights, minlength=pos.size).astype(np.int64)
+
+
+def sites_to_runs(pos: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-base counts at sorted distinct ``pos`` → bedGraph runs of equal value.
+
+    Returns
+    -------
+    starts, ends : numpy.ndarray of int64, shape (r,)
+    values : numpy.ndarray of float64, shape (r,)
+    """
+    if pos.size == 0:
+        z = np.zeros(0, np.int64)
+        return z, z, np.zeros(0, np.float64)
+    new = np.r_[True, (pos[1:] != pos[:-1] + 1) | (count[1:] != count[:-1])]
+    first = np.flatnonzero(new)
+    last = np.r_[first[1:], pos.size] - 1
+    return pos[first], pos[last] + 1, count[first].astype(np.float64)
+
+
+def runs_to_sites(starts: np.ndarray, ends: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """bedGraph runs → per-base (pos, count); inverse of :func:`sites_to_runs`."""
+    n = (ends - starts).astype(np.int64)
+    pos = np.repeat(starts - np.r_[0, np.cumsum(n)[:-1]], n) + np.arange(n.sum())
+    return pos.astype(np.int64), np.repeat(np.rint(values).astype(np.int64), n)
+
+
+def read_runs(bw, chrom: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All runs of ``chrom`` in an open bigWig as (starts, ends, values) arrays."""
+    iv = bw.intervals(chrom) if chrom in bw.chroms() else None
+    if not iv:
+        z = np.zeros(0, np.int64)
+        return z, z, np.zeros(0, np.float64)
+    a = np.array(iv, dtype=np.float64)
+    return a[:, 0].astype(np.int64), a[:, 1].astype(np.int64), a[:, 2]
+
+
+# ---------------------------------------------------------------- whole tracks
+def _open_bam(bam_path: str | Path, lengths: Mapping[str, int]):
+    import pysam
+
+    bam_path = Path(bam_path)
+    if not bam_path.exists():
+        raise InputError(bam_path, "BAM not found", "fix the bam path in the samplesheet")
+    try:
+        bam = pysam.AlignmentFile(str(bam_path), "rb")
+    except (ValueError, OSError) as e:
+        raise InputError(bam_path, f"cannot open as BAM: {e}", "give a coordinate-sorted, indexed BAM") from None
+    if not bam.has_index():
+        bam.close()
+        raise InputError(bam_path, "BAM has no index (.bai/.csi)", f"run `samtools index {bam_path.name}`")
+    for name, ln in zip(bam.references, bam.lengths):
+        if name not in lengths:
+            bam.close()
+            raise InputError(bam_path, f"contig {name!r} of the BAM header is not in the genome FASTA",
+                             "use the FASTA the reads were aligned to")
+        if lengths[name] != ln:
+            bam.close()
+            raise InputError(bam_path, f"contig {name!r} has length {ln} in the BAM but {lengths[name]} in the FASTA",
+                             "use the FASTA the reads were aligned to")
+    return bam
+
+
+def sample_track(bam_path: str | Path, lengths: Mapping[str, int], out_bw: str | Path, *,
+                 min_mapq: int = 10, sample: str = "") -> dict:
+    """Write one sample's insertion bigWig; return its counting figures.
+
+    Parameters
+    ----------
+    bam_path : path
+        Coordinate-sorted, indexed paired-end BAM.
+    lengths : dict
+        contig → length, FASTA order (the bigWig header).
+    out_bw : path
+    min_mapq : int
+
+    Returns
+    -------
+    dict
+        ``records``, ``fragments`` (total), ``fragments_by_chrom``, ``insertions``,
+        ``dropped`` (reason → read-1/unpaired records).
+
+    Raises
+    ------
+    InputError
+        Missing index, contigs not in the FASTA, or no properly paired fragment at all.
+    """
+    import pyBigWig
+
+    bam = _open_bam(bam_path, lengths)
+    label = sample or Path(bam_path).stem
+    in_bam = set(bam.references)
+    mapped = {s.contig: s.mapped for s in bam.get_index_statistics()}
+    prog = Progress(log, "reads", total=sum(mapped.values()) or None, label=label)
+    frags: dict[str, int] = {}
+    dropped = Counter({r: 0 for r in DROP_REASONS})
+    n_records = 0
+    with atomic_path(out_bw) as tmp:
+        bw = pyBigWig.open(str(tmp), "w")
+        bw.addHeader(list(lengths.items()))
+        for chrom in lengths:
+            if chrom not in in_bam:
+                frags[chrom] = 0
+                continue
+            rec, n = _read1_records(bam, chrom)
+            keep, drop = _classify(rec, min_mapq)
+            dropped.update(drop)
+            n_records += n["records"]
+            prog.update(n["records"])
+            frags[chrom] = int(keep.sum())
+            pos, cnt = site_counts(fragment_insertions(rec[keep]))
+            _add_runs(bw, chrom, *sites_to_runs(pos, cnt))
+        bw.close()
+        bam.close()
+        total = sum(frags.values())
+        if total == 0:
+            raise InputError(bam_path, f"no properly paired fragment counted out of {n_records} records "
+                             f"(dropped: {', '.join(f'{k}={v}' for k, v in dropped.items() if v) or 'none'})",
+                             "caveat needs paired-end ATAC-seq aligned in paired mode (proper-pair flags set); "
+                             "check with `samtools flagstat`, or lower insertions_min_mapq")
+    prog.close()
+    log.info("%s: %d records read, %d fragments counted (%d insertions); dropped: %s", label, n_records, total,
+             2 * total, ", ".join(f"{k}={v}" for k, v in dropped.items() if v) or "none")
+    return {"records": n_records, "fragments": total, "fragments_by_chrom": frags,
+            "insertions": 2 * total, "dropped": dict(dropped), "min_mapq": min_mapq}
+
+
+def _add_runs(bw, chrom: str, starts: np.ndarray, ends: np.ndarray, values: np.ndarray) -> None:
+    if starts.size:
+        bw.addEntries([chrom] * starts.size, starts, ends=ends, values=values)
+
+
+def pseudobulk_track(sample_bws: Sequence[str | Path], lengths: Mapping[str, int], out_bw: str | Path) -> dict:
+    """Sum sample insertion bigWigs base by base into one pseudobulk bigWig.
+
+    Returns
+    -------
+    dict
+        ``insertions_by_chrom`` and ``insertions`` (totals of the pseudobulk).
+    """
+    import pyBigWig
+
+    if not sample_bws:
+        raise InputError(None, "no sample bigWigs to pool", "give at least one sample track")
+    ins: dict[str, int] = {}
+    handles = [pyBigWig.open(str(p)) for p in sample_bws]
+    try:
+        with atomic_path(out_bw) as tmp:
+            out = pyBigWig.open(str(tmp), "w")
+            out.addHeader(list(lengths.items()))
+            for chrom in lengths:
+                parts = [runs_to_sites(*read_runs(h, chrom)) for h in handles]
+                pos = np.concatenate([p for p, _ in parts])
+                cnt = np.concatenate([c for _, c in parts])
+                pos, cnt = site_counts(pos, cnt)
+                ins[chrom] = int(cnt.sum())
+                _add_runs(out, chrom, *sites_to_runs(pos, cnt))
+            out.close()
+    finally:
+        for h in handles:
+            h.close()
+    return {"insertions_by_chrom": ins, "insertions": sum(ins.values())}
+
+
+# ---------------------------------------------------------------- the step
+def source_bam(sample: str, raw_bam: str, outdir: Path, source: str) -> tuple[str, str]:
+    """The BAM a sample's track is built from: (path, "wasp" | "raw")."""
+    if source not in ("wasp", "raw"):
+        raise InputError("insertions_source", f"unknown value {source!r}", "use 'wasp' or 'raw'")
+    wasp = outdir / "wasp" / f"{sample}.bam"
+    if source == "wasp" and wasp.exists():
+        return str(wasp), "wasp"
+    if source == "wasp":
+        log.warning("%s: no WASP-filtered BAM (%s); using the raw BAM", sample, wasp.relative_to(outdir))
+    return raw_bam, "raw"
+
+
+def _sample_job(args: tuple) -> dict:
+    bam, lengths, out_bw, min_mapq, sample = args
+    try:
+        return sample_track(bam, lengths, out_bw, min_mapq=min_mapq, sample=sample)
+    except InputError as e:  # InputError does not survive pickling across processes: hand its parts back
+        return {"_error": (e.file, e.problem, e.fix)}
+
+
+def run_step(ctx: StepContext) -> dict:
+    p = ctx.params
+    sheet = read_samplesheet(p["input"])
+    lengths = fasta_lengths(p["fasta"])
+    min_mapq = int(p["insertions_min_mapq"])
+    jobs, sources = [], {}
+    for row in sheet.itertuples():
+        bam, src = source_bam(row.sample, row.bam, ctx.outdir, p["insertions_source"])
+        sources[row.sample] = src
+        jobs.append((bam, lengths, ctx.out("insertions", f"{row.sample}.bw"), min_mapq, row.sample))
+    if ctx.threads > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(min(ctx.threads, len(jobs))) as ex:
+            stats = list(ex.map(_sample_job, jobs))
+    else:
+        stats = [_sample_job(j) for j in jobs]
+    for st in stats:
+        if "_error" in st:
+            raise InputError(*st["_error"])
+    samples = {}
+    for row, st in zip(sheet.itertuples(), stats):
+        samples[row.sample] = {**st, "source": sources[row.sample], "donor": row.donor, "cell_type": row.cell_type}
+    pseudo = {}
+    for ct in cell_types(sheet):
+        members = sheet.loc[sheet["cell_type"] == ct, "sample"].tolist()
+        res = pseudobulk_track([ctx.outdir / "insertions" / f"{s}.bw" for s in members], lengths,
+                               ctx.out("insertions", f"{ct}.pseudobulk.bw"))
+        pseudo[ct] = {"samples": members, **res}
+        log.info("pseudobulk %s: %d samples, %d insertions", ct, len(members), res["insertions"])
+    summary = {"samples": samples, "pseudobulk": pseudo, "min_mapq": min_mapq,
+               "source": p["insertions_source"], "counting_rule": "read 1 of each proper pair; TLEN span; +4/-5"}
+    write_json(summary, ctx.out("insertions.summary.json"))
+    return {"samples": len(samples), "cell_types": len(pseudo),
+            "fragments": sum(s["fragments"] for s in samples.values())}
+
+
+def _input_files(params: dict) -> list[str]:
+    files = [params["fasta"]] if params.get("fasta") else []
+    if params.get("input") and Path(params["input"]).exists():
+        files += read_samplesheet(params["input"], check_files=False)["bam"].tolist()
+    return files
+
+
+STEP = Step(
+    name="insertions",
+    run=run_step,
+    needs=(),
+    optional_needs=("wasp_remap",),
+    params={"insertions_source": "wasp", "insertions_min_mapq": 10},
+    input_files=_input_files,
+    doc="Tn5 insertion bigWigs per sample and pseudobulk per cell type",
+)
+
+
+# ---------------------------------------------------------------- CLI
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="caveat insertions", description=__doc__.splitlines()[0])
+    ap.add_argument("--fasta", required=True, help="genome FASTA (contig order and lengths of the bigWig header)")
+    ap.add_argument("--out-bw", required=True, help="output bigWig")
+    ap.add_argument("--bam", help="one sample's indexed BAM → its insertion track")
+    ap.add_argument("--sample", default="", help="sample name (for logs)")
+    ap.add_argument("--stats", help="write the sample's counting figures here (JSON)")
+    ap.add_argument("--min-mapq", type=int, default=STEP.params["insertions_min_mapq"])
+    ap.add_argument("--pseudobulk", nargs="+", metavar="BW", help="sample bigWigs to sum into a pseudobulk track")
+    return ap
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if bool(args.bam) == bool(args.pseudobulk):
+        raise InputError(None, "give exactly one of --bam and --pseudobulk", "see `caveat insertions --help`")
+    lengths = fasta_lengths(args.fasta)
+    if args.bam:
+        st = sample_track(args.bam, lengths, args.out_bw, min_mapq=args.min_mapq, sample=args.sample)
+    else:
+        st = pseudobulk_track(args.pseudobulk, lengths, args.out_bw)
+    if args.stats:
+        write_json(st, args.stats)
+    return 0

@@ -1,0 +1,10 @@
+#!/usr/bin/env python3
+"""cluster_peaks: union peaks, accessibility matrix, ubiquitous vs specific clusters, LDSC export. Code: bin/caveat/cluster_peaks.py."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from caveat.cli import run_entry  # noqa: E402
+from caveat.cluster_peaks import main  # noqa: E402
+
+sys.exit(run_entry(main))

@@ -1,0 +1,258 @@
+"""Tests for caveat.insertions: Tn5 offsets, fragment counting rule, track totals, pseudobulk."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pysam
+import pyBigWig
+import pytest
+
+from caveat.errors import InputError
+from caveat.insertions import main, pseudobulk_track, sample_track, sites_to_runs, runs_to_sites
+
+LENGTHS = {"c1": 2000, "c2": 800, "c3": 300}
+READ_LEN = 50
+
+
+def _fasta(tmp_path):
+    fa = tmp_path / "g.fa"
+    rng = np.random.default_rng(0)
+    with open(fa, "w") as fh:
+        for c, n in LENGTHS.items():
+            fh.write(f">{c}\n{''.join(rng.choice(list('ACGT'), n))}\n")
+    pysam.faidx(str(fa))
+    return fa
+
+
+def _pair(header, name, chrom_id, left, right_end, *, read1_reverse=False, flag_extra=0,
+          mapq=30, proper=True, mq=None):
+    """A FR pair: forward mate at [left, left+50), reverse mate at [right_end-50, right_end)."""
+    tlen = right_end - left
+    fwd, rev = pysam.AlignedSegment(header), pysam.AlignedSegment(header)
+    for seg, start, is_rev in ((fwd, left, False), (rev, right_end - READ_LEN, True)):
+        seg.query_name = name
+        seg.query_sequence = "A" * READ_LEN
+        seg.query_qualities = pysam.qualitystring_to_array("I" * READ_LEN)
+        seg.reference_id = chrom_id
+        seg.reference_start = start
+        seg.cigarstring = f"{READ_LEN}M"
+        seg.mapping_quality = mapq
+        seg.next_reference_id = chrom_id
+        if mq is not None:
+            seg.set_tag("MQ", mq)
+    fwd.next_reference_start, rev.next_reference_start = rev.reference_start, fwd.reference_start
+    fwd.template_length, rev.template_length = tlen, -tlen
+    base = 0x1 | (0x2 if proper else 0) | flag_extra
+    r1_fwd = 0x40 if not read1_reverse else 0x80
+    fwd.flag = base | 0x20 | r1_fwd
+    rev.flag = base | 0x10 | (0xC0 ^ r1_fwd)
+    return [fwd, rev]
+
+
+def _bam(tmp_path, name, segs_fn, index=True):
+    header = pysam.AlignmentHeader.from_dict(
+        {"HD": {"VN": "1.6", "SO": "coordinate"}, "SQ": [{"SN": c, "LN": n} for c, n in LENGTHS.items()]})
+    segs = segs_fn(header)
+    tmp = tmp_path / f"{name}.unsorted.bam"
+    with pysam.AlignmentFile(str(tmp), "wb", header=header) as out:
+        for s in segs:
+            out.write(s)
+    bam = tmp_path / f"{name}.bam"
+    pysam.sort("-o", str(bam), str(tmp))
+    if index:
+        pysam.index(str(bam))
+    return bam
+
+
+def _values(bw_path, chrom):
+    with pyBigWig.open(str(bw_path)) as bw:
+        v = np.nan_to_num(np.array(bw.values(chrom, 0, LENGTHS[chrom])))
+        return v, bw.chroms()
+
+
+def test_offsets_on_both_strands_and_drop_reasons(tmp_path):
+    fa = _fasta(tmp_path)
+
+    def segs(h):
+        s = []
+        s += _pair(h, "fwd_r1", 0, 100, 300)                       # read1 forward: 104, 294
+        s += _pair(h, "rev_r1", 0, 500, 650, read1_reverse=True)   # read1 reverse: 504, 644
+        s += _pair(h, "c2frag", 1, 10, 210)                         # 14, 204 on c2
+        s += _pair(h, "dup", 0, 700, 900, flag_extra=0x400)
+        s += _pair(h, "qc", 0, 700, 900, flag_extra=0x200)
+        s += _pair(h, "improper", 0, 700, 900, proper=False)
+        s += _pair(h, "lowq", 0, 700, 900, mapq=3)
+        s += _pair(h, "mate_lowq", 0, 1000, 1200, mq=2)
+        sec = _pair(h, "sec", 0, 1000, 1200, flag_extra=0x100)
+        s += sec
+        single = pysam.AlignedSegment(h)
+        single.query_name, single.query_sequence = "single", "A" * READ_LEN
+        single.reference_id, single.reference_start, single.cigarstring = 0, 1500, f"{READ_LEN}M"
+        single.flag, single.mapping_quality = 0, 40
+        s.append(single)
+        return s
+
+    bam = _bam(tmp_path, "s1", segs)
+    st = sample_track(bam, LENGTHS, tmp_path / "s1.bw", min_mapq=10)
+    v1, chroms = _values(tmp_path / "s1.bw", "c1")
+    assert list(chroms) == list(LENGTHS)  # every contig, FASTA order
+    assert np.flatnonzero(v1).tolist() == [104, 294, 504, 644]
+    v2, _ = _values(tmp_path / "s1.bw", "c2")
+    assert np.flatnonzero(v2).tolist() == [14, 204]
+    assert st["fragments_by_chrom"] == {"c1": 2, "c2": 1, "c3": 0}
+    assert v1.sum() == 2 * st["fragments_by_chrom"]["c1"]
+    d = st["dropped"]
+    assert (d["duplicate"], d["qc_fail"], d["not_proper_pair"], d["low_mapq"], d["not_primary"], d["unpaired"]) \
+        == (1, 1, 1, 2, 1, 1)
+    # the CLI writes the same track and stats
+    assert main(["--fasta", str(fa), "--bam", str(bam), "--out-bw", str(tmp_path / "cli.bw"),
+                 "--stats", str(tmp_path / "cli.json")]) == 0
+    assert json.loads((tmp_path / "cli.json").read_text())["fragments"] == 3
+    assert (tmp_path / "cli.bw").read_bytes() == (tmp_path / "s1.bw").read_bytes()
+
+
+def _random_pairs(rng, n):
+    def segs(h):
+        s = []
+        for i in range(n):
+            c = int(rng.integers(0, 3))
+            ln = LENGTHS[f"c{c + 1}"]
+            frag = int(rng.integers(60, min(400, ln - 1)))
+            left = int(rng.integers(0, ln - frag))
+            s += _pair(h, f"r{i}", c, left, left + frag, read1_reverse=bool(rng.integers(0, 2)),
+                       flag_extra=0x400 if rng.random() < 0.1 else 0)
+        return s
+    return segs
+
+
+def _independent_sites(bam):
+    """Insertions from each read's own 5' end (+4 forward, -5 reverse), both mates, no TLEN."""
+    out = {c: np.zeros(n, np.int64) for c, n in LENGTHS.items()}
+    with pysam.AlignmentFile(str(bam)) as f:
+        for r in f.fetch():
+            if r.is_duplicate or not r.is_proper_pair:
+                continue
+            p = r.reference_end - 1 - 5 if r.is_reverse else r.reference_start + 4
+            out[r.reference_name][p] += 1
+    return out
+
+
+def test_track_equals_independent_per_read_count_and_pseudobulk_sums(tmp_path):
+    rng = np.random.default_rng(11)
+    bams = [_bam(tmp_path, f"d{k}", _random_pairs(rng, 300)) for k in range(2)]
+    bws = []
+    for k, bam in enumerate(bams):
+        bw = tmp_path / f"d{k}.bw"
+        st = sample_track(bam, LENGTHS, bw, min_mapq=0)
+        expect = _independent_sites(bam)
+        for c in LENGTHS:
+            v, _ = _values(bw, c)
+            np.testing.assert_array_equal(v, expect[c])
+            assert v.sum() == 2 * st["fragments_by_chrom"][c]
+        bws.append(bw)
+    res = pseudobulk_track(bws, LENGTHS, tmp_path / "pb.bw")
+    for c in LENGTHS:
+        pb, _ = _values(tmp_path / "pb.bw", c)
+        np.testing.assert_array_equal(pb, _values(bws[0], c)[0] + _values(bws[1], c)[0])
+        assert res["insertions_by_chrom"][c] == pb.sum()
+
+
+def test_no_proper_pairs_is_an_error_and_leaves_nothing(tmp_path):
+    bam = _bam(tmp_path, "bad", lambda h: _pair(h, "x", 0, 100, 300, proper=False))
+    with pytest.raises(InputError, match="no properly paired fragment"):
+        sample_track(bam, LENGTHS, tmp_path / "bad.bw")
+    assert not list(tmp_path.glob("*bad.bw*"))
+
+
+def test_unindexed_bam_and_wrong_genome_are_errors(tmp_path):
+    bam = _bam(tmp_path, "noidx", lambda h: _pair(h, "x", 0, 100, 300), index=False)
+    with pytest.raises(InputError, match="samtools index"):
+        sample_track(bam, LENGTHS, tmp_path / "o.bw")
+    bam = _bam(tmp_path, "ok", lambda h: _pair(h, "x", 0, 100, 300))
+    with pytest.raises(InputError, match="length 2000 in the BAM"):
+        sample_track(bam, {**LENGTHS, "c1": 2500}, tmp_path / "o.bw")
+
+
+def test_runs_roundtrip():
+    pos = np.array([3, 4, 5, 9, 10, 20])
+    cnt = np.array([1, 1, 2, 2, 2, 5])
+    s, e, v = sites_to_runs(pos, cnt)
+    assert s.tolist() == [3, 5, 9, 20] and e.tolist() == [5, 6, 11, 21] and v.tolist() == [1, 2, 2, 5]
+    p2, c2 = runs_to_sites(s, e, v)
+    assert p2.tolist() == pos.tolist() and c2.tolist() == cnt.tolist()
+
+
+# ---------------------------------------------------------------- on the simulated study
+def check_track_totals(sim, run) -> int:
+    """Per sample and chromosome: bigWig sum == 2 × fragments counted == 2 × an independent
+    samtools count of read-1 records (proper pair, primary, not QC-fail/duplicate, MAPQ ≥ min);
+    pseudobulk == sum of its samples. Returns the number of (sample, chrom) checks."""
+    import subprocess
+
+    from caveat.samplesheet import read_samplesheet
+
+    raw = read_samplesheet(sim / "samplesheet.csv").set_index("sample")["bam"]
+    summ = json.loads((run / "insertions.summary.json").read_text())
+    n = 0
+    for sample, st in summ["samples"].items():
+        bam = run / "wasp" / f"{sample}.bam" if st["source"] == "wasp" else raw[sample]
+        with pyBigWig.open(str(run / "insertions" / f"{sample}.bw")) as bw:
+            for chrom, frags in st["fragments_by_chrom"].items():
+                iv = bw.intervals(chrom) or ()
+                total = sum((e - s) * v for s, e, v in iv)
+                assert total == 2 * frags, (sample, chrom)
+                out = subprocess.run(["samtools", "view", "-c", "-f", "0x42", "-F", "0xF0C", "-q",
+                                      str(summ["min_mapq"]), str(bam), chrom], capture_output=True, text=True)
+                assert 0 <= int(out.stdout) - frags <= st["dropped"]["too_short"], (sample, chrom)
+                n += 1
+    for ct, pb in summ["pseudobulk"].items():
+        assert pb["insertions"] == sum(summ["samples"][s]["insertions"] for s in pb["samples"])
+    return n
+
+
+def test_tiny_run_track_totals(tiny_sim, tiny_run):
+    assert check_track_totals(tiny_sim, tiny_run) > 0
+
+
+def _sheet(tmp_path, bams):
+    rows = ["sample,donor,cell_type,bam"] + [f"{s},{d},{ct},{b}" for s, d, ct, b in bams]
+    (tmp_path / "samples.csv").write_text("\n".join(rows) + "\n")
+    return tmp_path / "samples.csv"
+
+
+def test_run_step_pools_donors_and_prefers_wasp_bams(tmp_path):
+    from caveat.engine import StepContext
+    from caveat.insertions import run_step
+
+    fa = _fasta(tmp_path)
+    rng = np.random.default_rng(5)
+    b = {k: _bam(tmp_path, k, _random_pairs(rng, 50)) for k in ("a1", "a2", "b1", "w")}
+    sheet = _sheet(tmp_path, [("A_D1", "D1", "ctA", b["a1"]), ("A_D2", "D2", "ctA", b["a2"]),
+                              ("B_D1", "D1", "ctB", b["b1"])])
+    out = tmp_path / "out"
+    (out / "wasp").mkdir(parents=True)
+    for ext in ("", ".bai"):  # A_D2 has a WASP-filtered BAM: that one is used
+        (out / "wasp" / f"A_D2.bam{ext}").write_bytes((tmp_path / f"w.bam{ext}").read_bytes())
+    params = {"input": str(sheet), "fasta": str(fa), "insertions_source": "wasp", "insertions_min_mapq": 10}
+    res = run_step(StepContext(params=params, outdir=out, threads=2))
+    assert res["samples"] == 3 and res["cell_types"] == 2
+    summ = json.loads((out / "insertions.summary.json").read_text())
+    assert [summ["samples"][s]["source"] for s in ("A_D1", "A_D2", "B_D1")] == ["raw", "wasp", "raw"]
+    assert summ["samples"]["A_D2"]["fragments"] == sample_track(b["w"], LENGTHS, tmp_path / "w.bw")["fragments"]
+    for c in LENGTHS:
+        pb, _ = _values(out / "insertions" / "ctA.pseudobulk.bw", c)
+        np.testing.assert_array_equal(pb, _values(out / "insertions" / "A_D1.bw", c)[0]
+                                      + _values(out / "insertions" / "A_D2.bw", c)[0])
+    assert str(tmp_path) not in (out / "insertions.summary.json").read_text()
+    # a sample without proper pairs fails the step with the file named, across worker processes
+    bad = _bam(tmp_path, "bad", lambda h: _pair(h, "x", 0, 100, 300, proper=False))
+    sheet = _sheet(tmp_path, [("A_D1", "D1", "ctA", b["a1"]), ("X", "D2", "ctA", bad)])
+    with pytest.raises(InputError, match="bad.bam.*no properly paired"):
+        run_step(StepContext(params={**params, "input": str(sheet)}, outdir=tmp_path / "out2", threads=2))
+
+
+@pytest.mark.demo
+def test_demo_run_track_totals(demo_sim, demo_run):
+    assert check_track_totals(demo_sim, demo_run) > 0
