@@ -1,0 +1,10 @@
+#!/usr/bin/env python3
+"""evaluate: reference accuracy, over-correlation and variant-effect AUROCs with CIs → metrics.parquet. Code: bin/caveat/evaluate.py."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from caveat.cli import run_entry  # noqa: E402
+from caveat.evaluate import main  # noqa: E402
+
+sys.exit(run_entry(main))

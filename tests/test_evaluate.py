@@ -1,0 +1,322 @@
+"""evaluate: metrics recover planted truth on synthetic tables of the contract shapes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from caveat import evaluate as E
+from caveat.engine import StepContext
+from caveat.errors import InputError
+from caveat.io import write_json, write_parquet
+from caveat.metrics import match_histograms
+
+CTS = ["ctA", "ctB", "ctC"]
+REGIMES = ["single_task", "multitask", "multitask_peaks"]
+
+
+def synthetic_outdir(out: Path, seed: int = 0, n_peaks: int = 600, n_var: int = 1200) -> Path:
+    """An outdir with every table evaluate and report read, of the DESIGN shapes.
+
+    Planted: ``single_task`` predicts each cell type's accessibility, ``multitask`` predicts
+    the cell-type mean (over-correlated), ``multitask_peaks`` is noisy; variant
+    scores follow the observed imbalance for single_task/multitask and are
+    random for multitask_peaks.
+    """
+    rng = np.random.default_rng(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    kind = np.where(np.arange(n_peaks) < n_peaks // 2, "ubiquitous", "specific")
+    owner = rng.integers(0, len(CTS), n_peaks)
+    base = rng.lognormal(4.0, 1.0, n_peaks)
+    acc = np.where(kind[:, None] == "ubiquitous", base[:, None] * rng.lognormal(0, 0.2, (n_peaks, len(CTS))),
+                   np.where(np.arange(len(CTS))[None, :] == owner[:, None], base[:, None] * 0.6, 2.0))
+    donors = ["D1", "D2", "D3"]
+    dcounts = rng.poisson(acc[None, :, :] / len(donors), (len(donors), n_peaks, len(CTS)))
+    target = dcounts.sum(axis=0).astype(float)
+    peak_id = np.array([f"peak{i:05d}" for i in range(n_peaks)])
+    peaks = pd.DataFrame({"peak_id": peak_id, "chrom": "chr4", "start": np.arange(n_peaks) * 1000,
+                          "end": np.arange(n_peaks) * 1000 + 500, "cluster": np.where(kind == "ubiquitous", 0, 1 + owner),
+                          "kind": kind, "specificity": np.where(kind == "ubiquitous", 0.1, 0.8),
+                          "cluster_label": np.where(kind == "ubiquitous", "ubiquitous", np.array(CTS)[owner])})
+    for j, ct in enumerate(CTS):
+        peaks[f"acc_{ct}"] = np.log2(target[:, j] / target[:, j].sum() * 1e6 + 1)
+        peaks[f"count_{ct}"] = target[:, j].astype(np.int64)
+    write_parquet(peaks, out / "peaks.parquet")
+    d, p, c = np.meshgrid(np.arange(len(donors)), np.arange(n_peaks), np.arange(len(CTS)), indexing="ij")
+    write_parquet(pd.DataFrame({"peak_id": peak_id[p.ravel()], "donor": np.array(donors)[d.ravel()],
+                                "cell_type": np.array(CTS)[c.ravel()], "count": dcounts.ravel()}),
+                  out / "peaks_donor_counts.parquet")
+    preds = {"single_task": acc * rng.lognormal(0, 0.3, acc.shape),
+             "multitask": np.repeat(acc.mean(axis=1, keepdims=True), len(CTS), axis=1) * rng.lognormal(0, 0.05, acc.shape),
+             "multitask_peaks": acc * rng.lognormal(0, 1.0, acc.shape)}
+    frames = []
+    n_win = 400
+    wt = rng.poisson(5.0, (n_win, len(CTS))).astype(float)
+    for r in REGIMES:
+        for j, ct in enumerate(CTS):
+            frames.append(pd.DataFrame({"regime": r, "kind": "peak", "peak_id": peak_id, "chrom": "chr4",
+                                        "start": peaks["start"], "end": peaks["end"], "cell_type": ct,
+                                        "target": target[:, j], "prediction": preds[r][:, j]}))
+            frames.append(pd.DataFrame({"regime": r, "kind": "window", "peak_id": None, "chrom": "chr5",
+                                        "start": np.arange(n_win) * 192, "end": np.arange(n_win) * 192 + 1344,
+                                        "cell_type": ct, "target": wt[:, j],
+                                        "prediction": wt[:, j] + rng.normal(0, 2.0, n_win)}))
+    write_parquet(pd.concat(frames, ignore_index=True), out / "predictions.parquet")
+    # variants: 1/8 imbalanced; the specific stratum has more strongly imbalanced sites (Fig. S4)
+    sets, scores, imb = [], [], []
+    for ct in CTS:
+        vid = np.array([f"chr4:{1000 + i}:A:G" for i in range(n_var)])
+        positive = rng.random(n_var) < 0.125
+        vkind = rng.choice(["ubiquitous", "specific"], n_var)
+        effect = np.where(positive, rng.choice([-1, 1], n_var) * np.where(vkind == "specific", 0.3, 0.15), 0.0)
+        total = rng.integers(21, 200, n_var)
+        ref_count = rng.binomial(total, 0.5 + effect)
+        ref_ratio = ref_count / total
+        sets.append(pd.DataFrame({"cell_type": ct, "variant_id": vid, "set": np.where(positive, "positive", "negative"),
+                                  "match_bin": rng.integers(0, 20, n_var), "total": total, "ref_ratio": ref_ratio,
+                                  "peak_kind": vkind}))
+        imb.append(pd.DataFrame({"cell_type": ct, "variant_id": vid, "ref_count": ref_count,
+                                 "alt_count": total - ref_count, "total": total, "ref_ratio": ref_ratio,
+                                 "pvalue": rng.random(n_var), "qvalue": rng.random(n_var),
+                                 "label": np.where(positive, "imbalanced", "balanced"),
+                                 "peak_id": None, "peak_kind": vkind}))
+        for r in REGIMES:
+            good = r != "multitask_peaks"
+            ratio = 0.5 + (effect * 0.8 + rng.normal(0, 0.03, n_var) if good else rng.normal(0, 0.1, n_var))
+            ref_pred = rng.lognormal(2, 0.5, n_var)
+            alt_pred = ref_pred * (1 - ratio) / ratio
+            scores.append(pd.DataFrame({"regime": r, "cell_type": ct, "variant_id": vid, "ref_pred": ref_pred,
+                                        "alt_pred": alt_pred, "pred_ref_ratio": ratio,
+                                        "log2_fc": np.log2(alt_pred / ref_pred)}))
+    write_parquet(pd.concat(sets, ignore_index=True), out / "variant_sets.parquet")
+    # match_negatives' Fig. 4B table: variants in peaks, |ref_ratio - 0.5| histograms matched between kinds
+    matched = []
+    for t in sets:
+        dev = np.abs(t["ref_ratio"].to_numpy() - 0.5)
+        u, s = np.flatnonzero(t["peak_kind"] == "ubiquitous"), np.flatnonzero(t["peak_kind"] == "specific")
+        iu, is_ = match_histograms(dev[u], dev[s], 0.025, seed=seed, lo=0.0)
+        matched.append(t.iloc[np.sort(np.r_[u[iu], s[is_]])])
+    write_parquet(pd.concat(matched, ignore_index=True), out / "variant_sets_stratum_matched.parquet")
+    write_parquet(pd.concat(scores, ignore_index=True), out / "variant_scores.parquet")
+    write_parquet(pd.concat(imb, ignore_index=True), out / "imbalance.parquet")
+    for r in ["multitask", "multitask_peaks"]:
+        write_parquet(pd.DataFrame({"epoch": np.arange(1, 6), "train_loss": 3 - 0.2 * np.arange(5),
+                                    "valid_loss": 3.1 - 0.15 * np.arange(5), "valid_pearson": 0.1 * np.arange(1, 6)}),
+                      out / "models" / r / "history.parquet")
+    for ct in CTS:
+        write_parquet(pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [3.0, 2.5, 2.2], "valid_loss": [3.0, 2.7, 2.6],
+                                    "valid_pearson": [0.2, 0.3, 0.35]}),
+                      out / "models" / "single_task" / ct / "history.parquet")
+    for dn in donors:
+        for ct in CTS:
+            write_json({"reads_in": 10000, "kept_without_remap": 8000, "remapped": 2000, "kept_after_remap": 1800,
+                        "dropped": {"mapped_elsewhere": 150, "too_many_snps": 50}, "duplicates": 300},
+                       out / "wasp" / f"{dn}_{ct}.stats.json")
+    return out
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory) -> Path:
+    return synthetic_outdir(tmp_path_factory.mktemp("eval_synth"))
+
+
+@pytest.fixture(scope="module")
+def metrics(synth) -> pd.DataFrame:
+    ctx = StepContext(params={**E.PARAMS, "seed": 0}, outdir=synth)
+    E.run_step(ctx)
+    return pd.read_parquet(synth / "metrics.parquet")
+
+
+def _get(m, metric, regime, ct, stratum="all"):
+    row = m[(m.metric == metric) & (m.regime == regime) & (m.cell_type == ct) & (m.stratum == stratum)]
+    assert len(row) == 1, (metric, regime, ct, stratum, len(row))
+    return row.iloc[0]
+
+
+def test_columns_and_finite(metrics, synth):
+    assert list(metrics.columns) == E.COLUMNS
+    assert np.isfinite(metrics["value"]).all()
+    non_test = ~metrics["metric"].str.startswith("delong_")
+    assert metrics.loc[non_test, "p_value"].isna().all()
+    assert np.isfinite(metrics[["ci_low", "ci_high"]].to_numpy()).all()
+    assert (metrics["ci_low"] <= metrics["value"] + 1e-12).all() and (metrics["value"] <= metrics["ci_high"] + 1e-12).all()
+    summary = json.loads((synth / "evaluate.summary.json").read_text())
+    assert summary["rows"] == len(metrics) and summary["nonfinite_values"] == 0
+
+
+def test_peak_pearson_equals_independent_computation(metrics, synth):
+    pred = pd.read_parquet(synth / "predictions.parquet")
+    peaks = pd.read_parquet(synth / "peaks.parquet")
+    g = pred[(pred.regime == "single_task") & (pred.cell_type == "ctB") & (pred.kind == "peak")].merge(
+        peaks[["peak_id", "kind"]], on="peak_id", suffixes=("", "_peak"))
+    for stratum in ["all", "ubiquitous", "specific"]:
+        sub = g if stratum == "all" else g[g["kind_peak"] == stratum]
+        expect = np.corrcoef(np.log2(sub.target + 1), np.log2(sub.prediction + 1))[0, 1]
+        row = _get(metrics, "pearson_peak", "single_task", "ctB", stratum)
+        assert row.value == pytest.approx(expect, abs=1e-12) and row.n == len(sub)
+    w = pred[(pred.regime == "multitask") & (pred.cell_type == "ctA") & (pred.kind == "window")]
+    assert _get(metrics, "pearson_window", "multitask", "ctA").value == pytest.approx(
+        np.corrcoef(w.target, w.prediction)[0, 1], abs=1e-12)
+
+
+def test_height_matched_strata_are_balanced_and_shared_across_regimes(metrics):
+    for ct in CTS:
+        n_u = {r: _get(metrics, "pearson_peak", r, ct, "ubiquitous_height_matched").n for r in REGIMES}
+        n_s = _get(metrics, "pearson_peak", REGIMES[0], ct, "specific_height_matched").n
+        assert set(n_u.values()) == {n_s} and n_s > 20
+
+
+def test_overcorrelation_recovers_planted_shared_predictions(metrics, synth):
+    pred = pd.read_parquet(synth / "predictions.parquet")
+    pk = pred[(pred.kind == "peak") & (pred.regime == "multitask")]
+    peaks = pd.read_parquet(synth / "peaks.parquet").set_index("peak_id")
+    for stratum in ["specific", "ubiquitous"]:
+        ids = peaks.index[peaks.kind == stratum]
+        t = pk.pivot(index="peak_id", columns="cell_type", values="target").loc[ids]
+        p = pk.pivot(index="peak_id", columns="cell_type", values="prediction").loc[ids]
+        rt = np.corrcoef(np.log2(t.ctA + 1), np.log2(t.ctB + 1))[0, 1]
+        rp = np.corrcoef(np.log2(p.ctA + 1), np.log2(p.ctB + 1))[0, 1]
+        row = _get(metrics, "overcorrelation", "multitask", "ctA|ctB", stratum)
+        assert row.value == pytest.approx(rp - rt, abs=1e-12)
+    # multitask predicts the cell-type mean: strongly over-correlated in specific peaks, less so elsewhere
+    mt = _get(metrics, "overcorrelation", "multitask", "ctA|ctC", "specific").value
+    st = _get(metrics, "overcorrelation", "single_task", "ctA|ctC", "specific").value
+    assert mt > 0.5 and abs(st) < 0.2 and mt > _get(metrics, "overcorrelation", "multitask", "ctA|ctC", "ubiquitous").value
+
+
+def test_replicate_bound(metrics):
+    for ct in CTS:
+        r = _get(metrics, "replicate_pearson", "replicate", ct)
+        assert 0.5 < r.value < 1.0
+        ceiling = _get(metrics, "replicate_ceiling", "replicate", ct)
+        assert r.value < ceiling.value < 1.0
+        # the noisy model stays below the ceiling of the pooled target
+        assert _get(metrics, "pearson_peak", "multitask_peaks", ct).value < ceiling.value
+
+
+def test_variant_aurocs_recover_planted_signal(metrics, synth):
+    sc = pd.read_parquet(synth / "variant_scores.parquet")
+    sets = pd.read_parquet(synth / "variant_sets.parquet")
+    v = sc[(sc.regime == "multitask") & (sc.cell_type == "ctA")].merge(sets, on=["cell_type", "variant_id"])
+    expect = roc_auc_score(v.set == "positive", np.abs(v.pred_ref_ratio - 0.5))
+    row = _get(metrics, "imbalance_auroc", "multitask", "ctA")
+    assert row.value == pytest.approx(expect, abs=1e-12) and row.n == len(v)
+    pos = v[(v.set == "positive") & (v.ref_ratio != 0.5)]
+    assert _get(metrics, "direction_auroc", "multitask", "ctA").value == pytest.approx(
+        roc_auc_score(pos.ref_ratio > 0.5, pos.pred_ref_ratio), abs=1e-12)
+    for ct in CTS:
+        assert _get(metrics, "imbalance_auroc", "single_task", ct).value > 0.8
+        assert _get(metrics, "direction_auroc", "single_task", ct).value > 0.85
+        assert abs(_get(metrics, "direction_auroc", "multitask_peaks", ct).value - 0.5) < 0.15
+        test = _get(metrics, "delong_direction_auroc", "multitask", ct)
+        assert test.reference == "multitask_peaks" and test.value > 0.2 and test.p_value < 1e-3
+        # the matched control gives both strata the same imbalance histogram, hence the same size
+        u = _get(metrics, "direction_auroc_tested", "multitask", ct, "ubiquitous_imbalance_matched").n
+        s = _get(metrics, "direction_auroc_tested", "multitask", ct, "specific_imbalance_matched").n
+        assert u == s and u > 20
+
+
+def test_stratum_matched_direction(metrics, synth):
+    sc = pd.read_parquet(synth / "variant_scores.parquet")
+    st = pd.read_parquet(synth / "variant_sets_stratum_matched.parquet")
+    for k in ["ubiquitous", "specific"]:
+        v = sc[(sc.regime == "single_task") & (sc.cell_type == "ctC")].merge(st[st.peak_kind == k],
+                                                                             on=["cell_type", "variant_id"])
+        v = v[v.ref_ratio != 0.5]
+        row = _get(metrics, "direction_auroc_strata", "single_task", "ctC", k)
+        assert row.value == pytest.approx(roc_auc_score(v.ref_ratio > 0.5, v.pred_ref_ratio), abs=1e-12)
+        assert row.n == len(v)
+
+
+def test_deterministic(synth, tmp_path):
+    ins = E.load_inputs(synth / "predictions.parquet", synth / "variant_scores.parquet",
+                        synth / "variant_sets.parquet", synth / "peaks.parquet")
+    E.run(tmp_path / "a.parquet", ins, E.PARAMS, 3)
+    E.run(tmp_path / "b.parquet", ins, E.PARAMS, 3)
+    assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
+
+
+def test_bring_your_own_scores_cli(synth, tmp_path):
+    sets = pd.read_parquet(synth / "variant_sets.parquet")
+    ct = sets[sets.cell_type == "ctB"]
+    rng = np.random.default_rng(9)
+    signal = np.where(ct.set == "positive", 1.0, 0.0) * np.sign(ct.ref_ratio - 0.5) * 0.2
+    user = pd.DataFrame({"variant_id": ct.variant_id, "ref_pred": 10 * (1 + signal + rng.normal(0, 0.02, len(ct))),
+                         "alt_pred": 10 * (1 - signal)})
+    write_parquet(user, tmp_path / "my_model.parquet")
+    out = tmp_path / "m" / "metrics.parquet"
+    assert E.main(["--scores", str(tmp_path / "my_model.parquet"), "--variant-sets",
+                   str(synth / "variant_sets.parquet"), "--out", str(out)]) == 0
+    m = pd.read_parquet(out)
+    assert set(m.regime) == {"user"} and set(m.cell_type) == set(CTS)
+    assert _get(m, "imbalance_auroc", "user", "ctB").value > 0.9
+    assert (out.parent / "evaluate.summary.json").exists()
+    # missing score column: a clear error naming it, nothing written
+    write_parquet(user[["variant_id"]].assign(score=1.0), tmp_path / "bad.parquet")
+    bad_out = tmp_path / "bad" / "metrics.parquet"
+    with pytest.raises(InputError, match="pred_ref_ratio"):
+        E.main(["--scores", str(tmp_path / "bad.parquet"), "--variant-sets", str(synth / "variant_sets.parquet"),
+                "--out", str(bad_out)])
+    assert not bad_out.exists()
+    write_parquet(sets.drop(columns="set"), tmp_path / "sets_noset.parquet")
+    with pytest.raises(InputError, match="lacks column.*set"):
+        E.main(["--scores", str(tmp_path / "my_model.parquet"), "--variant-sets", str(tmp_path / "sets_noset.parquet")])
+    with pytest.raises(InputError, match="together"):
+        E.main(["--scores", str(tmp_path / "my_model.parquet")])
+
+
+def test_optional_inputs_absent(synth, tmp_path):
+    """Without peaks, donor counts and imbalance: whole-genome metrics only, no error."""
+    for f in ["predictions.parquet", "variant_scores.parquet"]:
+        (tmp_path / f).write_bytes((synth / f).read_bytes())
+    sets = pd.read_parquet(synth / "variant_sets.parquet")[["cell_type", "variant_id", "set", "match_bin"]]
+    write_parquet(sets, tmp_path / "variant_sets.parquet")
+    E.run_step(StepContext(params={**E.PARAMS, "seed": 0}, outdir=tmp_path))
+    m = pd.read_parquet(tmp_path / "metrics.parquet")
+    assert set(m.stratum) == {"all"}
+    assert "imbalance_auroc" in set(m.metric) and "direction_auroc" not in set(m.metric)
+    assert "replicate_pearson" not in set(m.metric)
+
+
+def test_undefined_metrics_are_dropped_not_nan():
+    """A constant prediction has no Pearson R: the row is dropped (and logged), never NaN."""
+    n = 50
+    rng = np.random.default_rng(1)
+    t = rng.poisson(5, n).astype(float)
+    pred = pd.DataFrame({"regime": np.repeat(["multitask", "flat"], n), "kind": "window", "peak_id": None,
+                         "chrom": "chr4", "start": np.tile(np.arange(n), 2), "end": np.tile(np.arange(n), 2) + 1,
+                         "cell_type": "ctA", "target": np.tile(t, 2), "prediction": np.r_[t + rng.normal(0, 1, n),
+                                                                                           np.full(n, 3.0)]})
+    m = E.evaluate(pred, None, None)
+    assert set(m["regime"]) == {"multitask"} and np.isfinite(m["value"]).all()
+
+
+def test_malformed_predictions_rejected(synth, tmp_path):
+    pred = pd.read_parquet(synth / "predictions.parquet")
+    bad = pred.copy()
+    bad.loc[5, "prediction"] = np.nan
+    write_parquet(bad, tmp_path / "p.parquet")
+    with pytest.raises(InputError, match="non-finite prediction"):
+        E.main(["--predictions", str(tmp_path / "p.parquet"), "--out", str(tmp_path / "m.parquet")])
+    write_parquet(pred.assign(kind="bin"), tmp_path / "p.parquet")
+    with pytest.raises(InputError, match="kind must be"):
+        E.main(["--predictions", str(tmp_path / "p.parquet"), "--out", str(tmp_path / "m.parquet")])
+    write_parquet(pred.drop(columns="target"), tmp_path / "p.parquet")
+    with pytest.raises(InputError, match="lacks column.*target"):
+        E.main(["--predictions", str(tmp_path / "p.parquet"), "--out", str(tmp_path / "m.parquet")])
+    (tmp_path / "p.parquet").write_text("not parquet")
+    with pytest.raises(InputError, match="not a readable Parquet"):
+        E.main(["--predictions", str(tmp_path / "p.parquet"), "--out", str(tmp_path / "m.parquet")])
+    assert not (tmp_path / "m.parquet").exists()
+
+
+def test_bad_params_rejected():
+    with pytest.raises(InputError, match="evaluate_height_bin"):
+        E.evaluate(None, None, None, params={"evaluate_height_bin": 0.0})
+    with pytest.raises(InputError, match="evaluate_ci_level"):
+        E.evaluate(None, None, None, params={"evaluate_ci_level": 95})
