@@ -1,0 +1,255 @@
+"""COUNT_ALLELES: REF/ALT/other counts per het SNP from the WASP-filtered BAM, each fragment once.
+
+Per chromosome, records are streamed as raw bytes and every (read, SNP)
+observation over an aligned base is decoded by a numba kernel. Mates of a
+fragment that both cover a site count once: when they agree, with their
+qualities summed (capped at 200) against ``min_base_quality``; when they
+disagree, as a ``conflict`` (neither REF nor ALT). This is htslib's
+overlapping-pair rule (``bcftools mpileup``, overlap detection on) except that
+a disagreement is not resolved in favour of the higher-quality mate.
+Unmapped, secondary, supplementary, QC-fail, duplicate and improper-pair
+records and reads under ``min_mapq`` are not counted.
+
+Output: ``counts/<sample>.parquet`` (sample, donor, cell_type, variant_id,
+chrom, pos, ref, alt, ref_count, alt_count, other_count, conflict_count) and
+``count_alleles.summary.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import __version__
+from . import bam_records as br
+from .engine import Step, StepContext
+from .errors import InputError
+from .genome import CODE
+from .io import read_parquet, write_json, write_parquet
+from .log import Progress, get_logger
+from .samplesheet import read_samplesheet
+
+log = get_logger("count_alleles")
+
+PARAMS = {"min_mapq": 10, "min_base_quality": 20}
+EXCLUDE = br.UNMAP | br.SECONDARY | br.QCFAIL | br.DUP | br.SUPPLEMENTARY
+COUNT_COLUMNS = ["ref_count", "alt_count", "other_count", "conflict_count"]
+
+
+def countable(ch: br.Chunk, min_mapq: int) -> np.ndarray:
+    """Records that may be counted, shape (n_records,)."""
+    f = ch.flag
+    improper = ((f & br.PAIRED) != 0) & ((f & br.PROPER) == 0)
+    return ((f & EXCLUDE) == 0) & ~improper & (ch.mapq >= min_mapq)
+
+
+def fragment_calls(snp: np.ndarray, frag: np.ndarray, base: np.ndarray, qual: np.ndarray,
+                   min_bq: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One call per (site, fragment).
+
+    Parameters
+    ----------
+    snp, frag : int arrays, shape (n_obs,)
+        Site index and fragment id (read-name hash) of each observation.
+    base : int array, shape (n_obs,)
+        Base code A0 C1 G2 T3 N4.
+    qual : int array, shape (n_obs,)
+
+    Returns
+    -------
+    site : int64 array, shape (n_calls,)
+    call : int64 array, shape (n_calls,)
+        The base called for the fragment (0–4), or -1 for mates that disagree.
+    ok : bool array, shape (n_calls,)
+        Passes ``min_bq`` (conflicts always pass: they are counted as such).
+    """
+    if len(snp) == 0:
+        e = np.empty(0, np.int64)
+        return e, e, np.empty(0, bool)
+    order = np.lexsort((frag, snp))
+    s, f, b, q = snp[order], frag[order], base[order], qual[order]
+    first = np.r_[True, (s[1:] != s[:-1]) | (f[1:] != f[:-1])]
+    start = np.flatnonzero(first)
+    size = np.diff(np.r_[start, len(s)])
+    b0, q0 = b[start], q[start]
+    two = size >= 2
+    b1 = np.where(two, b[np.minimum(start + 1, len(s) - 1)], b0)
+    q1 = np.where(two, q[np.minimum(start + 1, len(s) - 1)], 0)
+    agree = b0 == b1
+    call = np.where(agree, b0, -1)
+    qsum = np.where(two, np.minimum(q0 + q1, 200), q0)
+    ok = np.where(agree, qsum >= min_bq, True)
+    return s[start], call, ok
+
+
+def count_chromosome(bam: str | Path, chrom: str, snp_pos: np.ndarray, ref: np.ndarray, alt: np.ndarray,
+                     min_mapq: int = 10, min_bq: int = 20, ref_id: int | None = None) -> np.ndarray:
+    """Counts at one chromosome's sites.
+
+    Parameters
+    ----------
+    snp_pos : int64 array, shape (n_snps,), sorted
+    ref, alt : uint8 arrays, shape (n_snps,)
+        Allele codes.
+
+    Returns
+    -------
+    int64 array, shape (n_snps, 4)
+        ref_count, alt_count, other_count, conflict_count.
+    """
+    counts = np.zeros((len(snp_pos), 4), np.int64)
+    pend = [np.empty(0, np.int64)] * 4
+    for ch, final in _with_last(br.stream_chunks(bam, chrom, ref_id=ref_id)):
+        if ch is not None and len(ch):
+            keep = countable(ch, min_mapq)
+            rec, snp, base, qual, _ = br.observe_snps(ch.buf, ch.offs, ch.pos, ch.end, keep, snp_pos)
+            new = [snp, ch.name_hash[rec].view(np.int64), br.NT16_TO_CODE[base].astype(np.int64), qual]
+            pend = [np.concatenate([p, n]) for p, n in zip(pend, new)]
+            done = np.ones(len(pend[0]), bool) if final else snp_pos[pend[0]] < ch.pos[-1]
+        else:
+            done = np.ones(len(pend[0]), bool)
+        _tally(counts, [p[done] for p in pend], ref, alt, min_bq)
+        pend = [p[~done] for p in pend]
+    return counts
+
+
+def _with_last(it):
+    prev = None
+    for x in it:
+        if prev is not None:
+            yield prev, False
+        prev = x
+    yield prev, True
+
+
+def _tally(counts: np.ndarray, obs: list[np.ndarray], ref: np.ndarray, alt: np.ndarray, min_bq: int) -> None:
+    site, call, ok = fragment_calls(*obs, min_bq)
+    site, call = site[ok], call[ok]
+    kind = np.where(call < 0, 3, np.where(call == ref[site], 0, np.where(call == alt[site], 1, 2)))
+    keep = call != 4  # an N is no allele
+    np.add.at(counts, (site[keep], kind[keep]), 1)
+
+
+def count_sample(bam: str | Path, snps: pd.DataFrame, *, min_mapq: int = 10, min_bq: int = 20,
+                 threads: int = 1) -> pd.DataFrame:
+    """Allele counts of one sample at its donor's het SNPs (every site, zeros included).
+
+    Returns
+    -------
+    DataFrame
+        ``snps``' columns (variant_id, chrom, pos, ref, alt) + ref_count, alt_count,
+        other_count, conflict_count, in the order of ``snps``.
+    """
+    br.check_bam(bam)
+    _, names, _ = br.read_header(bam)
+    from .genome import check_contigs
+
+    check_contigs(set(snps["chrom"]), names, what="het-SNP", file=bam, reference_file=f"the BAM header of {Path(bam).name}")
+    snps = snps.reset_index(drop=True)
+    out = np.zeros((len(snps), 4), np.int64)
+    jobs = []
+    for chrom, idx in snps.groupby("chrom", sort=False).indices.items():
+        idx = idx[np.argsort(snps["pos"].to_numpy()[idx], kind="stable")]
+        sub = snps.iloc[idx]
+        jobs.append((str(bam), chrom, sub["pos"].to_numpy(np.int64), _codes(sub["ref"]), _codes(sub["alt"]),
+                     min_mapq, min_bq, names.index(chrom), idx))
+    prog = Progress(log, "chromosomes", total=len(jobs), label=Path(bam).name)
+    for (*_, idx), c in zip(jobs, _map_jobs(jobs, threads)):
+        out[idx] = c
+        prog.update()
+    prog.close()
+    res = snps[["variant_id", "chrom", "pos", "ref", "alt"]].copy()
+    for i, col in enumerate(COUNT_COLUMNS):
+        res[col] = out[:, i]
+    return res
+
+
+def _codes(col: pd.Series) -> np.ndarray:
+    return CODE[np.frombuffer("".join(col).encode(), np.uint8)] if len(col) else np.empty(0, np.uint8)
+
+
+def _job(args):
+    bam, chrom, pos, ref, alt, min_mapq, min_bq, ref_id, _ = args
+    return count_chromosome(bam, chrom, pos, ref, alt, min_mapq, min_bq, ref_id)
+
+
+def _map_jobs(jobs, threads):
+    if threads <= 1 or len(jobs) <= 1:
+        return map(_job, jobs)
+    from concurrent.futures import ThreadPoolExecutor
+
+    # threads: the numba kernel and BGZF decompression release the GIL
+    with ThreadPoolExecutor(max_workers=threads) as ex:
+        return list(ex.map(_job, jobs))
+
+
+def counts_table(counts: pd.DataFrame, sample: str, donor: str, cell_type: str) -> pd.DataFrame:
+    """The ``counts/<sample>.parquet`` contract columns."""
+    head = pd.DataFrame({"sample": sample, "donor": donor, "cell_type": cell_type}, index=counts.index)
+    return pd.concat([head, counts], axis=1)
+
+
+def run_step(ctx: StepContext) -> dict:
+    p = ctx.params
+    sheet = read_samplesheet(p["input"])
+    snps = read_parquet(ctx.outdir / "het_snps.parquet")
+    per = {}
+    for row in sheet.itertuples():
+        bam = ctx.outdir / "wasp" / f"{row.sample}.bam"
+        s = snps[snps["donor"] == row.donor]
+        c = count_sample(bam, s, min_mapq=p["min_mapq"], min_bq=p["min_base_quality"], threads=ctx.threads)
+        write_parquet(counts_table(c, row.sample, row.donor, row.cell_type), ctx.out("counts", f"{row.sample}.parquet"))
+        per[row.sample] = _summary(c)
+        ctx.log.info("%s: read %s; %d het SNPs, %d covered; %d REF, %d ALT, %d other, %d conflicting-mate calls",
+                     row.sample, bam.name, len(c), per[row.sample]["covered"], per[row.sample]["ref"],
+                     per[row.sample]["alt"], per[row.sample]["other"], per[row.sample]["conflict"])
+    write_json({"samples": len(sheet), "per_sample": per}, ctx.out("count_alleles.summary.json"))
+    return {"samples": len(sheet), "sites": int(sum(v["sites"] for v in per.values())),
+            "ref_fraction": _ref_fraction(per)}
+
+
+def _summary(c: pd.DataFrame) -> dict:
+    tot = c["ref_count"] + c["alt_count"]
+    return {"sites": len(c), "covered": int((tot > 0).sum()), "ref": int(c["ref_count"].sum()),
+            "alt": int(c["alt_count"].sum()), "other": int(c["other_count"].sum()),
+            "conflict": int(c["conflict_count"].sum())}
+
+
+def _ref_fraction(per: dict) -> float:
+    r = sum(v["ref"] for v in per.values())
+    a = sum(v["alt"] for v in per.values())
+    return round(r / (r + a), 4) if r + a else float("nan")
+
+
+STEP = Step(name="count_alleles", run=run_step, needs=("wasp_remap",), params=PARAMS,
+            doc=__doc__.splitlines()[0])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="count_alleles", description=__doc__.splitlines()[0])
+    ap.add_argument("--version", action="version", version=f"caveat {__version__}")
+    ap.add_argument("--bam", required=True, help="the sample's WASP-filtered BAM (wasp/<sample>.bam)")
+    ap.add_argument("--het-snps", required=True, help="het_snps.parquet")
+    ap.add_argument("--sample", required=True)
+    ap.add_argument("--donor", required=True)
+    ap.add_argument("--cell-type", required=True)
+    ap.add_argument("--min-mapq", type=int, default=PARAMS["min_mapq"])
+    ap.add_argument("--min-base-quality", type=int, default=PARAMS["min_base_quality"])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", required=True, help="counts/<sample>.parquet")
+    return ap
+
+
+def main(argv=None) -> int:
+    a = build_parser().parse_args(argv)
+    snps = read_parquet(a.het_snps)
+    snps = snps[snps["donor"] == a.donor]
+    if snps.empty:
+        raise InputError(a.het_snps, f"donor {a.donor!r} has no het SNPs in this table",
+                         "check the donor name against the VCF sample names")
+    c = count_sample(a.bam, snps, min_mapq=a.min_mapq, min_bq=a.min_base_quality, threads=a.threads)
+    write_parquet(counts_table(c, a.sample, a.donor, a.cell_type), a.out)
+    return 0

@@ -1,0 +1,726 @@
+"""WASP_REMAP: remove reference mapping bias at het SNPs, then deduplicate without allele bias.
+
+The algorithm of WASP's ``mapping/`` (van de Geijn et al. 2015):
+
+1. *Classify* (per chromosome, streamed in chunks of raw records): unmapped,
+   secondary, supplementary, QC-fail, improper-pair, low-MAPQ records and
+   reads over het indels are dropped and counted; pairs are judged together.
+   Reads/pairs with no aligned base on a het SNP are kept as they are.
+2. *Versions*: for each read/pair over het SNPs, every REF/ALT combination
+   at its sites (mates consistent), capped at ``wasp_max_snps_per_read``
+   sites and ``wasp_max_versions`` versions (over a cap: dropped, counted).
+3. *Remap* all versions once with the same aligner, index and arguments.
+4. *Keep* a read/pair only if every version maps back uniquely (MAPQ ≥
+   ``min_mapq``) to the same position(s) with the same CIGAR(s) (mates may swap).
+5. *Dedup*: among kept reads/pairs with identical (chrom, start, mate start,
+   strand) keep one, chosen by a seeded hash of the read name — a lottery
+   that cannot favour an allele.
+
+Outputs: ``het_snps.parquet``, ``het_indels.parquet``, ``wasp/<sample>.bam``
+(+ ``.bai``), ``wasp/<sample>.stats.json``, ``wasp_remap.summary.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import __version__
+from . import bam_records as br
+from .aligner import align, build_index, check_aligner
+from .engine import Step, StepContext
+from .errors import InputError
+from .genome import CODE, check_contigs, fasta_lengths, read_contig_map
+from .het_sites import check_donors_have_sites, read_het_sites
+from .io import atomic_path, read_parquet, write_json, write_parquet
+from .log import Progress, get_logger
+from .read_versions import make_versions
+from .samplesheet import read_samplesheet
+
+log = get_logger("wasp_remap")
+
+PARAMS = {
+    "aligner": "bowtie2",
+    "aligner_index": None,
+    "aligner_args": "--very-sensitive -X 2000",
+    "wasp_max_snps_per_read": 6,
+    "wasp_max_versions": 64,
+    "min_mapq": 10,
+    "vcf_pass_only": True,
+}
+
+# record decisions (codes are also the precedence when two mates disagree: lower wins)
+KEEP, REMAP = 0, 1
+DROP_REASONS = ("unmapped", "secondary", "supplementary", "qc_fail", "improper_pair", "mate_missing",
+                "low_mapq", "het_indel")
+R = {name: i + 2 for i, name in enumerate(DROP_REASONS)}
+PENDING = 255
+REMAP_REASONS = ("too_many_snps", "too_many_versions", "remap_unmapped", "remap_low_mapq", "remap_moved")
+
+
+# ----------------------------------------------------------------------------- classify
+
+def _site_tables(snps: pd.DataFrame, indels: pd.DataFrame, chrom: str):
+    s = snps[snps["chrom"] == chrom].sort_values("pos")
+    snp_pos = s["pos"].to_numpy(np.int64)
+    ref = CODE[np.frombuffer("".join(s["ref"]).encode(), np.uint8)] if len(s) else np.empty(0, np.uint8)
+    alt = CODE[np.frombuffer("".join(s["alt"]).encode(), np.uint8)] if len(s) else np.empty(0, np.uint8)
+    d = indels[indels["chrom"] == chrom].sort_values("pos")
+    ind_start = d["pos"].to_numpy(np.int64)
+    # an indel's footprint: the bases after the anchor it deletes, or the junction it inserts at
+    ind_end = np.maximum(d["end"].to_numpy(np.int64), ind_start + 2)
+    ind_maxend = np.maximum.accumulate(ind_end) if len(d) else ind_end
+    return snp_pos, ref, alt, ind_start, ind_maxend
+
+
+def _over_indel(ch: br.Chunk, ind_start: np.ndarray, ind_maxend: np.ndarray) -> np.ndarray:
+    """Reads whose span overlaps a het indel, shape (n_records,)."""
+    if len(ind_start) == 0:
+        return np.zeros(len(ch), bool)
+    k = np.searchsorted(ind_start, ch.end, side="left")
+    return (k > 0) & (ind_maxend[np.maximum(k - 1, 0)] > ch.pos + 1)
+
+
+def _individual_reason(ch: br.Chunk, over_indel: np.ndarray, min_mapq: int) -> np.ndarray:
+    f = ch.flag
+    paired = (f & br.PAIRED) != 0
+    improper = paired & (((f & br.PROPER) == 0) | ((f & br.MUNMAP) != 0) | (ch.next_refid != ch.refid))
+    r = np.zeros(len(ch), np.int64)
+    for cond, code in ((over_indel, R["het_indel"]), (ch.mapq < min_mapq, R["low_mapq"]),
+                       (improper, R["improper_pair"]), ((f & br.QCFAIL) != 0, R["qc_fail"]),
+                       ((f & br.UNMAP) != 0, R["unmapped"])):
+        r[cond] = code
+    return r
+
+
+def classify(ch: br.Chunk, dec: np.ndarray, nsnp: np.ndarray, over_indel: np.ndarray,
+             min_mapq: int, final: bool) -> np.ndarray:
+    """Decide every undecided record of a chunk (pairs together).
+
+    Parameters
+    ----------
+    dec : uint8 array, shape (n_records,)
+        Decisions so far (``PENDING`` = undecided); updated and returned.
+    nsnp : int array, shape (n_records,)
+        Het SNPs under each read's aligned bases.
+    final : bool
+        No records follow: lone mates are orphans.
+    """
+    und = dec == PENDING
+    f = ch.flag
+    sec = (f & br.SECONDARY) != 0
+    sup = (f & br.SUPPLEMENTARY) != 0
+    dec[und & sec] = R["secondary"]
+    dec[und & sup & ~sec] = R["supplementary"]
+    prim = und & ~sec & ~sup
+    ind = _individual_reason(ch, over_indel, min_mapq)
+    ok_dec = np.where(nsnp > 0, REMAP, KEEP)
+    paired = (f & br.PAIRED) != 0
+    single = prim & ~paired
+    dec[single] = np.where(ind[single] > 0, ind[single], ok_dec[single])
+    # only proper pairs wait for their mate; the rest are dropped on their own flags
+    away = prim & paired & ((ch.next_refid != ch.refid) | ((f & br.PROPER) == 0) | ((f & (br.UNMAP | br.MUNMAP)) != 0))
+    dec[away] = np.where(ind[away] > 0, ind[away], R["improper_pair"])
+    idx = np.flatnonzero(prim & paired & ~away)
+    if len(idx) == 0:
+        return dec
+    order = idx[np.argsort(ch.name_hash[idx], kind="stable")]
+    _, first, counts = np.unique(ch.name_hash[order], return_index=True, return_counts=True)
+    two = first[counts == 2]
+    a, b = order[two], order[two + 1]
+    ia, ib = ind[a], ind[b]
+    r = np.where(ia == 0, ib, np.where(ib == 0, ia, np.minimum(ia, ib)))
+    both = np.where((nsnp[a] + nsnp[b]) > 0, REMAP, KEEP)
+    dec[a] = dec[b] = np.where(r > 0, r, both)
+    many = np.concatenate([order[s:s + c] for s, c in zip(first[counts > 2], counts[counts > 2])]) \
+        if (counts > 2).any() else np.empty(0, np.int64)
+    dec[many] = R["improper_pair"]
+    lone = order[first[counts == 1]]
+    maxpos = ch.pos.max()
+    orphan = np.ones(len(lone), bool) if final else (ch.next_pos[lone] < maxpos) | (ch.next_pos[lone] < ch.pos[lone])
+    dec[lone[orphan]] = R["mate_missing"]
+    return dec
+
+
+def take(ch: br.Chunk, idx: np.ndarray) -> br.Chunk:
+    """Sub-chunk of records ``idx`` (raw bytes copied)."""
+    buf = br.gather(ch.buf, ch.offs, idx)
+    lens = _lens(ch, idx)
+    offs = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64) if len(idx) else np.empty(0, np.int64)
+    return br.Chunk(buf, offs, *(getattr(ch, k)[idx] for k in _FIELDS))
+
+
+def _lens(ch: br.Chunk, idx: np.ndarray) -> np.ndarray:
+    o = ch.offs[idx]
+    b = ch.buf
+    return 4 + (b[o].astype(np.int64) | (b[o + 1].astype(np.int64) << 8) | (b[o + 2].astype(np.int64) << 16)
+                | (b[o + 3].astype(np.int64) << 24))
+
+
+_FIELDS = ("refid", "pos", "end", "mapq", "flag", "next_refid", "next_pos", "name_hash", "priority")
+
+
+def concat_many(parts: list[br.Chunk]) -> br.Chunk | None:
+    """One chunk of the records of ``parts`` in order (one copy)."""
+    parts = [p for p in parts if p is not None and len(p)]
+    if not parts:
+        return None
+    if len(parts) == 1:
+        return parts[0]
+    ends = [int(p.offs[-1] + _lens(p, np.array([len(p) - 1]))[0]) for p in parts]
+    base = np.cumsum([0] + ends[:-1])
+    buf = np.concatenate([p.buf[:e] for p, e in zip(parts, ends)])
+    offs = np.concatenate([p.offs + b0 for p, b0 in zip(parts, base)])
+    return br.Chunk(buf, offs, *(np.concatenate([getattr(p, k) for p in parts]) for k in _FIELDS))
+
+
+def _chrom_pass1(bam: str, chrom: str, chrom_id: int, sites, tmp: Path, min_mapq: int,
+                 max_snps: int, max_versions: int, seed: int) -> dict:
+    """Classify a chromosome's records in file order; version reads over het SNPs.
+
+    Versions are made as soon as a read/pair is decided (both mates are then
+    in memory), so only small per-unit figures are kept: memory is one chunk
+    plus the unit table, never the BAM. Writes ``<id>.direct.npy`` (a packed
+    bit per record: kept without remap), ``<id>.r1.fq``/``<id>.r2.fq`` and
+    ``<id>.units.parquet`` (one row per read/pair sent to remap).
+    """
+    snp_pos, ref, alt, ind_start, ind_maxend = sites
+    stats: Counter = Counter()
+    carry: br.Chunk | None = None
+    carry_dec = np.empty(0, np.uint8)
+    carry_ser = np.empty(0, np.int64)
+    serial = 0
+    direct_bits, units = [], []
+    n_units = 0
+    prog = Progress(log, "reads", label=f"classify {chrom}")
+    with open(tmp / f"{chrom_id}.r1.fq", "wb") as fq1, open(tmp / f"{chrom_id}.r2.fq", "wb") as fq2:
+        for chunk, final in _with_final(br.stream_chunks(bam, chrom, seed=seed, ref_id=chrom_id)):
+            ser = np.arange(serial, serial + len(chunk), dtype=np.int64) if chunk is not None else np.empty(0, np.int64)
+            serial += len(ser)
+            prog.update(len(ser))
+            cur = concat_many([carry, chunk])
+            if cur is None:
+                continue
+            dec = np.concatenate([carry_dec, np.full(len(cur) - len(carry_dec), PENDING, np.uint8)])
+            sers = np.concatenate([carry_ser, ser])
+            was_pending = dec == PENDING
+            nsnp = br.count_snps_in_blocks(cur.buf, cur.offs, cur.pos, cur.end, snp_pos)
+            dec = classify(cur, dec, nsnp, _over_indel(cur, ind_start, ind_maxend), min_mapq, final)
+            new = np.flatnonzero(was_pending & (dec == REMAP))
+            if len(new):
+                u = version_units(cur, new, sers, chrom_id, n_units, snp_pos, ref, alt, max_snps, max_versions,
+                                  fq1, fq2, stats)
+                units.append(u)
+                n_units += len(u)
+            pend = np.flatnonzero(dec == PENDING)
+            k = int(pend[0]) if len(pend) else len(cur)
+            d = dec[:k]
+            direct_bits.append(d == KEEP)
+            cnt = np.bincount(d, minlength=len(DROP_REASONS) + 2)
+            stats["kept_without_remap"] += int(cnt[KEEP])
+            stats["sent_to_remap"] += int(cnt[REMAP])
+            for name, code in R.items():
+                stats["dropped_" + name] += int(cnt[code])
+            carry = take(cur, np.arange(k, len(cur)))
+            carry_dec, carry_ser = dec[k:].copy(), sers[k:]
+    prog.close()
+    stats["reads_in"] += serial
+    bits = np.concatenate(direct_bits) if direct_bits else np.zeros(0, bool)
+    np.save(tmp / f"{chrom_id}.direct.npy", np.packbits(bits))
+    table = pd.concat(units, ignore_index=True) if units else _empty_units()
+    table.to_parquet(tmp / f"{chrom_id}.units.parquet")
+    return dict(stats)
+
+
+UNIT_STATUS = np.array(["remap", "too_many_snps", "too_many_versions", "no_swappable_site"])
+
+
+def _empty_units() -> pd.DataFrame:
+    cols = {"unit": np.int64, "ser_a": np.int64, "ser_b": np.int64, "refid": np.int64, "pos_a": np.int64,
+            "cig_a": np.uint64, "pos_b": np.int64, "cig_b": np.uint64, "n_versions": np.int64}
+    df = pd.DataFrame({k: np.empty(0, t) for k, t in cols.items()})
+    df["status"] = pd.Series([], dtype=object)
+    return df
+
+
+def version_units(ch: br.Chunk, idx: np.ndarray, sers: np.ndarray, chrom_id: int, unit0: int,
+                  snp_pos, ref, alt, max_snps: int, max_versions: int, fq1, fq2, stats) -> pd.DataFrame:
+    """Versions of the reads/pairs ``idx`` of a chunk (both mates of each pair in ``idx``).
+
+    Writes their FASTQ to ``fq1``/``fq2`` (names ``<chrom_id>_<unit>_<version>``) and
+    returns one row per unit: serials, placement (pos, CIGAR hash) of each mate,
+    number of versions and status.
+    """
+    keep = np.zeros(len(ch), bool)
+    keep[idx] = True
+    rec, snp, _, _, qpos = br.observe_snps(ch.buf, ch.offs, ch.pos, ch.end, keep, snp_pos)
+    bounds = np.searchsorted(rec, np.arange(len(ch) + 1))
+    order = idx[np.lexsort((ch.flag[idx] & br.READ2, ch.name_hash[idx]))]
+    h = ch.name_hash[order]
+    starts = np.flatnonzero(np.r_[True, h[1:] != h[:-1]])
+    size = np.diff(np.r_[starts, len(order)])
+    a = order[starts]
+    b = np.where(size > 1, order[np.minimum(starts + 1, len(order) - 1)], -1)
+    status, nver, r1, r2 = make_versions(ch.buf, ch.offs, ch.flag, a, b, bounds, snp, qpos, ref, alt,
+                                         np.frombuffer(f"{chrom_id}_".encode(), np.uint8), max_snps, max_versions,
+                                         unit0)
+    fq1.write(r1.tobytes())
+    fq2.write(r2.tobytes())
+    stats["versions_generated"] += int(nver.sum())
+    cig = br.cigar_hash(ch.buf, ch.offs)
+    hb = b >= 0
+    bb = np.maximum(b, 0)
+    return pd.DataFrame({"unit": unit0 + np.arange(len(a)), "ser_a": sers[a], "ser_b": np.where(hb, sers[bb], -1),
+                         "refid": ch.refid[a], "pos_a": ch.pos[a], "cig_a": cig[a],
+                         "pos_b": np.where(hb, ch.pos[bb], -1), "cig_b": np.where(hb, cig[bb], np.uint64(0)),
+                         "n_versions": nver, "status": UNIT_STATUS[status]})
+
+
+def _write_versions(ch, sers, chrom_id, snp_pos, ref, alt, max_snps, max_versions, tmp, stats):
+    """Version every record of ``ch`` into ``<tmp>/<chrom_id>.r{1,2}.fq``; the unit table."""
+    with open(tmp / f"{chrom_id}.r1.fq", "wb") as fq1, open(tmp / f"{chrom_id}.r2.fq", "wb") as fq2:
+        return version_units(ch, np.arange(len(ch)), sers, chrom_id, 0, snp_pos, ref, alt, max_snps,
+                             max_versions, fq1, fq2, stats)
+
+
+def _with_final(it):
+    """Yield (chunk, is_last); a trailing (None, True) when the stream is empty."""
+    prev = None
+    for x in it:
+        if prev is not None:
+            yield prev, False
+        prev = x
+    yield prev, True
+
+
+VERSION_FAIL = {1: "remap_unmapped", 2: "remap_low_mapq", 3: "remap_moved"}
+
+
+def check_remapped(sam: Path, units: dict[int, pd.DataFrame], min_mapq: int,
+                   names: list[str]) -> dict[int, np.ndarray]:
+    """Fate of every unit's versions after remapping.
+
+    A version passes when all its reads are mapped, have MAPQ >= ``min_mapq``,
+    lie on the original contig, are a proper pair (paired-end), and have the
+    original mates' (position, CIGAR), mates possibly swapped.
+
+    Returns
+    -------
+    dict
+        chromosome id → int array, shape (n_units,): 0 = every version passed,
+        else the first failure (``VERSION_FAIL`` code) of its versions.
+    """
+    rec = _remapped_records(sam, names)
+    out = {}
+    for c, u in units.items():
+        todo = (u["status"] == "remap").to_numpy()
+        m = rec[rec["chrom"] == c]
+        uu = m["unit"].to_numpy()
+        x = {k: u[k].to_numpy()[uu] for k in ("pos_a", "cig_a", "pos_b", "cig_b", "refid", "ser_b")}
+        has_b = x["ser_b"] >= 0
+        p, h = m["pos"].to_numpy(), m["cig"].to_numpy()
+        is_a = (p == x["pos_a"]) & (h == x["cig_a"])
+        is_b = has_b & (p == x["pos_b"]) & (h == x["cig_b"])
+        refid_ok = m["refid"].to_numpy() == x["refid"]
+        proper = ~has_b | m["proper"].to_numpy()
+        fail = np.where(m["unmapped"].to_numpy(), 1, np.where(m["mapq"].to_numpy() < min_mapq, 2,
+                        np.where(~refid_ok | ~proper, 3, 0)))
+        v = pd.DataFrame({"unit": uu, "ver": m["ver"].to_numpy(), "fail": fail, "a": is_a, "b": is_b,
+                          "n": 1, "has_b": has_b})
+        g = v.groupby(["unit", "ver"], sort=False).agg(fail=("fail", "max"), a=("a", "sum"), b=("b", "sum"),
+                                                      n=("n", "sum"), has_b=("has_b", "first"))
+        want = np.where(g["has_b"], 2, 1)
+        placed = np.where(g["has_b"], (g["a"] >= 1) & (g["b"] >= 1), g["a"] == 1)
+        vf = np.where(g["n"] != want, 1, np.where(g["fail"] > 0, g["fail"], np.where(placed, 0, 3)))
+        gu = g.index.get_level_values("unit").to_numpy().astype(np.int64)
+        passed = np.bincount(gu[vf == 0], minlength=len(u))
+        worst = np.full(len(u), 99)
+        np.minimum.at(worst, gu[vf > 0], vf[vf > 0])
+        nv = u["n_versions"].to_numpy()
+        out[c] = np.where(~todo | (passed == nv), 0, np.where(worst < 99, worst, 1))
+    return out
+
+
+def _remapped_records(sam: Path, names: list[str]) -> pd.DataFrame:
+    """Primary records of the remapped versions: chrom id, unit, version and placement."""
+    rnames, chunks = br.stream_file(sam)
+    to_orig = np.array([names.index(n) if n in names else -2 for n in rnames] + [-1], np.int64)
+    cols = {k: [] for k in ("chrom", "unit", "ver", "refid", "pos", "cig", "mapq", "unmapped", "proper")}
+    for ch in chunks:
+        prim = (ch.flag & (br.SECONDARY | br.SUPPLEMENTARY)) == 0
+        idx = np.flatnonzero(prim)
+        num = br.name_numbers(ch.buf, ch.offs)[idx]
+        cols["chrom"].append(num[:, 0])
+        cols["unit"].append(num[:, 1])
+        cols["ver"].append(num[:, 2])
+        cols["refid"].append(to_orig[ch.refid[idx]])
+        cols["pos"].append(ch.pos[idx])
+        cols["cig"].append(br.cigar_hash(ch.buf, ch.offs)[idx])
+        cols["mapq"].append(ch.mapq[idx])
+        cols["unmapped"].append((ch.flag[idx] & br.UNMAP) != 0)
+        cols["proper"].append((ch.flag[idx] & br.PROPER) != 0)
+    if not cols["chrom"]:
+        types = {"cig": np.uint64, "unmapped": bool, "proper": bool}
+        return pd.DataFrame({k: np.empty(0, types.get(k, np.int64)) for k in cols})
+    return pd.DataFrame({k: np.concatenate(v) for k, v in cols.items()})
+
+
+def _dedup_keep(ch: br.Chunk) -> np.ndarray:
+    """Keep mask of a position-complete chunk: one read/pair per (start, mate start, strand).
+
+    The kept one has the highest seeded name hash in its group (both mates of a
+    pair share it), so the choice is random but reproducible and blind to alleles.
+    """
+    f = ch.flag
+    paired = (f & br.PAIRED) != 0
+    lo = np.where(paired, np.minimum(ch.pos, ch.next_pos), ch.pos)
+    hi = np.where(paired, np.maximum(ch.pos, ch.next_pos), -1)
+    r1_rev = np.where(paired & ((f & br.READ2) != 0), (f & br.MREVERSE) != 0, (f & br.REVERSE) != 0)
+    order = np.lexsort((ch.priority, r1_rev, hi, lo, ch.pos, paired))
+    key = np.stack([paired[order], ch.pos[order], lo[order], hi[order], r1_rev[order]], axis=1)
+    last = np.r_[(key[1:] != key[:-1]).any(axis=1), True]
+    grp = np.cumsum(np.r_[True, last[:-1]]) - 1
+    best = ch.priority[order][last][grp]
+    keep = np.zeros(len(ch), bool)
+    keep[order] = ch.priority[order] == best
+    return keep
+
+
+def _chrom_pass2(bam: str, chrom: str, chrom_id: int, tmp: Path, fate: np.ndarray, seed: int) -> dict:
+    """Stream the chromosome again; keep direct + remap-passed records; dedup; write a BGZF part."""
+    stats: Counter = Counter()
+    direct = np.unpackbits(np.load(tmp / f"{chrom_id}.direct.npy")).astype(bool)
+    units = pd.read_parquet(tmp / f"{chrom_id}.units.parquet")
+    ok_ser = np.empty(0, np.int64)
+    if len(units):
+        sa, sb = units["ser_a"].to_numpy(), units["ser_b"].to_numpy()
+        status = units["status"].to_numpy()
+        nrec = 1 + (sb >= 0)
+        reason = np.where(status == "remap", np.array(["", *VERSION_FAIL.values()])[fate], status)
+        reason = np.where(reason == "no_swappable_site", "", reason)
+        for r in np.unique(reason[reason != ""]):
+            stats["dropped_" + r] += int(nrec[reason == r].sum())
+        good = reason == ""
+        stats["kept_after_remap"] += int(nrec[good].sum())
+        ok_ser = np.sort(np.concatenate([sa[good], sb[good & (sb >= 0)]]))
+    out = br.BamWriter(tmp / f"{chrom_id}.part.bam", eof=False)
+    carry = None
+    serial = 0
+    for chunk, final in _with_final(br.stream_chunks(bam, chrom, seed=seed, ref_id=chrom_id)):
+        if chunk is not None:
+            ser = np.arange(serial, serial + len(chunk))
+            serial += len(chunk)
+            keep = direct[ser]
+            if len(ok_ser):
+                j = np.searchsorted(ok_ser, ser)
+                keep |= (j < len(ok_ser)) & (ok_ser[np.minimum(j, len(ok_ser) - 1)] == ser)
+            chunk = take(chunk, np.flatnonzero(keep))
+        cur = concat_many([carry, chunk])
+        if cur is None:
+            continue
+        done = np.ones(len(cur), bool) if final else cur.pos < cur.pos[-1]
+        k = int(done.sum())  # records are position-sorted: the done ones are a prefix
+        sub = br.Chunk(cur.buf, cur.offs[:k], *(getattr(cur, f)[:k] for f in _FIELDS))
+        keep = _dedup_keep(sub) if k else np.zeros(0, bool)
+        stats["duplicates_removed"] += int((~keep).sum())
+        stats["reads_out"] += int(keep.sum())
+        kept = np.flatnonzero(keep)
+        data = br.gather(sub.buf, sub.offs, kept)
+        # our dedup replaces upstream duplicate marking (which may favour an allele): clear 0x400
+        flag_hi = (np.cumsum(np.r_[0, _lens(sub, kept)[:-1]]) + 4 + 15).astype(np.int64) if len(kept) else kept
+        stats["input_duplicate_flags_cleared"] += int(((data[flag_hi] & 0x04) != 0).sum())
+        data[flag_hi] &= 0xFB
+        out.write(data)
+        carry = take(cur, np.arange(k, len(cur)))
+    out.close()
+    return dict(stats)
+
+
+# ----------------------------------------------------------------------------- one sample
+
+def wasp_filter(bam: str | Path, snps: pd.DataFrame, indels: pd.DataFrame, out_bam: str | Path,
+                out_stats: str | Path, *, aligner: str = "bowtie2", aligner_index: str | Path,
+                aligner_args: str = "", min_mapq: int = 10, max_snps: int = 6, max_versions: int = 64,
+                seed: int = 0, threads: int = 1, chroms: list[str] | None = None,
+                fasta: str | Path | None = None, sample: str = "", timings: dict | None = None) -> dict:
+    """Run the WASP filter and dedup on one sample's BAM.
+
+    Parameters
+    ----------
+    bam : path
+        Coordinate-sorted, indexed BAM of the sample.
+    snps, indels : DataFrame
+        The sample's donor's het SNPs / indels (``het_snps.parquet`` rows).
+    out_bam, out_stats : path
+        Filtered, deduplicated BAM (indexed) and its stats JSON.
+    chroms : list of str, optional
+        Contigs to process (default: every BAM contig). A Nextflow scatter
+        passes one and merges the parts.
+    timings : dict, optional
+        Filled with phase → (wall s, CPU s incl. child processes); not written anywhere.
+
+    Returns
+    -------
+    dict
+        The stats written to ``out_stats``.
+    """
+    import pysam
+
+    br.check_bam(bam)
+    check_aligner(aligner, aligner_index)
+    header, names, lengths = br.read_header(bam)
+    used = set(snps["chrom"]) | set(indels["chrom"])
+    check_contigs(used, names, what="het-site", file=bam, reference_file=f"the BAM header of {Path(bam).name}")
+    if fasta is not None:
+        fl = fasta_lengths(fasta)
+        check_contigs(names, fl, what="BAM", file=bam, reference_file=fasta)
+    chroms = list(names) if chroms is None else list(chroms)
+    bad = [c for c in chroms if c not in names]
+    if bad:
+        raise InputError(bam, f"contig {bad[0]!r} is not in the BAM header", "pass contigs of the BAM")
+    with pysam.AlignmentFile(str(bam)) as f:
+        idxstats = {s.contig: s.total for s in f.get_index_statistics()}
+        unplaced = f.nocoordinate if chroms == list(names) else 0
+    work = [(c, i) for i, c in enumerate(names) if c in chroms and idxstats.get(c, 0) > 0]
+    out_bam = Path(out_bam)
+    out_bam.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-wasp-{out_bam.stem}.", dir=out_bam.parent))
+    try:
+        stats = _run_filter(bam, work, snps, indels, tmp, names, aligner, aligner_index, aligner_args,
+                            min_mapq, max_snps, max_versions, seed, threads, timings)
+        clock = _Clock(timings)
+        stats["reads_in"] += unplaced
+        stats["dropped_unmapped"] += unplaced
+        stats["sample"] = sample
+        pg = (f"@PG\tID:caveat.wasp_remap\tPN:caveat\tCL:wasp_remap aligner={aligner} min_mapq={min_mapq} "
+              f"max_snps={max_snps} max_versions={max_versions} seed={seed}")
+        with atomic_path(out_bam) as t:
+            with open(t, "wb") as fo:
+                hdr = tmp / "header.bam"
+                br.BamWriter(hdr, br.header_with_pg(header, pg), eof=False).close()
+                for p in [hdr] + [tmp / f"{i}.part.bam" for _, i in work]:
+                    with open(p, "rb") as fi:
+                        shutil.copyfileobj(fi, fo)
+                fo.write(br.BGZF_EOF)
+            pysam.index(str(t), str(t) + ".bai")
+            os.replace(str(t) + ".bai", str(out_bam) + ".bai")
+        write_json(stats, out_stats)
+        clock.lap("concat_index")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return stats
+
+
+def _run_filter(bam, work, snps, indels, tmp, names, aligner, aligner_index, aligner_args, min_mapq,
+                max_snps, max_versions, seed, threads, timings=None) -> dict:
+    jobs = [(str(bam), c, i, _site_tables(snps, indels, c), tmp, min_mapq, max_snps, max_versions, seed)
+            for c, i in work]
+    stats: Counter = Counter({k: 0 for k in ("reads_in", "kept_without_remap", "sent_to_remap",
+                                             "versions_generated", "kept_after_remap", "duplicates_removed",
+                                             "input_duplicate_flags_cleared", "reads_out", *("dropped_" + r for r in (*DROP_REASONS, *REMAP_REASONS)))})
+    clock = _Clock(timings)
+    for r in _map(_pass1_job, jobs, threads):
+        stats.update(r)
+    clock.lap("classify_and_versions")
+    units = {i: pd.read_parquet(tmp / f"{i}.units.parquet") for _, i in work}
+    fates = {i: np.zeros(len(u), np.int64) for i, u in units.items()}
+    if stats["versions_generated"]:
+        # one aligner run for every chromosome's versions (the index is loaded once)
+        paired = any((tmp / f"{i}.r2.fq").stat().st_size > 0 for _, i in work)
+        fq1, fq2 = tmp / "all.r1.fq", tmp / "all.r2.fq"
+        for fq, mate in ((fq1, 1), (fq2, 2)):
+            with open(fq, "wb") as fo:
+                for _, i in work:
+                    with open(tmp / f"{i}.r{mate}.fq", "rb") as fi:
+                        shutil.copyfileobj(fi, fo)
+        sam = tmp / "remapped.sam"
+        log.info("remapping %d versions of %d reads with %s", stats["versions_generated"], stats["sent_to_remap"], aligner)
+        clock.lap("filter_io")
+        align(aligner, aligner_index, aligner_args, fq1, fq2 if paired else None, sam, threads)
+        clock.lap("aligner")
+        fates = check_remapped(sam, units, min_mapq, names)
+        clock.lap("check_remapped")
+    for r in _map(_pass2_job, [(str(bam), c, i, tmp, fates[i], seed) for c, i in work], threads):
+        stats.update(r)
+    clock.lap("merge_dedup_write")
+    return dict(stats)
+
+
+def _pass1_job(args):
+    return _chrom_pass1(*args)
+
+
+def _pass2_job(args):
+    return _chrom_pass2(*args)
+
+
+def _map(fn, jobs, threads):
+    """Per-chromosome jobs on ``threads`` threads: the numba kernels, BGZF
+    decompression and numpy release the GIL, and threads start instantly."""
+    if threads <= 1 or len(jobs) <= 1:
+        return [fn(j) for j in jobs]
+    with ThreadPoolExecutor(max_workers=threads) as ex:
+        return list(ex.map(fn, jobs))
+
+
+class _Clock:
+    """Wall and CPU seconds (this process + its children) per phase, for the benchmark."""
+
+    def __init__(self, into: dict | None):
+        self.into = into
+        self._t = self._now()
+
+    @staticmethod
+    def _now():
+        import resource
+        import time
+
+        c = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return time.perf_counter(), time.process_time() + c.ru_utime + c.ru_stime
+
+    def lap(self, name: str) -> None:
+        t = self._now()
+        if self.into is not None:
+            w, c = self.into.get(name, (0.0, 0.0))
+            self.into[name] = (w + t[0] - self._t[0], c + t[1] - self._t[1])
+        self._t = t
+
+
+# ----------------------------------------------------------------------------- step + CLI
+
+def het_site_tables(params: dict, donors: list[str], bam: str | Path | None = None):
+    """Het SNPs and indels of ``donors`` from ``params['vcf']``, contigs checked against FASTA and BAM."""
+    contigs = list(fasta_lengths(params["fasta"])) if params.get("fasta") else None
+    snps, indels, vstats = read_het_sites(params["vcf"], donors, pass_only=params.get("vcf_pass_only", True),
+                                          contig_map=read_contig_map(params.get("contig_map")), contigs=contigs)
+    check_donors_have_sites(snps, donors, params["vcf"])
+    log.info("%s: %d records; skipped %s; het SNPs per donor %s; het indels per donor %s", params["vcf"],
+             vstats["records"], vstats["skipped"] or "none", vstats["het_snps"], vstats["het_indels"])
+    return snps, indels, vstats
+
+
+def _aligner_index(params: dict, outdir: Path, threads: int) -> Path:
+    if params.get("aligner_index"):
+        return Path(params["aligner_index"])
+    if not params.get("fasta"):
+        raise InputError("aligner_index", "no aligner index and no fasta to build one", "set aligner_index or fasta")
+    prefix = outdir / "aligner_index" / "genome"
+    log.info("building a %s index of %s at %s", params["aligner"], params["fasta"], prefix)
+    return build_index(params["aligner"], params["fasta"], prefix, threads)
+
+
+def run_step(ctx: StepContext) -> dict:
+    p = ctx.params
+    sheet = read_samplesheet(p["input"])
+    donors = list(dict.fromkeys(sheet["donor"]))
+    snps, indels, vstats = het_site_tables(p, donors)
+    fasta_contigs = fasta_lengths(p["fasta"]) if p.get("fasta") else None
+    # every input is checked before any output is written
+    for row in sheet.itertuples():
+        br.check_bam(row.bam)
+        _, names, _ = br.read_header(row.bam)
+        used = set(snps.loc[snps["donor"] == row.donor, "chrom"])
+        check_contigs(used, names, what="VCF", file=p["vcf"], reference_file=row.bam)
+        if fasta_contigs is not None:
+            check_contigs(names, fasta_contigs, what="BAM", file=row.bam, reference_file=p["fasta"])
+    index = _aligner_index(p, ctx.outdir, ctx.threads)
+    check_aligner(p["aligner"], index)
+    write_parquet(snps, ctx.out("het_snps.parquet"))
+    write_parquet(indels, ctx.out("het_indels.parquet"))
+    per_sample = {}
+    for row in sheet.itertuples():
+        ctx.log.info("sample %s (donor %s): WASP filter of %s", row.sample, row.donor, row.bam)
+        st = wasp_filter(row.bam, snps[snps["donor"] == row.donor], indels[indels["donor"] == row.donor],
+                         ctx.out("wasp", f"{row.sample}.bam"), ctx.out("wasp", f"{row.sample}.stats.json"),
+                         aligner=p["aligner"], aligner_index=index, aligner_args=p["aligner_args"],
+                         min_mapq=p["min_mapq"], max_snps=p["wasp_max_snps_per_read"],
+                         max_versions=p["wasp_max_versions"], seed=p["seed"], threads=ctx.threads,
+                         fasta=p.get("fasta"), sample=row.sample)
+        _log_stats(ctx.log, row.sample, st)
+        per_sample[row.sample] = {k: st[k] for k in ("reads_in", "reads_out", "sent_to_remap", "kept_after_remap",
+                                                     "duplicates_removed")}
+    summary = {"samples": len(sheet), "het_snps": len(snps), "het_indels": len(indels),
+               "vcf_skipped": vstats["skipped"], "per_sample": per_sample}
+    write_json(summary, ctx.out("wasp_remap.summary.json"))
+    return {"samples": len(sheet), "het_snps": len(snps),
+            "reads_out": sum(v["reads_out"] for v in per_sample.values())}
+
+
+def _log_stats(lg, sample, st):
+    drops = {k[8:]: v for k, v in st.items() if k.startswith("dropped_") and v}
+    lg.info("%s: %d reads in, %d kept without remap, %d sent to remap (%d versions), %d kept after remap, "
+            "%d duplicates removed, %d out; dropped %s", sample, st["reads_in"], st["kept_without_remap"],
+            st["sent_to_remap"], st["versions_generated"], st["kept_after_remap"], st["duplicates_removed"],
+            st["reads_out"], drops or "none")
+
+
+def _input_files(params: dict) -> list[str]:
+    files = [params[k] for k in ("vcf", "fasta", "input", "contig_map") if params.get(k)]
+    if params.get("input") and Path(params["input"]).exists():
+        try:
+            files += list(read_samplesheet(params["input"], check_files=False)["bam"])
+        except InputError:
+            pass
+    return files
+
+
+STEP = Step(name="wasp_remap", run=run_step, params=PARAMS, input_files=_input_files,
+            path_params=("aligner_index",), doc=__doc__.splitlines()[0])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="wasp_remap", description=__doc__.splitlines()[0])
+    ap.add_argument("--version", action="version", version=f"caveat {__version__}")
+    ap.add_argument("--bam", required=True, help="the sample's coordinate-sorted, indexed BAM")
+    ap.add_argument("--sample", required=True)
+    ap.add_argument("--donor", required=True, help="the sample's donor (a VCF sample)")
+    ap.add_argument("--vcf", help="genotypes VCF (or give --het-snps and --het-indels)")
+    ap.add_argument("--het-snps", help="het_snps.parquet (rows of every donor)")
+    ap.add_argument("--het-indels", help="het_indels.parquet")
+    ap.add_argument("--fasta", help="reference FASTA (contig check)")
+    ap.add_argument("--contig-map")
+    ap.add_argument("--vcf-pass-only", type=lambda s: s.lower() in ("1", "true", "yes"), default=True)
+    ap.add_argument("--aligner", default=PARAMS["aligner"], choices=("bowtie2", "bwa"))
+    ap.add_argument("--aligner-index", required=True, help="index prefix the reads were aligned with")
+    ap.add_argument("--aligner-args", default=PARAMS["aligner_args"])
+    ap.add_argument("--min-mapq", type=int, default=PARAMS["min_mapq"])
+    ap.add_argument("--max-snps-per-read", type=int, default=PARAMS["wasp_max_snps_per_read"])
+    ap.add_argument("--max-versions", type=int, default=PARAMS["wasp_max_versions"])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--chrom", action="append", help="contig(s) to process (default all)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out-bam", required=True)
+    ap.add_argument("--out-stats", required=True)
+    ap.add_argument("--out-het-snps", help="also write the donor's het SNPs here (when read from --vcf)")
+    return ap
+
+
+def main(argv=None) -> int:
+    a = build_parser().parse_args(argv)
+    if a.het_snps:
+        snps = read_parquet(a.het_snps)
+        snps = snps[snps["donor"] == a.donor]
+        if not len(snps):
+            raise InputError(a.het_snps, f"donor {a.donor!r} has no het SNPs", "check the donor name")
+        indels = read_parquet(a.het_indels) if a.het_indels else pd.DataFrame(columns=["chrom", "pos", "end"])
+        indels = indels[indels["donor"] == a.donor] if "donor" in indels else indels
+    elif a.vcf:
+        snps, indels, _ = het_site_tables({"vcf": a.vcf, "fasta": a.fasta, "contig_map": a.contig_map,
+                                           "vcf_pass_only": a.vcf_pass_only}, [a.donor])
+    else:
+        raise InputError(None, "no het sites given", "pass --vcf or --het-snps")
+    wasp_filter(a.bam, snps, indels, a.out_bam, a.out_stats, aligner=a.aligner, aligner_index=a.aligner_index,
+                aligner_args=a.aligner_args, min_mapq=a.min_mapq, max_snps=a.max_snps_per_read,
+                max_versions=a.max_versions, seed=a.seed, threads=a.threads, chroms=a.chrom, fasta=a.fasta,
+                sample=a.sample)
+    if a.out_het_snps and a.vcf:  # written last: a failed run leaves nothing behind
+        write_parquet(snps, a.out_het_snps)
+    return 0

@@ -1,0 +1,10 @@
+#!/usr/bin/env python3
+"""count_alleles: COUNT_ALLELES: REF/ALT/other counts per het SNP, each fragment once. Code: bin/caveat/count_alleles.py."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from caveat.cli import run_entry  # noqa: E402
+from caveat.count_alleles import main  # noqa: E402
+
+sys.exit(run_entry(main))

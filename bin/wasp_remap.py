@@ -1,0 +1,10 @@
+#!/usr/bin/env python3
+"""wasp_remap: WASP_REMAP: allele-swap remapping filter + unbiased dedup of one sample's BAM. Code: bin/caveat/wasp_remap.py."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from caveat.cli import run_entry  # noqa: E402
+from caveat.wasp_remap import main  # noqa: E402
+
+sys.exit(run_entry(main))
