@@ -13,6 +13,15 @@ from pathlib import Path
 
 import pytest
 
+# one torch thread: the tests' models are tiny, and oversubscribed threads on a
+# loaded 2-core machine make them tens of times slower
+try:
+    import torch
+
+    torch.set_num_threads(1)
+except ImportError:  # pragma: no cover
+    pass
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 REAL_DATA = SHARED / "data" / "real"

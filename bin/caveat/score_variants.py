@@ -1,0 +1,462 @@
+"""score_variants: REF vs ALT predictions of the centre bin for every tested variant.
+
+Each variant sits at index 671 of its 1344 bp window (``seq_len // 2 - 1``);
+REF and ALT windows are built by :mod:`caveat.variant_windows` (SNVs, MNVs and
+indels, one stated rule). Predictions are averaged over the reverse
+complement and shifts −1, 0, +1 (``score_rc``, ``score_shifts``), then
+
+* ``pred_ref_ratio = ref_pred / (ref_pred + alt_pred)`` — comparable with the
+  measured REF allele fraction (> 0.5: REF more accessible);
+* ``log2_fc = log2(alt_pred / ref_pred)`` — positive when ALT opens chromatin.
+
+Speed: each distinct window (a position shared by several ALT alleles, or a
+variant tested in several cell types) is predicted once per regime for all
+tasks; REF windows run in full once and SNV ALTs take the exact fast ISM path
+(:mod:`caveat.fast_ism`) when the model exposes its layers, else REF and ALT
+share the same batches of the plain path. Variants stream through in chunks
+of ``score_batch_size`` windows, so memory is bounded whatever their number.
+
+Any model mapping one-hot (N, 4, L) to (N, T) can be scored through the CLI
+(``--model`` a caveat checkpoint or TorchScript file); see
+:mod:`caveat.model_adapter`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .engine import Step, StepContext
+from .errors import InputError
+from .fast_ism import FastISM
+from .genome import COMPLEMENT, read_contig_map, read_genome
+from .io import read_parquet, write_json, write_parquet
+from .log import Progress, get_logger
+from .model_adapter import ModelAdapter, load_model
+from .onehot import one_hot
+from .variant_windows import SKIP_REASONS, build_windows, parse_variant_ids
+
+log = get_logger("score_variants")
+
+REGIMES = ("single_task", "multitask", "multitask_peaks", "multitask_nonubiquitous")
+PARAMS = {
+    "regimes": list(REGIMES),
+    "score_rc": True,
+    "score_shifts": [-1, 0, 1],
+    "score_batch_size": 32,
+    "score_device": "auto",
+    "score_fast_ism": True,
+    "score_vcf": None,
+}
+SCORE_COLUMNS = ["regime", "cell_type", "variant_id", "ref_pred", "alt_pred", "pred_ref_ratio", "log2_fc"]
+
+
+# ---------------------------------------------------------------- augmentations
+
+
+def augment(codes: np.ndarray, shift: int, rc: bool, max_shift: int, seq_len: int) -> np.ndarray:
+    """Crop shifted windows out of widened codes and maybe reverse-complement them.
+
+    Parameters
+    ----------
+    codes : numpy.ndarray
+        uint8, shape (N, seq_len + 2 * max_shift).
+    shift : int
+        Positive: the window moves towards higher coordinates (the variant
+        moves to index ``centre - shift``).
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8, shape (N, seq_len).
+    """
+    out = codes[:, max_shift + shift:max_shift + shift + seq_len]
+    return COMPLEMENT[out[:, ::-1]] if rc else out
+
+
+def _onehot(codes: np.ndarray, device: torch.device) -> torch.Tensor:
+    return one_hot(torch.from_numpy(np.ascontiguousarray(codes)).to(device))
+
+
+# ---------------------------------------------------------------- core
+
+
+def _window_keys(variants: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """First row and inverse index of each distinct window (chrom, pos); (W,), (K,)."""
+    key = variants["chrom"].astype(str) + ":" + variants["pos"].astype(str)
+    _, first, inverse = np.unique(key.to_numpy(), return_index=True, return_inverse=True)
+    return first, inverse
+
+
+def _predict_chunk(adapter: ModelAdapter, fism: FastISM | None, ref: np.ndarray, alt: np.ndarray,
+                   is_snv: np.ndarray, alt_codes: np.ndarray, centre: int, seq_len: int, max_shift: int,
+                   augs: list[tuple[bool, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Augmentation-averaged predictions of one chunk.
+
+    Parameters
+    ----------
+    ref, alt : numpy.ndarray
+        Widened uint8 windows, shape (K, seq_len + 2 * max_shift).
+    is_snv : numpy.ndarray
+        bool (K,).
+    alt_codes : numpy.ndarray
+        uint8 (K,): the ALT base of SNVs (ignored elsewhere).
+
+    Returns
+    -------
+    ref_pred, alt_pred : numpy.ndarray
+        float64, shape (K, T) each.
+    """
+    dev = adapter.device
+    # identical windows (several ALT alleles at one position) are predicted once
+    _, first, inverse = np.unique(ref, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    n, nw = len(ref), len(first)
+    fast = np.flatnonzero(is_snv) if fism is not None else np.array([], dtype=np.int64)
+    slow = np.setdiff1d(np.arange(n), fast)
+    y_ref = torch.zeros(n, adapter.n_tasks, dtype=torch.float64, device=dev)
+    y_alt = torch.zeros_like(y_ref)
+    widx_fast = torch.from_numpy(inverse[fast]).to(dev)
+    for rc, shift in augs:
+        ref_x = _onehot(augment(ref[first], shift, rc, max_shift, seq_len), dev)        # (W, 4, L)
+        alt_x = _onehot(augment(alt[slow], shift, rc, max_shift, seq_len), dev)         # (S, 4, L)
+        if fism is not None:
+            cache, yr = fism.reference(ref_x)
+            ya = adapter.predict(alt_x) if len(slow) else None
+        else:  # REF and ALT in the same batches
+            y = adapter.predict(torch.cat([ref_x, alt_x]))
+            yr, ya = y[:nw], y[nw:]
+        y_ref += yr.double()[torch.from_numpy(inverse).to(dev)]
+        if len(slow):
+            y_alt[torch.from_numpy(slow).to(dev)] += ya.double()
+        if len(fast):
+            pos = centre - shift
+            pos = seq_len - 1 - pos if rc else pos
+            base = COMPLEMENT[alt_codes[fast]] if rc else alt_codes[fast]
+            col = one_hot(torch.from_numpy(base.astype(np.int64)).to(dev)[:, None]).squeeze(-1)   # (F, 4)
+            ya_fast = fism.substitute(cache, widx_fast, torch.full((len(fast),), pos, device=dev), col)
+            y_alt[torch.from_numpy(fast).to(dev)] += ya_fast.double()
+    k = float(len(augs))
+    return (y_ref / k).cpu().numpy(), (y_alt / k).cpu().numpy()
+
+
+def score_table(adapter: ModelAdapter, genome: dict[str, np.ndarray], variant_ids, *, rc: bool = True,
+                shifts=(-1, 0, 1), fast: bool = True, batch_size: int = 32,
+                label: str = "") -> tuple[pd.DataFrame, np.ndarray, np.ndarray, dict]:
+    """Score distinct variants with one model, for all its tasks.
+
+    Parameters
+    ----------
+    adapter : ModelAdapter
+    genome : dict
+        contig → uint8 codes.
+    variant_ids : sequence of str
+        ``chrom:pos1:ref:alt``; duplicates are scored once.
+    rc : bool
+        Average over the reverse complement too.
+    shifts : sequence of int
+        Window shifts to average over.
+    fast : bool
+        Use the exact fast ISM path for SNVs when the model allows it.
+    batch_size : int
+        Distinct windows per chunk (REF sequences per forward pass).
+
+    Returns
+    -------
+    variants : pandas.DataFrame
+        Scored variants (variant_id, chrom, pos, ref, alt), K rows.
+    ref_pred, alt_pred : numpy.ndarray
+        Shape (K, T), in ``adapter.task_names`` order.
+    info : dict
+        Counts: variants_in, scored, skipped per reason, path, seconds, variants_per_s.
+    """
+    ids = pd.unique(pd.Series(list(variant_ids), dtype=object))
+    try:
+        variants = parse_variant_ids(ids)
+    except ValueError as e:
+        raise InputError(label or "variants", str(e), "write variant ids as chrom:pos1:ref:alt") from None
+    variants = variants.sort_values(["chrom", "pos", "variant_id"], kind="stable").reset_index(drop=True)
+    shifts = [int(s) for s in shifts] or [0]
+    max_shift = max(abs(s) for s in shifts)
+    augs = [(r, s) for r in ((False, True) if rc else (False,)) for s in shifts]
+    seq_len = adapter.seq_len
+    centre = seq_len // 2 - 1
+    fism = FastISM(adapter.layers) if fast and adapter.layers is not None else None
+    first, inverse = _window_keys(variants)
+    window_rank = np.argsort(np.argsort(first, kind="stable"), kind="stable")[inverse]   # windows in sorted order
+    chunk = window_rank // max(1, batch_size)
+    kept, refs, alts, skipped = [], [], [], {r: 0 for r in SKIP_REASONS}
+    examples: dict[str, list] = {}
+    progress = Progress(log, "variants", total=len(variants), label=label)
+    bounds = np.flatnonzero(np.diff(chunk)) + 1          # chunk is non-decreasing (variants sorted)
+    spans = zip(np.r_[0, bounds], np.r_[bounds, len(variants)]) if len(variants) else ()
+    for lo, hi in spans:
+        rows = variants.iloc[lo:hi]
+        w = build_windows(genome, rows, seq_len=seq_len, centre=centre, max_shift=max_shift)
+        for r, n in w.skipped.items():
+            skipped[r] += n
+        for r, ex in w.skipped_ids.items():
+            examples.setdefault(r, []).extend(ex[: 5 - len(examples.get(r, []))])
+        if len(w.variants):
+            alt_codes = w.alt[:, centre + max_shift]
+            yr, ya = _predict_chunk(adapter, fism, w.ref, w.alt, w.is_snv, alt_codes, centre, seq_len,
+                                    max_shift, augs)
+            kept.append(w.variants)
+            refs.append(yr)
+            alts.append(ya)
+        progress.update(len(rows))
+    seconds = progress.close()
+    t = adapter.n_tasks
+    out = pd.concat(kept, ignore_index=True) if kept else variants.iloc[:0]
+    ref_pred = np.concatenate(refs) if refs else np.zeros((0, t))
+    alt_pred = np.concatenate(alts) if alts else np.zeros((0, t))
+    for r, n in skipped.items():
+        if n:
+            log.warning("%sskipped %d variant(s): %s (e.g. %s)", f"{label}: " if label else "", n, r,
+                        ", ".join(examples.get(r, [])))
+    info = {"variants_in": int(len(variants)), "scored": int(len(out)), "skipped": skipped,
+            "path": "fast_ism" if fism is not None else "plain", "augmentations": len(augs),
+            "seconds": round(seconds, 3), "variants_per_s": round(len(variants) / max(seconds, 1e-9), 1)}
+    return out, ref_pred, alt_pred, info
+
+
+def ratios(ref_pred: np.ndarray, alt_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``pred_ref_ratio`` = REF/(REF+ALT) and ``log2_fc`` = log2(ALT/REF); same shapes as the inputs."""
+    tiny = np.finfo(np.float64).tiny
+    ref_pred = np.maximum(ref_pred, tiny)
+    alt_pred = np.maximum(alt_pred, tiny)
+    return ref_pred / (ref_pred + alt_pred), np.log2(alt_pred) - np.log2(ref_pred)
+
+
+def long_rows(regime: str, variants: pd.DataFrame, ref_pred: np.ndarray, alt_pred: np.ndarray,
+              task_names: list[str], wanted: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Scores as rows (regime, cell_type, variant_id, …), one per variant and task.
+
+    Parameters
+    ----------
+    wanted : pandas.DataFrame, optional
+        (cell_type, variant_id) pairs to keep (a variant's sets); default every task.
+    """
+    k, t = ref_pred.shape
+    ratio, lfc = ratios(ref_pred, alt_pred)
+    df = pd.DataFrame({"regime": regime,
+                       "cell_type": np.tile(np.asarray(task_names, dtype=object), k),
+                       "variant_id": np.repeat(variants["variant_id"].to_numpy(), t),
+                       "ref_pred": ref_pred.reshape(-1), "alt_pred": alt_pred.reshape(-1),
+                       "pred_ref_ratio": ratio.reshape(-1), "log2_fc": lfc.reshape(-1)})
+    if wanted is not None:
+        df = df.merge(wanted[["cell_type", "variant_id"]].drop_duplicates(), on=["cell_type", "variant_id"])
+    return df[SCORE_COLUMNS]
+
+
+def vcf_variant_ids(path: str | Path, contig_map: dict[str, str] | None = None) -> list[str]:
+    """Every ALT allele of a VCF as ``chrom:pos1:ref:alt`` (contigs renamed by ``contig_map``)."""
+    import pysam
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "VCF not found", "set score_vcf to an existing VCF (plain or bgzipped)")
+    contig_map = contig_map or {}
+    ids = []
+    try:
+        with pysam.VariantFile(str(path)) as vf:
+            for rec in vf.fetch():
+                chrom = contig_map.get(rec.chrom, rec.chrom)
+                ids.extend(f"{chrom}:{rec.pos}:{rec.ref}:{a}" for a in (rec.alts or ()))
+    except (OSError, ValueError) as e:
+        raise InputError(path, f"cannot read VCF: {e}", "check it is a valid VCF (bgzip + tabix if compressed)") from None
+    return ids
+
+
+# ---------------------------------------------------------------- step
+
+
+def resolve_device(name: str) -> torch.device:
+    from .train import resolve_device as _resolve
+
+    return _resolve(name)
+
+
+def read_variant_sets(path: Path) -> pd.DataFrame:
+    if not path.exists():
+        raise InputError(path, "variant_sets.parquet not found", "run the match_negatives step first")
+    sets = read_parquet(path)
+    missing = {"cell_type", "variant_id", "set"} - set(sets.columns)
+    if missing:
+        raise InputError(path, f"missing column(s) {sorted(missing)}", "use variant_sets.parquet from match_negatives")
+    return sets
+
+
+def model_jobs(outdir: Path, regimes: list[str], cell_types: list[str]) -> list[tuple[str, str | None, Path]]:
+    """(regime, cell_type or None, checkpoint) for every model to score with."""
+    jobs = []
+    for regime in regimes:
+        if regime == "single_task":
+            jobs.extend((regime, ct, outdir / "models" / regime / ct / "model.pt") for ct in cell_types)
+        else:
+            jobs.append((regime, None, outdir / "models" / regime / "model.pt"))
+    missing = [str(p) for _, _, p in jobs if not p.exists()]
+    if missing:
+        raise InputError(missing[0], "model checkpoint not found", "run the train step for every regime in `regimes`")
+    return jobs
+
+
+def run_step(ctx: StepContext) -> dict:
+    p, out = ctx.params, ctx.outdir
+    torch.set_num_threads(max(1, ctx.threads))
+    sets = read_variant_sets(out / "variant_sets.parquet")
+    cell_types = sorted(sets["cell_type"].unique())
+    vcf_ids = vcf_variant_ids(p["score_vcf"], read_contig_map(p.get("contig_map"))) if p.get("score_vcf") else []
+    ctx.log.info("read %d variant-set rows (%d distinct variants, %d cell types)%s", len(sets),
+                 sets["variant_id"].nunique(), len(cell_types),
+                 f"; {len(vcf_ids)} ALT alleles from {Path(p['score_vcf']).name}" if vcf_ids else "")
+    all_ids = pd.unique(pd.concat([sets["variant_id"], pd.Series(vcf_ids, dtype=object)]))
+    try:
+        contigs = sorted(set(parse_variant_ids(all_ids)["chrom"])) if len(all_ids) else []
+    except ValueError as e:
+        raise InputError(out / "variant_sets.parquet", str(e), "variant ids must be chrom:pos1:ref:alt") from None
+    in_fasta = _fasta_contigs(p["fasta"])
+    genome = read_genome(p["fasta"], [c for c in contigs if c in in_fasta])
+    device = resolve_device(p["score_device"])
+    kw = dict(rc=p["score_rc"], shifts=p["score_shifts"], fast=p["score_fast_ism"], batch_size=p["score_batch_size"])
+    scores, vcf_scores, summary = [], [], {}
+    for regime, ct, ckpt in model_jobs(out, p["regimes"], cell_types):
+        label = f"{regime}/{ct}" if ct else regime
+        adapter = load_model(ckpt, device=device, batch_size=p["score_batch_size"])
+        wanted = sets if ct is None else sets[sets["cell_type"] == ct]
+        v, yr, ya, info = score_table(adapter, genome, wanted["variant_id"], label=label, **kw)
+        scores.append(long_rows(regime, v, yr, ya, adapter.task_names, wanted))
+        if vcf_ids:
+            v, yr, ya, vinfo = score_table(adapter, genome, vcf_ids, label=f"{label} (vcf)", **kw)
+            vcf_scores.append(long_rows(regime, v, yr, ya, adapter.task_names))
+            info["vcf"] = vinfo
+        summary[label] = info
+    table = _sorted(pd.concat(scores, ignore_index=True) if scores else pd.DataFrame(columns=SCORE_COLUMNS))
+    write_parquet(table, out / "variant_scores.parquet")
+    result = {"rows": int(len(table)), "models": len(summary),
+              "skipped": int(sum(sum(i["skipped"].values()) for i in summary.values()))}
+    if vcf_ids:
+        vt = _sorted(pd.concat(vcf_scores, ignore_index=True))
+        write_parquet(vt, out / "vcf_scores.parquet")
+        result["vcf_rows"] = int(len(vt))
+    write_json({**result, "by_model": {k: {kk: vv for kk, vv in v.items() if kk not in ("seconds", "variants_per_s")}
+                                       for k, v in summary.items()}},
+               out / "score_variants.summary.json")
+    return result
+
+
+def _fasta_contigs(fasta) -> set[str]:
+    from .genome import fasta_lengths
+
+    return set(fasta_lengths(fasta))
+
+
+def _sorted(df: pd.DataFrame) -> pd.DataFrame:
+    order = {r: i for i, r in enumerate(REGIMES)}
+    df = df.assign(_r=df["regime"].map(order).fillna(len(order)))
+    return df.sort_values(["_r", "regime", "cell_type", "variant_id"], kind="stable").drop(columns="_r").reset_index(drop=True)
+
+
+def input_files(params: dict) -> list:
+    return [f for f in (params.get("fasta"), params.get("score_vcf")) if f]
+
+
+STEP = Step(name="score_variants", run=run_step, needs=("train", "match_negatives"), params=PARAMS,
+            input_files=input_files, path_params=("score_vcf",),
+            doc="REF vs ALT centre-bin predictions for every tested variant (ISM)")
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="caveat score_variants", description=__doc__.splitlines()[0])
+    ap.add_argument("--model", help="model.pt from `caveat train`, or any TorchScript (N,4,L)→(N,T) model")
+    ap.add_argument("--regime", default="external", help="regime label written in the table (default: external)")
+    ap.add_argument("--fasta", help="reference genome FASTA")
+    ap.add_argument("--variant-sets", help="variant_sets.parquet: score its variants, rows where each is in a set")
+    ap.add_argument("--cell-type", help="single-task model: the cell type it predicts (only its set rows)")
+    ap.add_argument("--vcf", help="score every ALT allele of this VCF, rows for every task")
+    ap.add_argument("--contig-map", help="two-column TSV: contig name in the VCF → name in the FASTA")
+    ap.add_argument("--task-names", nargs="+", help="output names of a TorchScript model (default task0…)")
+    ap.add_argument("--seq-len", type=int, default=1344, help="input length of a TorchScript model")
+    ap.add_argument("--no-rc", action="store_true", help="do not average over the reverse complement")
+    ap.add_argument("--shifts", type=int, nargs="+", default=[-1, 0, 1], help="shifts to average over")
+    ap.add_argument("--batch-size", type=int, default=32, help="distinct windows per forward pass (32 suits CPU caches; raise on GPU)")
+    ap.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    ap.add_argument("--no-fast-ism", action="store_true", help="plain path only (same numbers, slower)")
+    ap.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+    ap.add_argument("--out", default="variant_scores.parquet", help="output Parquet")
+    ap.add_argument("--summary", help="summary JSON (default: OUT with .summary.json)")
+    ap.add_argument("--merge", nargs="+", metavar="PARQUET",
+                    help="instead of scoring: concatenate per-model score tables into OUT (Nextflow's collect)")
+    return ap
+
+
+def merge_tables(paths: list[str], out: str, summary: str | None = None) -> int:
+    """Concatenate per-model score tables (one per regime/cell type) into one sorted table."""
+    parts = []
+    for p in paths:
+        df = read_parquet(p)
+        missing = set(SCORE_COLUMNS) - set(df.columns)
+        if missing:
+            raise InputError(p, f"missing column(s) {sorted(missing)}", "merge tables written by score_variants")
+        parts.append(df[SCORE_COLUMNS])
+    table = _sorted(pd.concat(parts, ignore_index=True))
+    dup = table.duplicated(["regime", "cell_type", "variant_id"])
+    if dup.any():
+        r = table[dup].iloc[0]
+        raise InputError(", ".join(map(str, paths)), f"{int(dup.sum())} duplicated rows, e.g. {r['regime']}/{r['cell_type']}/{r['variant_id']}",
+                         "merge each regime × cell type table once")
+    write_parquet(table, out)
+    write_json({"rows": int(len(table)), "tables": len(paths)}, summary or str(Path(out).with_suffix("")) + ".summary.json")
+    return 0
+
+
+def main(argv=None) -> int:
+    a = build_parser().parse_args(argv)
+    if a.merge:
+        return merge_tables(a.merge, a.out, a.summary)
+    if not a.model or not a.fasta:
+        raise InputError("--model/--fasta", "both are needed to score", "pass --model MODEL --fasta GENOME.fa")
+    if not a.variant_sets and not a.vcf:
+        raise InputError("--variant-sets/--vcf", "nothing to score", "pass --variant-sets and/or --vcf")
+    torch.set_num_threads(max(1, a.threads))
+    adapter = load_model(a.model, seq_len=a.seq_len, task_names=a.task_names, device=resolve_device(a.device),
+                         batch_size=a.batch_size)
+    if a.cell_type:
+        adapter.task_names = [a.cell_type] if adapter.n_tasks == 1 else adapter.task_names
+    parts, wanted_all = [], []
+    if a.variant_sets:
+        sets = read_variant_sets(Path(a.variant_sets))
+        wanted = sets[sets["cell_type"] == a.cell_type] if a.cell_type else sets
+        wanted_all.append((wanted["variant_id"], wanted))
+    if a.vcf:
+        wanted_all.append((vcf_variant_ids(a.vcf, read_contig_map(a.contig_map)), None))
+    ids = pd.unique(pd.concat([pd.Series(list(i), dtype=object) for i, _ in wanted_all]))
+    try:
+        contigs = set(parse_variant_ids(ids)["chrom"])
+    except ValueError as e:
+        raise InputError(a.variant_sets or a.vcf, str(e), "variant ids must be chrom:pos1:ref:alt") from None
+    genome = read_genome(a.fasta, sorted(contigs & _fasta_contigs(a.fasta)))
+    summary = {}
+    for ids_i, wanted in wanted_all:
+        v, yr, ya, info = score_table(adapter, genome, ids_i, rc=not a.no_rc, shifts=a.shifts,
+                                      fast=not a.no_fast_ism, batch_size=a.batch_size, label=a.regime)
+        parts.append(long_rows(a.regime, v, yr, ya, adapter.task_names, wanted))
+        summary["variant_sets" if wanted is not None else "vcf"] = info
+    table = _sorted(pd.concat(parts, ignore_index=True).drop_duplicates(["regime", "cell_type", "variant_id"]))
+    write_parquet(table, a.out)
+    summary_path = a.summary or str(Path(a.out).with_suffix("")) + ".summary.json"
+    write_json({"rows": int(len(table)), "by_input": {k: {kk: vv for kk, vv in v.items()
+                                                        if kk not in ("seconds", "variants_per_s")}
+                                                    for k, v in summary.items()}}, summary_path)
+    return 0
+
+
+__all__ = ["STEP", "augment", "build_parser", "long_rows", "main", "merge_tables", "ratios", "run_step", "score_table",
+           "vcf_variant_ids"]
