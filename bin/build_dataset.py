@@ -1,0 +1,10 @@
+#!/usr/bin/env python3
+"""build_dataset: 1344 bp windows with centre-bin targets per cell type and chromosome splits. Code: bin/caveat/build_dataset.py."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from caveat.cli import run_entry  # noqa: E402
+from caveat.build_dataset import main  # noqa: E402
+
+sys.exit(run_entry(main))

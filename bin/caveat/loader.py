@@ -1,0 +1,140 @@
+"""The window/batch data loader: integer-coded genome in, code batches out.
+
+The genome is one uint8 code array (contigs concatenated, each padded by N's
+so shifted windows never run off a contig) plus per-contig offsets. A batch is
+a single fancy-index gather of (N, L) codes at (shifted) window starts, with
+reverse complement applied to a random half on the codes; one-hot encoding
+happens afterwards on the model's device (:func:`caveat.onehot.one_hot`).
+Nothing one-hot is ever materialised for the whole dataset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from .errors import InputError
+from .genome import COMPLEMENT, read_genome
+
+
+@dataclass
+class GenomeCodes:
+    """Concatenated, N-padded genome codes.
+
+    Attributes
+    ----------
+    codes : numpy.ndarray
+        (G,) uint8, A0 C1 G2 T3 N4; every contig is preceded and followed by
+        ``pad`` N's.
+    offsets : dict
+        contig → index of its first base in ``codes``.
+    pad : int
+    """
+
+    codes: np.ndarray
+    offsets: dict
+    pad: int
+
+    @classmethod
+    def from_fasta(cls, fasta: str | Path, contigs: list[str], pad: int = 16) -> "GenomeCodes":
+        """Read ``contigs`` of ``fasta`` into one padded code array."""
+        seqs = read_genome(fasta, contigs)
+        return cls.from_dict(seqs, pad)
+
+    @classmethod
+    def from_dict(cls, seqs: dict, pad: int = 16) -> "GenomeCodes":
+        parts, offsets, pos = [], {}, 0
+        gap = np.full(pad, 4, np.uint8)
+        for name, codes in seqs.items():
+            parts += [gap, np.asarray(codes, np.uint8)]
+            offsets[name] = pos + pad
+            pos += pad + len(codes)
+        parts.append(gap)
+        return cls(np.concatenate(parts), offsets, pad)
+
+    def abs_starts(self, chroms, starts) -> np.ndarray:
+        """Genome-array positions of windows (chrom, start) → (W,) int64."""
+        chroms = np.asarray(chroms)
+        missing = set(np.unique(chroms)) - set(self.offsets)
+        if missing:
+            raise InputError("fasta", f"window contig {sorted(missing)[0]!r} is not in the genome",
+                             "use the FASTA the dataset was built from")
+        uniq, inv = np.unique(chroms, return_inverse=True)
+        off = np.array([self.offsets[c] for c in uniq], dtype=np.int64)
+        return off[inv] + np.asarray(starts, dtype=np.int64)
+
+    def gather(self, abs_starts: np.ndarray, length: int) -> np.ndarray:
+        """Codes of windows at ``abs_starts``: (N,) → (N, length) uint8."""
+        return self.codes[abs_starts[:, None] + np.arange(length, dtype=np.int64)[None, :]]
+
+
+def augment_codes(genome: GenomeCodes, abs_starts: np.ndarray, length: int, rng: np.random.Generator,
+                  *, max_shift: int = 0, rc: bool = False) -> np.ndarray:
+    """Windows with a random shift in [-max_shift, max_shift] and a random
+    reverse complement (probability 1/2): (N,) → (N, length) uint8."""
+    if max_shift > genome.pad:
+        raise ValueError(f"max_shift {max_shift} exceeds the genome padding {genome.pad}")
+    if max_shift:
+        abs_starts = abs_starts + rng.integers(-max_shift, max_shift + 1, size=len(abs_starts))
+    codes = genome.gather(abs_starts, length)
+    if rc:
+        flip = rng.random(len(codes)) < 0.5
+        codes[flip] = COMPLEMENT[codes[flip, ::-1]]
+    return codes
+
+
+class WindowLoader:
+    """Iterate over (codes, targets) batches.
+
+    Parameters
+    ----------
+    genome : GenomeCodes
+    abs_starts : numpy.ndarray
+        (W,) int64 window starts in ``genome.codes``.
+    targets : numpy.ndarray
+        (W, T) float32.
+    length : int
+        Window length.
+    batch_size : int
+    shuffle : bool
+        New seeded order every epoch (``set_epoch``).
+    seed : int
+    max_shift : int
+        Random shift augmentation (0: none).
+    rc : bool
+        Random reverse-complement augmentation.
+
+    Yields
+    ------
+    codes : torch.Tensor
+        (B, length) uint8.
+    targets : torch.Tensor
+        (B, T) float32.
+    """
+
+    def __init__(self, genome: GenomeCodes, abs_starts: np.ndarray, targets: np.ndarray, length: int, *,
+                 batch_size: int = 64, shuffle: bool = False, seed: int = 0, max_shift: int = 0,
+                 rc: bool = False):
+        self.genome, self.abs_starts, self.targets = genome, np.asarray(abs_starts, np.int64), targets
+        self.length, self.batch_size, self.shuffle = length, batch_size, shuffle
+        self.seed, self.max_shift, self.rc = seed, max_shift, rc
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return -(-len(self.abs_starts) // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order = rng.permutation(len(self.abs_starts)) if self.shuffle else np.arange(len(self.abs_starts))
+        for i in range(0, len(order), self.batch_size):
+            idx = order[i:i + self.batch_size]
+            codes = augment_codes(self.genome, self.abs_starts[idx], self.length, rng,
+                                  max_shift=self.max_shift, rc=self.rc)
+            yield torch.from_numpy(codes), torch.from_numpy(np.ascontiguousarray(self.targets[idx]))

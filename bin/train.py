@@ -1,0 +1,10 @@
+#!/usr/bin/env python3
+"""train: train one regime's Basset-style model(s). Code: bin/caveat/train.py."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from caveat.cli import run_entry  # noqa: E402
+from caveat.train import main  # noqa: E402
+
+sys.exit(run_entry(main))

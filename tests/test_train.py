@@ -1,0 +1,149 @@
+"""train (and the loader): planted motifs are learnt, permuted targets are not,
+runs are deterministic, regimes select their windows, bad inputs fail clearly."""
+
+from __future__ import annotations
+
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from caveat.errors import InputError
+from caveat.genome import decode
+from caveat.loader import WindowLoader, augment_codes
+from caveat.models import load_checkpoint
+from caveat.train import (PARAMS, load_inputs, main, make_optimizer, pearson_per_task, poisson_loss,
+                          regime_data, resolve_device, train_regime)
+from test_build_dataset import build_small, make_study
+
+SMALL_PARAMS = dict(PARAMS, seed=0, window_size=384, model_filters=16, model_filters_max=32,
+                    model_tower_blocks=3, model_bottleneck=16, model_dense=32, train_optimizer="adamw",
+                    train_lr=0.002, train_batch_size=32, train_max_epochs=6, train_patience=3, train_device="cpu")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("train")
+    st = make_study(tmp)
+    build_small(st, tmp / "windows.parquet")
+    torch.set_num_threads(1)
+    return tmp, st, load_inputs(tmp / "windows.parquet", tmp / "build_dataset.summary.json", st["fasta"])
+
+
+@pytest.fixture(scope="module")
+def multitask(data):
+    tmp, st, (w, t, cts, g) = data
+    out = tmp / "mt"
+    summary = train_regime("multitask", w, t, cts, g, SMALL_PARAMS, out)
+    return out, summary
+
+
+def test_loader_gathers_genome_windows(data):
+    tmp, st, (w, t, cts, g) = data
+    abs_starts = g.abs_starts(w.chrom.to_numpy(), w.start.to_numpy())
+    loader = WindowLoader(g, abs_starts, t, 384, batch_size=50)
+    codes, y = next(iter(loader))
+    assert codes.shape == (50, 384) and codes.dtype == torch.uint8 and torch.equal(y, torch.from_numpy(t[:50]))
+    for i in (0, 17, 49):
+        r = w.iloc[i]
+        assert decode(codes[i].numpy()) == st["seqs"][r.chrom][r.start:r.end].upper()
+    # augmentation: each row is a shifted window or its reverse complement
+    rng = np.random.default_rng(0)
+    aug = augment_codes(g, abs_starts[:200], 384, rng, max_shift=3, rc=True)
+    comp = {"A": "T", "C": "G", "G": "C", "T": "A", "N": "N"}
+    n_rc, shifts = 0, set()
+    for i in range(200):
+        r, s = w.iloc[i], decode(aug[i])
+        seq = st["seqs"][r.chrom]
+        cands = {d: seq[max(r.start + d, 0):r.start + d + 384] for d in range(-3, 4)}
+        fwd = [d for d, c in cands.items() if c == s]
+        rev = [d for d, c in cands.items() if "".join(comp[b] for b in reversed(c)) == s]
+        assert fwd or rev or r.start < 3
+        n_rc += bool(rev) and not fwd
+        shifts.update(fwd or rev)
+    assert 60 < n_rc < 140 and shifts == set(range(-3, 4))
+
+
+def test_loss_and_pearson():
+    y = torch.tensor([[0.0, 2.0], [3.0, 1.0]])
+    assert poisson_loss(y.clamp(min=1e-3) * 0 + y.mean(), y) > poisson_loss(y.clamp(min=1e-3), y)
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(100, 3)), rng.normal(size=(100, 3))
+    expect = [np.corrcoef(a[:, j], b[:, j])[0, 1] for j in range(3)]
+    assert np.allclose(pearson_per_task(a, b), expect)
+    assert np.isnan(pearson_per_task(np.ones((5, 1)), b[:5, :1])[0])
+
+
+def test_multitask_learns_planted_motifs(multitask, data):
+    out, summary = multitask
+    tmp, st, (w, t, cts, g) = data
+    hist = pd.read_parquet(out / "models" / "multitask" / "history.parquet")
+    assert list(hist.columns) == ["epoch", "train_loss", "valid_loss", "valid_pearson"]
+    assert hist.train_loss.iloc[-1] < hist.train_loss.iloc[0]
+    best = summary["multitask"]["best_valid_pearson"]
+    assert best == pytest.approx(hist.valid_pearson.max()) and best > 0.3, hist
+    # the checkpoint is the best epoch: recomputing the validation Pearson gives the history's best
+    m = load_checkpoint(out / "models" / "multitask" / "model.pt")
+    assert m.cell_types == ["A", "B"] and m.extra["best_epoch"] == int(hist.epoch[hist.valid_pearson.idxmax()])
+    from caveat.train import predict_loader
+
+    v = np.flatnonzero(w.split.to_numpy() == "valid")
+    loader = WindowLoader(g, g.abs_starts(w.chrom.to_numpy()[v], w.start.to_numpy()[v]), t[v], 384, batch_size=256)
+    pred = predict_loader(m, loader, torch.device("cpu"))
+    assert np.nanmean(pearson_per_task(pred, t[v])) == pytest.approx(best, abs=1e-4)
+
+
+def test_permuted_targets_control(data):
+    tmp, st, (w, t, cts, g) = data
+    p = dict(SMALL_PARAMS, train_permute_targets=True, train_max_epochs=3)
+    s = train_regime("multitask", w, t, cts, g, p, tmp / "perm")
+    assert s["multitask"]["best_valid_pearson"] < 0.2
+
+
+def test_deterministic_weights(data):
+    tmp, st, (w, t, cts, g) = data
+    p = dict(SMALL_PARAMS, train_max_epochs=1, train_max_windows=160)
+    sds = []
+    for k in range(2):
+        train_regime("multitask", w, t, cts, g, p, tmp / f"det{k}")
+        sds.append(torch.load(tmp / f"det{k}" / "models" / "multitask" / "model.pt", weights_only=True)["state_dict"])
+    assert all(torch.equal(sds[0][k], sds[1][k]) for k in sds[0])
+    assert ((tmp / "det0" / "models" / "multitask" / "model.pt").read_bytes()
+            == (tmp / "det1" / "models" / "multitask" / "model.pt").read_bytes())
+
+
+def test_regime_windows_and_errors(data):
+    tmp, st, (w, t, cts, g) = data
+    p = dict(SMALL_PARAMS)
+    tr, va, _ = regime_data(w, t, "multitask_peaks", p)
+    assert w.in_peak.to_numpy()[tr].all() and (w.split.to_numpy()[tr] == "train").all()
+    assert (w.split.to_numpy()[va] == "valid").all() and len(tr) == (w.in_peak & (w.split == "train")).sum()
+    tr2, _, _ = regime_data(w, t, "multitask_nonubiquitous", p)
+    assert set(tr2) < set(tr)
+    no_spec = w.assign(in_nonubiquitous_peak=False)
+    with pytest.raises(InputError, match="no training windows"):
+        regime_data(no_spec, t, "multitask_nonubiquitous", p)
+    with pytest.raises(InputError, match="unknown regime"):
+        regime_data(w, t, "bogus", p)
+    with pytest.raises(InputError, match="train_optimizer"):
+        make_optimizer(torch.nn.Linear(2, 2), dict(p, train_optimizer="lbfgs"))
+    assert resolve_device("cpu").type == "cpu"
+    with pytest.raises(InputError):
+        resolve_device("nonsense")
+
+
+def test_single_task_cli(data):
+    tmp, st, _ = data
+    out = tmp / "st"
+    main(["--windows", str(tmp / "windows.parquet"), "--summary", str(tmp / "build_dataset.summary.json"),
+          "--fasta", str(st["fasta"]), "--regime", "single_task", "--outdir", str(out), "--window-size", "384",
+          "--model-filters", "8", "--model-filters-max", "8", "--model-tower-blocks", "2", "--model-bottleneck", "8",
+          "--model-dense", "8", "--train-max-epochs", "1", "--train-max-windows", "64", "--train-device", "cpu"])
+    for ct in ("A", "B"):
+        m = load_checkpoint(out / "models" / "single_task" / ct / "model.pt")
+        assert m.cell_types == [ct] and m.config.n_tasks == 1
+        assert (out / "models" / "single_task" / ct / "history.parquet").exists()
+    with pytest.raises(InputError, match="not a cell type"):
+        main(["--windows", str(tmp / "windows.parquet"), "--summary", str(tmp / "build_dataset.summary.json"),
+              "--fasta", str(st["fasta"]), "--regime", "single_task", "--cell-type", "Z", "--outdir", str(out)])
