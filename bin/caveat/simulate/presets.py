@@ -1,0 +1,75 @@
+"""Simulation presets: sizes of the simulated study.
+
+``tiny`` is for unit and integration tests (< 60 s); ``demo`` is rich enough for
+every downstream must-hold (imbalance calls, clustering, CNN training, WASP bias).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Relative human chromosome lengths (GRCh38, Mb) used to shape chr1..chr22.
+HUMAN_MB = (248, 242, 198, 190, 181, 171, 159, 145, 138, 134, 135, 133, 114, 107, 102, 90, 83, 80, 59, 64, 47, 51)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Every knob of one simulated study (sizes, rates, read model)."""
+
+    name: str
+    genome_bp: int                    # total chr1..chr22 length
+    cell_types: tuple[str, ...]
+    donors: tuple[str, ...]
+    element_spacing: int              # mean bp between element centres
+    dups_per_chrom: float             # segmental duplications (target deserts) per chromosome
+    dup_len: tuple[int, int] = (1000, 5000)
+    dup_divergence: float = 0.01
+    psv_fraction: float = 0.6         # share of het SNVs in a dup source whose paralog carries ALT
+    gap_len: tuple[int, int] = (300, 2000)
+    gc: float = 0.40
+    site_rate: float = 2.5e-3         # polymorphic sites per bp (~1 het per kb per donor)
+    indel_fraction: float = 0.07
+    causal_fraction: float = 0.30     # elements given a planted motif-breaking/creating site
+    fragments_per_sample: int = 20000
+    background_fraction: float = 0.25
+    duplicate_rate: float = 0.06
+    read_len: int = 50
+    peak_threshold: float = 0.10      # accessibility above which an element is a peak
+
+
+PRESETS: dict[str, Preset] = {
+    "tiny": Preset(
+        name="tiny", genome_bp=260_000, cell_types=("ctA", "ctB", "ctC"), donors=("D1", "D2", "D3"),
+        element_spacing=1600, dups_per_chrom=1.0, dup_len=(1000, 2000), gap_len=(200, 600),
+        site_rate=4e-3, fragments_per_sample=14000,
+    ),
+    "demo": Preset(
+        name="demo", genome_bp=3_000_000, cell_types=("ctA", "ctB", "ctC", "ctD"), donors=("D1", "D2", "D3"),
+        element_spacing=1000, dups_per_chrom=7.0, fragments_per_sample=240000, background_fraction=0.2,
+    ),
+}
+
+#: Extra params merged into the simulated study's params.yaml (training sizes etc.).
+PRESET_PARAMS: dict[str, dict] = {
+    # small models so the whole pipeline runs in a couple of minutes (tiny) or ~15 (demo) on 2 cores;
+    # the study's full 5.84 M-parameter model is the default for real data
+    "tiny": {
+        "model_filters": 8, "model_filters_max": 16, "model_tower_blocks": 6, "model_bottleneck": 8,
+        "model_dense": 16, "train_optimizer": "adamw", "train_lr": 0.002, "train_batch_size": 32,
+        "train_max_epochs": 2, "train_patience": 2,
+        "match_bins": 4,  # a handful of imbalanced sites per cell type: 20 bins leave some empty
+    },
+    "demo": {
+        "model_filters": 16, "model_filters_max": 32, "model_tower_blocks": 6, "model_bottleneck": 16,
+        "model_dense": 32, "model_dropout": 0.1, "train_optimizer": "adamw", "train_lr": 0.002,
+        "train_batch_size": 64, "train_max_epochs": 8, "train_patience": 3, "train_max_windows": 4000,
+    },
+}
+
+
+def get_preset(name: str) -> Preset:
+    from ..errors import InputError
+
+    if name not in PRESETS:
+        raise InputError("--preset", f"unknown preset {name!r}", f"use one of {', '.join(PRESETS)}")
+    return PRESETS[name]

@@ -1,0 +1,125 @@
+"""The planted truth (elements, per-SNP expected allelic ratios) and the
+observed REF fractions that show it survives into the aligned reads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .donors import Variants
+from .fragments import background_coverage, coverage_kernel
+from .genome import Genome
+
+KERNEL_HALF = 1200
+
+
+def elements_table(g: Genome, acc_ref: np.ndarray, cell_types) -> pd.DataFrame:
+    """element, chrom, start, end, class, specific_to, acc_<cell_type> (reference sequence)."""
+    el = g.elements
+    out = el[["element", "chrom", "start", "end", "class", "specific_to"]].copy()
+    out["n_motif_sites"] = el.element.map(g.instances.element.value_counts()).fillna(0).astype(int).to_numpy()
+    for k, ct in enumerate(cell_types):
+        out[f"acc_{ct}"] = acc_ref[:, k]
+    return out
+
+
+def expected_ref_fraction(g: Genome, v: Variants, acc_hap: np.ndarray, n_el: int, n_bg: int,
+                          read_len: int) -> np.ndarray:
+    """Expected REF share of fragments over each site, under the generative model.
+
+    Coverage on haplotype h at x is n_el * Σ_e acc[h, e] K(x - c_e) / Σ acc
+    + (n_bg / 2) E[min(L, 2r)] / G (uniform background), K the read-coverage
+    kernel of an element fragment.
+
+    Returns
+    -------
+    float array (n_donors, n_sites, n_cell_types) (NaN where the donor is not het)
+    """
+    kern = coverage_kernel(read_len, KERNEL_HALF)
+    centre = g.elements.center.to_numpy()
+    e_chrom = g.elements.chrom.to_numpy()
+    x = v.sites.gpos.to_numpy()
+    chrom = v.sites.chrom.to_numpy()
+    near = np.searchsorted(centre, x)
+    g_eff = float((g.seq != 4).sum())
+    bg = 0.5 * n_bg * background_coverage(read_len) / g_eff
+    n_d, _, n_e, n_k = acc_hap.shape
+    out = np.full((n_d, len(x), n_k), np.nan)
+    for d in range(n_d):
+        cov = np.full((2, len(x), n_k), bg)
+        total = acc_hap[d].sum(axis=(0, 1))  # (n_k,)
+        for j in range(-4, 4):
+            e = near + j
+            ok = (e >= 0) & (e < n_e)
+            ec = np.clip(e, 0, n_e - 1)
+            off = x - centre[ec]
+            ok &= (np.abs(off) <= KERNEL_HALF) & (e_chrom[ec] == chrom)
+            w = np.where(ok, kern[np.clip(off + KERNEL_HALF, 0, 2 * KERNEL_HALF)], 0.0)
+            cov += n_el * w[None, :, None] * acc_hap[d][:, ec, :] / total
+        a = v.alleles[d]  # (2, n_sites)
+        het = a[0] != a[1]
+        ref_hap = np.where(a[0], 1, 0)
+        idx = np.arange(len(x))
+        ref_cov = cov[ref_hap, idx]
+        alt_cov = cov[1 - ref_hap, idx]
+        frac = ref_cov / (ref_cov + alt_cov)
+        frac[~het] = np.nan
+        out[d] = frac
+    return out
+
+
+def snps_table(g: Genome, v: Variants, erf: np.ndarray, site_eff: pd.DataFrame, donors, cell_types) -> pd.DataFrame:
+    """Long table: one row per donor × het site × cell type (see module docs of simulate)."""
+    s = v.sites
+    el = g.elements
+    gpos = s.gpos.to_numpy()
+    k = np.searchsorted(el.gstart.to_numpy(), gpos, side="right") - 1
+    inside = (k >= 0) & (gpos < el.gend.to_numpy()[np.clip(k, 0, None)])
+    element = np.where(inside, el.element.to_numpy()[np.clip(k, 0, None)], None)
+    eclass = np.where(inside, el["class"].to_numpy()[np.clip(k, 0, None)], None)
+    touches = np.zeros(len(s), bool)
+    touches[site_eff.site.to_numpy()] = site_eff.touches_motif.to_numpy()
+    frames = []
+    for d, donor in enumerate(donors):
+        het = np.nonzero(v.alleles[d, 0] != v.alleles[d, 1])[0]
+        for c, ct in enumerate(cell_types):
+            f = erf[d, het, c]
+            effect = np.where(f > 0.5 + 1e-9, "ref_favouring", np.where(f < 0.5 - 1e-9, "alt_favouring", "none"))
+            frames.append(pd.DataFrame({
+                "donor": donor, "variant_id": s.variant_id.to_numpy()[het], "chrom": s.chrom.to_numpy()[het],
+                "pos": s.pos.to_numpy()[het].astype(np.int64), "ref": s.ref.to_numpy()[het],
+                "alt": s.alt.to_numpy()[het], "is_indel": s.is_indel.to_numpy()[het], "cell_type": ct,
+                "expected_ref_fraction": np.where(effect == "none", 0.5, f), "effect": effect,
+                "touches_motif": touches[het], "in_duplication": s.in_duplication.to_numpy()[het],
+                "paralog_carries_alt": s.psv.to_numpy()[het], "planted_causal": s.causal.to_numpy()[het],
+                "element": element[het], "element_class": eclass[het],
+                "haplotype_phase": np.where(v.alleles[d, 0, het], "1|0", "0|1"),
+            }))
+    out = pd.concat(frames, ignore_index=True)
+    return out.sort_values(["donor", "chrom", "pos", "cell_type"], key=_chrom_key, kind="stable").reset_index(drop=True)
+
+
+def _chrom_key(col: pd.Series) -> pd.Series:
+    if col.name == "chrom":
+        return col.str[3:].astype(int)
+    return col
+
+
+def observed_ref_fraction(bam_path, sites: pd.DataFrame, min_mapq: int) -> tuple[int, int]:
+    """Pooled REF and ALT read counts at SNVs (``chrom, pos, ref, alt``) in one BAM,
+    primary, properly paired reads with MAPQ ≥ ``min_mapq`` (each read once)."""
+    import pysam
+
+    idx = {b: i for i, b in enumerate("ACGT")}
+    ref_n = alt_n = 0
+
+    def keep(r) -> bool:
+        return (r.mapping_quality >= min_mapq and r.is_proper_pair and not r.is_secondary
+                and not r.is_supplementary)
+
+    with pysam.AlignmentFile(str(bam_path)) as bam:
+        for c, q, r, a in zip(sites.chrom, sites.pos, sites.ref, sites.alt):
+            cov = bam.count_coverage(c, int(q), int(q) + 1, quality_threshold=0, read_callback=keep)
+            ref_n += cov[idx[r]][0]
+            alt_n += cov[idx[a]][0]
+    return int(ref_n), int(alt_n)
