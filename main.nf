@@ -25,6 +25,7 @@ workflow {
         .collectFile(name: 'software_versions.tsv', seed: 'process\ttool\tversion', newLine: true, sort: true)
 
     publish:
+    het_sites      = CAVEAT.out.het_sites.map { _meta, parquet -> parquet }
     wasp           = CAVEAT.out.wasp_bam.map { _meta, bam, bai -> [bam, bai] }.mix(CAVEAT.out.wasp_stats.map { _meta, stats -> stats })
     counts         = CAVEAT.out.counts.map { _meta, parquet -> parquet }
     insertions     = CAVEAT.out.bigwig.mix(CAVEAT.out.pseudobulk).map { _meta, bigwig -> bigwig }
@@ -44,6 +45,9 @@ workflow {
 }
 
 output {
+    het_sites {
+        path '.'
+    }
     wasp {
         path 'wasp'
     }
@@ -78,7 +82,7 @@ output {
         path '.'
     }
     variant_scores {
-        path 'variant_scores'
+        path '.'
     }
     metrics {
         path '.'

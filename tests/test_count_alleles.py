@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -203,6 +204,12 @@ def test_cli_writes_contract_columns(study_filtered, tmp_path):
         main(["--bam", str(bam), "--het-snps", str(hs), "--sample", "s1", "--donor", "DX",
               "--cell-type", "ctA", "--out", str(tmp_path / "x.parquet")])
     assert not (tmp_path / "x.parquet").exists()
+    with pytest.raises(SystemExit):  # counting needs every option
+        main(["--bam", str(bam), "--het-snps", str(hs), "--sample", "s1", "--out", str(tmp_path / "x.parquet")])
+    assert main(["--summarize", str(tmp_path / "s1.parquet"), "--out", str(tmp_path / "sum.json")]) == 0
+    per = json.loads((tmp_path / "sum.json").read_text())["per_sample"]["s1"]
+    assert per["sites"] == len(df) and per["ref"] == df["ref_count"].sum() and per["alt"] == df["alt_count"].sum()
+    assert per["covered"] == int(((df["ref_count"] + df["alt_count"]) > 0).sum()) > 0
 
 
 def test_bam_without_index_is_an_error(study_filtered, tmp_path):

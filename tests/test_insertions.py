@@ -253,6 +253,41 @@ def test_run_step_pools_donors_and_prefers_wasp_bams(tmp_path):
         run_step(StepContext(params={**params, "input": str(sheet)}, outdir=tmp_path / "out2", threads=2))
 
 
+def test_per_sample_cli_and_summarize_rebuild_the_run_summary(tmp_path):
+    """The Nextflow path (one task per sample and per cell type, then --summarize) writes
+    the local engine's tracks and insertions.summary.json byte for byte."""
+    from caveat.engine import StepContext
+    from caveat.insertions import run_step
+
+    fa = _fasta(tmp_path)
+    rng = np.random.default_rng(9)
+    rows = [("A_D1", "D1", "ctA"), ("A_D2", "D2", "ctA"), ("B_D1", "D1", "ctB")]
+    bams = {s: _bam(tmp_path, s, _random_pairs(rng, 40)) for s, _, _ in rows}
+    sheet = _sheet(tmp_path, [(s, d, ct, bams[s]) for s, d, ct in rows])
+    out = tmp_path / "out"
+    params = {"input": str(sheet), "fasta": str(fa), "insertions_source": "raw", "insertions_min_mapq": 10}
+    run_step(StepContext(params=params, outdir=out, threads=1))
+    nf = tmp_path / "nf"
+    nf.mkdir()
+    for s, _, _ in rows:
+        assert main(["--fasta", str(fa), "--bam", str(bams[s]), "--sample", s, "--out-bw", str(nf / f"{s}.bw"),
+                     "--stats", str(nf / f"{s}.insertions.json")]) == 0
+    for ct, members in (("ctA", ["A_D1", "A_D2"]), ("ctB", ["B_D1"])):
+        assert main(["--fasta", str(fa), "--pseudobulk", *(str(nf / f"{s}.bw") for s in members),
+                     "--out-bw", str(nf / f"{ct}.pseudobulk.bw"), "--stats", str(nf / f"{ct}.pseudobulk.json")]) == 0
+    for f in ["A_D1.bw", "A_D2.bw", "B_D1.bw", "ctA.pseudobulk.bw", "ctB.pseudobulk.bw"]:
+        assert (nf / f).read_bytes() == (out / "insertions" / f).read_bytes(), f
+    stats = sorted(nf.glob("*.json"))
+    assert main(["--summarize", *map(str, stats), "--input", str(sheet), "--source", "raw",
+                 "--out-summary", str(nf / "insertions.summary.json")]) == 0
+    assert (nf / "insertions.summary.json").read_bytes() == (out / "insertions.summary.json").read_bytes()
+    with pytest.raises(InputError, match="ctB.pseudobulk.json"):
+        main(["--summarize", *map(str, stats[:-1]), "--input", str(sheet), "--out-summary", str(nf / "x.json")])
+    assert not (nf / "x.json").exists()
+    with pytest.raises(SystemExit):
+        main(["--bam", str(bams["A_D1"]), "--out-bw", str(nf / "x.bw")])
+
+
 @pytest.mark.demo
 def test_demo_run_track_totals(demo_sim, demo_run):
     assert check_track_totals(demo_sim, demo_run) > 0

@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 STANDARD_LABELS = {"process_single", "process_low", "process_medium", "process_high", "process_gpu"}
 GPU_STEPS = {"train", "predict", "score_variants"}
 # helper processes that run a tool, not a caveat step (and so have no entry script)
-TOOL_PROCESSES = {"ALIGNER_INDEX", "WASP_REMAP_GATHER"}
+TOOL_PROCESSES = {"ALIGNER_INDEX"}
 
 MODULES = nf_parse.modules()
 EXT_ARGS = nf_parse.ext_args()
@@ -153,7 +153,8 @@ def test_process_has_tag_label_stub_and_versions(name):
 @pytest.mark.parametrize("name", sorted(MODULES))
 def test_gpu_steps_use_gpu_label_and_cuda_container(name):
     proc = MODULES[name]
-    is_gpu = nf_parse.step_of(name, STEP_NAMES) in GPU_STEPS
+    # the step's own process; its helpers (SCORE_VARIANTS_MERGE) run on CPU
+    is_gpu = name.lower() in GPU_STEPS
     assert ("process_gpu" in proc.labels) == is_gpu, (name, proc.labels)
     if is_gpu:
         assert "task.accelerator" in proc.container and "gpu" in proc.container, proc.container
@@ -258,27 +259,26 @@ def test_order_check_fails_when_a_dependency_is_missing(tmp_path):
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp_path / sub)
     wf = tmp_path / "workflows" / "caveat.nf"
     text = wf.read_text()
-    assert ".combine(ch_scores.map { parquets -> [parquets] })" in text
-    wf.write_text(text.replace(".combine(ch_scores.map { parquets -> [parquets] })", ""))
+    line = ".combine(MODELS.out.scores.map { _meta, parquet -> parquet })"
+    assert line in text
+    wf.write_text(text.replace(line, ""))
     g = nf_parse.dataflow(tmp_path / "main.nf")
     ups = {nf_parse.step_of(a, STEP_NAMES) for a in g.edges["EVALUATE"]}
     assert "score_variants" not in ups
     g0 = nf_parse.dataflow(REPO / "main.nf")
-    assert "SCORE_VARIANTS" in g0.edges["EVALUATE"]
+    assert "SCORE_VARIANTS_MERGE" in g0.edges["EVALUATE"]
 
 
 def test_contract_check_fails_when_a_file_collection_meets_a_one_value_option(tmp_path):
-    """EVALUATE stages one score table per scoring task; `--scores` takes one path, so
-    the module passes the folder. Passing the collection itself must be reported."""
-    if parser_options("evaluate") is None:
-        pytest.skip("caveat.evaluate has not landed yet")
-    proc = MODULES["EVALUATE"]
-    assert "scores" in proc.collection_inputs
+    """WASP_REMAP_GATHER stages one BAM per chromosome and passes them to `--gather`,
+    which takes several; passing the collection to a one-value option must be reported."""
+    proc = MODULES["WASP_REMAP_GATHER"]
+    assert "bams" in proc.collection_inputs
+    assert contract_problems(proc, EXT_ARGS.get("WASP_REMAP_GATHER", [])) == []
     broken = tmp_path / "main.nf"
-    broken.write_text(proc.path.read_text().replace("--scores scores ", "--scores ${scores} "))
-    problems = contract_problems(nf_parse.read_process(broken), EXT_ARGS.get("EVALUATE", []))
-    assert any("--scores gets the file collection scores" in p for p in problems), problems
-    assert contract_problems(proc, EXT_ARGS.get("EVALUATE", [])) == []
+    broken.write_text(proc.path.read_text().replace("--sample ${meta.id} ", "--sample ${bams} "))
+    problems = contract_problems(nf_parse.read_process(broken), EXT_ARGS.get("WASP_REMAP_GATHER", []))
+    assert any("--sample gets the file collection bams" in p for p in problems), problems
 
 
 def test_entry_scripts_answer_version(monkeypatch, capsys):

@@ -79,6 +79,28 @@ def test_sync_detects_a_new_param(monkeypatch):
     assert files[sync.CONFIG] != sync.CONFIG.read_text()
 
 
+def test_test_profile_carries_the_tiny_study_params():
+    """-profile test runs with the params `caveat simulate --preset tiny` writes: the preset's
+    (model size, epochs …) and the aligner arguments the simulated BAMs were made with."""
+    import ast
+    import re
+
+    pytest.importorskip("caveat.simulate")
+    from caveat.simulate.align import BOWTIE2_ARGS
+    from caveat.simulate.presets import PRESET_PARAMS
+
+    text = (REPO / "conf" / "test.config").read_text()
+    got = {}
+    for key, value in re.findall(r"^\s*(\w+)\s*=\s*(.+?)\s*$", text.split("params {", 1)[1], flags=re.M):
+        try:
+            got[key] = ast.literal_eval(value.replace("true", "True").replace("false", "False"))
+        except (ValueError, SyntaxError):
+            got[key] = value  # a Groovy expression (paths under projectDir)
+    assert got["aligner_args"] == BOWTIE2_ARGS
+    for key, value in PRESET_PARAMS["tiny"].items():
+        assert got.get(key) == value, (key, got.get(key), value)
+
+
 def test_default_params_validate_and_bad_types_are_rejected(tmp_path):
     schema = json.loads(PARAMS_SCHEMA.read_text())
     params = {k: v for k, v in defaults().items() if v is not None}

@@ -457,6 +457,73 @@ def test_error_donor_missing_or_without_sites(study, tmp_path):
     assert _no_outputs(tmp_path)
 
 
+def test_contig_scatter_gathers_to_the_whole_byte_for_byte(study, filtered, tmp_path):
+    """The Nextflow path: het sites once, the filter per contig, --gather → the whole run's outputs."""
+    out, _, st = filtered
+    base = ["--aligner-index", study["index"], "--aligner-args", "-X 1000", "--seed", "1", "--sample", "s"]
+    snps, ind = tmp_path / "het_snps.parquet", tmp_path / "het_indels.parquet"
+    assert wr.main(["--vcf", str(study["vcf"]), "--fasta", str(study["fasta"]), "--donor", "D1",
+                    "--out-het-snps", str(snps), "--out-het-indels", str(ind)]) == 0
+    want, want_ind, _ = read_het_sites(study["vcf"], ["D1"], contigs=["chrA", "chrB"])
+    pd.testing.assert_frame_equal(pd.read_parquet(snps), want)
+    assert len(pd.read_parquet(ind)) == len(want_ind) > 0
+    _, names, _ = br.read_header(study["bam"])
+    parts, stats = [], []
+    for c in names:
+        parts.append(tmp_path / f"s.{c}.bam")
+        stats.append(tmp_path / f"s.{c}.stats.json")
+        assert wr.main(["--bam", str(study["bam"]), "--donor", "D1", "--het-snps", str(snps), "--het-indels", str(ind),
+                        "--chrom", c, "--out-bam", str(parts[-1]), "--out-stats", str(stats[-1]), *base]) == 0
+    # read from the VCF, a one-contig run writes that contig's het SNPs only
+    assert wr.main(["--bam", str(study["bam"]), "--donor", "D1", "--vcf", str(study["vcf"]), "--chrom", "chrA",
+                    "--out-bam", str(tmp_path / "v.bam"), "--out-stats", str(tmp_path / "v.json"),
+                    "--out-het-snps", str(tmp_path / "v.parquet"), *base]) == 0
+    assert (tmp_path / "v.bam").read_bytes() == parts[names.index("chrA")].read_bytes()
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "v.parquet"),
+                                  want[want["chrom"] == "chrA"].reset_index(drop=True))
+    part_out = [json.loads(x.read_text())["reads_out"] for x in stats]
+    assert all(n > 0 for n in part_out)  # both contigs hold kept reads: a real join
+    rc = wr.main(["--gather", *map(str, parts[::-1]), "--part-stats", *map(str, stats), "--sample", "s",
+                  "--out-bam", str(tmp_path / "g.bam"), "--out-stats", str(tmp_path / "g.json")])
+    assert rc == 0
+    assert (tmp_path / "g.bam").read_bytes() == (out / "s.bam").read_bytes()
+    assert json.loads((tmp_path / "g.json").read_text()) == {**st, "sample": "s"}  # the fixture ran unnamed
+    with pysam.AlignmentFile(str(tmp_path / "g.bam")) as f:
+        assert f.check_index()
+    with pytest.raises(InputError, match="second part"):
+        wr.gather_parts([parts[0], parts[0]], stats[:1] * 2, tmp_path / "x.bam", tmp_path / "x.json", "s")
+    with pytest.raises(InputError, match="stats file"):
+        wr.gather_parts(parts, stats[:1], tmp_path / "x.bam", tmp_path / "x.json", "s")
+    assert not (tmp_path / "x.bam").exists() and not (tmp_path / "x.json").exists()
+    with pytest.raises(SystemExit):
+        wr.main(["--gather", str(parts[0]), "--sample", "s", "--out-bam", str(tmp_path / "x.bam")])
+
+
+def test_nextflow_modes_rebuild_the_local_engine_outputs(tiny_sim, tiny_wasp, tmp_path):
+    """het-sites mode + --summarize on the tiny study (and count_alleles --summarize) give the
+    local engine's het_snps.parquet, het_indels.parquet, wasp_remap.summary.json and
+    count_alleles.summary.json byte for byte."""
+    sheet = pd.read_csv(tiny_sim / "samplesheet.csv")
+    donors = list(dict.fromkeys(sheet["donor"]))[::-1]  # the order does not matter
+    assert wr.main(["--vcf", str(tiny_sim / "genotypes.vcf.gz"), "--fasta", str(tiny_sim / "genome.fa"),
+                    "--donor", *donors, "--out-het-snps", str(tmp_path / "het_snps.parquet"),
+                    "--out-het-indels", str(tmp_path / "het_indels.parquet"),
+                    "--out-summary", str(tmp_path / "sites.json")]) == 0
+    for name in ("het_snps.parquet", "het_indels.parquet"):
+        assert (tmp_path / name).read_bytes() == (tiny_wasp / name).read_bytes(), name
+    stats = sorted((tiny_wasp / "wasp").glob("*.stats.json"))
+    assert len(stats) == len(sheet)
+    assert wr.main(["--summarize", "--part-stats", *map(str, stats), "--sites-summary", str(tmp_path / "sites.json"),
+                    "--out-summary", str(tmp_path / "wasp_remap.summary.json")]) == 0
+    assert (tmp_path / "wasp_remap.summary.json").read_bytes() == (tiny_wasp / "wasp_remap.summary.json").read_bytes()
+    from caveat import count_alleles
+
+    counts = sorted((tiny_wasp / "counts").glob("*.parquet"))
+    assert count_alleles.main(["--summarize", *map(str, counts), "--out", str(tmp_path / "count_alleles.summary.json")]) == 0
+    assert (tmp_path / "count_alleles.summary.json").read_bytes() == \
+        (tiny_wasp / "count_alleles.summary.json").read_bytes()
+
+
 # ----------------------------------------------------------------------------- simulated study
 
 @pytest.fixture(scope="module")
@@ -465,10 +532,12 @@ def tiny_wasp(tiny_sim, tmp_path_factory):
     from caveat import count_alleles
     from caveat.engine import run_pipeline
     from caveat.params import load_params
+    from caveat.pipeline import pipeline_steps
 
     out = tmp_path_factory.mktemp("tiny_wasp")
     steps = [wr.STEP, count_alleles.STEP]
-    params = load_params(tiny_sim / "params.yaml", {"outdir": str(out)}, steps)
+    # validated against every step: the preset also sets later steps' params (model size …)
+    params = load_params(tiny_sim / "params.yaml", {"outdir": str(out)}, pipeline_steps())
     run_pipeline(steps, params, out, threads=2)
     return out
 

@@ -19,13 +19,14 @@ workflow CAVEAT {
     main:
     PREPARE_INPUTS(params.input, params.fasta, params.vcf, params.aligner, params.aligner_index)
 
+    ch_contig_map = optionalFile(params.contig_map)
     ALLELE_COUNTS(
         PREPARE_INPUTS.out.samples,
         PREPARE_INPUTS.out.chroms,
         PREPARE_INPUTS.out.fasta,
         PREPARE_INPUTS.out.vcf,
         PREPARE_INPUTS.out.index,
-        optionalFile(params.contig_map)
+        ch_contig_map
     )
 
     ch_cluster_assignments = optionalFile(params.cluster_assignments)
@@ -35,7 +36,10 @@ workflow CAVEAT {
         PREPARE_INPUTS.out.samplesheet,
         PREPARE_INPUTS.out.fasta,
         params.insertions_source,
-        ch_cluster_assignments
+        ch_cluster_assignments,
+        ch_contig_map,
+        ldscBimFiles(params.ldsc_bim),
+        params.ldsc_bim ? "ldsc_bim/${file(params.ldsc_bim).name}" : ''
     )
 
     IMBALANCE(ALLELE_COUNTS.out.counts, PREPARE_INPUTS.out.cell_types, TRACKS.out.peaks)
@@ -50,15 +54,14 @@ workflow CAVEAT {
         PREPARE_INPUTS.out.fasta,
         params.regimes,
         ch_blacklist,
-        ch_score_vcf
+        ch_score_vcf,
+        ch_contig_map
     )
 
-    ch_scores = MODELS.out.scores
-        .map { _meta, parquet -> parquet }
-        .toSortedList()
     ch_evaluate_in = MODELS.out.predictions
-        .combine(ch_scores.map { parquets -> [parquets] })
+        .combine(MODELS.out.scores.map { _meta, parquet -> parquet })
         .combine(IMBALANCE.out.variant_sets.map { _meta, parquet -> parquet })
+        .combine(IMBALANCE.out.stratum_matched.map { _meta, parquet -> parquet })
         .combine(IMBALANCE.out.imbalance.map { _meta, parquet -> parquet })
         .combine(TRACKS.out.peaks.map { _meta, parquet -> parquet })
         .combine(TRACKS.out.donor_counts.map { _meta, parquet -> parquet })
@@ -67,7 +70,8 @@ workflow CAVEAT {
     // the report reads a results folder laid out as the local engine's outdir
     ch_report_tables = EVALUATE.out.metrics
         .mix(EVALUATE.out.summary, IMBALANCE.out.imbalance, IMBALANCE.out.variant_sets, IMBALANCE.out.stratum_matched, IMBALANCE.out.summaries)
-        .mix(TRACKS.out.peaks, TRACKS.out.summary, MODELS.out.predictions, MODELS.out.predict_summary)
+        .mix(TRACKS.out.peaks, TRACKS.out.summary, TRACKS.out.insertions_summary, MODELS.out.predictions, MODELS.out.predict_summary)
+        .mix(ALLELE_COUNTS.out.summaries, MODELS.out.score_summary)
         .mix(MODELS.out.windows.map { meta, _windows, summary -> [meta, summary] })
         .map { _meta, file -> file }
         .toSortedList()
@@ -78,6 +82,7 @@ workflow CAVEAT {
     REPORT(ch_report_in, MODELS.out.trained)
 
     emit:
+    het_sites      = ALLELE_COUNTS.out.het_snps.mix(ALLELE_COUNTS.out.het_indels)
     wasp_bam       = ALLELE_COUNTS.out.wasp_bam
     wasp_stats     = ALLELE_COUNTS.out.wasp_stats
     counts         = ALLELE_COUNTS.out.counts
@@ -92,13 +97,26 @@ workflow CAVEAT {
     windows        = MODELS.out.windows
     models         = MODELS.out.models
     predictions    = MODELS.out.predictions
-    scores         = MODELS.out.scores
+    scores         = MODELS.out.scores.mix(MODELS.out.vcf_scores)
     metrics        = EVALUATE.out.metrics
     report         = REPORT.out.html
-    summaries      = IMBALANCE.out.summaries
+    summaries      = ALLELE_COUNTS.out.summaries
+        .mix(IMBALANCE.out.summaries, TRACKS.out.insertions_summary)
         .mix(TRACKS.out.summary, EVALUATE.out.summary, REPORT.out.summary, MODELS.out.predict_summary)
         .mix(MODELS.out.train_summary, MODELS.out.score_summary)
         .mix(MODELS.out.windows.map { meta, _windows, summary -> [meta, summary] })
+}
+
+// The PLINK .bim file(s) of params.ldsc_bim (a .bim file, or a per-chromosome prefix: every
+// <prefix>*.bim), staged into CLUSTER_PEAKS as ldsc_bim/*; [] for none.
+def ldscBimFiles(bim) {
+    if (!bim) {
+        return []
+    }
+    if (bim.endsWith('.bim')) {
+        return [file(bim, checkIfExists: true)]
+    }
+    return files("${bim}*.bim", checkIfExists: true)
 }
 
 // An optional input file as a process takes it: the file, or [] for none.

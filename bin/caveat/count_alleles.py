@@ -229,22 +229,48 @@ STEP = Step(name="count_alleles", run=run_step, needs=("wasp_remap",), params=PA
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="count_alleles", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(
+        prog="count_alleles", description=__doc__.splitlines()[0],
+        epilog="Count (default): --bam --het-snps --sample --donor --cell-type --out. "
+               "Summarize (--summarize): the run's count_alleles.summary.json from every sample's counts table.")
     ap.add_argument("--version", action="version", version=f"caveat {__version__}")
-    ap.add_argument("--bam", required=True, help="the sample's WASP-filtered BAM (wasp/<sample>.bam)")
-    ap.add_argument("--het-snps", required=True, help="het_snps.parquet")
-    ap.add_argument("--sample", required=True)
-    ap.add_argument("--donor", required=True)
-    ap.add_argument("--cell-type", required=True)
+    ap.add_argument("--bam", help="the sample's WASP-filtered BAM (wasp/<sample>.bam)")
+    ap.add_argument("--het-snps", help="het_snps.parquet")
+    ap.add_argument("--sample")
+    ap.add_argument("--donor")
+    ap.add_argument("--cell-type")
     ap.add_argument("--min-mapq", type=int, default=PARAMS["min_mapq"])
     ap.add_argument("--min-base-quality", type=int, default=PARAMS["min_base_quality"])
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", required=True, help="counts/<sample>.parquet")
+    ap.add_argument("--out", help="counts/<sample>.parquet; with --summarize: count_alleles.summary.json")
+    ap.add_argument("--summarize", nargs="+", metavar="COUNTS",
+                    help="instead of counting: summarize these counts/<sample>.parquet tables into --out")
     return ap
 
 
+def summarize(counts: list[str | Path], out: str | Path) -> dict:
+    """``count_alleles.summary.json`` as the local engine writes it, from the samples' tables."""
+    per = {}
+    for p in counts:
+        c = read_parquet(p)
+        sample = str(c["sample"].iloc[0]) if len(c) else Path(p).name.removesuffix(".parquet")
+        per[sample] = _summary(c)
+    summary = {"samples": len(per), "per_sample": per}
+    write_json(summary, out)
+    return summary
+
+
 def main(argv=None) -> int:
-    a = build_parser().parse_args(argv)
+    ap = build_parser()
+    a = ap.parse_args(argv)
+    if a.summarize:
+        if not a.out:
+            ap.error("--summarize needs --out")
+        summarize(a.summarize, a.out)
+        return 0
+    missing = [o for o in ("bam", "het_snps", "sample", "donor", "cell_type", "out") if getattr(a, o) is None]
+    if missing:
+        ap.error("counting needs " + ", ".join("--" + o.replace("_", "-") for o in missing))
     snps = read_parquet(a.het_snps)
     snps = snps[snps["donor"] == a.donor]
     if snps.empty:

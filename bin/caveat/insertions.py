@@ -333,6 +333,9 @@ def _sample_job(args: tuple) -> dict:
         return {"_error": (e.file, e.problem, e.fix)}
 
 
+COUNTING_RULE = "read 1 of each proper pair; TLEN span; +4/-5"
+
+
 def run_step(ctx: StepContext) -> dict:
     p = ctx.params
     sheet = read_samplesheet(p["input"])
@@ -362,7 +365,7 @@ def run_step(ctx: StepContext) -> dict:
         pseudo[ct] = {"samples": members, **res}
         log.info("pseudobulk %s: %d samples, %d insertions", ct, len(members), res["insertions"])
     summary = {"samples": samples, "pseudobulk": pseudo, "min_mapq": min_mapq,
-               "source": p["insertions_source"], "counting_rule": "read 1 of each proper pair; TLEN span; +4/-5"}
+               "source": p["insertions_source"], "counting_rule": COUNTING_RULE}
     write_json(summary, ctx.out("insertions.summary.json"))
     return {"samples": len(samples), "cell_types": len(pseudo),
             "fragments": sum(s["fragments"] for s in samples.values())}
@@ -388,19 +391,59 @@ STEP = Step(
 
 # ---------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="caveat insertions", description=__doc__.splitlines()[0])
-    ap.add_argument("--fasta", required=True, help="genome FASTA (contig order and lengths of the bigWig header)")
-    ap.add_argument("--out-bw", required=True, help="output bigWig")
+    ap = argparse.ArgumentParser(
+        prog="caveat insertions", description=__doc__.splitlines()[0],
+        epilog="One sample (--fasta --bam --out-bw), a pseudobulk (--fasta --pseudobulk --out-bw), or the run's "
+               "insertions.summary.json (--summarize STATS... --input --out-summary) from the tracks' --stats "
+               "files named <sample>.insertions.json and <cell_type>.pseudobulk.json.")
+    ap.add_argument("--fasta", help="genome FASTA (contig order and lengths of the bigWig header)")
+    ap.add_argument("--out-bw", help="output bigWig")
     ap.add_argument("--bam", help="one sample's indexed BAM → its insertion track")
     ap.add_argument("--sample", default="", help="sample name (for logs)")
     ap.add_argument("--stats", help="write the sample's counting figures here (JSON)")
     ap.add_argument("--min-mapq", type=int, default=STEP.params["insertions_min_mapq"])
     ap.add_argument("--pseudobulk", nargs="+", metavar="BW", help="sample bigWigs to sum into a pseudobulk track")
+    ap.add_argument("--summarize", nargs="+", metavar="STATS",
+                    help="instead of a track: the run's summary from every sample's and cell type's --stats JSON")
+    ap.add_argument("--input", help="with --summarize: the samplesheet (donor, cell type, pseudobulk members)")
+    ap.add_argument("--source", default=STEP.params["insertions_source"], choices=("wasp", "raw"),
+                    help="with --summarize: the BAMs the tracks were built from")
+    ap.add_argument("--out-summary", help="with --summarize: insertions.summary.json")
     return ap
 
 
+def summarize(stats: Sequence[str | Path], sheet, source: str, min_mapq: int, out: str | Path) -> dict:
+    """``insertions.summary.json`` as the local engine writes it, from the per-track stats."""
+    from .io import read_json
+
+    by_name = {Path(f).name: Path(f) for f in stats}
+
+    def figures(name: str) -> dict:
+        if name not in by_name:
+            raise InputError(name, "stats file missing from --summarize", "pass every sample's and cell type's stats")
+        return read_json(by_name[name])
+
+    samples = {row.sample: {**figures(f"{row.sample}.insertions.json"), "source": source, "donor": row.donor,
+                            "cell_type": row.cell_type} for row in sheet.itertuples()}
+    pseudo = {ct: {"samples": sheet.loc[sheet["cell_type"] == ct, "sample"].tolist(),
+                   **figures(f"{ct}.pseudobulk.json")} for ct in cell_types(sheet)}
+    summary = {"samples": samples, "pseudobulk": pseudo, "min_mapq": min_mapq, "source": source,
+               "counting_rule": COUNTING_RULE}
+    write_json(summary, out)
+    return summary
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    if args.summarize:
+        if not (args.input and args.out_summary):
+            ap.error("--summarize needs --input and --out-summary")
+        sheet = read_samplesheet(args.input, check_files=False)
+        summarize(args.summarize, sheet, args.source, args.min_mapq, args.out_summary)
+        return 0
+    if not (args.fasta and args.out_bw):
+        ap.error("a track needs --fasta and --out-bw")
     if bool(args.bam) == bool(args.pseudobulk):
         raise InputError(None, "give exactly one of --bam and --pseudobulk", "see `caveat insertions --help`")
     lengths = fasta_lengths(args.fasta)

@@ -18,6 +18,11 @@ The algorithm of WASP's ``mapping/`` (van de Geijn et al. 2015):
 
 Outputs: ``het_snps.parquet``, ``het_indels.parquet``, ``wasp/<sample>.bam``
 (+ ``.bai``), ``wasp/<sample>.stats.json``, ``wasp_remap.summary.json``.
+
+The entry script also runs the pieces of a scattered run (Nextflow): the het
+sites alone (no ``--bam``), the filter on one contig (``--chrom``), the join of
+a sample's contig parts (``--gather``, byte for byte the whole-BAM output) and
+the run summary (``--summarize``).
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import struct
 import tempfile
+import zlib
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -40,7 +47,7 @@ from .engine import Step, StepContext
 from .errors import InputError
 from .genome import CODE, check_contigs, fasta_lengths, read_contig_map
 from .het_sites import check_donors_have_sites, read_het_sites
-from .io import atomic_path, read_parquet, write_json, write_parquet
+from .io import atomic_path, read_json, read_parquet, write_json, write_parquet
 from .log import Progress, get_logger
 from .read_versions import make_versions
 from .samplesheet import read_samplesheet
@@ -463,7 +470,8 @@ def wasp_filter(bam: str | Path, snps: pd.DataFrame, indels: pd.DataFrame, out_b
         Filtered, deduplicated BAM (indexed) and its stats JSON.
     chroms : list of str, optional
         Contigs to process (default: every BAM contig). A Nextflow scatter
-        passes one and merges the parts.
+        passes one and joins the parts with :func:`gather_parts`; reads without
+        a coordinate are counted by the part holding the BAM's first contig.
     timings : dict, optional
         Filled with phase → (wall s, CPU s incl. child processes); not written anywhere.
 
@@ -488,7 +496,9 @@ def wasp_filter(bam: str | Path, snps: pd.DataFrame, indels: pd.DataFrame, out_b
         raise InputError(bam, f"contig {bad[0]!r} is not in the BAM header", "pass contigs of the BAM")
     with pysam.AlignmentFile(str(bam)) as f:
         idxstats = {s.contig: s.total for s in f.get_index_statistics()}
-        unplaced = f.nocoordinate if chroms == list(names) else 0
+        # reads without a coordinate belong to no contig: the part holding the BAM's first
+        # contig counts them, so the stats of a per-contig scatter sum to the whole
+        unplaced = f.nocoordinate if names and names[0] in chroms else 0
     work = [(c, i) for i, c in enumerate(names) if c in chroms and idxstats.get(c, 0) > 0]
     out_bam = Path(out_bam)
     out_bam.parent.mkdir(parents=True, exist_ok=True)
@@ -594,6 +604,122 @@ class _Clock:
         self._t = t
 
 
+# ----------------------------------------------------------------------------- gather a scatter
+
+def _split_part(path: Path) -> tuple[bytes, int, int, list[str]]:
+    """(raw header, byte span start/end of the records' BGZF blocks, contig names) of a
+    BAM written by :func:`wasp_filter`.
+
+    wasp_filter writes the header in BGZF blocks of its own, so the records'
+    blocks can be moved as they are, without recompression.
+    """
+    size = path.stat().st_size
+    eof = len(br.BGZF_EOF)
+    with open(path, "rb") as f:
+        f.seek(max(0, size - eof))
+        if size < eof or f.read() != br.BGZF_EOF:
+            raise InputError(path, "no BGZF end-of-file marker (truncated?)", "rerun the WASP task of this part")
+        f.seek(0)
+        raw, o = bytearray(), 0
+        while o < size - eof:
+            head = f.read(18)
+            if head[:4] != b"\x1f\x8b\x08\x04":
+                raise InputError(path, f"not BGZF at byte {o}", "pass BAMs written by wasp_remap --chrom")
+            bsize = struct.unpack_from("<H", head, 16)[0] + 1
+            raw += zlib.decompress(f.read(bsize - 18)[:-8], -15)
+            o += bsize
+            try:
+                names, _, end = br._parse_header(bytes(raw))
+            except struct.error:
+                continue  # the header goes on in the next block
+            except ValueError:
+                raise InputError(path, "not a BAM", "pass BAMs written by wasp_remap --chrom") from None
+            if end != len(raw):
+                raise InputError(path, "the header shares a BGZF block with records",
+                                 "pass BAMs written by wasp_remap --chrom (not re-written by another tool)")
+            return bytes(raw), o, size - eof, names
+    raise InputError(path, "truncated BAM header", "rerun the WASP task of this part")
+
+
+def _first_ref_id(path: Path) -> int | None:
+    import pysam
+
+    with pysam.AlignmentFile(str(path), check_sq=False) as f:
+        rec = next(f.fetch(until_eof=True), None)
+    return None if rec is None else rec.reference_id
+
+
+def _copy_bytes(fi, fo, n: int, chunk: int = 8 << 20) -> None:
+    while n > 0:
+        data = fi.read(min(chunk, n))
+        if not data:
+            raise InputError(fi.name, "shorter than its BGZF blocks (changed while reading?)", "rerun the gather")
+        fo.write(data)
+        n -= len(data)
+
+
+def gather_parts(parts: list[str | Path], part_stats: list[str | Path], out_bam: str | Path,
+                 out_stats: str | Path, sample: str = "") -> dict:
+    """Join the outputs of a per-contig scatter (``wasp_filter(chroms=[c])``) into one sample's.
+
+    The records of each part are moved as they are, in the header's contig
+    order, and the stats are summed: the result is byte for byte what
+    :func:`wasp_filter` writes for the whole BAM (``wasp/<sample>.bam`` + ``.bai``,
+    ``wasp/<sample>.stats.json``).
+
+    Parameters
+    ----------
+    parts : list of path
+        Per-contig BAMs of one sample (any order; parts without reads allowed).
+    part_stats : list of path
+        Their stats JSONs.
+    """
+    import pysam
+
+    parts, part_stats = [Path(x) for x in parts], [Path(x) for x in part_stats]
+    if not parts or len(parts) != len(part_stats):
+        raise InputError(", ".join(map(str, part_stats)) or "--part-stats",
+                         f"{len(parts)} part BAM(s) but {len(part_stats)} stats file(s)", "pass one stats JSON per part")
+    header, names, bodies = None, None, {}
+    for p in parts:
+        h, start, end, n = _split_part(p)
+        if header is None:
+            header, names = h, n
+        elif h != header:
+            raise InputError(p, f"its header differs from {parts[0].name}'s",
+                             "gather parts of one sample written with the same params")
+        ref = _first_ref_id(p)
+        if ref is None:
+            continue
+        if ref in bodies:
+            raise InputError(p, f"a second part holding contig {names[ref]!r}", "pass each contig's part once")
+        bodies[ref] = (p, start, end)
+    stats: Counter = Counter()
+    for p in part_stats:
+        st = read_json(p)
+        if sample and st.get("sample", sample) != sample:
+            raise InputError(p, f"stats of sample {st.get('sample')!r}, not {sample!r}", "gather one sample's parts")
+        stats.update({k: v for k, v in st.items() if k != "sample"})
+    stats = {**stats, "sample": sample}
+    out_bam = Path(out_bam)
+    out_bam.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_bam) as t:
+        with open(t, "wb") as fo:
+            fo.write(br.bgzf_compress(header))
+            for ref in sorted(bodies):
+                part, start, end = bodies[ref]
+                with open(part, "rb") as fi:
+                    fi.seek(start)
+                    _copy_bytes(fi, fo, end - start)
+            fo.write(br.BGZF_EOF)
+        pysam.index(str(t), str(t) + ".bai")
+        os.replace(str(t) + ".bai", str(out_bam) + ".bai")
+    write_json(stats, out_stats)
+    log.info("%s: gathered %d parts (%d with reads) → %s; %d reads out", sample, len(parts), len(bodies),
+             out_bam.name, stats.get("reads_out", 0))
+    return stats
+
+
 # ----------------------------------------------------------------------------- step + CLI
 
 def het_site_tables(params: dict, donors: list[str], bam: str | Path | None = None):
@@ -677,11 +803,17 @@ STEP = Step(name="wasp_remap", run=run_step, params=PARAMS, input_files=_input_f
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="wasp_remap", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(
+        prog="wasp_remap", description=__doc__.splitlines()[0],
+        epilog="Three modes. Filter (default): one sample's BAM (--bam --sample --donor --aligner-index "
+               "--out-bam --out-stats), optionally one contig at a time (--chrom). Het sites only (no --bam): "
+               "--vcf --donor D [D ...] --out-het-snps [--out-het-indels] write the tables the local engine "
+               "writes. Gather (--gather): join a sample's per-contig parts into --out-bam/--out-stats. Summarize "
+               "(--summarize): the run's wasp_remap.summary.json from the samples' stats.")
     ap.add_argument("--version", action="version", version=f"caveat {__version__}")
-    ap.add_argument("--bam", required=True, help="the sample's coordinate-sorted, indexed BAM")
-    ap.add_argument("--sample", required=True)
-    ap.add_argument("--donor", required=True, help="the sample's donor (a VCF sample)")
+    ap.add_argument("--bam", help="the sample's coordinate-sorted, indexed BAM")
+    ap.add_argument("--sample", help="sample name (recorded in the stats)")
+    ap.add_argument("--donor", nargs="+", help="the sample's donor (a VCF sample); het-sites mode: every donor")
     ap.add_argument("--vcf", help="genotypes VCF (or give --het-snps and --het-indels)")
     ap.add_argument("--het-snps", help="het_snps.parquet (rows of every donor)")
     ap.add_argument("--het-indels", help="het_indels.parquet")
@@ -689,7 +821,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--contig-map")
     ap.add_argument("--vcf-pass-only", type=lambda s: s.lower() in ("1", "true", "yes"), default=True)
     ap.add_argument("--aligner", default=PARAMS["aligner"], choices=("bowtie2", "bwa"))
-    ap.add_argument("--aligner-index", required=True, help="index prefix the reads were aligned with")
+    ap.add_argument("--aligner-index", help="index prefix the reads were aligned with")
     ap.add_argument("--aligner-args", default=PARAMS["aligner_args"])
     ap.add_argument("--min-mapq", type=int, default=PARAMS["min_mapq"])
     ap.add_argument("--max-snps-per-read", type=int, default=PARAMS["wasp_max_snps_per_read"])
@@ -697,24 +829,86 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--chrom", action="append", help="contig(s) to process (default all)")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out-bam", required=True)
-    ap.add_argument("--out-stats", required=True)
-    ap.add_argument("--out-het-snps", help="also write the donor's het SNPs here (when read from --vcf)")
+    ap.add_argument("--out-bam", help="filtered BAM (indexed)")
+    ap.add_argument("--out-stats", help="the filter's figures (JSON)")
+    ap.add_argument("--out-het-snps", help="also write the donor's het SNPs here (when read from --vcf; "
+                                           "only the --chrom contigs when given)")
+    ap.add_argument("--out-het-indels", help="het-sites mode: write the het indels here")
+    ap.add_argument("--gather", nargs="+", metavar="PART_BAM",
+                    help="instead of filtering: join one sample's per-contig BAMs (from --chrom runs)")
+    ap.add_argument("--part-stats", nargs="+", metavar="PART_JSON",
+                    help="with --gather: the parts' stats JSONs; with --summarize: every sample's stats JSON")
+    ap.add_argument("--summarize", action="store_true",
+                    help="instead of filtering: write the run's wasp_remap.summary.json (--out-summary) from every "
+                         "sample's stats (--part-stats) and the het-sites mode's --out-summary (--sites-summary)")
+    ap.add_argument("--sites-summary", help="with --summarize: the het-sites mode's summary JSON")
+    ap.add_argument("--out-summary", help="het-sites mode: its figures (JSON); --summarize: wasp_remap.summary.json")
     return ap
 
 
+def _require(ap: argparse.ArgumentParser, a: argparse.Namespace, mode: str, names: tuple[str, ...]) -> None:
+    missing = [n for n in names if getattr(a, n.lstrip("-").replace("-", "_")) in (None, [])]
+    if missing:
+        ap.error(f"{mode} needs {', '.join(missing)}")
+
+
+def _het_sites_only(a: argparse.Namespace) -> int:
+    """Every donor's het SNPs/indels from the VCF: het_snps.parquet as the local engine writes it."""
+    snps, indels, vstats = het_site_tables({"vcf": a.vcf, "fasta": a.fasta, "contig_map": a.contig_map,
+                                            "vcf_pass_only": a.vcf_pass_only}, a.donor)
+    if a.out_het_indels:
+        write_parquet(indels, a.out_het_indels)
+    write_parquet(snps, a.out_het_snps)
+    if a.out_summary:
+        write_json({"het_snps": len(snps), "het_indels": len(indels), "vcf_skipped": vstats["skipped"]}, a.out_summary)
+    return 0
+
+
+def summarize(sample_stats: list[str | Path], sites_summary: str | Path, out: str | Path) -> dict:
+    """``wasp_remap.summary.json`` as the local engine writes it, from every sample's
+    ``wasp/<sample>.stats.json`` and the het-sites figures (what a scattered run has)."""
+    sites = read_json(sites_summary)
+    per_sample = {}
+    for p in sample_stats:
+        st = read_json(p)
+        if not st.get("sample"):
+            raise InputError(p, "stats without a sample name", "pass the stats written by wasp_remap --gather")
+        per_sample[st["sample"]] = {k: st[k] for k in ("reads_in", "reads_out", "sent_to_remap", "kept_after_remap",
+                                                       "duplicates_removed")}
+    summary = {"samples": len(per_sample), "het_snps": sites["het_snps"], "het_indels": sites["het_indels"],
+               "vcf_skipped": sites["vcf_skipped"], "per_sample": per_sample}
+    write_json(summary, out)
+    return summary
+
+
 def main(argv=None) -> int:
-    a = build_parser().parse_args(argv)
+    ap = build_parser()
+    a = ap.parse_args(argv)
+    if a.summarize:
+        _require(ap, a, "--summarize", ("--part-stats", "--sites-summary", "--out-summary"))
+        summarize(a.part_stats, a.sites_summary, a.out_summary)
+        return 0
+    if a.gather:
+        _require(ap, a, "--gather", ("--part-stats", "--sample", "--out-bam", "--out-stats"))
+        gather_parts(a.gather, a.part_stats, a.out_bam, a.out_stats, sample=a.sample)
+        return 0
+    if a.bam is None:
+        _require(ap, a, "the het-sites mode (no --bam)", ("--vcf", "--donor", "--out-het-snps"))
+        return _het_sites_only(a)
+    _require(ap, a, "the filter", ("--sample", "--donor", "--aligner-index", "--out-bam", "--out-stats"))
+    if len(a.donor) != 1:
+        ap.error("the filter takes one --donor (the sample's)")
+    donor = a.donor[0]
     if a.het_snps:
         snps = read_parquet(a.het_snps)
-        snps = snps[snps["donor"] == a.donor]
+        snps = snps[snps["donor"] == donor]
         if not len(snps):
-            raise InputError(a.het_snps, f"donor {a.donor!r} has no het SNPs", "check the donor name")
+            raise InputError(a.het_snps, f"donor {donor!r} has no het SNPs", "check the donor name")
         indels = read_parquet(a.het_indels) if a.het_indels else pd.DataFrame(columns=["chrom", "pos", "end"])
-        indels = indels[indels["donor"] == a.donor] if "donor" in indels else indels
+        indels = indels[indels["donor"] == donor] if "donor" in indels else indels
     elif a.vcf:
         snps, indels, _ = het_site_tables({"vcf": a.vcf, "fasta": a.fasta, "contig_map": a.contig_map,
-                                           "vcf_pass_only": a.vcf_pass_only}, [a.donor])
+                                           "vcf_pass_only": a.vcf_pass_only}, [donor])
     else:
         raise InputError(None, "no het sites given", "pass --vcf or --het-snps")
     wasp_filter(a.bam, snps, indels, a.out_bam, a.out_stats, aligner=a.aligner, aligner_index=a.aligner_index,
@@ -722,5 +916,6 @@ def main(argv=None) -> int:
                 max_versions=a.max_versions, seed=a.seed, threads=a.threads, chroms=a.chrom, fasta=a.fasta,
                 sample=a.sample)
     if a.out_het_snps and a.vcf:  # written last: a failed run leaves nothing behind
-        write_parquet(snps, a.out_het_snps)
+        part = snps[snps["chrom"].isin(a.chrom)].reset_index(drop=True) if a.chrom else snps
+        write_parquet(part, a.out_het_snps)
     return 0

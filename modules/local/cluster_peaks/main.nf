@@ -10,6 +10,9 @@ process CLUSTER_PEAKS {
     tuple val(meta), path(samplesheet), path(bigwigs, stageAs: 'insertions/*'), path(peak_beds, stageAs: 'input_peaks/*')
     tuple path(fasta), path(fai)
     path cluster_assignments
+    path contig_map
+    path ldsc_bim, stageAs: 'ldsc_bim/*'   // PLINK .bim file(s), or []
+    val ldsc_bim_arg                       // the --ldsc-bim path: ldsc_bim/<file or prefix>, or ''
 
     output:
     tuple val(meta), path('peaks.parquet'), emit: peaks
@@ -23,6 +26,8 @@ process CLUSTER_PEAKS {
     script:
     def args = task.ext.args ?: ''
     def assignments = cluster_assignments ? "--cluster-assignments ${cluster_assignments}" : ''
+    def map_arg = contig_map ? "--contig-map ${contig_map}" : ''
+    def bim_arg = ldsc_bim_arg ? "--ldsc-bim ${ldsc_bim_arg}" : ''
     """
     # a real file here, so that the peaks paths in it resolve against this task's folder
     cat ${samplesheet} > samplesheet.task.csv
@@ -32,6 +37,8 @@ process CLUSTER_PEAKS {
         --fasta ${fasta} \\
         --insertions insertions \\
         ${assignments} \\
+        ${map_arg} \\
+        ${bim_arg} \\
         --outdir . \\
         ${args}
     """

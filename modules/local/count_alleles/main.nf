@@ -1,11 +1,13 @@
 process COUNT_ALLELES {
     // REF/ALT/other counts at a sample's het SNPs on its WASP-filtered BAM, each fragment once.
+    // One task per sample (not per chromosome): see docs/nextflow.md, "How the work is split".
     tag "${meta.id}"
     label 'process_low'
     container 'ghcr.io/caveat-bench/caveat:0.1.0'
 
     input:
-    tuple val(meta), path(bam), path(bai), path(het_snps)
+    tuple val(meta), path(bam), path(bai)
+    path het_snps
 
     output:
     tuple val(meta), path("${meta.id}.parquet"), emit: counts

@@ -5,7 +5,7 @@ process EVALUATE {
     container 'ghcr.io/caveat-bench/caveat:0.1.0'
 
     input:
-    tuple val(meta), path(predictions), path(scores, stageAs: 'scores/*'), path(variant_sets), path(imbalance), path(peaks), path(donor_counts)
+    tuple val(meta), path(predictions), path(scores), path(variant_sets), path(stratum_sets), path(imbalance), path(peaks), path(donor_counts)
 
     output:
     tuple val(meta), path('metrics.parquet'), emit: metrics
@@ -14,12 +14,12 @@ process EVALUATE {
 
     script:
     def args = task.ext.args ?: ''
-    // the per-regime score tables are read as one Parquet dataset (the folder)
     """
     evaluate.py \\
         --predictions ${predictions} \\
-        --scores scores \\
+        --scores ${scores} \\
         --variant-sets ${variant_sets} \\
+        --stratum-sets ${stratum_sets} \\
         --imbalance ${imbalance} \\
         --peaks ${peaks} \\
         --donor-counts ${donor_counts} \\
@@ -30,6 +30,6 @@ process EVALUATE {
     stub:
     """
     touch metrics.parquet
-    echo '{"metrics": 0}' > evaluate.summary.json
+    echo '{"rows": 0}' > evaluate.summary.json
     """
 }

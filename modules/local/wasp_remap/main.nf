@@ -9,13 +9,11 @@ process WASP_REMAP {
     input:
     tuple val(meta), path(bam), path(bai), val(chrom)
     tuple path(fasta), path(fai)
-    tuple path(vcf), path(tbi)
+    tuple path(het_snps), path(het_indels)
     tuple path(index, stageAs: 'aligner_index/*'), val(index_prefix)
-    path contig_map
 
     output:
     tuple val(meta), val(chrom), path("${meta.id}.${chrom}.bam"), path("${meta.id}.${chrom}.bam.bai"), emit: bam
-    tuple val(meta), val(chrom), path("${meta.id}.${chrom}.het_snps.parquet"), emit: het_snps
     tuple val(meta), path("${meta.id}.${chrom}.stats.json"), emit: stats
     tuple val("${task.process}"), val('caveat'), eval('wasp_remap.py --version'), emit: versions_caveat, topic: versions
     tuple val("${task.process}"), val('bowtie2'), eval('bowtie2 --version 2>&1 | head -n 1 | sed "s/^.*version //"'), emit: versions_bowtie2, topic: versions
@@ -23,13 +21,13 @@ process WASP_REMAP {
     script:
     def args = task.ext.args ?: ''
     def prefix = "${meta.id}.${chrom}"
-    def map_arg = contig_map ? "--contig-map ${contig_map}" : ''
+    // the het sites come from WASP_REMAP_SITES (the VCF is read once per run, not per task)
     """
     wasp_remap.py \\
         --bam ${bam} \\
-        --vcf ${vcf} \\
+        --het-snps ${het_snps} \\
+        --het-indels ${het_indels} \\
         --fasta ${fasta} \\
-        ${map_arg} \\
         --sample ${meta.id} \\
         --donor ${meta.donor} \\
         --chrom ${chrom} \\
@@ -37,14 +35,13 @@ process WASP_REMAP {
         --threads ${task.cpus} \\
         --out-bam ${prefix}.bam \\
         --out-stats ${prefix}.stats.json \\
-        --out-het-snps ${prefix}.het_snps.parquet \\
         ${args}
     """
 
     stub:
     def prefix = "${meta.id}.${chrom}"
     """
-    touch ${prefix}.bam ${prefix}.bam.bai ${prefix}.het_snps.parquet
+    touch ${prefix}.bam ${prefix}.bam.bai
     echo '{"sample": "${meta.id}", "reads_in": 0}' > ${prefix}.stats.json
     """
 }

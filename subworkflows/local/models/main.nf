@@ -7,6 +7,7 @@ include { BUILD_DATASET  } from '../../../modules/local/build_dataset/main'
 include { TRAIN          } from '../../../modules/local/train/main'
 include { PREDICT        } from '../../../modules/local/predict/main'
 include { SCORE_VARIANTS } from '../../../modules/local/score_variants/main'
+include { SCORE_VARIANTS_MERGE } from '../../../modules/local/score_variants_merge/main'
 
 workflow MODELS {
     take:
@@ -18,6 +19,7 @@ workflow MODELS {
     regimes        // list of regimes to train
     blacklist      // path, or []
     score_vcf      // path of a VCF whose variants are scored too, or []
+    contig_map     // path (VCF contig → FASTA contig), or []
 
     main:
     // targets in samplesheet cell-type order
@@ -54,7 +56,25 @@ workflow MODELS {
 
     ch_score_in = TRAIN.out.model
         .combine(variant_sets.map { _meta, parquet -> parquet })
-    SCORE_VARIANTS(ch_score_in, fasta, score_vcf)
+    SCORE_VARIANTS(ch_score_in, fasta, score_vcf, contig_map)
+
+    // one table per kind, as the local engine writes: variant_scores.parquet (+ vcf_scores.parquet)
+    ch_merge_in = SCORE_VARIANTS.out.scores
+        .map { _meta, parquet -> parquet }
+        .toSortedList()
+        .map { parquets -> [[id: 'variant_scores', summary: 'score_variants.summary.json'], parquets] }
+        .mix(
+            SCORE_VARIANTS.out.vcf_scores
+                .map { _meta, parquet -> parquet }
+                .toSortedList()
+                .filter { parquets -> parquets.size() > 0 }
+                .map { parquets -> [[id: 'vcf_scores', summary: 'vcf_scores.summary.json'], parquets] }
+        )
+    SCORE_VARIANTS_MERGE(ch_merge_in)
+    ch_merged = SCORE_VARIANTS_MERGE.out.scores.branch { meta, _parquet ->
+        variant: meta.id == 'variant_scores'
+        vcf: true
+    }
 
     emit:
     windows        = BUILD_DATASET.out.windows     // [meta, windows.parquet, build_dataset.summary.json]
@@ -63,6 +83,7 @@ workflow MODELS {
     train_summary  = TRAIN.out.summary             // [meta, train.<unit>.summary.json]
     predictions    = PREDICT.out.predictions       // [meta, predictions.parquet]
     predict_summary = PREDICT.out.summary          // [meta, predict.summary.json]
-    scores         = SCORE_VARIANTS.out.scores     // [meta, variant_scores.<unit>.parquet]
-    score_summary  = SCORE_VARIANTS.out.summary    // [meta, variant_scores.<unit>.summary.json]
+    scores         = ch_merged.variant             // [meta, variant_scores.parquet]
+    vcf_scores     = ch_merged.vcf                 // [meta, vcf_scores.parquet] (with params.score_vcf)
+    score_summary  = SCORE_VARIANTS_MERGE.out.summary.filter { meta, _json -> meta.id == 'variant_scores' }   // [meta, score_variants.summary.json]
 }

@@ -5,6 +5,7 @@
 
 include { INSERTIONS            } from '../../../modules/local/insertions/main'
 include { INSERTIONS_PSEUDOBULK } from '../../../modules/local/insertions_pseudobulk/main'
+include { INSERTIONS_SUMMARY    } from '../../../modules/local/insertions_summary/main'
 include { CLUSTER_PEAKS         } from '../../../modules/local/cluster_peaks/main'
 
 workflow TRACKS {
@@ -15,6 +16,9 @@ workflow TRACKS {
     fasta                 // [fasta, fai]
     source                // string: 'wasp' (filtered BAMs) or 'raw' (input BAMs)
     cluster_assignments   // path, or [] when clusters are computed
+    contig_map            // path, or []
+    ldsc_bim              // .bim file(s), or []
+    ldsc_bim_arg          // the --ldsc-bim path as the task sees it (ldsc_bim/<name>), or ''
 
     main:
     ch_raw = samples.map { meta, bam, bai, _peaks -> [meta, bam, bai] }
@@ -26,6 +30,15 @@ workflow TRACKS {
         .groupTuple(sort: true)
         .map { cell_type, bigwigs -> [[id: cell_type], bigwigs] }
     INSERTIONS_PSEUDOBULK(ch_cell_type_tracks, fasta)
+
+    ch_insertions_summary_in = INSERTIONS.out.stats
+        .mix(INSERTIONS_PSEUDOBULK.out.stats)
+        .map { _meta, json -> json }
+        .toSortedList()
+        .map { stats -> [stats] }   // combine concatenates list items: keep the list one element
+        .combine(samplesheet)
+        .map { stats, sheet -> [[id: 'insertions'], stats, sheet] }
+    INSERTIONS_SUMMARY(ch_insertions_summary_in)
 
     ch_all_tracks = INSERTIONS.out.bigwig
         .mix(INSERTIONS_PSEUDOBULK.out.bigwig)
@@ -40,7 +53,7 @@ workflow TRACKS {
         .combine(ch_all_tracks.map { tracks -> [tracks] })
         .combine(ch_peak_beds.map { beds -> [beds] })
         .map { sheet, tracks, beds -> [[id: 'all'], sheet, tracks, beds] }
-    CLUSTER_PEAKS(ch_cluster_in, fasta, cluster_assignments)
+    CLUSTER_PEAKS(ch_cluster_in, fasta, cluster_assignments, contig_map, ldsc_bim, ldsc_bim_arg)
 
     emit:
     bigwig       = INSERTIONS.out.bigwig              // [meta, sample bigWig]
@@ -48,6 +61,7 @@ workflow TRACKS {
     peaks        = CLUSTER_PEAKS.out.peaks            // [meta, peaks.parquet]
     donor_counts = CLUSTER_PEAKS.out.donor_counts     // [meta, peaks_donor_counts.parquet]
     summary      = CLUSTER_PEAKS.out.summary          // [meta, cluster_peaks.summary.json]
+    insertions_summary = INSERTIONS_SUMMARY.out.summary   // [meta, insertions.summary.json]
     called_peaks = CLUSTER_PEAKS.out.called_peaks     // [meta, MACS3 peaks]
     ldsc         = CLUSTER_PEAKS.out.ldsc             // [meta, ldsc/]
 }
