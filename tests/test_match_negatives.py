@@ -63,6 +63,24 @@ def test_match_depth_edge_cases():
     assert bin_values(np.log(np.array([21.0, 210.0, 20.0, 211.0])), e).tolist() == [0, 19, -1, -1]
 
 
+def test_unmatchable_positive_is_dropped_not_zeroing_the_set():
+    # one deeply covered positive sits alone in the top bin with no balanced variant
+    rng = np.random.default_rng(5)
+    pos = np.concatenate([rng.integers(21, 60, 40), [400]])
+    neg = rng.integers(21, 60, 400)
+    off = match_depth(pos, neg, 20, 0, np.random.default_rng(0))
+    assert off["multiplier"] == 0 and off["pos_kept"].all()
+    on = match_depth(pos, neg, 20, 0, np.random.default_rng(0), drop_unmatchable=True)
+    assert on["pos_kept"].tolist() == [True] * 40 + [False]
+    assert on["multiplier"] >= 1
+    # bins come from all positives; the kept ones are matched exactly and maximally
+    n_pos = np.bincount(on["pos_bin"][on["pos_kept"]], minlength=20)
+    n_neg = np.bincount(on["neg_bin"][on["chosen"]], minlength=20)
+    n_avail = np.bincount(on["neg_bin"][on["neg_bin"] >= 0], minlength=20)
+    np.testing.assert_array_equal(n_neg, on["multiplier"] * n_pos)
+    assert ((on["multiplier"] + 1) * n_pos > n_avail).any()
+
+
 def test_match_strata_equalises_binned_distributions():
     rng = np.random.default_rng(3)
     dev = np.concatenate([np.abs(rng.normal(0, 0.08, 800)), np.abs(rng.normal(0, 0.15, 1500))]).clip(0, 0.5)

@@ -6,7 +6,10 @@ is cut into ``match_bins`` equal-width bins; every bin receives ``multiplier ×`
 positive count of balanced variants drawn at random (seeded), with the multiplier the
 largest that every bin allows (the study reached 7×), optionally capped by
 ``match_max_ratio``. Balanced variants outside the positives' range cannot be matched
-and are left out. So the negative set has exactly the positives' binned depth
+and are left out; positives in a depth bin that holds no balanced variant at all cannot
+be matched either (one deeply covered outlier would otherwise force the multiplier to
+0 and empty the negative set) and are dropped from the positive set, counted and
+logged (``match_drop_unmatchable``, on by default). So the negative set has exactly the positives' binned depth
 distribution, and depth alone cannot separate the two sets.
 
 Stratum matching (the study's Fig. 4B control, when ``peaks.parquet`` gave the tested
@@ -40,6 +43,7 @@ log = get_logger("match_negatives")
 PARAMS = {
     "match_bins": 20,          # equal-width bins of log(total reads) over the positives' range
     "match_max_ratio": 0,      # cap on negatives per positive; 0 = as many as every bin allows
+    "match_drop_unmatchable": True,  # drop positives in depth bins with no balanced variant at all
     "stratum_match_bins": 20,  # equal-width bins of |ref_ratio - 0.5| on [0, 0.5] for the Fig. 4B control
 }
 KINDS = ("ubiquitous", "specific")
@@ -108,7 +112,7 @@ def depth_edges(pos_total: np.ndarray, n_bins: int) -> np.ndarray:
 
 
 def match_depth(pos_total: np.ndarray, neg_total: np.ndarray, n_bins: int, max_ratio: int,
-                rng: np.random.Generator) -> dict:
+                rng: np.random.Generator, drop_unmatchable: bool = False) -> dict:
     """Choose balanced variants matched to the positives on binned log(total).
 
     Parameters
@@ -119,16 +123,18 @@ def match_depth(pos_total: np.ndarray, neg_total: np.ndarray, n_bins: int, max_r
     n_bins : int
     max_ratio : int
         Cap on the multiplier (0 = none).
+    drop_unmatchable : bool
+        Leave out positives whose bin holds no balanced variant.
 
     Returns
     -------
     dict
-        ``chosen`` (bool, shape (c,)), ``pos_bin`` (p,), ``neg_bin`` (c,), ``multiplier``,
+        ``chosen`` (bool, shape (c,)), ``pos_kept`` (bool, shape (p,)), ``pos_bin`` (p,), ``neg_bin`` (c,), ``multiplier``,
         ``max_multiplier`` (uncapped), ``limiting_bin``, ``edges`` (log scale), and per-bin
         ``n_positive``, ``n_balanced``, ``n_negative``.
     """
     if pos_total.size == 0:
-        return {"chosen": np.zeros(neg_total.size, bool), "pos_bin": np.zeros(0, np.int64),
+        return {"chosen": np.zeros(neg_total.size, bool), "pos_kept": np.zeros(0, bool), "pos_bin": np.zeros(0, np.int64),
                 "neg_bin": np.full(neg_total.size, -1), "multiplier": 0, "max_multiplier": 0,
                 "limiting_bin": None, "edges": [], "n_positive": [], "n_balanced": [], "n_negative": []}
     edges = depth_edges(pos_total, n_bins)
@@ -136,13 +142,17 @@ def match_depth(pos_total: np.ndarray, neg_total: np.ndarray, n_bins: int, max_r
     neg_bin = bin_values(np.log(neg_total.astype(np.float64)), edges) if neg_total.size else np.zeros(0, np.int64)
     n_pos = np.bincount(pos_bin, minlength=n_bins)
     n_bal = np.bincount(neg_bin[neg_bin >= 0], minlength=n_bins)
+    pos_kept = np.ones(pos_total.size, dtype=bool)
+    if drop_unmatchable and (n_bal > 0).any():
+        pos_kept = n_bal[pos_bin] > 0
+        n_pos = np.where(n_bal > 0, n_pos, 0)
     used = n_pos > 0
     ratios = n_bal[used] // n_pos[used]
     max_mult = int(ratios.min())
     limiting = int(np.flatnonzero(used)[np.argmin(ratios)])
     mult = min(max_mult, max_ratio) if max_ratio and max_ratio > 0 else max_mult
     chosen = take_per_bin(neg_bin, mult * n_pos, rng)
-    return {"chosen": chosen, "pos_bin": pos_bin, "neg_bin": neg_bin, "multiplier": int(mult),
+    return {"chosen": chosen, "pos_kept": pos_kept, "pos_bin": pos_bin, "neg_bin": neg_bin, "multiplier": int(mult),
             "max_multiplier": max_mult, "limiting_bin": limiting, "edges": edges.tolist(),
             "n_positive": n_pos.tolist(), "n_balanced": n_bal.tolist(),
             "n_negative": np.bincount(neg_bin[chosen], minlength=n_bins).tolist()}
@@ -199,13 +209,18 @@ def match_negatives(imbalance: pd.DataFrame, params: dict, seed: int,
         pos = t[t["label"] == "imbalanced"]
         bal = t[t["label"] == "balanced"]
         m = match_depth(pos["total"].to_numpy(), bal["total"].to_numpy(), params["match_bins"], cap,
-                        cell_type_rng(seed, ct))
+                        cell_type_rng(seed, ct), drop_unmatchable=params["match_drop_unmatchable"])
+        n_unmatchable = int((~m["pos_kept"]).sum())
+        if n_unmatchable:
+            logger.info("%s: %d positive(s) dropped: their depth bin holds no balanced variant", ct, n_unmatchable)
+        pos, pos_bin = pos[m["pos_kept"]], m["pos_bin"][m["pos_kept"]]
         neg = bal[m["chosen"]]
-        sets.append(pd.concat([pos.assign(set="positive", match_bin=m["pos_bin"]),
+        sets.append(pd.concat([pos.assign(set="positive", match_bin=pos_bin),
                                neg.assign(set="negative", match_bin=m["neg_bin"][m["chosen"]])],
                               ignore_index=True))
         _log_depth(logger, ct, len(pos), len(bal), len(neg), m, cap)
-        per_ct[ct] = {"n_positive": int(len(pos)), "n_balanced": int(len(bal)), "n_negative": int(len(neg)),
+        per_ct[ct] = {"n_positive": int(len(pos)), "n_positive_unmatchable": n_unmatchable,
+                      "n_balanced": int(len(bal)), "n_negative": int(len(neg)),
                       "n_balanced_outside_range": int((m["neg_bin"] < 0).sum()),
                       **{k: m[k] for k in ("multiplier", "max_multiplier", "limiting_bin")},
                       "bins": {k: m[k] for k in ("edges", "n_positive", "n_balanced", "n_negative")}}

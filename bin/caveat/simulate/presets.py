@@ -61,8 +61,8 @@ PRESET_PARAMS: dict[str, dict] = {
     },
     "demo": {
         "model_filters": 16, "model_filters_max": 32, "model_tower_blocks": 6, "model_bottleneck": 16,
-        "model_dense": 32, "model_dropout": 0.1, "train_optimizer": "adamw", "train_lr": 0.002,
-        "train_batch_size": 64, "train_max_epochs": 8, "train_patience": 3, "train_max_windows": 4000,
+        "model_dense": 32, "model_dropout": 0.1, "train_optimizer": "adamw", "train_lr": 0.005,
+        "train_batch_size": 64, "train_max_epochs": 12, "train_patience": 3, "train_max_windows": 6000,
     },
 }
 
