@@ -410,20 +410,9 @@ def write_outputs(table: pd.DataFrame, summary: dict, out: str | Path, summary_p
                         else (c, pa.int64()) if c in ("pos", *COUNT_COLUMNS, "conflict_count", "total", "n_donors",
                                                       "cluster")
                         else (c, pa.float64()) for c in OUT_COLUMNS])
-    write_parquet(_Arrow(pa.Table.from_pandas(table[list(OUT_COLUMNS)], schema=schema, preserve_index=False)),
-                  out)
+    # an explicit schema, so that empty outputs keep their column types
+    write_parquet(pa.Table.from_pandas(table[list(OUT_COLUMNS)], schema=schema, preserve_index=False), out)
     write_json(summary, summary_path)
-
-
-class _Arrow:
-    """Hands an Arrow table with an explicit schema to :func:`caveat.io.write_parquet`
-    (which takes anything with ``to_arrow``), so empty outputs keep their column types."""
-
-    def __init__(self, table):
-        self.table = table
-
-    def to_arrow(self):
-        return self.table
 
 
 # --------------------------------------------------------------------------- engine

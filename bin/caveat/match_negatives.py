@@ -284,16 +284,12 @@ def _typed(df: pd.DataFrame | None, columns) -> pd.DataFrame:
 
 
 def _to_arrow(df: pd.DataFrame):
+    """Arrow table with an explicit schema, so that empty outputs keep their column types."""
     import pyarrow as pa
 
     fields = [(c, pa.int64() if _TYPES.get(c) == "int64" else pa.float64() if c in _TYPES else pa.string())
               for c in df.columns]
-
-    class _T:
-        def to_arrow(self):
-            return pa.Table.from_pandas(df, schema=pa.schema(fields), preserve_index=False)
-
-    return _T()
+    return pa.Table.from_pandas(df, schema=pa.schema(fields), preserve_index=False)
 
 
 def write_outputs(sets, strata, summary, out, stratum_out, summary_path) -> None:
