@@ -140,7 +140,7 @@ def build_figures(d: dict) -> list[Figure]:
          "stratum, mean over cell types; bars are the mean 95% CIs (Fisher z for R, DeLong for AUROC).",
          lambda: P.fig_headline(m), "needs both reference and variant metrics"),
         ("fig-1bc", f"Fig. 1b,c — accuracy per cell type ({reg})", "Pearson R on held-out chromosomes (peaks: "
-         "log2(x+1) of peak sums; windows: centre-bin counts) and AUROCs for imbalance (imbalanced vs matched "
+         "log2(x+1) of peak values, as set by predict_peak_value; windows: centre-bin counts) and AUROCs for imbalance (imbalanced vs matched "
          "balanced sites, score |pred_ref_ratio − 0.5|) and direction (imbalanced sites, score pred_ref_ratio).",
          lambda: P.fig_1bc(m, reg), ref_txt),
         ("fig-3ab", f"Fig. 3a,b / S1c — reference accuracy by stratum ({reg})", "Cell-type specific vs ubiquitous "
