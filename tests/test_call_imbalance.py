@@ -3,7 +3,6 @@ and (when the simulator and allele counting exist) on the pipeline's tiny run.""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import numpy as np
@@ -303,9 +302,6 @@ def test_overlapping_peaks_are_refused(tmp_path):
 
 
 # --------------------------------------------------------------------------- pipeline truth
-_HAVE_PIPELINE = all(importlib.util.find_spec(f"caveat.{m}") is not None for m in ("simulate", "count_alleles"))
-
-
 def _truth_fdp(sim, outdir):
     """FDP and recall of the imbalanced calls, and the KS p of randomised p-values at planted
     nulls (effect "none" for every heterozygous donor), against ``truth/snps.parquet``."""
@@ -327,7 +323,6 @@ def _truth_fdp(sim, outdir):
     return fdp, ks, len(nul)
 
 
-@pytest.mark.skipif(not _HAVE_PIPELINE, reason="needs caveat.simulate and caveat.count_alleles")
 def test_tiny_run_planted_truth(tiny_sim, tiny_run):
     fdp, ks, n_null = _truth_fdp(tiny_sim, tiny_run)
     assert fdp <= 0.02
@@ -336,7 +331,6 @@ def test_tiny_run_planted_truth(tiny_sim, tiny_run):
 
 
 @pytest.mark.demo
-@pytest.mark.skipif(not _HAVE_PIPELINE, reason="needs caveat.simulate and caveat.count_alleles")
 def test_demo_run_planted_truth(demo_sim, demo_run):
     fdp, ks, n_null = _truth_fdp(demo_sim, demo_run)
     assert fdp <= 0.02
