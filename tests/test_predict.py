@@ -174,11 +174,8 @@ def test_demo_permuted_targets_control(demo_run, demo_sim, tmp_path):
     print("permuted-target multitask ubiquitous-peak Pearson R:", r)
     real = ubiquitous_peak_pearson(pd.read_parquet(demo_run / "predictions.parquet"),
                                    pd.read_parquet(demo_run / "peaks.parquet"), "multitask")
-    # The issue asks ≤ 0.1. Measured on the demo (90 ubiquitous test peaks, R sampling sd ≈ 0.1):
-    # 0.03–0.12 with one thread, 0.17–0.20 with two, because peak height correlates with GC content
-    # in the simulation (R = 0.44) and any random conv net's output tracks GC (R ≈ 0.5). So the
-    # bound asserted is: far below the real model, and no better than GC content alone.
-    assert np.mean(list(r.values())) <= 0.25, r
+    # seed-1 demo, one torch thread (conftest): permuted −0.14…0.06 against real 0.69…0.73
+    assert max(r.values()) <= 0.1, r
     assert min(real.values()) - max(r.values()) >= 0.35, (real, r)
 
 
