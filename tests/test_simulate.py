@@ -233,3 +233,13 @@ def test_demo_reference_bias_in_duplications(demo_sim):
     assert abs(dup["ref_fraction"] - 0.5) > 0.03
     nondup = summary["observed"]["nondup_expected_half_mapq10"]
     assert abs(nondup["ref_fraction"] - 0.5) < 0.02
+
+
+def test_cli_with_relative_out(tmp_path, monkeypatch, tiny_sim):
+    """`caveat simulate --out DIR` with a relative DIR (as `make demo` does) gives the same study."""
+    from caveat.simulate import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["--preset", "tiny", "--seed", "7", "--out", "rel"]) == 0
+    for f in ("bams/D1_ctA.bam", "genotypes.vcf.gz", "truth/snps.parquet"):
+        assert (tmp_path / "rel" / f).read_bytes() == (tiny_sim / f).read_bytes(), f

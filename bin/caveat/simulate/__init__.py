@@ -55,7 +55,7 @@ def simulate(preset: str, seed: int, out, threads: int = 2) -> dict:
     from ..io import atomic_path, write_json
 
     p = get_preset(preset)
-    out = Path(out)
+    out = Path(out).resolve()  # tools below run with their own working directory
     _check_out(out)
     with atomic_path(out, is_dir=True) as tmp:
         summary = _simulate_into(p, int(seed), tmp, max(1, int(threads)))

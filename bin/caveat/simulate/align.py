@@ -55,7 +55,7 @@ def align_sample(workdir: Path, sample: str, donor: str, r1: str, r2: str, bam: 
     hdr = workdir / (bam + ".header.sam")
     hdr.write_text("\n".join(clean) + "\n")
     with open(workdir / bam, "wb") as fh:
-        subprocess.run(["samtools", "reheader", "-P", hdr.name if hdr.parent == workdir else str(hdr), tmp],
+        subprocess.run(["samtools", "reheader", "-P", bam + ".header.sam", tmp],
                        cwd=workdir, stdout=fh, check=True)
     (workdir / tmp).unlink()
     hdr.unlink()
