@@ -177,3 +177,37 @@ def test_seed_change_reruns_even_if_step_does_not_declare_it(tmp_path):
     run_pipeline([step], {"seed": 1}, tmp_path, resume=True)
     run_pipeline([step], {"seed": 2}, tmp_path, resume=True)
     assert calls == ["s", "s"]
+
+
+def test_code_version_covers_what_a_step_imports_and_nothing_else():
+    from pathlib import Path
+
+    from caveat import wasp_remap
+    from caveat.engine import _import_closure, code_version
+
+    files = {Path(f).name for f in _import_closure(wasp_remap.STEP.run.__module__)}
+    assert {"wasp_remap.py", "bam_records.py", "io.py", "engine.py", "__init__.py"} <= files
+    assert "report.py" not in files and "train.py" not in files
+    assert code_version(wasp_remap.STEP) != code_version(None)
+    assert code_version(wasp_remap.STEP) == code_version(wasp_remap.STEP)
+
+
+def test_resume_on_the_tiny_pipeline(tiny_sim, tiny_run, tmp_path):
+    """The real pipeline resumed: nothing reruns; a changed imbalance param reruns only
+    call_imbalance and what reads it, never the WASP filter or training."""
+    import shutil
+
+    from caveat.params import load_params
+    from caveat.pipeline import pipeline_steps
+
+    out = tmp_path / "run"
+    shutil.copytree(tiny_run, out)
+    steps = pipeline_steps()
+    params = load_params(tiny_sim / "params.yaml", {"outdir": str(out)}, steps)
+    st = run_pipeline(steps, params, out, resume=True, threads=1)
+    assert set(st.values()) == {"skipped"}, st
+    params["imbalance_fdr"] = 0.05
+    st = run_pipeline(steps, params, out, resume=True, threads=1)
+    ran = {k for k, v in st.items() if v == "ran"}
+    assert {"call_imbalance", "match_negatives", "score_variants", "evaluate", "report"} <= ran
+    assert not ran & {"wasp_remap", "count_alleles", "insertions", "cluster_peaks", "build_dataset", "train", "predict"}

@@ -122,14 +122,57 @@ def order_steps(steps: Sequence[Step]) -> list[Step]:
     return done
 
 
-def code_version() -> str:
-    """Digest of the package's source: a code change reruns the steps on resume."""
+def code_version(step: Step | None = None) -> str:
+    """Digest of the source a step runs: its module and every ``caveat`` module it
+    imports, transitively (the whole package when ``step`` is None). A change there
+    reruns the step on resume; a change elsewhere does not."""
     pkg = Path(__file__).resolve().parent
+    files = sorted(pkg.rglob("*.py")) if step is None else _import_closure(step.run.__module__)
     h = hashlib.sha256(__version__.encode())
-    for f in sorted(pkg.rglob("*.py")):
-        h.update(f.relative_to(pkg).as_posix().encode())
+    for f in files:
+        f = Path(f)
+        h.update((f.relative_to(pkg).as_posix() if f.is_relative_to(pkg) else f.name).encode())
         h.update(f.read_bytes())
     return h.hexdigest()
+
+
+def _import_closure(module: str) -> list[Path]:
+    """Source files of ``module`` and of the ``caveat`` modules it imports, transitively."""
+    import ast
+    import importlib.util
+
+    seen: dict[str, Path] = {}
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):  # a name imported from a module, not a submodule
+            continue
+        if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+            continue
+        seen[name] = Path(spec.origin)
+        is_pkg = spec.submodule_search_locations is not None
+        package = name if is_pkg else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(seen[name].read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = package.split(".")
+                    parts = parts[: len(parts) - node.level + 1]
+                    base = ".".join(parts + ([base] if base else []))
+                if base == "caveat" or base.startswith("caveat."):
+                    todo.append(base)
+                    todo.extend(f"{base}.{a.name}" for a in node.names)  # submodules imported by name
+            elif isinstance(node, ast.Import):
+                todo.extend(a.name for a in node.names if a.name.split(".")[0] == "caveat")
+        # a module's parent packages run their __init__ too
+        parent = name.rpartition(".")[0]
+        if parent:
+            todo.append(parent)
+    return sorted(seen.values())
 
 
 def fingerprint(step: Step, params: dict, upstream: dict[str, str], code: str) -> str:
@@ -179,13 +222,12 @@ def run_pipeline(steps: Sequence[Step], params: dict, outdir: str | Path, *,
     if until is not None:
         keep = _ancestors(ordered, until)
         ordered = [s for s in ordered if s.name in keep]
-    code = code_version()
     fps: dict[str, str] = {}
     status: dict[str, str] = {}
     t_start = time.monotonic()
     for i, step in enumerate(ordered, 1):
         ups = {d: fps[d] for d in (*step.needs, *step.optional_needs) if d in fps}
-        fp = fingerprint(step, params, ups, code)
+        fp = fingerprint(step, params, ups, code_version(step))
         fps[step.name] = fp
         marker = outdir / MARKER_DIR / f"{step.name}.json"
         if resume and marker.exists():
