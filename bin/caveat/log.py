@@ -25,6 +25,11 @@ def get_logger(name: str) -> logging.Logger:
     return logging.getLogger(name if name.startswith("caveat") else f"caveat.{name}")
 
 
+def _fmt_rate(r: float) -> str:
+    """Rates below 10/s keep decimals (samples/s, models/s), larger ones are grouped."""
+    return f"{r:.2g}" if r < 10 else f"{r:,.0f}"
+
+
 def _fmt_seconds(s: float) -> str:
     if s != s or s == float("inf"):
         return "?"
@@ -71,8 +76,8 @@ class Progress:
             eta = (self.total - self.done) / rate if rate > 0 else float("inf")
             pct = 100.0 * self.done / self.total
             return (f"{self.label}{self.done:,}/{self.total:,} {self.unit} ({pct:.1f}%), "
-                    f"{rate:,.0f} {self.unit}/s, ETA {_fmt_seconds(eta)}")
-        return f"{self.label}{self.done:,} {self.unit}, {rate:,.0f} {self.unit}/s"
+                    f"{_fmt_rate(rate)} {self.unit}/s, ETA {_fmt_seconds(eta)}")
+        return f"{self.label}{self.done:,} {self.unit}, {_fmt_rate(rate)} {self.unit}/s"
 
     def close(self) -> float:
         """Log the final line; return the elapsed seconds."""
