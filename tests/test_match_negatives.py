@@ -81,6 +81,18 @@ def test_unmatchable_positive_is_dropped_not_zeroing_the_set():
     assert ((on["multiplier"] + 1) * n_pos > n_avail).any()
 
 
+def test_deficient_bin_keeps_only_what_it_can_match():
+    # the top bin: 3 positives, 1 balanced → 1 positive kept (seeded), multiplier ≥ 1 overall
+    rng = np.random.default_rng(6)
+    pos = np.concatenate([rng.integers(21, 60, 40), [400, 401, 402]])
+    neg = np.concatenate([rng.integers(21, 60, 400), [399]])
+    on = match_depth(pos, neg, 20, 0, np.random.default_rng(0), drop_unmatchable=True)
+    assert on["pos_kept"][:40].all() and on["pos_kept"][40:].sum() == 1
+    assert on["multiplier"] >= 1
+    again = match_depth(pos, neg, 20, 0, np.random.default_rng(0), drop_unmatchable=True)
+    np.testing.assert_array_equal(again["pos_kept"], on["pos_kept"])
+
+
 def test_match_strata_equalises_binned_distributions():
     rng = np.random.default_rng(3)
     dev = np.concatenate([np.abs(rng.normal(0, 0.08, 800)), np.abs(rng.normal(0, 0.15, 1500))]).clip(0, 0.5)

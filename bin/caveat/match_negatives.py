@@ -6,10 +6,10 @@ is cut into ``match_bins`` equal-width bins; every bin receives ``multiplier ×`
 positive count of balanced variants drawn at random (seeded), with the multiplier the
 largest that every bin allows (the study reached 7×), optionally capped by
 ``match_max_ratio``. Balanced variants outside the positives' range cannot be matched
-and are left out; positives in a depth bin that holds no balanced variant at all cannot
-be matched either (one deeply covered outlier would otherwise force the multiplier to
-0 and empty the negative set) and are dropped from the positive set, counted and
-logged (``match_drop_unmatchable``, on by default). So the negative set has exactly the positives' binned depth
+and are left out. Where a depth bin holds fewer balanced variants than positives, the
+positives it cannot match even 1:1 are dropped (drawn at random, seeded), counted and
+logged (``match_drop_unmatchable``, on by default): otherwise a few deeply covered
+positives force the multiplier to 0 and empty the whole negative set. So the negative set has exactly the positives' binned depth
 distribution, and depth alone cannot separate the two sets.
 
 Stratum matching (the study's Fig. 4B control, when ``peaks.parquet`` gave the tested
@@ -43,7 +43,7 @@ log = get_logger("match_negatives")
 PARAMS = {
     "match_bins": 20,          # equal-width bins of log(total reads) over the positives' range
     "match_max_ratio": 0,      # cap on negatives per positive; 0 = as many as every bin allows
-    "match_drop_unmatchable": True,  # drop positives in depth bins with no balanced variant at all
+    "match_drop_unmatchable": True,  # drop positives a depth bin cannot match 1:1 (fewer balanced than positives)
     "stratum_match_bins": 20,  # equal-width bins of |ref_ratio - 0.5| on [0, 0.5] for the Fig. 4B control
 }
 KINDS = ("ubiquitous", "specific")
@@ -124,7 +124,8 @@ def match_depth(pos_total: np.ndarray, neg_total: np.ndarray, n_bins: int, max_r
     max_ratio : int
         Cap on the multiplier (0 = none).
     drop_unmatchable : bool
-        Leave out positives whose bin holds no balanced variant.
+        In bins with fewer balanced variants than positives, keep only as many positives
+        (at random) as there are balanced variants.
 
     Returns
     -------
@@ -144,8 +145,8 @@ def match_depth(pos_total: np.ndarray, neg_total: np.ndarray, n_bins: int, max_r
     n_bal = np.bincount(neg_bin[neg_bin >= 0], minlength=n_bins)
     pos_kept = np.ones(pos_total.size, dtype=bool)
     if drop_unmatchable and (n_bal > 0).any():
-        pos_kept = n_bal[pos_bin] > 0
-        n_pos = np.where(n_bal > 0, n_pos, 0)
+        pos_kept = take_per_bin(pos_bin, np.minimum(n_pos, n_bal), rng)
+        n_pos = np.minimum(n_pos, n_bal)
     used = n_pos > 0
     ratios = n_bal[used] // n_pos[used]
     max_mult = int(ratios.min())
@@ -212,7 +213,8 @@ def match_negatives(imbalance: pd.DataFrame, params: dict, seed: int,
                         cell_type_rng(seed, ct), drop_unmatchable=params["match_drop_unmatchable"])
         n_unmatchable = int((~m["pos_kept"]).sum())
         if n_unmatchable:
-            logger.info("%s: %d positive(s) dropped: their depth bin holds no balanced variant", ct, n_unmatchable)
+            logger.info("%s: %d positive(s) dropped: their depth bin holds fewer balanced variants than positives",
+                        ct, n_unmatchable)
         pos, pos_bin = pos[m["pos_kept"]], m["pos_bin"][m["pos_kept"]]
         neg = bal[m["chosen"]]
         sets.append(pd.concat([pos.assign(set="positive", match_bin=pos_bin),
