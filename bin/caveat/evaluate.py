@@ -354,6 +354,17 @@ def task_rows(task: str, g: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, pd.Da
     return (sub["ref_ratio"].to_numpy(np.float64) > 0.5), sub["pred_ref_ratio"].to_numpy(np.float64), sub
 
 
+def _task_strata(task: str, sub: pd.DataFrame, imb_bin: float, seed: int, ct: str) -> tuple[str, dict]:
+    """The AUROC metric name of ``task`` and its strata masks (bool arrays over ``sub``'s rows)."""
+    metric = "direction_auroc_tested" if task == "direction_tested" else f"{task}_auroc"
+    if task != "imbalance":
+        return metric, _direction_masks(sub, imb_bin, seed, ct, task)
+    masks = {"all": np.ones(len(sub), bool)}
+    if "peak_kind" in sub.columns:
+        masks.update({k: (sub["peak_kind"] == k).to_numpy() for k in KINDS})
+    return metric, masks
+
+
 def variant_accuracy(v: pd.DataFrame, imb_bin: float, n_boot: int, seed: int, level: float) -> list[dict]:
     """AUROC/AUPRC of both variant tasks per regime × cell type × stratum."""
     rows = []
@@ -364,13 +375,7 @@ def variant_accuracy(v: pd.DataFrame, imb_bin: float, n_boot: int, seed: int, le
         g = g.sort_values("variant_id")
         for task in tasks:
             y, score, sub = task_rows(task, g)
-            if task == "imbalance":
-                masks = {"all": np.ones(len(sub), bool)}
-                if "peak_kind" in sub.columns:
-                    masks.update({k: (sub["peak_kind"] == k).to_numpy() for k in KINDS})
-            else:
-                masks = _direction_masks(sub, imb_bin, seed, ct, task)
-            metric = "direction_auroc_tested" if task == "direction_tested" else f"{task}_auroc"
+            metric, masks = _task_strata(task, sub, imb_bin, seed, ct)
             for name, m in masks.items():
                 rows += _auc_rows(regime, metric, ct, name, y[m], score[m], level)
                 if task != "direction_tested":
@@ -421,13 +426,7 @@ def regime_tests(v: pd.DataFrame, imb_bin: float, seed: int, level: float) -> li
                 g = info[both].assign(pred_ref_ratio=wide[a].to_numpy()[both])
                 y, sa, sub = task_rows(task, g)
                 _, sb, _ = task_rows(task, g.assign(pred_ref_ratio=wide[b].to_numpy()[both]))
-                if task == "imbalance":
-                    masks = {"all": np.ones(len(sub), bool)}
-                    if "peak_kind" in sub.columns:
-                        masks.update({k: (sub["peak_kind"] == k).to_numpy() for k in KINDS})
-                else:
-                    masks = _direction_masks(sub, imb_bin, seed, ct, task)
-                metric = "direction_auroc_tested" if task == "direction_tested" else f"{task}_auroc"
+                metric, masks = _task_strata(task, sub, imb_bin, seed, ct)
                 for name, m in masks.items():
                     if y[m].all() or not y[m].any():
                         continue
