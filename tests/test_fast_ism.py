@@ -11,16 +11,6 @@ from caveat.model_adapter import ModelAdapter, sequential_layers
 from caveat.models import BassetModel, ModelConfig
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on a shared, oversubscribed machine OpenMP spinning makes
-    multi-threaded small convolutions 50x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _randomise_bn(model: nn.Module, seed: int, length: int) -> nn.Module:
     """Batchnorm statistics from random sequences plus random affine terms, so
     that activations keep their scale through depth and the output responds

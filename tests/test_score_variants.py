@@ -25,16 +25,6 @@ GENOME = {"chr1": encode(GENOME_STR)}
 COMP = str.maketrans("ACGTN", "TGCAN")
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on a shared, oversubscribed machine OpenMP spinning makes
-    multi-threaded small convolutions 50x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _rc(s: str) -> str:
     return s.translate(COMP)[::-1]
 

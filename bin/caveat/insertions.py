@@ -189,16 +189,11 @@ def read_runs(bw, chrom: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def _open_bam(bam_path: str | Path, lengths: Mapping[str, int]):
     import pysam
 
+    from .bam_records import check_bam
+
     bam_path = Path(bam_path)
-    if not bam_path.exists():
-        raise InputError(bam_path, "BAM not found", "fix the bam path in the samplesheet")
-    try:
-        bam = pysam.AlignmentFile(str(bam_path), "rb")
-    except (ValueError, OSError) as e:
-        raise InputError(bam_path, f"cannot open as BAM: {e}", "give a coordinate-sorted, indexed BAM") from None
-    if not bam.has_index():
-        bam.close()
-        raise InputError(bam_path, "BAM has no index (.bai/.csi)", f"run `samtools index {bam_path.name}`")
+    check_bam(bam_path)  # exists, readable, coordinate-sorted, indexed
+    bam = pysam.AlignmentFile(str(bam_path), "rb")
     for name, ln in zip(bam.references, bam.lengths):
         if name not in lengths:
             bam.close()
