@@ -11,6 +11,13 @@ same work.
 
     .venv/bin/python benchmarks/bench_ism.py --variants 128 --threads 1
 
+It also times the two forward passes alone: caveat's REF pass (batchnorm
+folded, channels-last convolutions, the fast path's fixed cost) and a plain
+eager forward (``tangermeme.predict``). tangermeme runs two plain passes per
+SNV and caveat one REF pass plus a narrow ALT pass, so ``2 * plain / ref`` is
+the speedup ceiling for one SNV per window: it is set by how fast this CPU runs
+the model's convolutions, not by the ALT path.
+
 Needs ``pip install tangermeme`` (benchmark only; not a caveat dependency).
 """
 
@@ -87,6 +94,37 @@ def tangermeme_scores(model, contig, pos, alt, augs, batch_size):
     return y_ref / len(augs), y_alt / len(augs)
 
 
+def forward_bound(model, adapter, contig, pos, batch_size, reps):
+    """Seconds per window of caveat's REF pass (the fast path's fixed cost) and of a
+    plain eager forward (what tangermeme runs twice per variant), best of ``reps``.
+
+    With ALT predictions for free the fast path's speedup over two plain passes
+    would be ``2 * plain / ref``: the ceiling of any exact single-SNV scorer that
+    runs a full REF pass."""
+    from tangermeme.predict import predict
+
+    from caveat.fast_ism import FastISM
+
+    idx = (pos - 671)[:, None] + np.arange(1344)[None, :]
+    x = nn.functional.one_hot(torch.from_numpy(contig[idx].astype(np.int64)), 4).transpose(1, 2).float()
+    fism = FastISM(adapter.layers)
+
+    def ref_pass():
+        for i in range(0, len(x), batch_size):
+            fism.reference(x[i:i + batch_size])
+
+    times = {"ref": [], "plain": []}
+    ref_pass()
+    for _ in range(reps):
+        t = time.perf_counter()
+        ref_pass()
+        times["ref"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        predict(model, x, batch_size=batch_size, device="cpu")
+        times["plain"].append(time.perf_counter() - t)
+    return min(times["ref"]) / len(x), min(times["plain"]) / len(x)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--variants", type=int, default=128)
@@ -141,8 +179,16 @@ def main(argv=None) -> int:
         results[name]["variants"] = len(ids_s)
         results[name]["speedup_fast_vs_tangermeme"] = round(best["tangermeme"] / best["caveat_fast"], 2)
         results[name]["speedup_plain_vs_tangermeme"] = round(best["tangermeme"] / best["caveat_plain"], 2)
+    ref_s, plain_s = forward_bound(model, adapter, genome["chr1"], pos, a.batch_size, a.reps)
+    results["forward_bound"] = {"caveat_ref_pass_seq_per_s": round(1 / ref_s, 1),
+                                "plain_forward_seq_per_s": round(1 / plain_s, 1),
+                                "speedup_ceiling": round(2 * plain_s / ref_s, 2)}
     print(f"model: {n_params:,} parameters, {adapter.n_tasks} tasks; device {a.device}; "
           f"{a.threads} thread(s); batch {a.batch_size}; best of {a.reps}")
+    fb = results.pop("forward_bound")
+    print(f"\nforward passes: caveat REF pass {fb['caveat_ref_pass_seq_per_s']:.1f} seq/s, plain eager forward "
+          f"(tangermeme.predict) {fb['plain_forward_seq_per_s']:.1f} seq/s\n"
+          f"  ceiling for one SNV per window (ALT for free): {fb['speedup_ceiling']:.2f}x")
     for name, r in results.items():
         print(f"\n{name} ({r['variants']} SNVs):")
         for k in ("tangermeme", "caveat_plain", "caveat_fast"):
@@ -151,7 +197,8 @@ def main(argv=None) -> int:
               f"(plain path: {r['speedup_plain_vs_tangermeme']:.2f}x)")
     if a.json:
         with open(a.json, "w") as fh:
-            json.dump({"variants": a.variants, "threads": a.threads, "parameters": n_params, "results": results}, fh, indent=2)
+            json.dump({"variants": a.variants, "threads": a.threads, "parameters": n_params, "results": results,
+                       "forward_bound": fb}, fh, indent=2)
     return 0
 
 

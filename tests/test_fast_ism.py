@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from caveat.fast_ism import FastISM, plan_layers
+from caveat.fast_ism import FastISM, GemmConv1d, plan_layers
 from caveat.model_adapter import ModelAdapter, sequential_layers
 from caveat.models import BassetModel, ModelConfig
 
@@ -141,3 +141,22 @@ def test_non_sequential_model_falls_back_to_plain():
 def test_no_conv_model_is_refused_by_fast_path():
     with pytest.raises(ValueError, match="plain path"):
         FastISM([nn.Flatten(1), nn.Linear(40, 1)])
+
+
+def test_gemm_stem_reuses_its_output_buffer():
+    """The stem's widest activation is written into one buffer kept between calls
+    (no fresh pages per batch), and stays exact for any batch size."""
+    torch.manual_seed(7)
+    conv = nn.Conv1d(4, 6, 17, padding="same", bias=True).eval()
+    gemm = GemmConv1d.from_conv(conv)
+    with torch.inference_mode():
+        ptrs = set()
+        for n in (5, 2, 5, 3):
+            x = _onehot(n, 300, n)
+            y = gemm(x)
+            assert torch.allclose(y, conv(x), atol=1e-5)
+            ptrs.add(y.data_ptr())
+        assert len(ptrs) == 1
+    # outside inference mode (autograd on) it allocates as usual and stays exact
+    x = _onehot(2, 300, 9)
+    assert torch.allclose(gemm(x), conv(x), atol=1e-5)

@@ -174,13 +174,25 @@ class ChannelsLastMaxPool1d(nn.MaxPool1d):
 class GemmConv1d(nn.Conv1d):
     """A Conv1d with few input channels × taps (a DNA stem: 4 × 17) as one matrix
     product over unfolded windows, which beats direct convolution kernels on CPU
-    for such thin inputs. Output: a channels-last (N, C_out, L) view."""
+    for such thin inputs. Output: a channels-last (N, C_out, L) view.
+
+    The output goes into a buffer kept between calls (it is the model's widest
+    activation, 50 MB for 32 windows of the default model: allocated afresh, its
+    pages would be mapped and zeroed by the kernel on every batch, a fifth of a
+    forward pass). So an output is valid only until the next call."""
 
     @classmethod
     def from_conv(cls, conv: nn.Conv1d) -> "GemmConv1d":
         new = copy.deepcopy(conv)
         new.__class__ = cls
+        new._out = None
         return new
+
+    def _buffer(self, rows: int, like: Tensor) -> Tensor:
+        out = self._out
+        if out is None or out.shape[0] < rows or out.dtype != like.dtype or out.device != like.device:
+            out = self._out = torch.empty(rows, self.out_channels, dtype=like.dtype, device=like.device)
+        return out[:rows]
 
     def forward(self, x: Tensor) -> Tensor:
         k, d = self.kernel_size[0], self.dilation[0]
@@ -194,8 +206,15 @@ class GemmConv1d(nn.Conv1d):
         l_out = cols.shape[2]
         cols = cols.permute(0, 2, 1, 3).reshape(n * l_out, c * k)
         w = self.weight.reshape(self.out_channels, c * k).T
-        y = cols @ w if self.bias is None else torch.addmm(self.bias, cols, w)
-        return y.reshape(n, l_out, self.out_channels).transpose(1, 2)
+        if torch.is_grad_enabled() and self.weight.requires_grad:     # autograd allows no out=
+            y = cols @ w if self.bias is None else torch.addmm(self.bias, cols, w)
+            return y.view(n, l_out, self.out_channels).transpose(1, 2)
+        y = self._buffer(n * l_out, cols)
+        if self.bias is None:
+            torch.mm(cols, w, out=y)
+        else:
+            torch.addmm(self.bias, cols, w, out=y)
+        return y.view(n, l_out, self.out_channels).transpose(1, 2)
 
 
 def speed_up_layers(layers: list[nn.Module], max_gemm_width: int = 128) -> list[nn.Module]:
