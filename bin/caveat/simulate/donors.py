@@ -32,7 +32,26 @@ class Variants:
 
 def _site_positions(rng, g: Genome, p: Preset) -> np.ndarray:
     total = len(g.seq)
-    pos = np.unique(rng.integers(0, total, rng.poisson(p.site_rate * total)))
+    return _usable(g, np.unique(rng.integers(0, total, rng.poisson(p.site_rate * total))))
+
+
+def _extra_dup_positions(rng, g: Genome, p: Preset, taken: np.ndarray) -> np.ndarray:
+    """``dup_site_rate_factor - 1`` times ``site_rate`` more sites in each duplication
+    source, at least ``MIN_SPACING`` from the ``taken`` sites and from each other."""
+    n = rng.poisson((p.dup_site_rate_factor - 1) * p.site_rate * g.dups.length.to_numpy())
+    pos = np.repeat(g.dups.source_gstart.to_numpy(), n) + rng.integers(0, np.repeat(g.dups.length.to_numpy(), n))
+    pos = _usable(g, np.unique(pos))
+    if len(taken) and len(pos):
+        i = np.searchsorted(taken, pos)
+        gap = np.minimum(np.abs(pos - taken[np.clip(i - 1, 0, None)]), np.abs(taken[np.clip(i, None, len(taken) - 1)] - pos))
+        pos = pos[gap > MIN_SPACING]
+    return pos
+
+
+def _usable(g: Genome, pos: np.ndarray) -> np.ndarray:
+    """Sorted candidate positions minus those in gaps, paralog copies, causal
+    elements, chromosome ends or within ``MIN_SPACING`` of a causal or earlier site."""
+    total = len(g.seq)
     bad = np.zeros(total + 1, dtype=bool)
     bad[:-1] = g.seq == 4
     for d in g.dups.itertuples():  # no polymorphism inside paralog copies
@@ -51,7 +70,7 @@ def _site_positions(rng, g: Genome, p: Preset) -> np.ndarray:
     dist = np.minimum(np.abs(pos - causal[np.clip(near - 1, 0, None)]) if len(causal) else np.inf,
                       np.abs(causal[np.clip(near, None, len(causal) - 1)] - pos) if len(causal) else np.inf)
     pos = pos[dist > MIN_SPACING]
-    keep = np.concatenate([[True], np.diff(pos) > MIN_SPACING])
+    keep = np.concatenate([[True], np.diff(pos) > MIN_SPACING]) if len(pos) else np.zeros(0, bool)
     return pos[keep]
 
 
@@ -79,17 +98,43 @@ def _alleles(rng, g: Genome, pos: np.ndarray, p: Preset) -> pd.DataFrame:
 def make_variants(rng: np.random.Generator, g: Genome, p: Preset) -> Variants:
     """Random sites (~``site_rate``/bp) plus the planted causal sites, with
     allele frequencies and phased haplotypes for each donor; paralogous copies
-    carry the ALT base at ``psv_fraction`` of the SNVs in their source."""
-    pos = _site_positions(rng, g, p)
-    sites = _alleles(rng, g, pos, p)
-    sites["af"] = rng.uniform(0.08, 0.5, len(sites))
-    sites["causal"] = False
+    carry the ALT base at ``psv_fraction`` of the SNVs in their source.
+
+    With ``dup_site_rate_factor`` > 1, duplication sources get extra sites drawn
+    from a generator of their own after every other draw, so the rest of the
+    study (sites, genotypes, reads) is the same as without them."""
     c = g.causal
     planted = pd.DataFrame({"gpos": c.gpos, "ref": BASES[c.ref.to_numpy()].astype(object),
                             "alt": BASES[c.alt.to_numpy()].astype(object), "is_indel": False,
-                            "af": rng.uniform(0.3, 0.5, len(c)), "causal": True})
-    sites = pd.concat([sites, planted], ignore_index=True).sort_values("gpos", kind="stable")
-    sites = sites.reset_index(drop=True)
+                            "af": None, "causal": True})
+    sites, alleles = _genotyped(rng, g, p, _site_positions(rng, g, p), planted)
+    if p.dup_site_rate_factor > 1 and len(g.dups):
+        extra_rng = np.random.default_rng(rng.integers(2**63))
+        extra = _extra_dup_positions(extra_rng, g, p, np.sort(sites.gpos.to_numpy()))
+        more, more_alleles = _genotyped(extra_rng, g, p, extra, None)
+        sites = pd.concat([sites, more], ignore_index=True)
+        alleles = np.concatenate([alleles, more_alleles], axis=2)
+        order = np.argsort(sites.gpos.to_numpy(), kind="stable")
+        sites, alleles = sites.iloc[order].reset_index(drop=True), alleles[:, :, order]
+    return Variants(sites, alleles)
+
+
+def _genotyped(rng, g: Genome, p: Preset, pos: np.ndarray, planted: pd.DataFrame | None):
+    """Alleles, frequencies and phased donor genotypes of the sites at ``pos``
+    (plus the ``planted`` causal sites); PSVs written into the paralogs.
+
+    Returns
+    -------
+    sites : DataFrame, sorted by gpos, polymorphic in the donors only
+    alleles : bool array (n_donors, 2, n_sites)
+    """
+    sites = _alleles(rng, g, pos, p)
+    sites["af"] = rng.uniform(0.08, 0.5, len(sites))
+    sites["causal"] = False
+    if planted is not None:
+        planted = planted.assign(af=rng.uniform(0.3, 0.5, len(planted)))
+        sites = pd.concat([sites, planted], ignore_index=True).sort_values("gpos", kind="stable")
+        sites = sites.reset_index(drop=True)
     alleles = rng.random((len(p.donors), 2, len(sites))) < sites.af.to_numpy()
     poly = alleles.any(axis=(0, 1))
     sites, alleles = sites[poly].reset_index(drop=True), alleles[:, :, poly]
@@ -98,7 +143,7 @@ def make_variants(rng: np.random.Generator, g: Genome, p: Preset) -> Variants:
     sites.insert(2, "pos", lpos)
     sites["variant_id"] = [f"{c}:{q + 1}:{r}:{a}" for c, q, r, a in zip(sites.chrom, sites.pos, sites.ref, sites.alt)]
     _paralogous_variants(rng, g, sites, p)
-    return Variants(sites, alleles)
+    return sites, alleles
 
 
 def _paralogous_variants(rng, g: Genome, sites: pd.DataFrame, p: Preset) -> None:

@@ -28,6 +28,10 @@ class Preset:
     gap_len: tuple[int, int] = (300, 2000)
     gc: float = 0.40
     site_rate: float = 2.5e-3         # polymorphic sites per bp (~1 het per kb per donor)
+    # site density inside duplication sources, as a multiple of site_rate: the reads left there
+    # after the WASP filter are few (most are ambiguous), so more sites let a study measure the
+    # residual mapping bias finely (demo: SE ~0.003 on the pooled REF fraction, not ~0.006)
+    dup_site_rate_factor: float = 1.0
     indel_fraction: float = 0.07
     causal_fraction: float = 0.30     # elements given a planted motif-breaking/creating site
     fragments_per_sample: int = 20000
@@ -45,7 +49,8 @@ PRESETS: dict[str, Preset] = {
     ),
     "demo": Preset(
         name="demo", genome_bp=3_000_000, cell_types=("ctA", "ctB", "ctC", "ctD"), donors=("D1", "D2", "D3"),
-        element_spacing=1000, dups_per_chrom=7.0, fragments_per_sample=240000, background_fraction=0.2,
+        element_spacing=1000, dups_per_chrom=7.0, dup_site_rate_factor=4.0, fragments_per_sample=240000,
+        background_fraction=0.2,
     ),
 }
 
