@@ -24,6 +24,7 @@ import logging
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -164,10 +165,19 @@ def main() -> None:
     ap.add_argument("--demo", type=Path, help="a simulated demo study directory")
     ap.add_argument("--pairs", type=int, default=500_000)
     ap.add_argument("--snp-every", type=int, default=1000, help="mean bp between het SNPs (synthetic)")
-    ap.add_argument("--work", type=Path, default=Path("bench_wasp_work"))
+    ap.add_argument("--work", type=Path, help="keep the intermediate files here (default: a temporary directory)")
     a = ap.parse_args()
     setup_logging(logging.WARNING)
-    a.work.mkdir(parents=True, exist_ok=True)
+    if a.work is None:
+        with tempfile.TemporaryDirectory(prefix="bench_wasp_") as tmp:
+            a.work = Path(tmp)
+            run(a)
+    else:
+        a.work.mkdir(parents=True, exist_ok=True)
+        run(a)
+
+
+def run(a: argparse.Namespace) -> None:
     if a.demo:
         import yaml
 

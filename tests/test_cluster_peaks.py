@@ -272,6 +272,17 @@ def test_demo_run_recovers_planted_clusters(demo_sim, demo_run):
     assert r["ari"] >= 0.8 and r["ubi_precision"] >= 0.9 and r["ubi_recall"] >= 0.9, r
 
 
+def test_label_clusters_joins_every_cluster_open_everywhere_to_ubiquitous():
+    # 5 = flat and high, 8 = flat at a lower level (k-means split by level), 2 = ctA only
+    prof = {5: [8, 8, 8], 8: [5, 5.4, 5.2], 2: [8, 1, 1]}
+    raw = np.repeat(list(prof), 3)
+    acc = np.array([prof[c] for c in raw], dtype=float)
+    cluster, labels = label_clusters(acc, tau(acc), raw, list(CTS))
+    assert labels == ["ubiquitous", "ctA"]
+    assert cluster[raw == 5].tolist() == cluster[raw == 8].tolist() == [0, 0, 0]
+    assert cluster[raw == 2].tolist() == [1, 1, 1]
+
+
 def test_label_clusters_names_dominant_cell_types():
     # clusters: 5 = flat (ubiquitous), 2 = ctA only, 7 = ctA+ctB, 9 = ctA only again (suffix)
     prof = {5: [8, 8, 8], 2: [8, 1, 1], 7: [8, 7.5, 1], 9: [7, 0.5, 0.5]}

@@ -281,10 +281,19 @@ def test_classify_drops_with_reasons(tmp_path):
     assert by["improper"] == {wr.R["improper_pair"]} and by["single"] == {wr.KEEP}
 
 
+def _pair_swapped(name, p1, p2):
+    """A pair over the same ends as ``_pair(name, p1, p2)`` with read 1 and read 2 swapped
+    (read 2 forward at p1, read 1 reverse at p2)."""
+    f_lo = br.PAIRED | br.PROPER | br.READ2 | br.MREVERSE
+    f_hi = br.PAIRED | br.PROPER | br.READ1 | br.REVERSE
+    return [dict(name=name, pos=p1, cigar="50M", seq=GENOME[p1:p1 + 50], flag=f_lo, mpos=p2),
+            dict(name=name, pos=p2, cigar="50M", seq=GENOME[p2:p2 + 50], flag=f_hi, mpos=p1)]
+
+
 def test_dedup_keeps_one_pair_per_position_and_is_seeded(tmp_path):
     reads = []
-    for i in range(5):  # five duplicates of one fragment
-        reads += _pair(f"dup{i}", 100, 200)
+    for i in range(5):  # five duplicates of one fragment, two of them with R1/R2 swapped
+        reads += _pair_swapped(f"dup{i}", 100, 200) if i in (1, 3) else _pair(f"dup{i}", 100, 200)
     reads += _pair("other", 100, 210)  # same start, other mate start: not a duplicate
     ch = chunk_of(tmp_path, reads)
     ch = wr.take(ch, np.argsort(ch.pos, kind="stable"))
@@ -298,6 +307,7 @@ def test_dedup_keeps_one_pair_per_position_and_is_seeded(tmp_path):
         assert len(dups) == 2 and dups[0] == dups[1]  # both mates of one pair
         chosen.add(dups[0])
     assert len(chosen) > 1  # the choice is a lottery, not always the first
+    assert chosen & {"dup1", "dup3"} and chosen - {"dup1", "dup3"}  # swapped ones take part in it
 
 
 # ----------------------------------------------------------------------------- end to end

@@ -335,7 +335,12 @@ def choose_k_and_cluster(acc: np.ndarray, *, k: int | None, k_max: int, seed: in
 
 def label_clusters(acc: np.ndarray, spec: np.ndarray, raw: np.ndarray, names: Sequence[str]
                    ) -> tuple[np.ndarray, list[str]]:
-    """Renumber clusters: 0 = ubiquitous (lowest mean tau), then specific ones by label.
+    """Renumber clusters: 0 = ubiquitous, then specific ones by label.
+
+    The ubiquitous cluster is the one of lowest mean tau, joined by any other
+    cluster whose mean profile is dominant (≥ half its maximum) in every cell
+    type: k-means may split the broadly open peaks by level, and a cluster
+    open everywhere is not specific to anything.
 
     Parameters
     ----------
@@ -357,16 +362,18 @@ def label_clusters(acc: np.ndarray, spec: np.ndarray, raw: np.ndarray, names: Se
     prof_all = profiles(acc)
     mean_tau = {c: spec[raw == c].mean() for c in ids}
     ubi = min(ids, key=lambda c: (mean_tau[c], c))
-    named = []
+    named, remap = [], {ubi: 0}
     for c in ids:
         if c == ubi:
             continue
         prof = prof_all[raw == c].mean(axis=0)
         dom = [names[j] for j in np.flatnonzero(prof >= 0.5 * prof.max())]
-        named.append(("+".join(dom), c))
+        if len(dom) == len(names):
+            remap[c] = 0
+        else:
+            named.append(("+".join(dom), c))
     named.sort()
     labels, seen = [UBIQUITOUS], {}
-    remap = {ubi: 0}
     for i, (lab, c) in enumerate(named, 1):
         seen[lab] = seen.get(lab, 0) + 1
         labels.append(lab if seen[lab] == 1 else f"{lab}_{seen[lab]}")

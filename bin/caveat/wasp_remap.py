@@ -383,16 +383,24 @@ def _remapped_records(sam: Path, names: list[str]) -> pd.DataFrame:
 def _dedup_keep(ch: br.Chunk) -> np.ndarray:
     """Keep mask of a position-complete chunk: one read/pair per (start, mate start, strand).
 
-    The kept one has the highest seeded name hash in its group (both mates of a
-    pair share it), so the choice is random but reproducible and blind to alleles.
+    A pair's key is its two ends and the strand of the read at each end, not
+    which mate is read 1: a duplicate with R1 and R2 swapped is still a
+    duplicate (as for Picard MarkDuplicates). The kept one has the highest
+    seeded name hash in its group (both mates of a pair share it), so the
+    choice is random but reproducible and blind to alleles.
     """
     f = ch.flag
     paired = (f & br.PAIRED) != 0
     lo = np.where(paired, np.minimum(ch.pos, ch.next_pos), ch.pos)
     hi = np.where(paired, np.maximum(ch.pos, ch.next_pos), -1)
-    r1_rev = np.where(paired & ((f & br.READ2) != 0), (f & br.MREVERSE) != 0, (f & br.REVERSE) != 0)
-    order = np.lexsort((ch.priority, r1_rev, hi, lo, ch.pos, paired))
-    key = np.stack([paired[order], ch.pos[order], lo[order], hi[order], r1_rev[order]], axis=1)
+    own, mate = (f & br.REVERSE) != 0, (f & br.MREVERSE) != 0
+    # strands of the reads at the lower and upper end (mates starting together: sorted)
+    lo_rev = np.where(ch.pos < ch.next_pos, own, np.where(ch.pos > ch.next_pos, mate, own & mate))
+    hi_rev = np.where(ch.pos < ch.next_pos, mate, np.where(ch.pos > ch.next_pos, own, own | mate))
+    lo_rev = np.where(paired, lo_rev, own)
+    hi_rev = np.where(paired, hi_rev, False)
+    order = np.lexsort((ch.priority, hi_rev, lo_rev, hi, lo, ch.pos, paired))
+    key = np.stack([paired[order], ch.pos[order], lo[order], hi[order], lo_rev[order], hi_rev[order]], axis=1)
     last = np.r_[(key[1:] != key[:-1]).any(axis=1), True]
     grp = np.cumsum(np.r_[True, last[:-1]]) - 1
     best = ch.priority[order][last][grp]
