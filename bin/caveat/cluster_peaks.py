@@ -29,9 +29,11 @@ Rules (stated so users know what they get)
   centring log CPM, keeps the Poisson noise of near-zero counts in closed cell
   types from splitting clusters. ``k`` is ``cluster_k`` or, when null, the k
   in 2…``cluster_k_max`` with the best silhouette. The cluster with the lowest
-  mean tau is the one ``ubiquitous`` cluster (id 0); every other cluster is
-  ``specific`` and named by its dominant cell type(s): those whose mean
-  profile is ≥ half the cluster's top one (``ctA``, ``ctA+ctB``). Users may instead give ``cluster_assignments``
+  mean tau is the ``ubiquitous`` cluster (id 0); every other cluster is named
+  by its dominant cell type(s): those whose mean profile is ≥ half the
+  cluster's top one (``ctA``, ``ctA+ctB``). One dominant in every cell type
+  joins the ubiquitous cluster (k-means may split broadly open peaks by level);
+  the rest are ``specific``. Users may instead give ``cluster_assignments``
   (BED: chrom, start, end, cluster label; one label must be ``ubiquitous``),
   as the study reused published clusters.
 """
