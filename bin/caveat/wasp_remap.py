@@ -14,7 +14,8 @@ The algorithm of WASP's ``mapping/`` (van de Geijn et al. 2015):
    ``min_mapq``) to the same position(s) with the same CIGAR(s) (mates may swap).
 5. *Dedup*: among kept reads/pairs with identical (chrom, start, mate start,
    strand) keep one, chosen by a seeded hash of the read name — a lottery
-   that cannot favour an allele.
+   that cannot favour an allele. A pair's strand is that of the read at each
+   end, whichever mate is read 1 (R1/R2-swapped copies are duplicates too).
 
 Outputs: ``het_snps.parquet``, ``het_indels.parquet``, ``wasp/<sample>.bam``
 (+ ``.bai``), ``wasp/<sample>.stats.json``, ``wasp_remap.summary.json``.
