@@ -101,8 +101,9 @@ def make_variants(rng: np.random.Generator, g: Genome, p: Preset) -> Variants:
     carry the ALT base at ``psv_fraction`` of the SNVs in their source.
 
     With ``dup_site_rate_factor`` > 1, duplication sources get extra sites drawn
-    from a generator of their own after every other draw, so the rest of the
-    study (sites, genotypes, reads) is the same as without them."""
+    from a generator of their own after every other draw, so the other sites
+    and their genotypes are the same as without them (reads are not: the extra
+    sites change haplotype sequences, hence accessibility and the read draws)."""
     c = g.causal
     planted = pd.DataFrame({"gpos": c.gpos, "ref": BASES[c.ref.to_numpy()].astype(object),
                             "alt": BASES[c.alt.to_numpy()].astype(object), "is_indel": False,
