@@ -34,7 +34,7 @@ from torch import nn
 
 from caveat.genome import COMPLEMENT
 from caveat.model_adapter import ModelAdapter, load_model
-from caveat.models import BassetModel, ModelConfig
+from caveat.models import BassetModel, ModelConfig, calibrate_batchnorm
 from caveat.score_variants import score_table
 
 
@@ -43,14 +43,7 @@ def random_model(n_tasks: int, seed: int) -> nn.Module:
     (so activations keep a trained model's scale)."""
     torch.manual_seed(seed)
     m = BassetModel(ModelConfig(n_tasks=n_tasks))
-    for mod in m.modules():
-        if isinstance(mod, nn.BatchNorm1d):
-            mod.reset_running_stats()
-            mod.momentum = None
-    m.train()
-    with torch.no_grad():
-        m(nn.functional.one_hot(torch.randint(0, 4, (32, 1344)), 4).transpose(1, 2).float())
-    return m.eval()
+    return calibrate_batchnorm(m, nn.functional.one_hot(torch.randint(0, 4, (32, 1344)), 4).transpose(1, 2).float())
 
 
 def make_variants(n: int, seed: int, genome_len: int = 2_000_000):

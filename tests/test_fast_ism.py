@@ -8,7 +8,7 @@ from torch import nn
 
 from caveat.fast_ism import FastISM, GemmConv1d, plan_layers
 from caveat.model_adapter import ModelAdapter, sequential_layers
-from caveat.models import BassetModel, ModelConfig
+from caveat.models import BassetModel, ModelConfig, calibrate_batchnorm
 
 
 def _randomise_bn(model: nn.Module, seed: int, length: int) -> nn.Module:
@@ -18,15 +18,10 @@ def _randomise_bn(model: nn.Module, seed: int, length: int) -> nn.Module:
     g = torch.Generator().manual_seed(seed)
     for m in model.modules():
         if isinstance(m, nn.BatchNorm1d):
-            m.reset_running_stats()
-            m.momentum = None                                   # cumulative average
             c = m.num_features
             m.weight.data.copy_(torch.rand(c, generator=g) + 0.5)
             m.bias.data.copy_(torch.randn(c, generator=g) * 0.2)
-    model.train()
-    with torch.no_grad():
-        model(_onehot(16, length, seed))
-    return model.eval()
+    return calibrate_batchnorm(model, _onehot(16, length, seed))
 
 
 def _all_substitutions(x: torch.Tensor):
@@ -66,6 +61,18 @@ def _rel_err(a, b):
     return ((a - b).abs() / b.abs().clamp_min(1e-6)).max().item()
 
 
+def _assert_fast_equals_plain(model, layers, x):
+    """Every substitution of every window of ``x``: fast path within 1e-4 relative of
+    the plain one, and substitutions move the output far more than that (not vacuous)."""
+    widx, pos, base = _all_substitutions(x)
+    want = _plain(model, x, widx, pos, base)
+    got = _fast(layers, x, widx, pos, base)
+    assert _rel_err(got, want) < 1e-4
+    with torch.inference_mode():
+        ref = model(x)
+    assert (want - ref[widx]).abs().max() > 1e3 * (got - want).abs().max()
+
+
 def test_basset_every_offset_equals_plain():
     """The study's layer types (stem k17/pool3, k5/pool2 tower, k1, valid dense conv)."""
     torch.manual_seed(1)
@@ -75,15 +82,7 @@ def test_basset_every_offset_equals_plain():
     assert layers is not None
     local, tail = plan_layers(layers)
     assert sum(op.kind == "conv" for op in local) >= 8          # stem, tower, bottleneck, dense
-    x = _onehot(1, 1344, 3)
-    widx, pos, base = _all_substitutions(x)                     # 1344 positions × 3 bases
-    want = _plain(model, x, widx, pos, base)
-    got = _fast(layers, x, widx, pos, base)
-    assert _rel_err(got, want) < 1e-4
-    # substitutions move the output far more than the fast/plain difference (not vacuous)
-    with torch.inference_mode():
-        ref = model(x)
-    assert (want - ref[widx]).abs().max() > 1e3 * (got - want).abs().max()
+    _assert_fast_equals_plain(model, layers, _onehot(1, 1344, 3))   # 1344 positions × 3 bases
 
 
 class _Odd(nn.Module):
@@ -111,14 +110,7 @@ def test_odd_layers_every_offset_equals_plain():
     model = _randomise_bn(model, 5, 101)
     layers = sequential_layers(model, 101)
     assert layers is not None
-    x = _onehot(3, 101, 6)
-    widx, pos, base = _all_substitutions(x)
-    want = _plain(model, x, widx, pos, base)
-    got = _fast(layers, x, widx, pos, base)
-    assert _rel_err(got, want) < 1e-4
-    with torch.inference_mode():
-        ref = model(x)
-    assert (want - ref[widx]).abs().max() > 1e3 * (got - want).abs().max()
+    _assert_fast_equals_plain(model, layers, _onehot(3, 101, 6))
 
 
 class _Residual(nn.Module):

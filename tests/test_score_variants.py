@@ -15,7 +15,7 @@ from caveat.errors import InputError
 from caveat.genome import encode
 from caveat.io import read_parquet, write_parquet
 from caveat.model_adapter import ModelAdapter, load_model
-from caveat.models import BassetModel, ModelConfig, save_checkpoint
+from caveat.models import BassetModel, ModelConfig, calibrate_batchnorm, save_checkpoint
 from caveat.score_variants import (SCORE_COLUMNS, main, ratios, run_step, score_table,
                                    vcf_variant_ids)
 
@@ -38,14 +38,7 @@ def _small_basset(n_tasks=2, seed=0, seq_len=1344) -> BassetModel:
     torch.manual_seed(seed)
     m = BassetModel(ModelConfig(seq_len=seq_len, n_tasks=n_tasks, filters=12, filters_max=16,
                                 bottleneck=8, dense=16))
-    for mod in m.modules():
-        if isinstance(mod, nn.BatchNorm1d):
-            mod.reset_running_stats()
-            mod.momentum = None
-    m.train()
-    with torch.no_grad():
-        m(nn.functional.one_hot(torch.randint(0, 4, (16, seq_len)), 4).transpose(1, 2).float())
-    return m.eval()
+    return calibrate_batchnorm(m, nn.functional.one_hot(torch.randint(0, 4, (16, seq_len)), 4).transpose(1, 2).float())
 
 
 class _Recorder(nn.Module):
@@ -204,7 +197,7 @@ def _study(tmp_path, with_vcf=False):
 
 def test_run_step_writes_scores_for_every_set_row(tmp_path):
     out, params, sets = _study(tmp_path, with_vcf=True)
-    summary = run_step(StepContext(params=params, outdir=out))
+    run_step(StepContext(params=params, outdir=out))
     scores = read_parquet(out / "variant_scores.parquet")
     assert list(scores.columns) == SCORE_COLUMNS
     # the variant 10 bp from the contig end is skipped (counted), every other set row scored per regime

@@ -206,14 +206,9 @@ class GemmConv1d(nn.Conv1d):
         l_out = cols.shape[2]
         cols = cols.permute(0, 2, 1, 3).reshape(n * l_out, c * k)
         w = self.weight.reshape(self.out_channels, c * k).T
-        if torch.is_grad_enabled() and self.weight.requires_grad:     # autograd allows no out=
-            y = cols @ w if self.bias is None else torch.addmm(self.bias, cols, w)
-            return y.view(n, l_out, self.out_channels).transpose(1, 2)
-        y = self._buffer(n * l_out, cols)
-        if self.bias is None:
-            torch.mm(cols, w, out=y)
-        else:
-            torch.addmm(self.bias, cols, w, out=y)
+        autograd = torch.is_grad_enabled() and self.weight.requires_grad   # it allows no out=
+        out = None if autograd else self._buffer(n * l_out, cols)
+        y = torch.mm(cols, w, out=out) if self.bias is None else torch.addmm(self.bias, cols, w, out=out)
         return y.view(n, l_out, self.out_channels).transpose(1, 2)
 
 

@@ -87,6 +87,28 @@ class BassetModel(nn.Module):
         return self.head(self.trunk(x))
 
 
+@torch.no_grad()
+def calibrate_batchnorm(model: nn.Module, x: torch.Tensor) -> nn.Module:
+    """Set every BatchNorm1d's running statistics to those of one forward pass on ``x``.
+
+    For untrained models in tests and benchmarks: with statistics of real inputs
+    the activations keep a trained model's scale through depth (fresh statistics
+    let them grow layer by layer). Returns ``model`` in eval mode.
+
+    Parameters
+    ----------
+    x : Tensor
+        Inputs, shape (N, 4, L) one-hot for the models here.
+    """
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm1d):
+            m.reset_running_stats()
+            m.momentum = None                                   # cumulative average: this batch only
+    model.train()
+    model(x)
+    return model.eval()
+
+
 def count_parameters(model: nn.Module) -> int:
     """Trainable parameters (weights, biases, batchnorm scale/shift; not running stats)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -41,11 +41,16 @@ def _extra_dup_positions(rng, g: Genome, p: Preset, taken: np.ndarray) -> np.nda
     n = rng.poisson((p.dup_site_rate_factor - 1) * p.site_rate * g.dups.length.to_numpy())
     pos = np.repeat(g.dups.source_gstart.to_numpy(), n) + rng.integers(0, np.repeat(g.dups.length.to_numpy(), n))
     pos = _usable(g, np.unique(pos))
-    if len(taken) and len(pos):
-        i = np.searchsorted(taken, pos)
-        gap = np.minimum(np.abs(pos - taken[np.clip(i - 1, 0, None)]), np.abs(taken[np.clip(i, None, len(taken) - 1)] - pos))
-        pos = pos[gap > MIN_SPACING]
-    return pos
+    return pos[_nearest_distance(pos, taken) > MIN_SPACING]
+
+
+def _nearest_distance(pos: np.ndarray, sorted_pos: np.ndarray) -> np.ndarray:
+    """Distance from each of ``pos`` to the nearest of ``sorted_pos`` (inf when empty)."""
+    if not len(sorted_pos):
+        return np.full(len(pos), np.inf)
+    i = np.searchsorted(sorted_pos, pos)
+    return np.minimum(np.abs(pos - sorted_pos[np.clip(i - 1, 0, None)]),
+                      np.abs(sorted_pos[np.clip(i, None, len(sorted_pos) - 1)] - pos))
 
 
 def _usable(g: Genome, pos: np.ndarray) -> np.ndarray:
@@ -65,11 +70,7 @@ def _usable(g: Genome, pos: np.ndarray) -> np.ndarray:
         bad[off:off + 20] = True
         bad[off + ln - 20:off + ln] = True
     pos = pos[~bad[pos] & ~bad[np.minimum(pos + 8, total)]]
-    causal = g.causal.gpos.to_numpy()
-    near = np.searchsorted(causal, pos)
-    dist = np.minimum(np.abs(pos - causal[np.clip(near - 1, 0, None)]) if len(causal) else np.inf,
-                      np.abs(causal[np.clip(near, None, len(causal) - 1)] - pos) if len(causal) else np.inf)
-    pos = pos[dist > MIN_SPACING]
+    pos = pos[_nearest_distance(pos, np.sort(g.causal.gpos.to_numpy())) > MIN_SPACING]
     keep = np.concatenate([[True], np.diff(pos) > MIN_SPACING]) if len(pos) else np.zeros(0, bool)
     return pos[keep]
 
