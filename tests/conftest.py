@@ -27,6 +27,15 @@ SHARED = REPO.parent / "shared"
 REAL_DATA = SHARED / "data" / "real"
 
 
+@pytest.fixture
+def real_data() -> Path:
+    """``../shared/data/real`` (real reads and genotypes beside the clone, as CI has); the test
+    is skipped, saying why, on a machine without it (a fresh clone: `make test` must pass)."""
+    if not REAL_DATA.is_dir():
+        pytest.skip(f"needs the shared real data at {REAL_DATA} (beside the clone, as in CI); absent here")
+    return REAL_DATA
+
+
 def _need_tools(*tools: str) -> None:
     missing = [t for t in tools if shutil.which(t) is None]
     if missing:

@@ -234,8 +234,10 @@ def test_equals_bcftools_on_tiny_sim(tiny_sim, tmp_path):
     assert_equal_to_bcftools(ours, bcftools_ad(bam, tiny_sim / "genome.fa", snps, 10, 20, tmp_path))
 
 
-def test_real_na12878_equals_bcftools_and_moves_to_half(tmp_path):
-    """Real reads (GIAB NA12878 het SNPs): realigned with bowtie2, WASP-filtered, counted."""
+def test_real_na12878_equals_bcftools_and_moves_to_half(tmp_path, real_data):
+    """Real reads (GIAB NA12878 het SNPs): realigned with bowtie2, WASP-filtered, counted.
+    Skipped when ../shared is absent (the ``real_data`` fixture)."""
+    assert REAL.parent == real_data
     fa = tmp_path / "q.fa"
     shutil.copy(REAL / "q.fa", fa)
     pysam.faidx(str(fa))
