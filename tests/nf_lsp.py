@@ -55,6 +55,9 @@ KNOWN_FALSE_POSITIVES: list[tuple[str, str]] = [
     ("*.config", r"^Config option 'process\.clusterOptions' with type (String\[\]|List<[A-Za-z]*>) cannot be assigned to value with type String$"),
     # `accelerator = 1` (the documented config form) is typed as a Map option here.
     ("nextflow.config", r"^Config option 'process\.accelerator' with type Map<K, V> cannot be assigned to value with type Integer$"),
+    # `process.shell = ['/bin/bash', '-euo', 'pipefail']` (a list: the documented form, as in
+    # the nf-core template) is declared String[] by the server, which types the literal List<E>.
+    ("nextflow.config", r"^Config option 'process\.shell' with type String\[\] cannot be assigned to value with type List<E>$"),
 ]
 
 SEVERITY = {1: "error", 2: "warning", 3: "info", 4: "hint"}
@@ -316,6 +319,62 @@ def _known_false_positive(d: Diagnostic) -> bool:
     from fnmatch import fnmatch
 
     return any(fnmatch(d.path, g) and re.search(rx, d.message) for g, rx in KNOWN_FALSE_POSITIVES)
+
+
+# ---------------------------------------------------------------- Groovy (the jar bundles it)
+
+def run_groovy(script: str, args: list[str] = (), *, cwd: str | Path | None = None, jar: Path | None = None,
+               timeout_s: float = 120.0) -> str:
+    """Run a Groovy script with the Groovy runtime inside the language-server jar
+    (``groovy.ui.GroovyMain``, Groovy 4, as Nextflow uses); returns its stdout.
+
+    Raises RuntimeError (with stderr) when the script fails.
+    """
+    import tempfile
+
+    jar = Path(jar) if jar else find_jar()
+    if jar is None:
+        raise FileNotFoundError(f"language-server jar {DEFAULT_JAR} not found; run scripts/fetch_nextflow_ls.sh")
+    with tempfile.TemporaryDirectory() as d:
+        f = Path(d) / "script.groovy"
+        f.write_text(script)
+        cmd = _no_network_prefix() + ["java", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-cp", str(jar),
+                                      "groovy.ui.GroovyMain", str(f), *map(str, args)]
+        res = subprocess.run(cmd, cwd=cwd or d, capture_output=True, text=True, timeout=timeout_s)
+    if res.returncode != 0:
+        raise RuntimeError(f"groovy failed ({res.returncode}):\n{res.stderr[-4000:]}")
+    return res.stdout
+
+
+_PARSE_SCRIPT = r"""
+import org.codehaus.groovy.control.*
+for (f in args) {
+    def unit = new CompilationUnit(new CompilerConfiguration())
+    unit.addSource(new File(f))
+    try {
+        unit.compile(Phases.CONVERSION)
+        println "OK\t${f}"
+    } catch (MultipleCompilationErrorsException e) {
+        println "ERR\t${f}\t${e.message.readLines().findAll { l -> l.trim() }.join(' | ')}"
+    }
+}
+"""
+
+
+def parse_groovy(paths) -> dict[Path, str | None]:
+    """Parse each file as a Groovy script (syntax and AST conversion, no class resolution:
+    what nf-test does first with a ``.nf.test`` file or ``nf-test.config``); path → None
+    when it parses, else the parser's message. One JVM for all files."""
+    paths = [Path(p).resolve() for p in paths]
+    out: dict[Path, str | None] = {}
+    for line in run_groovy(_PARSE_SCRIPT, [str(p) for p in paths]).splitlines():
+        parts = line.split("\t")
+        if parts[0] in ("OK", "ERR") and len(parts) >= 2:
+            out[Path(parts[1])] = None if parts[0] == "OK" else "\t".join(parts[2:])
+    missing = [p for p in paths if p not in out]
+    if missing:
+        raise RuntimeError(f"groovy parse gave no answer for {missing}")
+    return out
 
 
 def errors(diags: list[Diagnostic]) -> list[Diagnostic]:

@@ -105,3 +105,28 @@ def test_language_server_catches_injected_errors(lsp_results):
 def test_client_fails_when_jar_missing(tmp_path):
     with pytest.raises(FileNotFoundError, match="fetch_nextflow_ls"):
         nf_lsp.check_many([tmp_path], jar=tmp_path / "missing.jar")
+
+
+# ---------------------------------------------------------------- nf-test files (Groovy)
+
+def _nf_test_files() -> list[Path]:
+    files = [f for f in REPO.rglob("*.nf.test") if not set(f.relative_to(REPO).parts) & nf_lsp.EXCLUDE_DIRS]
+    return sorted(files) + [REPO / "nf-test.config"]
+
+
+def test_nf_test_files_parse_as_groovy(tmp_path):
+    """The language server does not read nf-test's files; nf-test compiles them as Groovy
+    scripts. Every ``.nf.test`` file and ``nf-test.config`` must parse (the Groovy 4 parser of
+    the server's jar, to AST conversion), and a file with a syntax error must not (checked in
+    the same JVM run)."""
+    if nf_lsp.find_jar() is None:
+        subprocess.run([str(REPO / "scripts" / "fetch_nextflow_ls.sh")], check=True, timeout=600)
+    files = _nf_test_files()
+    assert len(files) > 2 and (REPO / "tests" / "main.nf.test") in files
+    broken = tmp_path / "broken.nf.test"
+    broken.write_text((REPO / "tests" / "main.nf.test").read_text().replace("{ assert workflow.success },",
+                                                                           "{ assert (workflow.success },", 1))
+    res = nf_lsp.parse_groovy([*files, broken])
+    bad = {str(p): msg for p, msg in res.items() if msg and p != broken.resolve()}
+    assert not bad, bad
+    assert res[broken.resolve()], "a syntax error was not reported"
