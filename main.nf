@@ -24,6 +24,10 @@ workflow {
         .unique()
         .collectFile(name: 'software_versions.tsv', seed: 'process\ttool\tversion', newLine: true, sort: true)
 
+    // the params this launch ran with, beside its execution reports (nf-core's params dump)
+    ch_params = channel.of(groovy.json.JsonOutput.prettyPrint(groovy.json.JsonOutput.toJson(params)))
+        .collectFile(name: "params_${params.trace_report_suffix}.json", newLine: true)
+
     publish:
     het_sites      = CAVEAT.out.het_sites.map { _meta, parquet -> parquet }
     wasp           = CAVEAT.out.wasp_bam.map { _meta, bam, bai -> [bam, bai] }.mix(CAVEAT.out.wasp_stats.map { _meta, stats -> stats })
@@ -34,16 +38,21 @@ workflow {
     ldsc           = CAVEAT.out.ldsc.map { _meta, folder -> folder }
     imbalance      = CAVEAT.out.imbalance.mix(CAVEAT.out.variant_sets).map { _meta, parquet -> parquet }
     windows        = CAVEAT.out.windows.map { _meta, windows, _summary -> windows }
-    models         = CAVEAT.out.models.filter { meta, _folder -> !meta.cell_type }.map { _meta, folder -> folder }
-    models_single  = CAVEAT.out.models.filter { meta, _folder -> meta.cell_type }.map { _meta, folder -> folder }
+    models         = CAVEAT.out.models.map { _meta, folder -> folder }
     predictions    = CAVEAT.out.predictions.map { _meta, parquet -> parquet }
     variant_scores = CAVEAT.out.scores.map { _meta, parquet -> parquet }
     metrics        = CAVEAT.out.metrics.map { _meta, parquet -> parquet }
     report         = CAVEAT.out.report.map { _meta, html -> html }
     summaries      = CAVEAT.out.summaries.map { _meta, json -> json }
     versions       = ch_versions
+    params_dump    = ch_params
 }
 
+// A published file keeps its path relative to the task directory, below the output's `path`
+// (Nextflow 25.10 PublishOp.normalizePath / PublishDir.apply1: sourceDir.relativize(file)):
+// a process output `models/x` published with path 'models' lands in models/models/x.
+// tests/test_nextflow_runtime.py computes every published path this way and compares it
+// with the local engine's layout.
 output {
     het_sites {
         path '.'
@@ -61,7 +70,7 @@ output {
         path '.'
     }
     called_peaks {
-        path 'peaks'
+        path '.'   // the task writes peaks/<cell_type>.macs3.narrowPeak
     }
     ldsc {
         path '.'
@@ -73,10 +82,7 @@ output {
         path '.'
     }
     models {
-        path 'models'
-    }
-    models_single {
-        path 'models/single_task'
+        path '.'   // the task writes models/<regime>, models/single_task/<cell_type>
     }
     predictions {
         path '.'
@@ -94,6 +100,9 @@ output {
         path '.'
     }
     versions {
+        path 'pipeline_info'
+    }
+    params_dump {
         path 'pipeline_info'
     }
 }

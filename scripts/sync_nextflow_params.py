@@ -38,6 +38,20 @@ TINY_BEGIN = "    // BEGIN tiny preset params"
 TINY_END = "    // END tiny preset params"
 
 COMMON_GROUP = "input_output_options"
+#: Options of the Nextflow run itself, not params of a step (the local engine has no use for
+#: them): nextflow.config sets them below the generated block, the schema lists them here.
+NEXTFLOW_GROUP = "generic_options"
+NEXTFLOW_ONLY = {
+    "publish_dir_mode": {
+        "type": "string", "enum": ["symlink", "rellink", "link", "copy", "copyNoFollow", "move"], "default": "copy",
+        "description": "How workflow outputs are written below outdir (Nextflow's workflow.output.mode).",
+        "hidden": True},
+    "trace_report_suffix": {
+        "type": "string",
+        "description": "Suffix of the pipeline_info files (execution report, timeline, trace, DAG, params); "
+                       "default: the launch time, yyyy-MM-dd_HH-mm-ss, so a relaunch never keeps a stale report.",
+        "hidden": True},
+}
 #: Types of params whose default is null (the default cannot tell).
 NULL_DEFAULT_TYPES = {
     "cluster_k": "integer", "train_max_windows": "integer", "peak_macs3_gsize": "integer",
@@ -76,6 +90,8 @@ def json_type(key: str, value, path_keys: set[str]) -> dict:
     """A schema entry's type part, inferred from the default."""
     if value is None:
         t = NULL_DEFAULT_TYPES.get(key, "string")
+        if t == "array":
+            return list_type({"type": "string"})
         out = {"type": t}
         if key in path_keys and t == "string":
             out["format"] = "path"
@@ -88,8 +104,23 @@ def json_type(key: str, value, path_keys: set[str]) -> dict:
         return {"type": "number"}
     if isinstance(value, (list, tuple)):
         item = json_type(key, value[0], set()) if value else {"type": "string"}
-        return {"type": "array", "items": item}
+        return list_type(item)
     return {"type": "string"}
+
+
+def list_type(item: dict) -> dict:
+    """A list param: a list (params file, config) or one comma-separated string (the command
+    line: Nextflow gives `--regimes a,b` as the string "a,b"; conf/modules.config and
+    workflows/caveat.nf split it). nf-schema checks `items` on a list and `pattern` on a string."""
+    if item.get("enum"):
+        one = "(" + "|".join(item["enum"]) + ")"
+    elif item.get("type") == "integer":
+        one = r"-?\d+"
+    elif item.get("type") == "number":
+        one = r"-?[0-9.eE+-]+"
+    else:
+        one = r"[^,\s]+"
+    return {"type": ["array", "string"], "items": item, "pattern": f"^{one}(,\\s*{one})*$"}
 
 
 def render_params_block(defaults: dict) -> str:
@@ -117,7 +148,11 @@ def build_schema(defaults: dict, owners: dict[str, str], path_keys: set[str], ol
         g = groups.setdefault(group, _group_header(group, old_defs.get(group)))
         entry = dict(old_props.get(key) or {})
         inferred = json_type(key, value, path_keys)
-        if entry.get("type") != inferred["type"]:
+        if isinstance(inferred["type"], list) and entry.get("type") in ("array", inferred["type"]):
+            # a list param: hand-written item details (enum) kept, the string form's pattern follows them
+            entry.update(type=inferred["type"], items=entry.get("items") or inferred["items"])
+            entry["pattern"] = list_type(entry["items"])["pattern"]
+        elif entry.get("type") != inferred["type"]:
             entry = {**inferred, "description": entry.get("description") or _placeholder(key, group)}
         entry.setdefault("description", _placeholder(key, group))
         if value is None:
@@ -125,6 +160,8 @@ def build_schema(defaults: dict, owners: dict[str, str], path_keys: set[str], ol
         else:
             entry["default"] = list(value) if isinstance(value, tuple) else value
         g["properties"][key] = _ordered(entry)
+    groups[NEXTFLOW_GROUP] = _group_header(NEXTFLOW_GROUP, old_defs.get(NEXTFLOW_GROUP))
+    groups[NEXTFLOW_GROUP]["properties"] = {k: _ordered(v) for k, v in NEXTFLOW_ONLY.items()}
     required = [k for k in ("input", "fasta", "vcf", "outdir") if k in defaults]
     if COMMON_GROUP in groups:
         groups[COMMON_GROUP]["required"] = required
@@ -142,12 +179,14 @@ def build_schema(defaults: dict, owners: dict[str, str], path_keys: set[str], ol
 
 
 def _group_header(group: str, old: dict | None) -> dict:
-    title = "Input/output options" if group == COMMON_GROUP else group.removesuffix("_options").replace("_", " ") + " options"
+    title = ("Input/output options" if group == COMMON_GROUP else "Generic options" if group == NEXTFLOW_GROUP
+             else group.removesuffix("_options").replace("_", " ") + " options")
     head = {"title": title, "type": "object", "description": "", "properties": {}}
     if old:
         head.update({k: v for k, v in old.items() if k not in ("properties", "required")})
     if not head["description"]:
         head["description"] = ("Samplesheet, genome, genotypes and where outputs go." if group == COMMON_GROUP
+                               else "Options of the Nextflow run itself (not read by the steps)." if group == NEXTFLOW_GROUP
                                else f"Params of the `{group.removesuffix('_options')}` step.")
     head["properties"] = {}
     return head

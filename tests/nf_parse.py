@@ -376,3 +376,277 @@ def step_of(process: str, step_names) -> str | None:
         if (low == s or low.startswith(s + "_")) and (best is None or len(s) > len(best)):
             best = s
     return best
+
+
+# ---------------------------------------------------------------- channel values (symbolic)
+#
+# A small abstract interpreter of the channel expressions this repo writes, for the runtime
+# rules the language server does not check: which files reach each workflow output (and so
+# where Nextflow publishes them), and which channels are value channels. It follows the
+# Nextflow 25.10 rules it encodes:
+#
+# - a process's output channels are value channels when every input is a value (a value
+#   channel or a plain value) and no input is `each` (ProcessDef.run: `singleton =
+#   allScalarInputs && !hasEachParams`, then `CH.create(singleton)`);
+# - `channel.value`, `collect`, `toList`, `toSortedList`, `first`, `last`, `count`, `sum`,
+#   `reduce`, `min`, `max` give value channels; `map`/`filter` keep the source's kind
+#   (MapOp: `CH.createBy(source)`); `mix`, `combine`, `join`, `groupTuple`, `flatMap`,
+#   `collectFile` … give queue channels.
+
+@dataclass(frozen=True)
+class FileOut:
+    """A file (or folder) a process output declares, by its path relative to the task dir."""
+
+    process: str
+    pattern: str
+
+
+@dataclass(frozen=True)
+class ListOf:
+    """A list value (e.g. after ``toSortedList`` or ``groupTuple``) of these items."""
+
+    items: frozenset
+
+
+@dataclass
+class Chan:
+    value: bool                       # a value channel (or a plain value)
+    shapes: frozenset                 # possible elements: tuples of FileOut | ListOf | None
+
+
+PLAIN = Chan(True, frozenset({(None,)}))
+VALUE_OPS = {"value", "collect", "toList", "toSortedList", "first", "last", "count", "sum", "reduce", "min", "max"}
+KEEP_OPS = {"map", "filter", "unique", "distinct", "view", "dump", "ifEmpty", "branch", "multiMap", "set", "tap"}
+LIST_OPS = {"collect", "toList", "toSortedList"}
+
+
+def _flat_items(shapes) -> frozenset:
+    out = set()
+    for shape in shapes:
+        for item in shape:
+            if isinstance(item, ListOf):
+                out |= item.items
+            else:
+                out.add(item)
+    return frozenset(out)
+
+
+def chain_segments(expr: str) -> list[tuple[str, str | None, str | None]]:
+    """``a.b(x){c}.d`` → [(a, None, None), (b, 'x', 'c'), (d, None, None)] (top level only)."""
+    segs, i, text = [], 0, expr.strip()
+    while i < len(text):
+        while i < len(text) and text[i] in " \t\n.":
+            i += 1
+        if i >= len(text):
+            break
+        m = re.match(r"[A-Za-z_]\w*", text[i:])
+        if m is None:   # a literal or something else: one opaque segment
+            segs.append(("<expr>", text[i:], None))
+            break
+        name, i = m.group(0), i + m.end()
+        args = clos = None
+        j = i
+        while j < len(text) and text[j] in " \t":
+            j += 1
+        if j < len(text) and text[j] == "(":
+            k = matching(text, j, "(", ")")
+            args, i = text[j + 1:k - 1], k
+            j = i
+            while j < len(text) and text[j] in " \t":
+                j += 1
+        if j < len(text) and text[j] == "{":
+            k = matching(text, j)
+            clos, i = text[j + 1:k - 1], k
+        segs.append((name, args, clos))
+        rest = text[i:].lstrip()
+        if rest and not rest.startswith("."):
+            # an operator or something else follows (ternary, arithmetic): stop here
+            segs.append(("<expr>", rest, None))
+            break
+    return segs
+
+
+def process_outputs(proc: Process) -> dict[str, tuple]:
+    """Emit name → the declared output's items (FileOut for path(...), None otherwise)."""
+    out = {}
+    for line in proc.output.splitlines():
+        m = re.search(r"\bemit:\s*(\w+)", line)
+        if not m:
+            continue
+        decl = line[:line.find("emit:")]
+        items = []
+        body = decl.strip().rstrip(",")
+        body = body[len("tuple"):].strip() if body.startswith("tuple") else body
+        for part in split_args(body):
+            pm = re.match(r"path\s*\(?\s*([\"'])(.*?)\1", part)
+            items.append(FileOut(proc.name, pm.group(2)) if pm else None)
+        out[m.group(1)] = tuple(items)
+    return out
+
+
+def _close_params(clos: str) -> tuple[list[str], str]:
+    if "->" not in clos:
+        return ["it"], clos
+    head, body = clos.split("->", 1)
+    return [p.strip().split()[-1] for p in head.split(",") if p.strip()], body.strip()
+
+
+class ChannelEval:
+    """Evaluates the entry workflow of ``main_nf``: publish targets and `first` misuse."""
+
+    def __init__(self, main_nf: Path = REPO / "main.nf"):
+        self.modules = modules(main_nf.parent)
+        self.useless_first: list[str] = []     # "file: workflow: expression" where `first` gets a value channel
+        self.entry = read_workflows(main_nf)[""]
+        self.publish = self._run(self.entry, [], publish=True)
+
+    # -- workflows
+    def _run(self, wf: Workflow, args: list[Chan], publish: bool = False) -> dict[str, Chan]:
+        env: dict[str, Chan] = dict(zip(wf.take, args))
+        calls: dict[str, dict[str, Chan]] = {}
+        body = wf.main
+        events = sorted([(m.start(), "assign", m) for m in ASSIGN.finditer(body)] +
+                        [(m.start(1), "call", m) for m in CALL.finditer(body) if m.group(1) in wf.includes])
+        done_to = -1
+        for pos, kind, m in events:
+            if pos < done_to:
+                continue
+            if kind == "assign":
+                end = statement_end(body, m.end())
+                env[m.group(1)] = self.eval(body[m.end():end], env, calls, wf)
+                done_to = end
+                continue
+            name = m.group(1)
+            close = matching(body, m.end() - 1, "(", ")")
+            chans = [self.eval(a, env, calls, wf) for a in split_args(body[m.end():close - 1])]
+            target = wf.includes[name]
+            wfs = read_workflows(target)
+            if name in wfs:
+                calls[name] = self._run(wfs[name], chans)
+            else:
+                proc = self.modules.get(name) or read_process(target)
+                value = all(c.value for c in chans)
+                calls[name] = {k: Chan(value, frozenset({v})) for k, v in process_outputs(proc).items()}
+        emits = dict(wf.emit)
+        if publish:
+            pub = sections(wf_body(wf), ("take", "main", "emit", "publish")).get("publish", "")
+            for am in ASSIGN.finditer(pub):
+                emits[am.group(1)] = pub[am.end():statement_end(pub, am.end())]
+        return {k: self.eval(v, env, calls, wf) for k, v in emits.items()}
+
+    # -- expressions
+    def eval(self, expr: str, env: dict, calls: dict, wf: Workflow) -> Chan:
+        segs = chain_segments(expr)
+        if not segs:
+            return PLAIN
+        name, args, clos = segs[0]
+        rest = segs[1:]
+        if name in calls and rest and rest[0][0] == "out":
+            outs = calls[name]
+            if len(rest) > 1 and rest[1][0] in outs:
+                chan, rest = outs[rest[1][0]], rest[2:]
+            else:
+                chan = Chan(all(c.value for c in outs.values()),
+                            frozenset().union(*(c.shapes for c in outs.values())))
+                rest = rest[1:]
+        elif name == "channel" and rest:
+            op = rest[0][0]
+            chan = Chan(op == "value", frozenset({(None,)}))
+            rest = rest[1:]
+        elif name in env and args is None:
+            chan = env[name]
+        else:
+            return PLAIN
+        for op, a, c in rest:
+            chan = self._apply(op, a, c, chan, env, calls, wf, expr)
+        return chan
+
+    def _apply(self, op, args, clos, chan: Chan, env, calls, wf, expr) -> Chan:
+        if op == "first" and chan.value:
+            self.useless_first.append(f"{wf.path.relative_to(REPO) if wf.path.is_relative_to(REPO) else wf.path}: "
+                                      f"{wf.name or '<entry>'}: {' '.join(expr.split())[:120]}")
+        if op == "map" and clos is not None:
+            return Chan(chan.value, frozenset(self._map(clos, s) for s in chan.shapes))
+        if op in LIST_OPS:
+            return Chan(True, frozenset({(ListOf(_flat_items(chan.shapes)),)}))
+        if op in VALUE_OPS:
+            return Chan(True, chan.shapes)
+        if op == "mix":
+            others = [self.eval(a, env, calls, wf) for a in split_args(args or "")]
+            return Chan(False, chan.shapes.union(*(o.shapes for o in others)))
+        if op == "combine":
+            others = [self.eval(a, env, calls, wf) for a in split_args(args or "") if ":" not in a]
+            shapes = chan.shapes
+            for o in others:
+                shapes = frozenset(s + t for s in shapes for t in o.shapes)
+            return Chan(False, shapes)
+        if op == "join":
+            others = [self.eval(a, env, calls, wf) for a in split_args(args or "") if ":" not in a]
+            shapes = chan.shapes
+            for o in others:
+                shapes = frozenset(s + t[1:] for s in shapes for t in o.shapes)
+            return Chan(False, shapes)
+        if op == "groupTuple":
+            return Chan(False, frozenset(s[:1] + tuple(ListOf(frozenset({x})) for x in s[1:]) for s in chan.shapes))
+        if op == "collectFile":
+            nm = re.search(r"name:\s*([\"'])(.*?)\1", args or "")
+            return Chan(False, frozenset({(FileOut("collectFile", nm.group(2) if nm else "*"),)}))
+        if op in KEEP_OPS:
+            return chan
+        if op in ("flatMap", "flatten", "splitCsv", "splitText", "transpose"):
+            return Chan(False, frozenset({(None,)}))
+        # a property of a branch/multiMap result (`.variant`) or an unknown operator
+        return chan
+
+    def _map(self, clos: str, shape: tuple) -> tuple:
+        params, body = _close_params(clos)
+        if len(params) == 1 and len(shape) != 1:
+            bound = {params[0]: ListOf(frozenset(shape))}
+        else:
+            bound = {p: (shape[i] if i < len(shape) else None) for i, p in enumerate(params)}
+        body = body.strip()
+        if re.fullmatch(r"\w+", body):
+            return (bound.get(body),)
+        if body.startswith("[") and matching(body, 0, "[", "]") == len(body):
+            out = []
+            for el in split_args(body[1:-1]):
+                if re.fullmatch(r"\w+", el):
+                    out.append(bound.get(el))
+                elif el.startswith("[") and re.fullmatch(r"\[\s*\w+\s*\]", el):
+                    inner = bound.get(el.strip("[] "))
+                    out.append(ListOf(frozenset({inner})) if inner is not None else None)
+                else:
+                    out.append(None)
+            return tuple(out)
+        # any other body: the files it names
+        named = [bound[n] for n in re.findall(r"(?<![.\w])([a-z_]\w*)\b", body) if bound.get(n) is not None]
+        return tuple(named) or (None,)
+
+
+def wf_body(wf: Workflow) -> str:
+    text = strip_comments(wf.path.read_text())
+    for m in WORKFLOW.finditer(text):
+        if (m.group(1) or "") == wf.name:
+            return block(text, m)
+    raise ValueError(wf.name)
+
+
+def output_paths(main_nf: Path = REPO / "main.nf") -> dict[str, str]:
+    """The ``output {}`` block of main.nf: output name → its ``path``."""
+    text = strip_comments(main_nf.read_text())
+    m = re.search(r"^output\s*\{", text, re.M)
+    out = {}
+    if m is None:
+        return out
+    body = block(text, m)
+    for om in re.finditer(r"^\s*(\w+)\s*\{", body, re.M):
+        inner = block(body, om)
+        pm = re.search(r"^\s*path\s+([\"'])(.*?)\1", inner, re.M)
+        out[om.group(1)] = pm.group(2) if pm else "."
+    return out
+
+
+def published_files(main_nf: Path = REPO / "main.nf") -> dict[str, set[FileOut]]:
+    """Workflow output name → the process output files that reach it."""
+    ev = ChannelEval(main_nf)
+    return {k: {i for i in _flat_items(c.shapes) if isinstance(i, FileOut)} for k, c in ev.publish.items()}

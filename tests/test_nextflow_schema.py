@@ -35,7 +35,8 @@ def _sync():
 
 
 def _schema_params(schema: dict) -> dict:
-    return {k: v for g in schema["$defs"].values() for k, v in g["properties"].items()}
+    """The steps' params (every group but the Nextflow-only `generic_options`)."""
+    return {k: v for name, g in schema["$defs"].items() if name != "generic_options" for k, v in g["properties"].items()}
 
 
 # ---------------------------------------------------------------- params schema
@@ -65,6 +66,24 @@ def test_params_schema_keys_and_defaults_match_caveat_params():
 def test_nextflow_config_and_schema_are_in_sync():
     stale = [p.relative_to(REPO).as_posix() for p, text in _sync().render().items() if p.read_text() != text]
     assert not stale, f"out of date: {stale}; run scripts/sync_nextflow_params.py"
+
+
+def test_nextflow_only_options_are_set_in_nextflow_config_and_not_steps_params():
+    """publish_dir_mode and trace_report_suffix are options of the Nextflow run: in the
+    schema's generic_options group, set in nextflow.config below the generated block, and
+    not keys of caveat.params (the local engine has no use for them)."""
+    import re
+
+    generic = json.loads(PARAMS_SCHEMA.read_text())["$defs"]["generic_options"]["properties"]
+    assert set(generic) == set(_sync().NEXTFLOW_ONLY)
+    assert not set(generic) & set(defaults())
+    config = (REPO / "nextflow.config").read_text()
+    after = config.split("// END caveat params", 1)[1].split("\n}", 1)[0]
+    for k, v in generic.items():
+        m = re.search(rf"^\s*{k}\s*=\s*(.+)$", after, re.M)
+        assert m, f"nextflow.config sets no params.{k}"
+        if "default" in v:
+            assert m.group(1).strip() == repr(v["default"]), (k, m.group(1))
 
 
 def test_sync_detects_a_new_param(monkeypatch):
@@ -167,7 +186,6 @@ BAD = {
     "duplicated_sample": ("sample,donor,cell_type,bam\nD1_ctA,D1,ctA,{d}/D1_ctA.bam\nD1_ctA,D2,ctA,{d}/D2_ctA.bam\n", "sample must be unique"),
     "unknown_column": ("sample,donor,cell_type,bam,condition\nD1_ctA,D1,ctA,{d}/D1_ctA.bam,treated\n", "'condition' was unexpected"),
     "duplicated_donor_cell_type": ("sample,donor,cell_type,bam\nD1_ctA,D1,ctA,{d}/D1_ctA.bam\nD1_ctA_2,D1,ctA,{d}/D2_ctA.bam\n", "donor/cell_type must be unique"),
-    "bam_not_found": ("sample,donor,cell_type,bam\nD1_ctA,D1,ctA,{d}/nope.bam\n", "does not exist"),
     "bad_sample_name": ("sample,donor,cell_type,bam\nD1 ctA,D1,ctA,{d}/D1_ctA.bam\n", "does not match"),
     "empty": ("sample,donor,cell_type,bam\n", "should be non-empty"),
 }
@@ -190,6 +208,18 @@ def test_samplesheet_schema_rejects_bad_sheets_as_the_local_engine_does(sheet_di
     errs = _errors(p)
     assert any(message in e for e in errs), errs
     with pytest.raises(InputError):
+        read_samplesheet(p)
+
+
+def test_a_missing_bam_is_left_to_the_pipeline_which_resolves_paths_like_the_local_engine(sheet_dir):
+    """nf-schema's `exists` would look for a relative path in the launch directory, so the
+    schema does not check existence: PREPARE_INPUTS does, after resolving the path against the
+    samplesheet's folder (tests/test_nextflow_runtime.py runs that code), and the local engine
+    does the same."""
+    p = sheet_dir / "missing.csv"
+    p.write_text("sample,donor,cell_type,bam\nD1_ctA,D1,ctA,nope.bam\n")
+    assert _errors(p) == []
+    with pytest.raises(InputError, match="relative to the samplesheet"):
         read_samplesheet(p)
 
 

@@ -34,6 +34,7 @@ workflow CAVEAT {
         PREPARE_INPUTS.out.samples,
         ALLELE_COUNTS.out.wasp_bam,
         PREPARE_INPUTS.out.samplesheet,
+        PREPARE_INPUTS.out.peak_beds,
         PREPARE_INPUTS.out.fasta,
         params.insertions_source,
         ch_cluster_assignments,
@@ -44,6 +45,8 @@ workflow CAVEAT {
 
     IMBALANCE(ALLELE_COUNTS.out.counts, PREPARE_INPUTS.out.cell_types, TRACKS.out.peaks)
 
+    // a list param given on the command line (--regimes multitask,single_task) is one string
+    def regimes = listParam(params.regimes)
     ch_blacklist = optionalFile(params.blacklist)
     ch_score_vcf = optionalFile(params.score_vcf)
     MODELS(
@@ -52,7 +55,7 @@ workflow CAVEAT {
         IMBALANCE.out.variant_sets,
         PREPARE_INPUTS.out.cell_types,
         PREPARE_INPUTS.out.fasta,
-        params.regimes,
+        regimes,
         ch_blacklist,
         ch_score_vcf,
         ch_contig_map
@@ -117,6 +120,17 @@ def ldscBimFiles(bim) {
         return [file(bim, checkIfExists: true)]
     }
     return files("${bim}*.bim", checkIfExists: true)
+}
+
+// A list param as a list: a params file or config gives a list, the command line one string
+// (`--regimes multitask,single_task`; Nextflow does not split it), so a string is split on commas.
+// conf/modules.config splits list params the same way, inline.
+// (A list prints as "[a, b]": splitting its text on brackets, commas and spaces serves both.)
+def listParam(value) {
+    if (value == null) {
+        return []
+    }
+    return value.toString().tokenize('[], ')
 }
 
 // An optional input file as a process takes it: the file, or [] for none.

@@ -7,7 +7,7 @@ process CLUSTER_PEAKS {
     container 'ghcr.io/caveat-bench/caveat:0.1.0'
 
     input:
-    tuple val(meta), path(samplesheet), path(bigwigs, stageAs: 'insertions/*'), path(peak_beds, stageAs: 'input_peaks/*')
+    tuple val(meta), path(samplesheet), path(bigwigs, stageAs: 'insertions/*'), path(peak_beds, stageAs: 'input_peaks/?/*')
     tuple path(fasta), path(fai)
     path cluster_assignments
     path contig_map

@@ -7,7 +7,7 @@ process PREDICT {
 
     input:
     tuple val(meta), path(windows), path(dataset_summary), path(peaks)
-    tuple val(model_paths), path(model_dirs, stageAs: 'trained_?/*')
+    tuple val(model_paths), path(model_dirs, arity: '1..*', stageAs: 'trained_?/*')   // a list even for one model
     tuple path(fasta), path(fai)
 
     output:

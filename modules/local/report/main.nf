@@ -7,7 +7,7 @@ process REPORT {
 
     input:
     tuple val(meta), path(tables, stageAs: 'results/*'), path(wasp_stats, stageAs: 'results/wasp/*')
-    tuple val(model_paths), path(model_dirs, stageAs: 'trained_?/*')
+    tuple val(model_paths), path(model_dirs, arity: '1..*', stageAs: 'trained_?/*')   // a list even for one model
 
     output:
     tuple val(meta), path('report.html'), emit: html

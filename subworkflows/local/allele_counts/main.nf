@@ -29,9 +29,9 @@ workflow ALLELE_COUNTS {
         .toSortedList()
         .map { donors -> [[id: 'het_sites'], donors] }
     WASP_REMAP_SITES(ch_donors, fasta, vcf, contig_map)
+    // a value channel already (every input of WASP_REMAP_SITES is a value): no `.first()`
     ch_sites = WASP_REMAP_SITES.out.sites
         .map { _meta, snps, indels -> [snps, indels] }
-        .first()
 
     ch_units = samples
         .map { meta, bam, bai, _peaks -> [meta, bam, bai] }

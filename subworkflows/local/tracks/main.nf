@@ -13,6 +13,7 @@ workflow TRACKS {
     samples               // [meta, bam, bai, peaks]
     wasp_bam              // [meta, bam, bai]: WASP-filtered BAMs
     samplesheet           // path: samplesheet with staged file names
+    peak_beds             // list of the samplesheet's peaks files (as PREPARE_INPUTS.out.peak_beds), or []
     fasta                 // [fasta, fai]
     source                // string: 'wasp' (filtered BAMs) or 'raw' (input BAMs)
     cluster_assignments   // path, or [] when clusters are computed
@@ -44,14 +45,10 @@ workflow TRACKS {
         .mix(INSERTIONS_PSEUDOBULK.out.bigwig)
         .map { _meta, bigwig -> bigwig }
         .toSortedList()
-    ch_peak_beds = samples
-        .map { _meta, _bam, _bai, peaks -> peaks }
-        .filter { peaks -> peaks }
-        .unique()
-        .toSortedList()
+    // the peaks files in the order the samplesheet's input_peaks/<i>/<name> paths count them
     ch_cluster_in = samplesheet
         .combine(ch_all_tracks.map { tracks -> [tracks] })
-        .combine(ch_peak_beds.map { beds -> [beds] })
+        .combine(peak_beds.map { beds -> [beds] })
         .map { sheet, tracks, beds -> [[id: 'all'], sheet, tracks, beds] }
     CLUSTER_PEAKS(ch_cluster_in, fasta, cluster_assignments, contig_map, ldsc_bim, ldsc_bim_arg)
 
