@@ -148,6 +148,8 @@ def test_process_has_tag_label_stub_and_versions(name):
     assert "topic: versions" in proc.output and "val(\"${task.process}\")" in proc.output, f"{name}: no versions topic"
     assert "publishDir" not in proc.body, f"{name}: publishDir in a module (publish in main.nf's output block)"
     assert proc.container, f"{name}: no container"
+    # nf-core convention: a config can switch a process off (ext.when = false)
+    assert re.search(r"^\s*when:\s*\n\s*task\.ext\.when == null \|\| task\.ext\.when\s*$", proc.body, re.M), f"{name}: no when:"
 
 
 @pytest.mark.parametrize("name", sorted(MODULES))

@@ -13,6 +13,9 @@ process BUILD_DATASET {
     tuple val(meta), path('windows.parquet'), path('build_dataset.summary.json'), emit: windows
     tuple val("${task.process}"), val('caveat'), eval('build_dataset.py --version'), emit: versions_caveat, topic: versions
 
+    when:
+    task.ext.when == null || task.ext.when
+
     script:
     def args = task.ext.args ?: ''
     def blacklist_arg = blacklist ? "--blacklist ${blacklist}" : ''

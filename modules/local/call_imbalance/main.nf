@@ -14,6 +14,9 @@ process CALL_IMBALANCE {
     tuple val(meta), path('call_imbalance.summary.json'), emit: summary
     tuple val("${task.process}"), val('caveat'), eval('call_imbalance.py --version'), emit: versions_caveat, topic: versions
 
+    when:
+    task.ext.when == null || task.ext.when
+
     script:
     def args = task.ext.args ?: ''
     def peaks_arg = peaks ? "--peaks ${peaks}" : ''

@@ -23,6 +23,9 @@ process CLUSTER_PEAKS {
     tuple val("${task.process}"), val('caveat'), eval('cluster_peaks.py --version'), emit: versions_caveat, topic: versions
     tuple val("${task.process}"), val('macs3'), eval('macs3 --version | sed "s/^macs3 //"'), emit: versions_macs3, topic: versions
 
+    when:
+    task.ext.when == null || task.ext.when
+
     script:
     def args = task.ext.args ?: ''
     def assignments = cluster_assignments ? "--cluster-assignments ${cluster_assignments}" : ''

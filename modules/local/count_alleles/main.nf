@@ -13,6 +13,9 @@ process COUNT_ALLELES {
     tuple val(meta), path("${meta.id}.parquet"), emit: counts
     tuple val("${task.process}"), val('caveat'), eval('count_alleles.py --version'), emit: versions_caveat, topic: versions
 
+    when:
+    task.ext.when == null || task.ext.when
+
     script:
     def args = task.ext.args ?: ''
     """

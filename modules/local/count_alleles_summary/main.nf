@@ -11,6 +11,9 @@ process COUNT_ALLELES_SUMMARY {
     tuple val(meta), path('count_alleles.summary.json'), emit: summary
     tuple val("${task.process}"), val('caveat'), eval('count_alleles.py --version'), emit: versions_caveat, topic: versions
 
+    when:
+    task.ext.when == null || task.ext.when
+
     script:
     def args = task.ext.args ?: ''
     """

@@ -12,6 +12,9 @@ process EVALUATE {
     tuple val(meta), path('evaluate.summary.json'), emit: summary
     tuple val("${task.process}"), val('caveat'), eval('evaluate.py --version'), emit: versions_caveat, topic: versions
 
+    when:
+    task.ext.when == null || task.ext.when
+
     script:
     def args = task.ext.args ?: ''
     """

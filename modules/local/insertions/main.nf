@@ -13,6 +13,9 @@ process INSERTIONS {
     tuple val(meta), path("${meta.id}.insertions.json"), emit: stats
     tuple val("${task.process}"), val('caveat'), eval('insertions.py --version'), emit: versions_caveat, topic: versions
 
+    when:
+    task.ext.when == null || task.ext.when
+
     script:
     def args = task.ext.args ?: ''
     """

@@ -13,6 +13,9 @@ process INSERTIONS_PSEUDOBULK {
     tuple val(meta), path("${meta.id}.pseudobulk.json"), emit: stats
     tuple val("${task.process}"), val('caveat'), eval('insertions.py --version'), emit: versions_caveat, topic: versions
 
+    when:
+    task.ext.when == null || task.ext.when
+
     script:
     def args = task.ext.args ?: ''
     """

@@ -12,6 +12,9 @@ process INSERTIONS_SUMMARY {
     tuple val(meta), path('insertions.summary.json'), emit: summary
     tuple val("${task.process}"), val('caveat'), eval('insertions.py --version'), emit: versions_caveat, topic: versions
 
+    when:
+    task.ext.when == null || task.ext.when
+
     script:
     def args = task.ext.args ?: ''
     """

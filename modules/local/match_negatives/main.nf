@@ -13,6 +13,9 @@ process MATCH_NEGATIVES {
     tuple val(meta), path('match_negatives.summary.json'), emit: summary
     tuple val("${task.process}"), val('caveat'), eval('match_negatives.py --version'), emit: versions_caveat, topic: versions
 
+    when:
+    task.ext.when == null || task.ext.when
+
     script:
     def args = task.ext.args ?: ''
     """

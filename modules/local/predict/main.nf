@@ -15,6 +15,9 @@ process PREDICT {
     tuple val(meta), path('predict.summary.json'), emit: summary
     tuple val("${task.process}"), val('caveat'), eval('predict.py --version'), emit: versions_caveat, topic: versions
 
+    when:
+    task.ext.when == null || task.ext.when
+
     script:
     def args = task.ext.args ?: ''
     def regimes = meta.regimes.join(' ')

@@ -14,6 +14,9 @@ process REPORT {
     tuple val(meta), path('report.summary.json'), emit: summary
     tuple val("${task.process}"), val('caveat'), eval('report.py --version'), emit: versions_caveat, topic: versions
 
+    when:
+    task.ext.when == null || task.ext.when
+
     script:
     def args = task.ext.args ?: ''
     """

@@ -19,6 +19,9 @@ process SCORE_VARIANTS {
     tuple val(meta), path("vcf_scores.${meta.id}.parquet"), emit: vcf_scores, optional: true
     tuple val("${task.process}"), val('caveat'), eval('score_variants.py --version'), emit: versions_caveat, topic: versions
 
+    when:
+    task.ext.when == null || task.ext.when
+
     script:
     def args = task.ext.args ?: ''
     def cell_type = meta.cell_type ? "--cell-type ${meta.cell_type}" : ''

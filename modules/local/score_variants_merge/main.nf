@@ -13,6 +13,9 @@ process SCORE_VARIANTS_MERGE {
     tuple val(meta), path("${meta.summary}"), emit: summary
     tuple val("${task.process}"), val('caveat'), eval('score_variants.py --version'), emit: versions_caveat, topic: versions
 
+    when:
+    task.ext.when == null || task.ext.when
+
     script:
     def args = task.ext.args ?: ''
     """

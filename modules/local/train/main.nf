@@ -14,6 +14,9 @@ process TRAIN {
     tuple val("${task.process}"), val('caveat'), eval('train.py --version'), emit: versions_caveat, topic: versions
     tuple val("${task.process}"), val('torch'), eval('python3 -c "import torch; print(torch.__version__)"'), emit: versions_torch, topic: versions
 
+    when:
+    task.ext.when == null || task.ext.when
+
     script:
     def args = task.ext.args ?: ''
     def cell_type = meta.cell_type ? "--cell-type ${meta.cell_type}" : ''

@@ -14,6 +14,9 @@ process WASP_REMAP_GATHER {
     tuple val(meta), path("${meta.id}.stats.json"), emit: stats
     tuple val("${task.process}"), val('caveat'), eval('wasp_remap.py --version'), emit: versions_caveat, topic: versions
 
+    when:
+    task.ext.when == null || task.ext.when
+
     script:
     def args = task.ext.args ?: ''
     """

@@ -16,6 +16,9 @@ process WASP_REMAP_SITES {
     tuple val(meta), path('het_sites.summary.json'), emit: summary
     tuple val("${task.process}"), val('caveat'), eval('wasp_remap.py --version'), emit: versions_caveat, topic: versions
 
+    when:
+    task.ext.when == null || task.ext.when
+
     script:
     def args = task.ext.args ?: ''
     def map_arg = contig_map ? "--contig-map ${contig_map}" : ''

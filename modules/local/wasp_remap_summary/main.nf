@@ -12,6 +12,9 @@ process WASP_REMAP_SUMMARY {
     tuple val(meta), path('wasp_remap.summary.json'), emit: summary
     tuple val("${task.process}"), val('caveat'), eval('wasp_remap.py --version'), emit: versions_caveat, topic: versions
 
+    when:
+    task.ext.when == null || task.ext.when
+
     script:
     def args = task.ext.args ?: ''
     """
