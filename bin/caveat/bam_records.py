@@ -302,6 +302,9 @@ def check_bam(bam: str | Path) -> None:
     bam = Path(bam)
     if not bam.exists():
         raise InputError(bam, "BAM not found", "fix the bam path in the samplesheet")
+    if _is_bgzf(bam):
+        check_eof(bam)
+        check_header_blocks(bam)  # htslib would refuse a damaged header too, but without the offset
     try:
         f = pysam.AlignmentFile(str(bam), "rb")
     except (OSError, ValueError) as e:
@@ -319,12 +322,16 @@ def read_header(bam: str | Path) -> tuple[bytes, list[str], list[int]]:
     """Raw BAM header bytes (magic … references) and the contig names/lengths."""
     import pysam
 
-    p = subprocess.Popen(["samtools", "view", "--no-PG", "-u", "-H", str(bam)], stdout=subprocess.PIPE)
+    p = subprocess.Popen(["samtools", "view", "--no-PG", "-u", "-H", str(bam)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
     f = pysam.libcbgzf.BGZFile(f"/dev/fd/{p.stdout.fileno()}", "rb")
     data = f.read(1 << 31)
     f.close()
     p.stdout.close()
-    p.wait()
+    err = p.stderr.read().decode(errors="replace").strip()
+    p.stderr.close()
+    if p.wait() != 0 or not data.startswith(b"BAM\x01"):
+        raise InputError(bam, f"cannot read the BAM header: {err or 'not a BAM'}", _samtools_fix(err))
     names, lengths, end = _parse_header(data)
     return data[:end], names, lengths
 
@@ -408,15 +415,75 @@ def _has_bai(bam) -> bool:
 
 
 try:  # ISA-L inflate is several times faster than zlib; zlib is the fallback
-    from isal.isal_zlib import decompress as _inflate
+    from isal.isal_zlib import crc32 as _crc32, decompress as _inflate, error as _InflateError
 except ImportError:  # pragma: no cover
-    from zlib import decompress as _inflate
+    from zlib import crc32 as _crc32, decompress as _inflate, error as _InflateError
+
+BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
+#: gzip ID1 ID2 CM (deflate); FLG must have FEXTRA; then XLEN 6 and the one BC subfield (SLEN 2)
+_GZIP_ID = b"\x1f\x8b\x08"
+_BC_FIELD = b"\x06\x00BC\x02\x00"
+CORRUPT_FIX = ("the file is damaged (disk, transfer or copy): re-download or regenerate the BAM "
+               "(`samtools quickcheck -v FILE` lists damaged BAMs; htslib refuses this one too)")
+
+
+def corrupt_block(path, offset: int, problem: str) -> InputError:
+    """The error for a damaged BGZF block at compressed file offset ``offset``."""
+    return InputError(path, f"corrupt BGZF block at compressed offset {offset}: {problem}", CORRUPT_FIX)
+
+
+def check_eof(path: str | Path) -> None:
+    """A BGZF file must end with the empty end-of-file block; without it the file
+    was cut short (htslib's "EOF marker is absent")."""
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        fh.seek(max(0, size - len(BGZF_EOF)))
+        tail = fh.read()
+    if tail != BGZF_EOF:
+        raise InputError(path, f"no BGZF end-of-file marker in its last {len(BGZF_EOF)} bytes: the file is "
+                         "truncated (an interrupted copy or write)", CORRUPT_FIX)
+
+
+def _block_size(raw: bytes, o: int, path, offset: int) -> int:
+    """Total size of the BGZF block whose header starts at ``raw[o]`` (the header checked as htslib does)."""
+    if raw[o:o + 3] != _GZIP_ID or not raw[o + 3] & 4 or raw[o + 10:o + 16] != _BC_FIELD:
+        raise corrupt_block(path, offset, "not a BGZF block header")
+    return raw[o + 16] + (raw[o + 17] << 8) + 1
+
+
+def inflate_block(raw: bytes, o: int, size: int, path, offset: int) -> bytes:
+    """Decompressed data of the BGZF block ``raw[o:o + size]``, verified.
+
+    The deflate stream must decompress, and the result must have the length
+    (ISIZE) and CRC32 that the block's trailer records: a flipped bit anywhere
+    in the data or the trailer fails one of these. ``offset`` is the block's
+    compressed file offset, for the error message.
+    """
+    if size < 26:
+        raise corrupt_block(path, offset, f"block size {size} is smaller than a BGZF block")
+    try:
+        data = _inflate(raw[o + 18:o + size - 8], wbits=-15)
+    except _InflateError as e:
+        raise corrupt_block(path, offset, f"its deflate data does not decompress ({e})") from None
+    crc, isize = struct.unpack_from("<II", raw, o + size - 8)
+    if len(data) != isize:
+        raise corrupt_block(path, offset, f"decompresses to {len(data)} bytes, its trailer says {isize}")
+    if _crc32(data) & 0xFFFFFFFF != crc:
+        raise corrupt_block(path, offset, "CRC32 mismatch")
+    return data
 
 
 def bgzf_blocks(fh, coffset: int, chunk_bytes: int, last_coffset: int | None = None) -> Iterator[bytes]:
     """Decompressed data of consecutive BGZF blocks from file offset ``coffset``
     up to the block starting at ``last_coffset`` (default: end of file), about
-    ``chunk_bytes`` of compressed input at a time."""
+    ``chunk_bytes`` of compressed input at a time.
+
+    Every block is verified (header, deflate stream, ISIZE, CRC32) and a block
+    cut short by the end of the file is an error: :class:`InputError` naming the
+    file and the block's compressed offset.
+    """
+    path = getattr(fh, "name", "BGZF stream")
     fh.seek(coffset)
     pending = b""
     base = coffset  # file offset of pending[0]
@@ -437,22 +504,42 @@ def bgzf_blocks(fh, coffset: int, chunk_bytes: int, last_coffset: int | None = N
             if last_coffset is not None and base + o > last_coffset:
                 done = True
                 break
-            size = raw[o + 16] + (raw[o + 17] << 8) + 1
+            size = _block_size(raw, o, path, base + o)
             if o + size > n:
                 break
-            out.append(_inflate(raw[o + 18:o + size - 8], wbits=-15))
+            out.append(inflate_block(raw, o, size, path, base + o))
             o += size
         pending = raw[o:]
         base += o
         if out:
             yield b"".join(out)
         if done or not data:
+            # a block (wanted) left incomplete when the input ran out: the file was cut short
+            if not done and pending and (last_coffset is None or base <= last_coffset):
+                raise corrupt_block(path, base, f"the file ends {len(pending)} bytes into this block (truncated)")
             return
+
+
+def check_header_blocks(bam: str | Path) -> None:
+    """Verify the BGZF blocks that hold the BAM header (see :func:`bgzf_blocks`)."""
+    data = b""
+    with open(bam, "rb") as fh:
+        for part in bgzf_blocks(fh, 0, 1 << 16):
+            data += part
+            try:
+                _parse_header(data)
+                return
+            except struct.error:
+                continue  # the header goes on in the next block
+            except ValueError:
+                raise InputError(bam, "BGZF-compressed but not a BAM (no BAM magic)", "give a BAM file") from None
+    raise InputError(bam, "the file ends inside the BAM header", CORRUPT_FIX)
 
 
 def _stream_direct(bam, ref_id: int, voffset: int, chunk_bytes: int, seed: int,
                    end_voffset: int | None = None) -> Iterator[Chunk]:
     """Records of reference ``ref_id`` from virtual offset ``voffset`` until the next reference."""
+    check_eof(bam)
     with open(bam, "rb") as fh:
         rest = np.empty(0, np.uint8)
         skip = voffset & 0xFFFF
@@ -481,37 +568,33 @@ def _head(ch: Chunk, k: int) -> Chunk:
                  ("refid", "pos", "end", "mapq", "flag", "next_refid", "next_pos", "name_hash", "priority")))
 
 
+def _samtools_fix(err: str) -> str:
+    """The fix for a samtools failure: a damaged file, or a wrong/missing index."""
+    low = err.lower()
+    if any(w in low for w in ("checksum", "bgzf", "truncated", "inflate", "eof marker")):
+        return CORRUPT_FIX
+    return "check the BAM and its index"
+
+
+def _is_bgzf(path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(4) == _GZIP_ID + b"\x04"
+
+
 def _stream_samtools(bam, region: str, chunk_bytes: int, seed: int) -> Iterator[Chunk]:
     import pysam
 
+    if _is_bgzf(bam):
+        check_eof(bam)  # htslib only warns about a missing EOF marker
     p = subprocess.Popen(["samtools", "view", "--no-PG", "-u", str(bam)] + ([region] if region else []),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    cut_short = None  # what went wrong on our side of the pipe; samtools' own failure takes precedence
     try:
         f = pysam.libcbgzf.BGZFile(f"/dev/fd/{p.stdout.fileno()}", "rb")
-        head = f.read(1 << 16)
-        while True:
-            try:
-                _, _, hend = _parse_header(head)
-                break
-            except struct.error:
-                more = f.read(1 << 16)
-                if not more:
-                    raise
-                head += more
-        rest = np.frombuffer(head[hend:], dtype=np.uint8)
-        while True:
-            data = f.read(chunk_bytes)
-            buf = np.concatenate([rest, np.frombuffer(data, dtype=np.uint8)]) if len(rest) else np.frombuffer(data, dtype=np.uint8)
-            if len(buf) == 0:
-                break
-            offs, used = scan_offsets(buf, len(buf))
-            if len(offs):
-                yield make_chunk(buf, offs, seed)
-            rest = buf[used:].copy()
-            if not data:
-                if len(rest):
-                    raise InputError(bam, f"truncated record in region {region}", "re-create the BAM")
-                break
+        try:
+            yield from _records_of_stream(f, chunk_bytes, seed)
+        except (_CutShort, OSError, ValueError, struct.error) as e:  # ValueError: no BAM magic (empty stream)
+            cut_short = str(e) or type(e).__name__
         f.close()
     finally:
         p.stdout.close()
@@ -519,7 +602,43 @@ def _stream_samtools(bam, region: str, chunk_bytes: int, seed: int) -> Iterator[
         p.stderr.close()
         rc = p.wait()
     if rc != 0:
-        raise InputError(bam, f"samtools view failed on {region}: {err.strip()}", "check the BAM and its index")
+        raise InputError(bam, f"samtools view failed on {region or 'the file'}: {err.strip()}", _samtools_fix(err))
+    if cut_short is not None:
+        raise InputError(bam, f"the record stream of {region or 'the file'} ends inside a record ({cut_short})",
+                         CORRUPT_FIX)
+
+
+class _CutShort(Exception):
+    """An uncompressed BAM stream that ends inside the header or a record."""
+
+
+def _records_of_stream(f, chunk_bytes: int, seed: int) -> Iterator[Chunk]:
+    """Chunks of the records of an uncompressed BAM stream (header skipped)."""
+    head = f.read(1 << 16)
+    while True:
+        try:
+            _, _, hend = _parse_header(head)
+            break
+        except struct.error:
+            more = f.read(1 << 16)
+            if not more:
+                raise _CutShort("in the header") from None
+            head += more
+    rest = np.frombuffer(head[hend:], dtype=np.uint8)
+    while True:
+        data = f.read(chunk_bytes)
+        new = np.frombuffer(data, dtype=np.uint8)
+        buf = np.concatenate([rest, new]) if len(rest) else new
+        if len(buf) == 0:
+            return
+        offs, used = scan_offsets(buf, len(buf))
+        if len(offs):
+            yield make_chunk(buf, offs, seed)
+        rest = buf[used:].copy()
+        if not data:
+            if len(rest):
+                raise _CutShort(f"{len(rest)} bytes of an incomplete record")
+            return
 
 
 def cigar_string(buf: np.ndarray, off: int) -> str:
@@ -552,13 +671,12 @@ def record_parts(buf: np.ndarray, off: int) -> tuple[str, np.ndarray, np.ndarray
 
 
 try:
-    from isal.isal_zlib import compressobj as _compressobj, crc32 as _crc32
+    from isal.isal_zlib import compressobj as _compressobj
     _LEVEL = 1  # ISA-L level 1: fast, about zlib level 4-5 in size
 except ImportError:  # pragma: no cover
-    from zlib import compressobj as _compressobj, crc32 as _crc32
+    from zlib import compressobj as _compressobj
     _LEVEL = 1
 
-BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
 _BLOCK = 0xFF00  # uncompressed bytes per BGZF block (as htslib)
 
 
