@@ -17,8 +17,12 @@ ALIGNERS = ("bowtie2", "bwa")
 _INDEX_FILES = {"bowtie2": (".1.bt2", ".1.bt2l"), "bwa": (".bwt", ".bwt.2bit.64")}
 
 
-def check_aligner(aligner: str, index: str | Path) -> None:
-    """The aligner must be known and installed, and its index must exist."""
+def check_aligner(aligner: str, index: str | Path, args: str | None = None) -> None:
+    """The aligner must be known and installed, its index must exist and its
+    options (``aligner_args``, when given) must be plain options: checked
+    before the filter's first pass, not when the aligner is finally run."""
+    if args is not None:
+        parse_aligner_args(args)
     if aligner not in ALIGNERS:
         raise InputError("aligner", f"unknown aligner {aligner!r}", f"set aligner to one of {', '.join(ALIGNERS)}")
     if shutil.which(aligner) is None:
@@ -46,12 +50,73 @@ def build_index(aligner: str, fasta: str | Path, prefix: str | Path, threads: in
     return prefix
 
 
+#: characters a shell gives a meaning to; none is ever needed in an aligner option
+SHELL_META = frozenset(";|&$`<>()\n\r'\"")
+_ARGS_FIX = ("write aligner_args as plain options separated by spaces, e.g. \"--very-sensitive -X 2000\" "
+             "(no ; | & $ ` < > ( ) quotes or newlines: the arguments go to the aligner, never to a shell)")
+
+
+def parse_aligner_args(args: str | None) -> list[str]:
+    """Tokens of ``aligner_args`` (shell-like splitting), refusing shell metacharacters.
+
+    The aligner is run without a shell, so a metacharacter could only be a
+    mistake or an attempt to run a command; either way it is an error.
+
+    Raises
+    ------
+    InputError
+        Naming the param, the offending token and the fix.
+    """
+    if "\n" in (args or "") or "\r" in (args or ""):  # shlex would take a newline for a space; a shell would not
+        raise InputError("aligner_args", f"{args!r} spans several lines", _ARGS_FIX)
+    try:
+        tokens = shlex.split(args or "")
+    except ValueError as e:  # unbalanced quotes
+        raise InputError("aligner_args", f"cannot split {args!r} into options ({e})", _ARGS_FIX) from None
+    for t in tokens:
+        bad = sorted(set(t) & SHELL_META)
+        if bad:
+            raise InputError("aligner_args", f"option {t!r} contains the shell metacharacter(s) {''.join(bad)!r}",
+                             _ARGS_FIX)
+    return tokens
+
+
+def _bowtie2_program(index: str | Path, extra: list[str]) -> tuple[list[str], list[str]]:
+    """(program, remaining options) for bowtie2: its aligner binary, not the ``bowtie2`` Perl
+    wrapper, which joins its arguments into a shell command line (paths with ``$(...)`` would run)."""
+    large = "--large-index" in extra or (not Path(str(index) + ".1.bt2").exists()
+                                         and Path(str(index) + ".1.bt2l").exists())
+    extra = [t for t in extra if t != "--large-index"]  # a wrapper option; the binary choice does it
+    binary = shutil.which("bowtie2-align-l" if large else "bowtie2-align-s")
+    if binary is not None:
+        return [binary, "--wrapper", "basic-0"], extra  # "basic-0": no "run the wrapper" warning
+    return ["bowtie2"], extra + (["--large-index"] if large else [])
+
+
+def _refuse_meta_paths(paths: dict[str, str | Path | None]) -> None:
+    """Only for the ``bowtie2`` wrapper (no aligner binary found): it puts paths in "..." on a
+    shell command line, so refuse what a shell expands there."""
+    for what, value in paths.items():
+        bad = sorted(set(str(value or "")) & SHELL_META)
+        if bad:
+            raise InputError(value, f"the {what} path contains the shell metacharacter(s) {''.join(bad)!r} and "
+                             "bowtie2-align-s is not installed (the bowtie2 wrapper would pass it to a shell)",
+                             "install bowtie2 completely (with bowtie2-align-s) or use an outdir/index path without them")
+
+
 def align_command(aligner: str, index: str | Path, args: str, fq1: Path, fq2: Path | None,
                   threads: int = 1) -> list[str]:
-    """Command that aligns FASTQ(s) and writes SAM to stdout (input order kept)."""
-    extra = shlex.split(args or "")
+    """Command that aligns FASTQ(s) and writes SAM to stdout (input order kept).
+
+    It is run without a shell; ``args`` (``aligner_args``) is split with
+    :func:`parse_aligner_args`.
+    """
+    extra = parse_aligner_args(args)
     if aligner == "bowtie2":
-        cmd = ["bowtie2", "-p", str(threads), "--reorder", "--no-unal", "-x", str(index), *extra]
+        prog, extra = _bowtie2_program(index, extra)
+        if prog == ["bowtie2"]:
+            _refuse_meta_paths({"aligner_index": index, "FASTQ": fq1, "mate-2 FASTQ": fq2})
+        cmd = [*prog, "-p", str(threads), "--reorder", "--no-unal", "-x", str(index), *extra]
         return cmd + (["-1", str(fq1), "-2", str(fq2)] if fq2 else ["-U", str(fq1)])
     if aligner == "bwa":
         return ["bwa", "mem", "-t", str(threads), *extra, str(index), str(fq1)] + ([str(fq2)] if fq2 else [])
