@@ -3,6 +3,7 @@ runs are deterministic, regimes select their windows, bad inputs fail clearly.""
 
 from __future__ import annotations
 
+import json
 
 import numpy as np
 import pandas as pd
@@ -133,6 +134,25 @@ def test_regime_windows_and_errors(data):
         resolve_device("nonsense")
 
 
+TIMING_WORDS = ("second", "time", "elapsed", "duration", "wall")
+
+
+def _timing_keys(obj) -> list[str]:
+    """Keys anywhere in a summary that name a wall-clock figure."""
+    if isinstance(obj, dict):
+        own = [k for k in obj if any(w in k.lower() for w in TIMING_WORDS)]
+        return own + [k for v in obj.values() for k in _timing_keys(v)]
+    if isinstance(obj, list):
+        return [k for v in obj for k in _timing_keys(v)]
+    return []
+
+
+def test_summaries_hold_no_wall_clock_time(multitask):
+    """Two identical runs must write identical summaries: timings go to the log only."""
+    _, summary = multitask
+    assert summary["multitask"]["epochs"] >= 1 and _timing_keys(summary) == []
+
+
 def test_single_task_cli(data):
     tmp, st, _ = data
     out = tmp / "st"
@@ -140,6 +160,8 @@ def test_single_task_cli(data):
           "--fasta", str(st["fasta"]), "--regime", "single_task", "--outdir", str(out), "--window-size", "384",
           "--model-filters", "8", "--model-filters-max", "8", "--model-tower-blocks", "2", "--model-bottleneck", "8",
           "--model-dense", "8", "--train-max-epochs", "1", "--train-max-windows", "64", "--train-device", "cpu"])
+    written = json.loads((out / "train.single_task.summary.json").read_text())
+    assert set(written["models"]) == {"single_task/A", "single_task/B"} and _timing_keys(written) == []
     for ct in ("A", "B"):
         m = load_checkpoint(out / "models" / "single_task" / ct / "model.pt")
         assert m.cell_types == [ct] and m.config.n_tasks == 1
