@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from caveat.engine import MARKER_DIR, Step, order_steps, run_pipeline
+from caveat.engine import LOCK_FILE, MARKER_DIR, Step, lock_outdir, order_steps, run_pipeline
 from caveat.errors import InputError
 from caveat.io import write_json
 from caveat.params import validate
@@ -158,6 +159,134 @@ def test_step_killed_mid_write_leaves_nothing_that_looks_complete(tmp_path):
     # the leftover is a hidden temp file, never the final name
     leftovers = [p.name for p in out.iterdir() if p.is_file()]
     assert all(name.startswith(".tmp-") for name in leftovers)
+
+
+def test_second_run_into_the_same_outdir_is_refused(tmp_path):
+    """A run holds the outdir's lock: a concurrent run into it fails at once, writing nothing."""
+    refused = []
+
+    def outer(ctx):
+        with pytest.raises(InputError, match="another caveat run is writing into this outdir") as e:
+            run_pipeline([Step("inner", lambda c: {})], {}, ctx.outdir)
+        refused.append(str(e.value))
+        return {}
+
+    assert run_pipeline([Step("outer", outer)], {}, tmp_path) == {"outer": "ran"}
+    assert refused and str(tmp_path) in refused[0] and "another outdir" in refused[0]
+    assert not (tmp_path / MARKER_DIR / "inner.json").exists()
+    # released when the run ends: the next run proceeds
+    assert run_pipeline([Step("inner", lambda c: {})], {}, tmp_path) == {"inner": "ran"}
+
+
+def test_lock_of_a_killed_run_is_released(tmp_path):
+    """The lock is the kernel's: a SIGKILLed run leaves no stale lock behind."""
+    out, flag, script = tmp_path / "out", tmp_path / "flag", tmp_path / "slow.py"
+    script.write_text(KILL_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script), str(out), str(flag)])
+    deadline = time.monotonic() + 60
+    while not flag.exists():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    with pytest.raises(InputError, match="another caveat run"):
+        run_pipeline([Step("x", lambda c: {})], {}, out)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert (out / LOCK_FILE).exists()
+    assert run_pipeline([Step("x", lambda c: {})], {}, out) == {"x": "ran"}
+
+
+def test_outdir_that_is_a_file_is_an_input_error(tmp_path):
+    f = tmp_path / "results"
+    f.write_text("not a folder")
+    with pytest.raises(InputError, match="not a folder"):
+        run_pipeline([Step("x", lambda c: {})], {}, f)
+
+
+def test_marker_records_the_digests_of_what_the_step_wrote(tmp_path):
+    steps = _toy_steps([])
+    run_pipeline(steps, validate({}, steps), tmp_path)
+    for name in "abc":
+        marker = json.loads((tmp_path / MARKER_DIR / f"{name}.json").read_text())
+        data = (tmp_path / f"{name}.json").read_bytes()
+        assert marker["outputs"] == {f"{name}.json": {"size": len(data), "digest": hashlib.sha256(data).hexdigest()}}
+
+
+def test_resume_reruns_a_step_whose_outputs_are_missing_or_changed(tmp_path):
+    calls: list[str] = []
+    steps = _toy_steps(calls)
+    params = validate({}, steps)
+    run_pipeline(steps, params, tmp_path)
+
+    # a deleted output reruns its step; the same bytes come back, so downstream stays valid
+    (tmp_path / "b.json").unlink()
+    calls.clear()
+    assert run_pipeline(steps, params, tmp_path, resume=True) == {"a": "skipped", "b": "ran", "c": "skipped"}
+    assert calls == ["b"] and (tmp_path / "b.json").exists()
+
+    # an output changed in place (same size) reruns its step
+    text = (tmp_path / "c.json").read_text()
+    (tmp_path / "c.json").write_text(text.replace("2", "3"))
+    calls.clear()
+    assert run_pipeline(steps, params, tmp_path, resume=True) == {"a": "skipped", "b": "skipped", "c": "ran"}
+    assert json.loads((tmp_path / "c.json").read_text())["value"] == 2
+
+    # nothing touched: nothing reruns
+    calls.clear()
+    assert set(run_pipeline(steps, params, tmp_path, resume=True).values()) == {"skipped"} and calls == []
+
+
+def test_rerun_with_different_outputs_reruns_downstream(tmp_path):
+    """A step rerun for a lost output that writes other bytes than before (a non-deterministic
+    step) makes the steps that read it rerun too; one that writes the same bytes does not."""
+    calls: list[str] = []
+    draws = iter(range(100))
+
+    def noisy(ctx):
+        calls.append("noisy")
+        write_json({"value": next(draws)}, ctx.out("noisy.json"))
+        return {}
+
+    def reader(ctx):
+        calls.append("reader")
+        write_json(json.loads((ctx.outdir / "noisy.json").read_text()), ctx.out("reader.json"))
+        return {}
+
+    steps = [Step("noisy", noisy), Step("reader", reader, needs=("noisy",))]
+    run_pipeline(steps, {}, tmp_path)
+    (tmp_path / "noisy.json").unlink()
+    calls.clear()
+    assert run_pipeline(steps, {}, tmp_path, resume=True) == {"noisy": "ran", "reader": "ran"}
+    assert json.loads((tmp_path / "reader.json").read_text()) == {"value": 1}
+
+
+def test_marker_without_outputs_record_reruns(tmp_path):
+    calls: list[str] = []
+    step = Step("s", lambda ctx: calls.append("s") or {})
+    run_pipeline([step], {}, tmp_path)
+    marker = tmp_path / MARKER_DIR / "s.json"
+    old = json.loads(marker.read_text())
+    del old["outputs"]  # as written by an older caveat
+    marker.write_text(json.dumps(old))
+    run_pipeline([step], {}, tmp_path, resume=True)
+    assert calls == ["s", "s"]
+
+
+def test_identical_runs_write_identical_files_markers_included(tmp_path):
+    steps = _toy_steps([])
+    for d in ("one", "two"):
+        run_pipeline(steps, validate({}, steps), tmp_path / d)
+    files = {d: {p.relative_to(tmp_path / d).as_posix(): p.read_bytes() for p in (tmp_path / d).rglob("*")
+                 if p.is_file()} for d in ("one", "two")}
+    assert files["one"] == files["two"] and f"{MARKER_DIR.as_posix()}/c.json" in files["one"]
+
+
+def test_lock_outdir_is_exclusive_within_a_process(tmp_path):
+    with lock_outdir(tmp_path):
+        with pytest.raises(InputError):
+            with lock_outdir(tmp_path):
+                pass
+    with lock_outdir(tmp_path):  # released
+        pass
 
 
 def test_cli_run_with_unknown_param_names_key(tmp_path):

@@ -3,17 +3,25 @@
 It is not a workflow engine (Nextflow is): no scheduler, no executors. It runs
 each step once, in order, and records a fingerprint of what the step read
 (its params, its input files, the code, its upstream steps' fingerprints) in
-``<outdir>/pipeline_info/steps/<step>.json``. With ``resume=True`` a step whose
-fingerprint is unchanged is skipped. A step's outputs are written atomically
-(see :mod:`caveat.io`), and the marker is written only after the step returns,
-so a step killed mid-write is rerun and leaves nothing that looks complete.
+``<outdir>/pipeline_info/steps/<step>.json``, with the size and content digest
+of every file the step wrote below the outdir. With ``resume=True`` a step is
+skipped only when its fingerprint is unchanged and its recorded outputs are
+all there, unchanged; a step rerun because its outputs were missing or changed
+also reruns the steps downstream when it writes different outputs. A step's
+outputs are written atomically (see :mod:`caveat.io`), and the marker is written
+only after the step returns, so a step killed mid-write is rerun and leaves
+nothing that looks complete. A run holds an exclusive lock on
+``<outdir>/pipeline_info/.lock``: a second run into the same outdir is refused.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,12 +29,13 @@ from typing import Any, Callable, Iterable, Sequence
 
 from . import __version__
 from .errors import InputError
-from .io import dumps_json, file_digest, write_json
+from .io import TMP_PREFIX, content_digest, dumps_json, file_digest, write_json
 from .log import get_logger
 
 log = get_logger("engine")
 
 MARKER_DIR = Path("pipeline_info") / "steps"
+LOCK_FILE = Path("pipeline_info") / ".lock"
 
 
 @dataclass
@@ -204,7 +213,8 @@ def run_pipeline(steps: Sequence[Step], params: dict, outdir: str | Path, *,
         Validated params.
     outdir : path
     resume : bool
-        Skip steps whose fingerprint matches the one recorded by a completed run.
+        Skip steps whose fingerprint matches the one recorded by a completed run
+        and whose recorded outputs are all present and unchanged.
     until : str, optional
         Stop after this step (its upstream steps run, downstream ones do not).
     threads : int
@@ -213,6 +223,11 @@ def run_pipeline(steps: Sequence[Step], params: dict, outdir: str | Path, *,
     -------
     dict
         Step name → ``"ran"`` or ``"skipped"``.
+
+    Raises
+    ------
+    InputError
+        When another run holds the outdir's lock, or the outdir is not a folder.
     """
     outdir = Path(outdir)
     ordered = order_steps(steps)
@@ -222,37 +237,123 @@ def run_pipeline(steps: Sequence[Step], params: dict, outdir: str | Path, *,
     if until is not None:
         keep = _ancestors(ordered, until)
         ordered = [s for s in ordered if s.name in keep]
+    with lock_outdir(outdir):
+        status = _run_steps(ordered, params, outdir, resume, threads)
+    return status
+
+
+def _run_steps(ordered: Sequence[Step], params: dict, outdir: Path, resume: bool, threads: int) -> dict[str, str]:
     fps: dict[str, str] = {}
     status: dict[str, str] = {}
+    changed: set[str] = set()  # steps rerun in this run whose outputs differ from their last record
     t_start = time.monotonic()
     for i, step in enumerate(ordered, 1):
-        ups = {d: fps[d] for d in (*step.needs, *step.optional_needs) if d in fps}
-        fp = fingerprint(step, params, ups, code_version(step))
+        deps = [d for d in (*step.needs, *step.optional_needs) if d in fps]
+        fp = fingerprint(step, params, {d: fps[d] for d in deps}, code_version(step))
         fps[step.name] = fp
         marker = outdir / MARKER_DIR / f"{step.name}.json"
-        if resume and marker.exists():
-            try:
-                recorded = json.loads(marker.read_text())
-            except json.JSONDecodeError:
-                recorded = {}
-            if recorded.get("fingerprint") == fp:
+        recorded = _read_marker(marker)
+        if resume:
+            why = _stale(recorded, fp, outdir, [d for d in deps if d in changed])
+            if why is None:
                 log.info("[%d/%d] %s: unchanged, skipped (resume)", i, len(ordered), step.name)
                 status[step.name] = "skipped"
                 continue
+            log.info("[%d/%d] %s: %s", i, len(ordered), step.name, why)
         if marker.exists():
             marker.unlink()
         log.info("[%d/%d] %s: running", i, len(ordered), step.name)
         t0 = time.monotonic()
+        before = _snapshot(outdir)
         ctx = StepContext(params=params, outdir=outdir, threads=threads, log=get_logger(step.name))
         summary = step.run(ctx) or {}
-        dt = time.monotonic() - t0
-        write_json({"step": step.name, "fingerprint": fp, "summary": summary}, marker)
-        log.info("[%d/%d] %s: done in %.1fs — %s", i, len(ordered), step.name, dt, _one_line(summary))
+        outputs = _written(outdir, before, _snapshot(outdir))
+        if outputs != recorded.get("outputs"):
+            changed.add(step.name)
+        write_json({"step": step.name, "fingerprint": fp, "outputs": outputs, "summary": summary}, marker)
+        log.info("[%d/%d] %s: done in %.1fs — %s", i, len(ordered), step.name, time.monotonic() - t0,
+                 _one_line(summary))
         status[step.name] = "ran"
     log.info("pipeline finished in %.1fs: %d ran, %d skipped; outputs in %s",
              time.monotonic() - t_start, sum(v == "ran" for v in status.values()),
              sum(v == "skipped" for v in status.values()), outdir)
     return status
+
+
+@contextlib.contextmanager
+def lock_outdir(outdir: Path):
+    """Hold an exclusive lock on ``outdir`` (``pipeline_info/.lock``) for a run.
+
+    Two runs writing into one outdir would mix their outputs and markers; the
+    second is refused at once. The lock is the kernel's (``flock``): a killed
+    run releases it, and the empty lock file left behind means nothing.
+    """
+    if outdir.exists() and not outdir.is_dir():
+        raise InputError(outdir, "the outdir exists and is not a folder", "set outdir to a folder (new or existing)")
+    lock = outdir / LOCK_FILE
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(outdir, "another caveat run is writing into this outdir (it holds "
+                             f"{LOCK_FILE.as_posix()})",
+                             "wait for that run to finish (or stop it), or give this run another outdir") from None
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _read_marker(marker: Path) -> dict:
+    try:
+        return json.loads(marker.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def _stale(recorded: dict, fp: str, outdir: Path, changed_deps: list[str]) -> str | None:
+    """Why a step must rerun on resume; None when it is up to date."""
+    if not recorded:
+        return "no record of a completed run, running"
+    if recorded.get("fingerprint") != fp:
+        return "params, inputs, code or upstream changed, rerunning"
+    if changed_deps:
+        return f"upstream {', '.join(changed_deps)} wrote different outputs, rerunning"
+    outputs = recorded.get("outputs")
+    if outputs is None:
+        return "marker without a record of its outputs (older caveat), rerunning"
+    for rel, want in sorted(outputs.items()):
+        path = outdir / rel
+        if not path.is_file():
+            return f"output {rel} is missing, rerunning"
+        if path.stat().st_size != want["size"] or content_digest(path) != want["digest"]:
+            return f"output {rel} changed since the step wrote it, rerunning"
+    return None
+
+
+def _snapshot(outdir: Path) -> dict[str, tuple[int, int, int]]:
+    """(size, mtime ns, inode) of every file below ``outdir`` except the engine's own
+    ``pipeline_info/`` and temporary files."""
+    out = {}
+    for root, dirs, files in os.walk(outdir):
+        root = Path(root)
+        dirs[:] = [d for d in dirs if not d.startswith(TMP_PREFIX) and not (root == outdir and d == "pipeline_info")]
+        for f in files:
+            if f.startswith(TMP_PREFIX):
+                continue
+            p = root / f
+            with contextlib.suppress(FileNotFoundError):
+                st = p.stat()
+                out[p.relative_to(outdir).as_posix()] = (st.st_size, st.st_mtime_ns, st.st_ino)
+    return out
+
+
+def _written(outdir: Path, before: dict, after: dict) -> dict[str, dict]:
+    """Size and content digest of the files a step created or rewrote (a rename onto a path
+    gives a new inode, so an output rewritten with the same bytes counts too)."""
+    return {rel: {"size": st[0], "digest": content_digest(outdir / rel)}
+            for rel, st in sorted(after.items()) if before.get(rel) != st}
 
 
 def _ancestors(ordered: Sequence[Step], name: str) -> set[str]:
@@ -274,4 +375,5 @@ def _one_line(summary: dict) -> str:
     return ", ".join(items[:8]) if items else "(no summary)"
 
 
-__all__ = ["Step", "StepContext", "order_steps", "run_pipeline", "fingerprint", "code_version", "dumps_json"]
+__all__ = ["Step", "StepContext", "order_steps", "run_pipeline", "lock_outdir", "fingerprint", "code_version",
+           "dumps_json"]
