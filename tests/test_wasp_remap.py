@@ -632,3 +632,40 @@ def test_single_end_reads(study, tmp_path):
     before, after = count_sample(bam, snps), count_sample(tmp_path / "o.bam", snps)
     dup = (before["chrom"] == "chrA") & (before["pos"] >= lo) & (before["pos"] < hi)
     assert _ref_fraction(before, dup) > 0.6 and abs(_ref_fraction(after, dup) - 0.5) < 0.08
+
+
+# ----------------------------------------------------------------------------- hostile input, faults
+
+def test_shell_metacharacters_in_paths_and_aligner_args_run_nothing(study, filtered, tmp_path, monkeypatch):
+    """Outdir and index paths named like shell commands are plain paths (the same result as
+    from plain paths); aligner_args with a command in it is refused before any work."""
+    monkeypatch.chdir(tmp_path)  # where a shell would have run `touch INJ*`
+    weird = tmp_path / "$(touch INJ1)" / "o;touch INJ2;`touch INJ3`"
+    (weird / "index").mkdir(parents=True)
+    for f in Path(study["index"]).parent.glob("genome.*bt2"):
+        shutil.copy(f, weird / "index" / f.name)
+    snps, indels, _ = read_het_sites(study["vcf"], ["D1"])
+    st = wr.wasp_filter(study["bam"], snps, indels, weird / "out" / "s.bam", weird / "out" / "s.stats.json",
+                        aligner_index=weird / "index" / "genome", aligner_args="-X 1000", seed=1, threads=2)
+    assert st == filtered[2]
+    with pytest.raises(InputError, match="aligner_args"):
+        _run(study, tmp_path / "o2", aligner_args="-X 1000 --very-sensitive; touch INJ4;")
+    assert _no_outputs(tmp_path / "o2")
+    assert [p for p in tmp_path.rglob("*") if p.name.startswith("INJ")] == []
+
+
+def test_work_folders_are_removed_after_a_failure_and_after_a_kill(study, tmp_path):
+    """A failing run removes its work folder; one left by a SIGKILLed run (which no
+    `finally` survives) is removed when the same output is made next time."""
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match="bowtie2 failed"):
+        _run(study, out, aligner_args="--no-such-option")
+    assert not list(out.glob(".tmp-wasp-*"))
+    stale = out / ".tmp-wasp-x.k1ll3d_x"
+    stale.mkdir()
+    (stale / "all.r1.fq").write_text("@left\nACGT\n+\nIIII\n")
+    other = out / ".tmp-wasp-x.chr1.k1ll3d_x"  # the work folder of another output (x.chr1.bam): not ours
+    other.mkdir()
+    _run(study, out)
+    assert (out / "x.bam").exists() and not stale.exists() and other.exists()
+    assert sorted(p.name for p in out.glob(".tmp-wasp-*")) == [other.name]

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import struct
 import tempfile
@@ -492,7 +493,7 @@ def wasp_filter(bam: str | Path, snps: pd.DataFrame, indels: pd.DataFrame, out_b
     import pysam
 
     br.check_bam(bam)
-    check_aligner(aligner, aligner_index)
+    check_aligner(aligner, aligner_index, aligner_args)
     header, names, lengths = br.read_header(bam)
     used = set(snps["chrom"]) | set(indels["chrom"])
     check_contigs(used, names, what="het-site", file=bam, reference_file=f"the BAM header of {Path(bam).name}")
@@ -511,6 +512,7 @@ def wasp_filter(bam: str | Path, snps: pd.DataFrame, indels: pd.DataFrame, out_b
     work = [(c, i) for i, c in enumerate(names) if c in chroms and idxstats.get(c, 0) > 0]
     out_bam = Path(out_bam)
     out_bam.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_tmp(out_bam)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-wasp-{out_bam.stem}.", dir=out_bam.parent))
     try:
         stats = _run_filter(bam, work, snps, indels, tmp, names, aligner, aligner_index, aligner_args,
@@ -536,6 +538,17 @@ def wasp_filter(bam: str | Path, snps: pd.DataFrame, indels: pd.DataFrame, out_b
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return stats
+
+
+def _remove_stale_tmp(out_bam: Path) -> None:
+    """Remove the work folders (FASTQ, SAM, parts) that a killed earlier run for ``out_bam``
+    left behind: an exception cleans up in wasp_filter's ``finally``, a SIGKILL cannot."""
+    prefix = f".tmp-wasp-{out_bam.stem}."
+    for d in out_bam.parent.glob(".tmp-wasp-*"):
+        # mkdtemp's suffix is 8 characters without a dot: "s1." must not take "s1.chr1."'s folder
+        if d.is_dir() and d.name.startswith(prefix) and re.fullmatch(r"[a-z0-9_]{8}", d.name[len(prefix):]):
+            log.info("removing %s, left by an interrupted run", d)
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def _run_filter(bam, work, snps, indels, tmp, names, aligner, aligner_index, aligner_args, min_mapq,
@@ -767,7 +780,7 @@ def run_step(ctx: StepContext) -> dict:
         if fasta_contigs is not None:
             check_contigs(names, fasta_contigs, what="BAM", file=row.bam, reference_file=p["fasta"])
     index = _aligner_index(p, ctx.outdir, ctx.threads)
-    check_aligner(p["aligner"], index)
+    check_aligner(p["aligner"], index, p["aligner_args"])
     write_parquet(snps, ctx.out("het_snps.parquet"))
     write_parquet(indels, ctx.out("het_indels.parquet"))
     per_sample = {}
