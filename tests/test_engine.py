@@ -202,6 +202,12 @@ def test_outdir_that_is_a_file_is_an_input_error(tmp_path):
         run_pipeline([Step("x", lambda c: {})], {}, f)
 
 
+def test_outdir_that_cannot_be_made_is_an_input_error(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match="cannot write into the outdir"):
+        run_pipeline([Step("x", lambda c: {})], {}, tmp_path / "file" / "out")
+
+
 def test_marker_records_the_digests_of_what_the_step_wrote(tmp_path):
     steps = _toy_steps([])
     run_pipeline(steps, validate({}, steps), tmp_path)

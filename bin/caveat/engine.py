@@ -291,8 +291,12 @@ def lock_outdir(outdir: Path):
     if outdir.exists() and not outdir.is_dir():
         raise InputError(outdir, "the outdir exists and is not a folder", "set outdir to a folder (new or existing)")
     lock = outdir / LOCK_FILE
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise InputError(outdir, f"cannot write into the outdir ({e.strerror})",
+                         "set outdir to a folder you can write to") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
