@@ -1,0 +1,7 @@
+"""Columns of the result tables that several steps read (``metrics.parquet``)."""
+
+from __future__ import annotations
+
+#: metrics.parquet, one row per regime × metric × cell type × stratum (written by ``evaluate``)
+METRIC_COLUMNS = ["regime", "metric", "cell_type", "stratum", "value", "ci_low", "ci_high", "n", "p_value",
+                  "reference"]
