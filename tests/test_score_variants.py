@@ -80,10 +80,10 @@ def test_exact_onehot_fed_to_model_for_snvs_and_indels():
     adapter = ModelAdapter(model, seq_len)
     ins = f"chr1:301:{GENOME_STR[300]}:{GENOME_STR[300]}GGTAC"      # +5
     dele = f"chr1:501:{GENOME_STR[500:504]}:{GENOME_STR[500]}"         # −3
-    ids = [_snv(100), _snv(100, 2), ins, dele, "chr1:2:A:C"]
+    ids = [_snv(100), _snv(100, 2), ins, dele]
     model.seen.clear()
     v, ref_pred, alt_pred, info = score_table(adapter, GENOME, ids, rc=True, shifts=(-1, 0, 1), fast=False)
-    assert info["skipped"]["off_contig"] == 1 and info["scored"] == 4
+    assert sum(info["skipped"].values()) == 0 and info["scored"] == 4 and info["padded_with_n"] == 0
     want: list[str] = []
     for vid in v["variant_id"]:
         refs, alts = _expected_windows(vid, seq_len, (-1, 0, 1), True)
@@ -195,21 +195,41 @@ def _study(tmp_path, with_vcf=False):
     return out, params, sets
 
 
+def test_windows_off_a_contig_end_are_n_padded_and_scored():
+    """As Basenji's snp_seq1: near a contig end the window is padded with N, the variant is still scored."""
+    seq_len = 40
+    seen = []
+
+    class Flat(nn.Module):
+        def forward(self, x):
+            seen.extend(x.clone())
+            return x.sum(dim=(1, 2)).unsqueeze(1) + 1.0
+
+    adapter = ModelAdapter(Flat(), seq_len)
+    adapter.task_names = ["t"]
+    vid = "chr1:3:" + GENOME_STR[2] + ":" + ("A" if GENOME_STR[2] != "A" else "C")
+    v, ref_pred, alt_pred, info = score_table(adapter, GENOME, [vid], rc=False, shifts=(0,), fast=False)
+    assert v["variant_id"].tolist() == [vid] and info["padded_with_n"] == 1
+    as_text = ["".join("ACGT"[i] if col.sum() else "N" for i, col in zip(w.argmax(0).tolist(), w.T)) for w in seen]
+    # variant at index 19 = seq_len // 2 - 1: the 17 bases before the contig start are N (all-zero columns)
+    assert "N" * 17 + GENOME_STR[:23] in as_text
+    assert "N" * 17 + GENOME_STR[:2] + vid[-1] + GENOME_STR[3:23] in as_text
+
+
 def test_run_step_writes_scores_for_every_set_row(tmp_path):
     out, params, sets = _study(tmp_path, with_vcf=True)
     run_step(StepContext(params=params, outdir=out))
     scores = read_parquet(out / "variant_scores.parquet")
     assert list(scores.columns) == SCORE_COLUMNS
-    # the variant 10 bp from the contig end is skipped (counted), every other set row scored per regime
-    kept = sets[~sets["variant_id"].str.startswith("chr1:5990")]
+    # every set row scored per regime, the variant 10 bp from the contig end too (its window N-padded)
     for regime in ("single_task", "multitask"):
         got = scores[scores["regime"] == regime][["cell_type", "variant_id"]]
-        assert sorted(map(tuple, got.to_numpy())) == sorted(map(tuple, kept[["cell_type", "variant_id"]].to_numpy()))
+        assert sorted(map(tuple, got.to_numpy())) == sorted(map(tuple, sets[["cell_type", "variant_id"]].to_numpy()))
     assert np.allclose(scores["pred_ref_ratio"], scores["ref_pred"] / (scores["ref_pred"] + scores["alt_pred"]))
     assert np.allclose(scores["log2_fc"], np.log2(scores["alt_pred"] / scores["ref_pred"]))
     js = json.loads((out / "score_variants.summary.json").read_text())
-    assert js["rows"] == len(scores) == 8 and js["skipped"] == 2      # single_task/T and multitask
-    assert js["by_model"]["multitask"]["skipped"]["off_contig"] == 1
+    assert js["rows"] == len(scores) == 10 and js["skipped"] == 0
+    assert js["by_model"]["multitask"]["padded_with_n"] == 1
     vcf = read_parquet(out / "vcf_scores.parquet")
     assert len(vcf) == 3 * (2 + 1 + 1)          # 3 ALT alleles × every task of each model (multitask 2, B, T)
     # the same variant in two cell types is scored once by the multitask model: identical numbers
@@ -240,7 +260,7 @@ def test_cli_scores_an_outside_torchscript_model(tmp_path):
                  "--out", str(dest)]) == 0
     ext = read_parquet(dest)
     assert set(ext["regime"]) == {"external"} and set(ext["cell_type"]) == {"B", "T"}
-    assert len(ext) == 4 + 3 * 2                                       # set rows (one skipped) + VCF alleles × tasks
+    assert len(ext) == 5 + 3 * 2                                       # every set row + VCF alleles × tasks
     # TorchScript runs the plain path; the same weights as an nn.Module take the fast path: same numbers
     v, r, a, info = score_table(ModelAdapter(model, 1344), {"chr1": GENOME["chr1"]}, [_snv(1000)])
     row = ext[(ext["variant_id"] == _snv(1000)) & (ext["cell_type"] == "T")].iloc[0]
@@ -278,22 +298,23 @@ def test_bad_inputs_raise_input_errors(tmp_path):
 # ---------------------------------------------------------------- the pipeline on the tiny study
 
 
-def test_tiny_run_scores_every_set_variant(tiny_run):
+def test_tiny_run_scores_every_variant_of_both_tables_in_every_regime(tiny_run):
+    """Every row of variant_sets.parquet and of the stratum-matched (Fig. 4B) table has a score in every regime."""
     scores = read_parquet(tiny_run / "variant_scores.parquet")
     sets = read_parquet(tiny_run / "variant_sets.parquet")
+    strata = read_parquet(tiny_run / "variant_sets_stratum_matched.parquet")
     js = json.loads((tiny_run / "score_variants.summary.json").read_text())
     assert list(scores.columns) == SCORE_COLUMNS and js["rows"] == len(scores)
     assert np.isfinite(scores[["ref_pred", "alt_pred", "log2_fc"]].to_numpy()).all()
     assert ((scores["pred_ref_ratio"] > 0) & (scores["pred_ref_ratio"] < 1)).all()
-    want = set(map(tuple, sets[["cell_type", "variant_id"]].to_numpy()))
-    for label, info in js["by_model"].items():
-        regime = label.split("/")[0]
-        got = scores[scores["regime"] == regime]
-        if "/" in label:
-            got = got[got["cell_type"] == label.split("/")[1]]
-        rows = set(map(tuple, got[["cell_type", "variant_id"]].to_numpy()))
-        assert rows <= want
-        assert info["scored"] + sum(info["skipped"].values()) == info["variants_in"]
+    want = set(map(tuple, sets[["cell_type", "variant_id"]].to_numpy())) | set(
+        map(tuple, strata[["cell_type", "variant_id"]].to_numpy()))
+    assert len(strata) and not set(map(tuple, strata[["cell_type", "variant_id"]].to_numpy())) <= set(
+        map(tuple, sets[["cell_type", "variant_id"]].to_numpy()))  # the Fig. 4B table adds variants
+    for regime, got in scores.groupby("regime"):
+        assert set(map(tuple, got[["cell_type", "variant_id"]].to_numpy())) == want, regime
+    for info in js["by_model"].values():
+        assert sum(info["skipped"].values()) == 0 and info["scored"] == info["variants_in"]
     assert set(scores["regime"]) >= {"multitask"}
 
 

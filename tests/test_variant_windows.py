@@ -43,22 +43,24 @@ def test_snv_and_indels_hand_checked():
     assert all(len(a) == 12 for a in alt)
 
 
-def test_contig_ends_are_skipped_and_counted():
-    ids = ["chrA:6:C:A",        # window starts exactly at 0: kept
-           "chrA:5:C:A",        # one base off the left end
-           "chrA:34:G:C",       # window ends exactly at 40: kept
-           "chrA:35:C:A",       # one base off the right end
-           "chrA:34:GC:G",      # deletion needs one more right-flank base than the contig has
-           "chrA:6:C:CTT",      # insertion at the left edge, trimmed 1 left: kept
+def test_contig_ends_are_n_padded_and_bad_variants_skipped():
+    ids = ["chrA:6:C:A",        # window starts exactly at 0
+           "chrA:5:C:A",        # one base off the left end: N-padded
+           "chrA:34:G:C",       # window ends exactly at 40
+           "chrA:35:C:A",       # one base off the right end: N-padded
+           "chrA:34:GC:G",      # deletion needs one more right-flank base than the contig has: N-padded
+           "chrA:6:C:CTT",      # insertion at the left edge, trimmed 1 left
            "chrZ:5:A:C", "chrA:19:A:T", "chrA:19:G:<DEL>", "chrA:19:G:G" + "A" * 12]
     w = _win(ids)
-    assert w.variants["variant_id"].tolist() == ["chrA:6:C:A", "chrA:34:G:C", "chrA:6:C:CTT"]
-    assert w.skipped == {"unknown_contig": 1, "unsupported_allele": 1, "too_long": 1,
-                         "off_contig": 3, "ref_mismatch": 1}
+    assert w.variants["variant_id"].tolist() == ids[:6]
+    assert w.skipped == {"unknown_contig": 1, "unsupported_allele": 1, "too_long": 1, "ref_mismatch": 1}
+    assert w.padded == 3
     assert decode(w.ref[0]) == CONTIG[0:12] and decode(w.alt[0]) == "AAAACACCGGGG"
-    assert decode(w.ref[1]) == CONTIG[28:40] and decode(w.alt[1]) == "GGTTACCTAGCT"
-    assert decode(w.alt[2]) == "AAACCTTCCGGG"
-    assert w.skipped_ids["off_contig"] == ["chrA:5:C:A", "chrA:35:C:A", "chrA:34:GC:G"]
+    assert decode(w.ref[1]) == "N" + CONTIG[0:11] and decode(w.alt[1]) == "NAAAAACCCGGG"
+    assert decode(w.ref[2]) == CONTIG[28:40] and decode(w.alt[2]) == "GGTTACCTAGCT"
+    assert decode(w.ref[3]) == CONTIG[29:40] + "N" and decode(w.alt[3]) == "GTTAGATAGCTN"
+    assert decode(w.ref[4]) == CONTIG[28:40] and decode(w.alt[4]) == "GGTTAGTAGCTN"
+    assert decode(w.alt[5]) == "AAACCTTCCGGG"
 
 
 def test_order_and_groups_of_contigs_preserved():

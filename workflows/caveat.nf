@@ -47,12 +47,16 @@ workflow CAVEAT {
 
     // a list param given on the command line (--regimes multitask,single_task) is one string
     def regimes = listParam(params.regimes)
+    // score_variants scores every variant a metric uses: both tables of match_negatives
+    ch_variant_tables = IMBALANCE.out.variant_sets
+        .combine(IMBALANCE.out.stratum_matched.map { _meta, parquet -> parquet })
+        .map { meta, sets, strata -> [meta, [sets, strata]] }
     ch_blacklist = optionalFile(params.blacklist)
     ch_score_vcf = optionalFile(params.score_vcf)
     MODELS(
         TRACKS.out.pseudobulk,
         TRACKS.out.peaks,
-        IMBALANCE.out.variant_sets,
+        ch_variant_tables,
         PREPARE_INPUTS.out.cell_types,
         PREPARE_INPUTS.out.fasta,
         regimes,

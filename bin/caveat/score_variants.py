@@ -38,11 +38,11 @@ from .io import read_parquet, write_json, write_parquet
 from .log import Progress, get_logger
 from .model_adapter import ModelAdapter, load_model
 from .onehot import one_hot
+from .regimes import REGIMES
 from .variant_windows import SKIP_REASONS, build_windows, parse_variant_ids
 
 log = get_logger("score_variants")
 
-REGIMES = ("single_task", "multitask", "multitask_peaks", "multitask_nonubiquitous")
 PARAMS = {
     "regimes": list(REGIMES),
     "score_rc": True,
@@ -191,12 +191,14 @@ def score_table(adapter: ModelAdapter, genome: dict[str, np.ndarray], variant_id
     chunk = window_rank // max(1, batch_size)
     kept, refs, alts, skipped = [], [], [], {r: 0 for r in SKIP_REASONS}
     examples: dict[str, list] = {}
+    n_padded = 0
     progress = Progress(log, "variants", total=len(variants), label=label)
     bounds = np.flatnonzero(np.diff(chunk)) + 1          # chunk is non-decreasing (variants sorted)
     spans = zip(np.r_[0, bounds], np.r_[bounds, len(variants)]) if len(variants) else ()
     for lo, hi in spans:
         rows = variants.iloc[lo:hi]
         w = build_windows(genome, rows, seq_len=seq_len, centre=centre, max_shift=max_shift)
+        n_padded += w.padded
         for r, n in w.skipped.items():
             skipped[r] += n
         for r, ex in w.skipped_ids.items():
@@ -218,7 +220,10 @@ def score_table(adapter: ModelAdapter, genome: dict[str, np.ndarray], variant_id
         if n:
             log.warning("%sskipped %d variant(s): %s (e.g. %s)", f"{label}: " if label else "", n, r,
                         ", ".join(examples.get(r, [])))
-    info = {"variants_in": int(len(variants)), "scored": int(len(out)), "skipped": skipped,
+    if n_padded:
+        log.info("%s%d variant window(s) run off a contig end: padded with N", f"{label}: " if label else "",
+                 n_padded)
+    info = {"variants_in": int(len(variants)), "scored": int(len(out)), "skipped": skipped, "padded_with_n": n_padded,
             "path": "fast_ism" if fism is not None else "plain", "augmentations": len(augs),
             "seconds": round(seconds, 3), "variants_per_s": round(len(variants) / max(seconds, 1e-9), 1)}
     return out, ref_pred, alt_pred, info
@@ -282,13 +287,29 @@ def resolve_device(name: str) -> torch.device:
 
 
 def read_variant_sets(path: Path) -> pd.DataFrame:
+    """(cell_type, variant_id) rows of one variant table (depth-matched sets or the stratum-matched table)."""
+    path = Path(path)
     if not path.exists():
-        raise InputError(path, "variant_sets.parquet not found", "run the match_negatives step first")
+        raise InputError(path, "variant table not found", "run the match_negatives step first")
     sets = read_parquet(path)
-    missing = {"cell_type", "variant_id", "set"} - set(sets.columns)
+    missing = {"cell_type", "variant_id"} - set(sets.columns)
     if missing:
-        raise InputError(path, f"missing column(s) {sorted(missing)}", "use variant_sets.parquet from match_negatives")
-    return sets
+        raise InputError(path, f"missing column(s) {sorted(missing)}",
+                         "use variant_sets.parquet or variant_sets_stratum_matched.parquet from match_negatives")
+    return sets[["cell_type", "variant_id"]]
+
+
+def variants_to_score(paths) -> pd.DataFrame:
+    """Every (cell_type, variant_id) that a metric uses: the union of the given variant tables.
+
+    The imbalance and direction tasks use ``variant_sets.parquet``; the Fig. 4B
+    direction task uses ``variant_sets_stratum_matched.parquet`` (every tested
+    variant in the strata, not only the sets' ones), so both are scored.
+    """
+    parts = [read_variant_sets(Path(p)) for p in paths]
+    out = pd.concat(parts, ignore_index=True).drop_duplicates().sort_values(["cell_type", "variant_id"])
+    log.info("variants to score: %d (cell type, variant) rows from %s", len(out), ", ".join(Path(p).name for p in paths))
+    return out.reset_index(drop=True)
 
 
 def model_jobs(outdir: Path, regimes: list[str], cell_types: list[str]) -> list[tuple[str, str | None, Path]]:
@@ -308,7 +329,8 @@ def model_jobs(outdir: Path, regimes: list[str], cell_types: list[str]) -> list[
 def run_step(ctx: StepContext) -> dict:
     p, out = ctx.params, ctx.outdir
     torch.set_num_threads(max(1, ctx.threads))
-    sets = read_variant_sets(out / "variant_sets.parquet")
+    tables = [out / "variant_sets.parquet"] + [t for t in [out / "variant_sets_stratum_matched.parquet"] if t.exists()]
+    sets = variants_to_score(tables)
     cell_types = sorted(sets["cell_type"].unique())
     vcf_ids = vcf_variant_ids(p["score_vcf"], read_contig_map(p.get("contig_map"))) if p.get("score_vcf") else []
     ctx.log.info("read %d variant-set rows (%d distinct variants, %d cell types)%s", len(sets),
@@ -378,7 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--model", help="model.pt from `caveat train`, or any TorchScript (N,4,L)→(N,T) model")
     ap.add_argument("--regime", default="external", help="regime label written in the table (default: external)")
     ap.add_argument("--fasta", help="reference genome FASTA")
-    ap.add_argument("--variant-sets", help="variant_sets.parquet: score its variants, rows where each is in a set")
+    ap.add_argument("--variant-sets", nargs="+", metavar="PARQUET",
+                    help="variant tables (variant_sets.parquet, variant_sets_stratum_matched.parquet): score the "
+                         "union of their (cell type, variant) rows")
     ap.add_argument("--cell-type", help="single-task model: the cell type it predicts (only its set rows)")
     ap.add_argument("--vcf", help="score every ALT allele of this VCF, rows for every task")
     ap.add_argument("--contig-map", help="two-column TSV: contig name in the VCF → name in the FASTA")
@@ -432,7 +456,7 @@ def main(argv=None) -> int:
         adapter.task_names = [a.cell_type] if adapter.n_tasks == 1 else adapter.task_names
     parts, wanted_all = [], []
     if a.variant_sets:
-        sets = read_variant_sets(Path(a.variant_sets))
+        sets = variants_to_score(a.variant_sets)
         wanted = sets[sets["cell_type"] == a.cell_type] if a.cell_type else sets
         wanted_all.append((wanted["variant_id"], wanted))
     if a.vcf:
@@ -441,7 +465,7 @@ def main(argv=None) -> int:
     try:
         contigs = set(parse_variant_ids(ids)["chrom"])
     except ValueError as e:
-        raise InputError(a.variant_sets or a.vcf, str(e), "variant ids must be chrom:pos1:ref:alt") from None
+        raise InputError(", ".join(a.variant_sets or []) or a.vcf, str(e), "variant ids must be chrom:pos1:ref:alt") from None
     genome = read_genome(a.fasta, sorted(contigs & _fasta_contigs(a.fasta)))
     summary = {}
     for ids_i, wanted in wanted_all:

@@ -22,11 +22,13 @@ The ALT rule (stated once, used everywhere)
   ``d // 2`` bases from the left end and ``d - d // 2`` from the right end,
   so the inserted sequence stays centred where the REF allele was.
 * A window (with its shift margin and, for deletions, the extra right flank)
-  that runs off a contig end is skipped and counted (``off_contig``); so is
-  a variant on a contig missing from the genome (``unknown_contig``), one
-  whose REF allele disagrees with the genome (``ref_mismatch``), a symbolic or
-  non-ACGTN allele (``unsupported_allele``) and an insertion too long to keep
-  centred in the window (``too_long``).
+  that runs off a contig end is **padded with N** there (counted as
+  ``padded``), as Basenji's ``snp_seq1`` does: every tested variant gets a
+  score, so no metric loses it. A variant on a contig missing from the genome
+  (``unknown_contig``), one whose REF allele disagrees with the genome
+  (``ref_mismatch``), a symbolic or non-ACGTN allele (``unsupported_allele``)
+  and an insertion too long to keep centred in the window (``too_long``) are
+  skipped and counted.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ import pandas as pd
 
 from .genome import CODE
 
-SKIP_REASONS = ("unknown_contig", "unsupported_allele", "too_long", "off_contig", "ref_mismatch")
+SKIP_REASONS = ("unknown_contig", "unsupported_allele", "too_long", "ref_mismatch")
 _ALLELE_OK = set("ACGTNacgtn")
 
 
@@ -102,10 +104,20 @@ class VariantWindows:
     max_shift: int
     skipped: dict = field(default_factory=dict)
     skipped_ids: dict = field(default_factory=dict)
+    padded: int = 0
 
 
 def _codes(allele: str) -> np.ndarray:
     return CODE[np.frombuffer(allele.encode("ascii"), dtype=np.uint8)]
+
+
+def padded_slice(contig: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """``contig[lo:hi]`` with N (code 4) wherever the range runs off the contig, shape (hi - lo,)."""
+    out = np.full(hi - lo, 4, dtype=np.uint8)
+    a, b = max(lo, 0), min(hi, len(contig))
+    if b > a:
+        out[a - lo:b - lo] = contig[a:b]
+    return out
 
 
 def alt_window(contig: np.ndarray, pos: int, ref: str, alt: str, start: int, width: int,
@@ -184,14 +196,14 @@ def build_windows(genome: dict[str, np.ndarray], variants: pd.DataFrame, *, seq_
     contig_len = np.array([len(genome[ch]) if ch in genome else 0 for ch in v["chrom"]], dtype=np.int64)
     extra_right = np.maximum(ref_len - alt_len, 0)          # deletions need more right flank
     off = (starts < 0) | (starts + width + extra_right > contig_len)
-    reason[(reason == "") & off] = "off_contig"
 
     ref = np.zeros((n, width), dtype=np.uint8)
     cand = np.flatnonzero(reason == "")
     for chrom, idx in v.iloc[cand].groupby("chrom", sort=False).indices.items():
         rows = cand[idx]
         gather = starts[rows][:, None] + np.arange(width)[None, :]
-        ref[rows] = genome[chrom][gather]
+        inside = (gather >= 0) & (gather < len(genome[chrom]))
+        ref[rows] = np.where(inside, genome[chrom][np.clip(gather, 0, len(genome[chrom]) - 1)], 4)
     # the REF allele must match the genome (else: wrong build or contig map); an N allele matches anything
     is_snv = (ref_len == 1) & (alt_len == 1)
     single = cand[ref_len[cand] == 1]
@@ -207,17 +219,16 @@ def build_windows(genome: dict[str, np.ndarray], variants: pd.DataFrame, *, seq_
     alt[snv, c] = CODE[np.frombuffer("".join(v["alt"].to_numpy()[snv]).encode("ascii"), dtype=np.uint8)]
     for i in np.flatnonzero(keep & ~is_snv):
         row = v.iloc[i]
-        a = alt_window(genome[row.chrom], int(row.pos), row.ref, row.alt, int(starts[i]), width, c)
-        if a is None:                                        # guarded above; kept for safety
-            reason[i], keep[i] = "off_contig", False
-            continue
-        alt[i] = a
+        s0 = int(starts[i])
+        # the window's own stretch of genome, N-padded off the contig ends
+        seg = padded_slice(genome[row.chrom], s0, s0 + width + int(extra_right[i]))
+        alt[i] = alt_window(seg, int(row.pos) - s0, row.ref, row.alt, 0, width, c)
     skipped = {r: int((reason == r).sum()) for r in SKIP_REASONS}
     examples = {r: v.loc[reason == r, "variant_id"].head(5).tolist() for r in SKIP_REASONS if skipped[r]}
     kept = np.flatnonzero(keep)
     return VariantWindows(variants=v.iloc[kept].reset_index(drop=True), ref=ref[kept], alt=alt[kept],
                           is_snv=is_snv[kept], seq_len=seq_len, centre=centre, max_shift=max_shift,
-                          skipped=skipped, skipped_ids=examples)
+                          skipped=skipped, skipped_ids=examples, padded=int((keep & off).sum()))
 
 
-__all__ = ["SKIP_REASONS", "VariantWindows", "alt_window", "build_windows", "parse_variant_ids"]
+__all__ = ["SKIP_REASONS", "VariantWindows", "alt_window", "build_windows", "padded_slice", "parse_variant_ids"]

@@ -1,5 +1,6 @@
 process SCORE_VARIANTS {
-    // In-silico mutagenesis of every variant of the variant sets with one regime's model
+    // In-silico mutagenesis of every variant of the variant tables (depth-matched sets and the
+    // stratum-matched Fig. 4B table) with one regime's model
     // (single_task: one cell type's model): REF vs ALT at the centre bin — a GPU task.
     // With params.score_vcf, that VCF's ALT alleles are scored too, into a table of their own
     // (vcf_scores, as the local engine keeps them apart from the benchmark's variant scores).
@@ -8,7 +9,7 @@ process SCORE_VARIANTS {
     container "${task.accelerator ? 'ghcr.io/caveat-bench/caveat-gpu:0.1.0' : 'ghcr.io/caveat-bench/caveat:0.1.0'}"
 
     input:
-    tuple val(meta), path(model_dir), path(variant_sets)
+    tuple val(meta), path(model_dir), path(variant_tables, arity: '1..*')
     tuple path(fasta), path(fai)
     path score_vcf
     path contig_map
@@ -45,7 +46,7 @@ process SCORE_VARIANTS {
         --regime ${meta.regime} \\
         ${cell_type} \\
         --fasta ${fasta} \\
-        --variant-sets ${variant_sets} \\
+        --variant-sets ${variant_tables.join(' ')} \\
         --threads ${task.cpus} \\
         --out variant_scores.${meta.id}.parquet \\
         --summary variant_scores.${meta.id}.summary.json \\

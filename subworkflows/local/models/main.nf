@@ -13,7 +13,7 @@ workflow MODELS {
     take:
     pseudobulk     // [meta(id: cell type), pseudobulk bigWig]
     peaks          // [meta, peaks.parquet]
-    variant_sets   // [meta, variant_sets.parquet]
+    variant_tables // [meta, [variant_sets.parquet, variant_sets_stratum_matched.parquet]]
     cell_types     // list of cell types (samplesheet order)
     fasta          // [fasta, fai]
     regimes        // list of regimes to train
@@ -55,7 +55,7 @@ workflow MODELS {
     PREDICT(ch_predict_in, ch_trained, fasta)
 
     ch_score_in = TRAIN.out.model
-        .combine(variant_sets.map { _meta, parquet -> parquet })
+        .combine(variant_tables.map { _meta, tables -> [tables] })   // one list element, not two
     SCORE_VARIANTS(ch_score_in, fasta, score_vcf, contig_map)
 
     // one table per kind, as the local engine writes: variant_scores.parquet (+ vcf_scores.parquet)
