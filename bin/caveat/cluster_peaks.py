@@ -20,6 +20,12 @@ Rules (stated so users know what they get)
   between cell types do not shift every peak), then ``acc = log2(CPM + 1)``;
   the same per donor × cell type in ``peaks_donor_counts.parquet``.
   Peaks without a single insertion in any cell type are dropped (logged).
+* **Peak values** (``value_<cell type>`` in ``peaks.parquet``, ``value`` per sample in
+  ``peaks_donor_counts.parquet``): insertions under the study's peak rule
+  (``predict_peak_value``; default ``centre``: summed over the centred
+  ``target_bin`` = 192 bp site, see :mod:`caveat.peak_sites`), from the
+  pseudobulk and the per-sample tracks: the reference-accuracy targets and the
+  inter-donor bound on one scale.
 * **Specificity**: tau (Yanai et al. 2005) on ``acc``: 0 = equal in all cell
   types, 1 = in one only.
 * **Clusters**: k-means (fixed seed, 10 starts) on row-standardised profiles:
@@ -59,6 +65,7 @@ from .intervals import merge_intervals, read_bed, sort_intervals
 from .io import atomic_path, write_json, write_parquet
 from .ldsc import export_ldsc
 from .log import Progress, get_logger
+from .peak_sites import check_rule, peak_track_values
 from .samplesheet import cell_types, read_samplesheet
 
 log = get_logger("cluster_peaks")
@@ -451,6 +458,7 @@ def cluster_peaks(sheet: pd.DataFrame, lengths: Mapping[str, int], tracks_dir: P
     if not keep.any():
         raise InputError(tracks_dir, "no insertion falls in any peak", "check that the peaks and BAMs use the same genome")
     peaks, counts, donor_counts = peaks[keep].reset_index(drop=True), counts[keep], donor_counts[keep]
+    values, donor_values = peak_values(sheet, names, tracks_dir, peaks, params)
     acc = log_cpm(counts)
     spec = tau(acc)
     if cluster is None:
@@ -461,9 +469,10 @@ def cluster_peaks(sheet: pd.DataFrame, lengths: Mapping[str, int], tracks_dir: P
                        silhouette={str(kk): v for kk, v in sil.items()})
     else:
         cluster = cluster[keep]
-    table = _peaks_table(peaks, names, acc, counts, spec, cluster, labels)
+    table = _peaks_table(peaks, names, acc, counts, spec, cluster, labels, values)
     write_parquet(table, outdir / "peaks.parquet")
-    write_parquet(_donor_table(peaks, sheet, donor_counts), outdir / "peaks_donor_counts.parquet")
+    write_parquet(_donor_table(peaks, sheet, donor_counts, donor_values), outdir / "peaks_donor_counts.parquet")
+    summary["peak_value_rule"] = params.get("predict_peak_value", "centre")
     summary.update(_cluster_summary(table, names, labels), peaks_dropped_no_insertions=int(empty.sum()))
     with atomic_path(outdir / "ldsc", is_dir=True) as tmp:  # replaces a previous run's files as a whole
         summary["ldsc"] = export_ldsc(table, tmp, bim=params.get("ldsc_bim"))
@@ -471,12 +480,37 @@ def cluster_peaks(sheet: pd.DataFrame, lengths: Mapping[str, int], tracks_dir: P
     return summary
 
 
-def _peaks_table(peaks, names, acc, counts, spec, cluster, labels) -> pd.DataFrame:
+def peak_values(sheet: pd.DataFrame, names: Sequence[str], tracks_dir: Path, peaks: pd.DataFrame,
+                params: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Peak values under the study's peak rule (``predict_peak_value``, :mod:`caveat.peak_sites`).
+
+    Returns
+    -------
+    values : numpy.ndarray, shape (n_peaks, n_cell_types)
+        From each cell type's pseudobulk track: the reference-accuracy targets.
+    donor_values : numpy.ndarray, shape (n_peaks, n_samples)
+        From each sample's track: the inter-donor bound on the same scale.
+    """
+    rule = check_rule(params.get("predict_peak_value", "centre"))
+    kw = dict(window_size=int(params.get("window_size", 1344)), window_stride=int(params.get("window_stride", 192)),
+              target_bin=int(params.get("target_bin", 192)))
+    values = np.stack([peak_track_values(tracks_dir / f"{ct}.pseudobulk.bw", peaks, rule, **kw) for ct in names],
+                      axis=1) if names else np.zeros((len(peaks), 0))
+    donor_values = np.stack([peak_track_values(tracks_dir / f"{s}.bw", peaks, rule, **kw) for s in sheet["sample"]],
+                            axis=1) if len(sheet) else np.zeros((len(peaks), 0))
+    log.info("peak values (rule %s, %d bp site) from %d pseudobulk and %d sample tracks", rule, kw["target_bin"],
+             len(names), len(sheet))
+    return values, donor_values
+
+
+def _peaks_table(peaks, names, acc, counts, spec, cluster, labels, values) -> pd.DataFrame:
     t = peaks.copy()
     for j, ct in enumerate(names):
         t[f"acc_{ct}"] = acc[:, j].astype(np.float32)
     for j, ct in enumerate(names):
         t[f"count_{ct}"] = counts[:, j]
+    for j, ct in enumerate(names):
+        t[f"value_{ct}"] = values[:, j].astype(np.float32)
     t["cluster"] = cluster.astype(np.int32)
     t["cluster_label"] = np.array(labels, dtype=object)[cluster]
     t["kind"] = np.where(cluster == 0, UBIQUITOUS, "specific")
@@ -484,8 +518,9 @@ def _peaks_table(peaks, names, acc, counts, spec, cluster, labels) -> pd.DataFra
     return t
 
 
-def _donor_table(peaks: pd.DataFrame, sheet: pd.DataFrame, donor_counts: np.ndarray) -> pd.DataFrame:
-    """Long table: one row per peak × sample (donor × cell type)."""
+def _donor_table(peaks: pd.DataFrame, sheet: pd.DataFrame, donor_counts: np.ndarray,
+                 donor_values: np.ndarray) -> pd.DataFrame:
+    """Long table: one row per peak × sample (donor × cell type); ``value`` under the peak rule."""
     n, m = donor_counts.shape
     lc = log_cpm(donor_counts)
     return pd.DataFrame({
@@ -495,6 +530,7 @@ def _donor_table(peaks: pd.DataFrame, sheet: pd.DataFrame, donor_counts: np.ndar
         "cell_type": np.tile(sheet["cell_type"].to_numpy(), n),
         "count": donor_counts.reshape(-1),
         "log_cpm": lc.reshape(-1).astype(np.float32),
+        "value": donor_values.reshape(-1).astype(np.float32),
     })
 
 
@@ -534,7 +570,9 @@ STEP = Step(
     run=run_step,
     needs=("insertions",),
     params={"peak_merge": "auto", "peak_width": 500, "peak_macs3_qvalue": 0.01, "peak_macs3_gsize": None,
-            "cluster_k": None, "cluster_k_max": 12, "cluster_assignments": None, "ldsc_bim": None},
+            "cluster_k": None, "cluster_k_max": 12, "cluster_assignments": None, "ldsc_bim": None,
+            # the peak rule (caveat.peak_sites), shared with build_dataset and predict
+            "predict_peak_value": "centre", "window_size": 1344, "window_stride": 192, "target_bin": 192},
     input_files=_input_files,
     path_params=("cluster_assignments", "ldsc_bim"),
     doc="union peaks, accessibility matrix, ubiquitous vs cell-type specific clusters, LDSC export",
@@ -557,6 +595,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--cluster-k-max", type=int, default=d["cluster_k_max"])
     ap.add_argument("--cluster-assignments", default=d["cluster_assignments"], help="BED: chrom, start, end, cluster")
     ap.add_argument("--ldsc-bim", default=d["ldsc_bim"], help="PLINK .bim file or per-chromosome prefix")
+    ap.add_argument("--peak-value", default=d["predict_peak_value"], choices=["centre", "mean", "sum"],
+                    help="peak value rule (centre: insertions summed over the centred target_bin site, the study's)")
+    ap.add_argument("--window-size", type=int, default=d["window_size"])
+    ap.add_argument("--window-stride", type=int, default=d["window_stride"])
+    ap.add_argument("--target-bin", type=int, default=d["target_bin"])
     ap.add_argument("--contig-map", default=None)
     ap.add_argument("--seed", type=int, default=0)
     return ap
@@ -568,7 +611,8 @@ def main(argv=None) -> int:
               "peak_macs3_qvalue": a.peak_macs3_qvalue, "peak_macs3_gsize": a.peak_macs3_gsize,
               "cluster_k": a.cluster_k, "cluster_k_max": a.cluster_k_max,
               "cluster_assignments": a.cluster_assignments, "ldsc_bim": a.ldsc_bim,
-              "contig_map": a.contig_map, "seed": a.seed}
+              "contig_map": a.contig_map, "seed": a.seed, "predict_peak_value": a.peak_value,
+              "window_size": a.window_size, "window_stride": a.window_stride, "target_bin": a.target_bin}
     sheet = read_samplesheet(a.input, check_files=False)  # BAMs are not read here
     cluster_peaks(sheet, fasta_lengths(a.fasta), Path(a.insertions), Path(a.outdir), params)
     return 0

@@ -2,20 +2,24 @@
 
 For each regime, the model predicts the centre-bin insertion count of every
 test-split window, optionally averaged over the reverse complement and shifts
-−1, 0, +1 (six passes; ``predict_average``). A union peak on a test
-chromosome gets, from the windows whose centre bin overlaps it (the windows
-tiling it), the mean of their targets and the mean of their predictions —
-the same rule for both: the peak's height as insertions per 192 bp bin.
+−1, 0, +1 (six passes; ``predict_average``).
 
-Why the mean and not the sum (``predict_peak_value: sum`` gives the sum): a
-sum scales with the number of bins a peak spans, so peak width alone makes
-targets and predictions correlate. On the simulated demo a model trained on
-permuted targets (which learns no sequence signal) scored Pearson R ≈ 0.25 on
-ubiquitous peaks with sums and ≈ 0.07 with means, while the real model scored
-0.66–0.70 either way.
+Peaks (``predict_peak_value``, rules in :mod:`caveat.peak_sites`):
+
+* ``centre`` (default, the study's rule, from the authors' code; docs/CONVENTIONS.md): the
+  model predicts **one 1344 bp window centred on each test-chromosome peak**
+  (same averaging), and its centre 192 bp output is compared with the
+  pseudobulk insertions **summed over that centred 192 bp site**
+  (``value_<cell type>`` of ``peaks.parquet``, written by ``cluster_peaks``
+  from the same rule). Peaks whose window runs off their contig are dropped
+  (logged).
+* ``mean`` / ``sum``: the mean (sum) of the targets and of the predictions of
+  the tiled test windows whose centre bin overlaps the peak. A sum scales with
+  peak width, so width alone makes targets and predictions correlate.
 
 Output ``predictions.parquet``: regime, kind ∈ {window, peak}, peak_id (null
-for windows), chrom, start, end, cell_type, target, prediction.
+for windows), chrom, start, end (the peak's own interval for peaks), cell_type,
+target, prediction.
 """
 
 from __future__ import annotations
@@ -32,13 +36,15 @@ from .errors import InputError
 from .io import write_json, write_parquet
 from .loader import GenomeCodes
 from .log import Progress, get_logger
+from .genome import fasta_lengths
 from .models import load_checkpoint
 from .onehot import one_hot, reverse_complement
+from .peak_sites import centred_sites, check_rule
 from .train import REGIMES, autocast, load_inputs, resolve_device
 
 log = get_logger("predict")
 
-PARAMS = {"predict_average": True, "predict_batch_size": 256, "predict_peak_value": "mean"}
+PARAMS = {"predict_average": True, "predict_batch_size": 256, "predict_peak_value": "centre"}
 AVERAGE_SHIFTS = (-1, 0, 1)
 
 
@@ -119,7 +125,7 @@ def peak_values(values: np.ndarray, peak_idx: np.ndarray, window_idx: np.ndarray
                 how: str = "mean") -> np.ndarray:
     """Mean (or sum) of window values (W, T) over each peak's windows → (P, T); 0 for a peak without windows."""
     if how not in ("mean", "sum"):
-        raise InputError("params", f"predict_peak_value {how!r} is not known", "use mean or sum")
+        raise InputError("predict_peak_value", f"tiled-window rule {how!r} is not known", "use mean or sum")
     out = np.zeros((n_peaks, values.shape[1]), np.float64)
     np.add.at(out, peak_idx, values[window_idx])
     if how == "mean":
@@ -154,45 +160,98 @@ def regime_models(models_dir: Path, regime: str, cell_types: list[str], device) 
 
 def predict_regime(regime: str, models_dir: Path, windows: pd.DataFrame, targets: np.ndarray,
                    cell_types: list[str], genome: GenomeCodes, peaks: pd.DataFrame | None, params: dict,
-                   device) -> pd.DataFrame:
-    """Long-format window and peak predictions of one regime on the test split."""
+                   device, lengths: dict | None = None) -> pd.DataFrame:
+    """Long-format window and peak predictions of one regime on the test split.
+
+    ``lengths`` (contig → bp) drops peaks whose centred window runs off a contig.
+    """
     test = windows.index[windows["split"] == "test"].to_numpy()
     tw = windows.loc[test].reset_index(drop=True)
-    abs_starts = genome.abs_starts(tw["chrom"].to_numpy(), tw["start"].to_numpy())
-    preds = np.zeros((len(tw), len(cell_types)), np.float32)
-    for model, cols in regime_models(models_dir, regime, cell_types, device):
-        preds[:, cols] = predict_windows(model, genome, abs_starts, params["window_size"],
-                                         average=params["predict_average"], batch_size=params["predict_batch_size"],
-                                         device=device, bf16=params.get("train_bf16", False), label=regime)
+    models = regime_models(models_dir, regime, cell_types, device)
+    preds = run_models(models, genome, genome.abs_starts(tw["chrom"].to_numpy(), tw["start"].to_numpy()),
+                       len(cell_types), params, regime)
     tt = targets[test]
     frames = [long_format(regime, "window", tw, tt, preds, cell_types)]
     if peaks is not None and len(peaks):
-        pk = peaks[peaks["chrom"].isin(set(tw["chrom"]))].reset_index(drop=True)
-        pi, wi = peak_windows(tw, pk, params["window_size"], params["target_bin"])
-        has = np.bincount(pi, minlength=len(pk)) > 0
-        how = params.get("predict_peak_value", "mean")
-        pt, pp = peak_values(tt, pi, wi, len(pk), how), peak_values(preds, pi, wi, len(pk), how)
-        log.info("%s: %d test peaks, %d without a window (N or blacklist) dropped", regime, len(pk), int((~has).sum()))
-        frames.append(long_format(regime, "peak", pk[has], pt[has], pp[has], cell_types))
+        how = check_rule(params.get("predict_peak_value", "centre"))
+        if how == "centre":
+            frames.append(centred_peak_predictions(regime, models, genome, peaks, cell_types, params, lengths))
+        else:
+            frames.append(tiled_peak_predictions(regime, tw, tt, preds, peaks, cell_types, params, how))
     return pd.concat(frames, ignore_index=True)
+
+
+def run_models(models: list, genome: GenomeCodes, abs_starts: np.ndarray, n_tasks: int, params: dict,
+               label: str) -> np.ndarray:
+    """Predictions (W, T) of a regime's model(s) for windows at ``abs_starts``."""
+    preds = np.zeros((len(abs_starts), n_tasks), np.float32)
+    for model, cols in models:
+        preds[:, cols] = predict_windows(model, genome, abs_starts, params["window_size"],
+                                         average=params["predict_average"], batch_size=params["predict_batch_size"],
+                                         device=next(model.parameters()).device,
+                                         bf16=params.get("train_bf16", False), label=label)
+    return preds
+
+
+def centred_peak_predictions(regime: str, models: list, genome: GenomeCodes, peaks: pd.DataFrame,
+                             cell_types: list[str], params: dict, lengths: dict | None = None) -> pd.DataFrame:
+    """The study's rule: one window centred on each peak; targets = ``value_<cell type>`` of the peaks table."""
+    cols = [f"value_{ct}" for ct in cell_types]
+    missing = [c for c in cols if c not in peaks.columns]
+    if missing:
+        raise InputError("peaks.parquet", f"no centred-site values ({', '.join(missing)}) for predict_peak_value "
+                                          "'centre'", "rerun cluster_peaks with this version of caveat")
+    sites = centred_sites(peaks, params["window_size"], params["target_bin"], lengths)
+    fit = sites["fits"].to_numpy()
+    if (~fit).any():
+        log.info("%s: %d test peak(s) whose centred window runs off the contig dropped", regime, int((~fit).sum()))
+    pk, sites = peaks[fit].reset_index(drop=True), sites[fit].reset_index(drop=True)
+    abs_starts = genome.abs_starts(sites["chrom"].to_numpy(), sites["window_start"].to_numpy())
+    preds = run_models(models, genome, abs_starts, len(cell_types), params, f"{regime} peaks")
+    log.info("%s: %d test peaks predicted from peak-centred windows", regime, len(pk))
+    return long_format(regime, "peak", pk, pk[cols].to_numpy(np.float64), preds, cell_types)
+
+
+def tiled_peak_predictions(regime: str, tw: pd.DataFrame, tt: np.ndarray, preds: np.ndarray, peaks: pd.DataFrame,
+                           cell_types: list[str], params: dict, how: str) -> pd.DataFrame:
+    """``mean``/``sum`` rules: targets and predictions of the tiled windows overlapping each peak."""
+    pi, wi = peak_windows(tw, peaks, params["window_size"], params["target_bin"])
+    has = np.bincount(pi, minlength=len(peaks)) > 0
+    pt, pp = peak_values(tt, pi, wi, len(peaks), how), peak_values(preds, pi, wi, len(peaks), how)
+    log.info("%s: %d test peaks, %d without a window (N or blacklist) dropped", regime, len(peaks), int((~has).sum()))
+    return long_format(regime, "peak", peaks[has], pt[has], pp[has], cell_types)
 
 
 def run(windows_path: Path, summary_path: Path, fasta: Path, models_dir: Path, peaks_path: Path | None,
         regimes: list[str], params: dict, out: Path) -> dict:
     windows, targets, cts, genome = load_inputs(windows_path, summary_path, fasta)
-    peaks = None
-    if peaks_path is not None and Path(peaks_path).exists():
-        peaks = pd.read_parquet(peaks_path, columns=["peak_id", "chrom", "start", "end"])
+    peaks = read_test_peaks(peaks_path, windows)
+    lengths = fasta_lengths(fasta)
     device = resolve_device(params.get("train_device", "auto"))
-    frames = [predict_regime(r, models_dir, windows, targets, cts, genome, peaks, params, device) for r in regimes]
+    frames = [predict_regime(r, models_dir, windows, targets, cts, genome, peaks, params, device, lengths)
+              for r in regimes]
     df = pd.concat(frames, ignore_index=True)
     write_parquet(df, out)
     summary = {"rows": len(df), "regimes": list(regimes), "averaged": bool(params["predict_average"]),
-               "peak_value": params.get("predict_peak_value", "mean"),
+               "peak_value": params.get("predict_peak_value", "centre"),
                "test_windows": int((df["kind"] == "window").sum() // max(len(cts) * len(regimes), 1)),
                "test_peaks": int((df["kind"] == "peak").sum() // max(len(cts) * len(regimes), 1))}
     write_json(summary, Path(out).parent / "predict.summary.json")
     return summary
+
+
+def read_test_peaks(path: Path | None, windows: pd.DataFrame) -> pd.DataFrame | None:
+    """Peaks (id, interval, ``value_*`` columns) on the test chromosomes, or None without a peaks table."""
+    if path is None or not Path(path).exists():
+        log.info("no peaks table: window predictions only")
+        return None
+    import pyarrow.parquet as pq
+
+    names = pq.read_schema(path).names
+    cols = ["peak_id", "chrom", "start", "end", *[c for c in names if c.startswith("value_")]]
+    peaks = pd.read_parquet(path, columns=cols)
+    test_chroms = set(windows.loc[windows["split"] == "test", "chrom"])
+    return peaks[peaks["chrom"].isin(test_chroms)].reset_index(drop=True)
 
 
 def run_step(ctx: StepContext) -> dict:
@@ -227,8 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--target-bin", type=int, default=192)
     ap.add_argument("--no-average", action="store_true", help="forward strand, no shifts only")
     ap.add_argument("--batch-size", type=int, default=256)
-    ap.add_argument("--peak-value", choices=("mean", "sum"), default="mean",
-                    help="peak target/prediction: mean (default) or sum over the windows tiling the peak")
+    ap.add_argument("--peak-value", choices=("centre", "mean", "sum"), default=PARAMS["predict_peak_value"],
+                    help="peak target/prediction: centre (default, the study's: a window centred on the peak vs "
+                         "insertions over the centred target_bin site), or mean/sum over the windows tiling the peak")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=1)
     return ap
