@@ -71,7 +71,9 @@ def make_study(root, *, n_donors=6, cell_types=("ct_a", "ct_b"), n_variants=3000
             pk.append(pd.DataFrame({"peak_id": [f"{c}_p{i}" for i in range(starts.size)], "chrom": c,
                                     "start": starts, "end": starts + 5_000,
                                     "kind": np.where(np.arange(starts.size) % 3 == 0, "ubiquitous", "specific"),
-                                    "cluster": np.arange(starts.size) % 3}))
+                                    "cluster": np.arange(starts.size) % 3,
+                                    "cluster_label": np.array(["ubiquitous", "ct_a", "ct_b"])[np.arange(starts.size) % 3],
+                                    "acc_ct_a": 1.0, "acc_ct_b": 1.0}))
         pd.concat(pk).to_parquet(outdir / "peaks.parquet")
     params = {**PARAMS, "input": str(root / "samplesheet.csv"), "seed": 0}
     return outdir, params, pd.concat(truth, ignore_index=True)
@@ -167,11 +169,18 @@ def test_peak_annotation_matches_brute_force(study):
             assert row["peak_id"] == hit["peak_id"].iloc[0]
             assert row["peak_kind"] == hit["kind"].iloc[0]
             assert row["cluster"] == hit["cluster"].iloc[0]
+            # own-cluster stratum: cluster ct_a is specific for ct_a and other_specific for ct_b
+            label = hit["cluster_label"].iloc[0]
+            expect = ("ubiquitous" if label == "ubiquitous" else "specific" if label == row["cell_type"]
+                      else "other_specific")
+            assert row["stratum"] == expect
         else:
             assert pd.isna(row["peak_id"]) and pd.isna(row["peak_kind"]) and pd.isna(row["cluster"])
+            assert pd.isna(row["stratum"])
     assert table["peak_id"].notna().any() and table["peak_id"].isna().any()
-    kinds = summary["cell_types"]["ct_a"]["by_peak_kind"]
-    assert sum(k["n_tested"] for k in kinds.values()) == summary["cell_types"]["ct_a"]["n_tested"]
+    assert set(table["stratum"].dropna()) == {"ubiquitous", "specific", "other_specific"}
+    strata = summary["cell_types"]["ct_a"]["by_stratum"]
+    assert sum(k["n_tested"] for k in strata.values()) == summary["cell_types"]["ct_a"]["n_tested"]
 
 
 def test_deterministic_and_cli_agrees(study, tmp_path):

@@ -10,26 +10,30 @@ import pytest
 
 from caveat.engine import StepContext
 from caveat.errors import InputError
-from caveat.match_negatives import (PARAMS, bin_values, depth_edges, main, match_depth, match_negatives,
-                                    match_strata, run_step)
+from caveat.match_negatives import (PARAMS, SPLIT_PARAMS, bin_values, depth_edges, main, match_depth,
+                                    match_negatives, match_strata, run_step)
 from test_call_imbalance import make_study, run as run_imbalance
 
 
 def _multiplier_is_maximal(pos_total, neg_total, res, n_bins):
-    """Independent check: per bin negatives = m × positives, and m + 1 fails some bin."""
+    """Independent check on the final (merged) bins: negatives = m × positives per bin, m + 1 fails one."""
     edges = np.linspace(np.log(pos_total).min(), np.log(pos_total).max(), n_bins + 1)
-    for x, b in ((pos_total, res["pos_bin"]), (neg_total, res["neg_bin"])):
-        lx = np.log(x)
-        inside = (lx >= edges[0]) & (lx <= edges[-1])
-        assert ((b >= 0) == inside).all()
-        assert (edges[b[inside]] <= lx[inside] + 1e-12).all() and (lx[inside] <= edges[b[inside] + 1] + 1e-12).all()
-    n_pos = np.bincount(res["pos_bin"], minlength=n_bins)
-    n_neg = np.bincount(res["neg_bin"][res["chosen"]], minlength=n_bins)
-    n_avail = np.bincount(res["neg_bin"][res["neg_bin"] >= 0], minlength=n_bins)
+    base_pos = np.clip(np.searchsorted(edges, np.log(pos_total), side="right") - 1, 0, n_bins - 1)
+    ln = np.log(neg_total)
+    base_neg = np.where(ln < edges[0], -1, np.clip(np.searchsorted(edges, ln, side="right") - 1, 0, n_bins - 1))
+    group = np.zeros(n_bins, int)
+    for g, (lo, hi) in enumerate(res["bin_ranges"]):
+        group[lo:hi + 1] = g
+    np.testing.assert_array_equal(res["pos_bin"], group[base_pos])
+    np.testing.assert_array_equal(res["neg_bin"], np.where(base_neg >= 0, group[np.maximum(base_neg, 0)], -1))
+    k = len(res["bin_ranges"])
+    n_pos = np.bincount(res["pos_bin"], minlength=k)
+    n_neg = np.bincount(res["neg_bin"][res["chosen"]], minlength=k)
+    n_avail = np.bincount(res["neg_bin"][res["neg_bin"] >= 0], minlength=k)
     m = res["multiplier"]
     np.testing.assert_array_equal(n_neg, m * n_pos)
     assert ((m + 1) * n_pos > n_avail).any()
-    assert (m * n_pos <= n_avail).all()
+    assert m == min(n_avail[n_pos > 0] // n_pos[n_pos > 0])
 
 
 def test_match_depth_exact_and_maximal():
@@ -53,44 +57,51 @@ def test_match_depth_exact_and_maximal():
 def test_match_depth_edge_cases():
     # one distinct depth among positives: one usable bin
     res = match_depth(np.full(5, 30), np.array([30] * 17 + [500] * 3), 20, 0, np.random.default_rng(0))
-    assert res["multiplier"] == 3 and res["chosen"].sum() == 15
-    # a bin with fewer balanced than positives: multiplier 0, no negatives
-    res = match_depth(np.array([25, 25, 1000, 1000]), np.array([25] * 50 + [1000]), 20, 0, np.random.default_rng(0))
-    assert res["multiplier"] == 0 and res["chosen"].sum() == 0
+    assert res["multiplier"] == 3 and res["chosen"].sum() == 15  # the deeper 3 join the (empty) top bin
+    # a bin with fewer balanced than positives: 0× without merging, every positive kept either way
+    pos, neg = np.array([25, 25, 1000, 1000]), np.array([25] * 50 + [1000])
+    res = match_depth(pos, neg, 20, 0, np.random.default_rng(0))
+    assert res["multiplier"] == 0 and res["chosen"].sum() == 0 and res["pos_bin"].size == 4
+    res = match_depth(pos, neg, 20, 0, np.random.default_rng(0), sparse_fraction=0.9)
+    assert res["multiplier"] == 12 and res["chosen"].sum() == 48 and len(res["bin_ranges"]) == 1
     res = match_depth(np.zeros(0, int), np.array([30, 40]), 20, 0, np.random.default_rng(0))
     assert res["multiplier"] == 0 and not res["chosen"].any()
     e = depth_edges(np.array([21, 210]), 20)
     assert bin_values(np.log(np.array([21.0, 210.0, 20.0, 211.0])), e).tolist() == [0, 19, -1, -1]
 
 
-def test_unmatchable_positive_is_dropped_not_zeroing_the_set():
-    # one deeply covered positive sits alone in the top bin with no balanced variant
+def test_a_sparse_deep_bin_is_merged_not_dropped_nor_collapsing_the_multiplier():
+    """The review's case: one deep positive alone in the top bin turned a possible 55× into 1× (and the old
+    fix dropped it). Now the sparse bin is merged with its neighbour: every positive stays, the multiplier
+    is the largest the final bins allow."""
     rng = np.random.default_rng(5)
-    pos = np.concatenate([rng.integers(21, 60, 40), [400]])
-    neg = rng.integers(21, 60, 400)
-    off = match_depth(pos, neg, 20, 0, np.random.default_rng(0))
-    assert off["multiplier"] == 0 and off["pos_kept"].all()
-    on = match_depth(pos, neg, 20, 0, np.random.default_rng(0), drop_unmatchable=True)
-    assert on["pos_kept"].tolist() == [True] * 40 + [False]
-    assert on["multiplier"] >= 1
-    # bins come from all positives; the kept ones are matched exactly and maximally
-    n_pos = np.bincount(on["pos_bin"][on["pos_kept"]], minlength=20)
-    n_neg = np.bincount(on["neg_bin"][on["chosen"]], minlength=20)
-    n_avail = np.bincount(on["neg_bin"][on["neg_bin"] >= 0], minlength=20)
-    np.testing.assert_array_equal(n_neg, on["multiplier"] * n_pos)
-    assert ((on["multiplier"] + 1) * n_pos > n_avail).any()
+    pos = np.concatenate([rng.integers(21, 60, 40), [150, 400]])
+    neg = np.concatenate([rng.integers(21, 60, 2400), [140]])
+    unmerged = match_depth(pos, neg, 20, 0, np.random.default_rng(0))
+    assert unmerged["multiplier"] == 0
+    res = match_depth(pos, neg, 20, 0, np.random.default_rng(0), sparse_fraction=0.05)
+    assert res["pos_bin"].size == pos.size and (res["pos_bin"] >= 0).all()
+    assert res["multiplier"] >= 10 and res["merges"] >= 1
+    _multiplier_is_maximal(pos, neg, res, 20)
+    # the deep positives now share a bin with shallower ones: the multiplier they bound is explicit
+    assert res["n_negative"] == [res["multiplier"] * n for n in res["n_positive"]]
 
 
-def test_deficient_bin_keeps_only_what_it_can_match():
-    # the top bin: 3 positives, 1 balanced → 1 positive kept (seeded), multiplier ≥ 1 overall
-    rng = np.random.default_rng(6)
-    pos = np.concatenate([rng.integers(21, 60, 40), [400, 401, 402]])
-    neg = np.concatenate([rng.integers(21, 60, 400), [399]])
-    on = match_depth(pos, neg, 20, 0, np.random.default_rng(0), drop_unmatchable=True)
-    assert on["pos_kept"][:40].all() and on["pos_kept"][40:].sum() == 1
-    assert on["multiplier"] >= 1
-    again = match_depth(pos, neg, 20, 0, np.random.default_rng(0), drop_unmatchable=True)
-    np.testing.assert_array_equal(again["pos_kept"], on["pos_kept"])
+def test_merging_stops_at_a_dense_limiting_bin():
+    rng = np.random.default_rng(7)
+    pos = rng.negative_binomial(3, 0.05, 500) + 21
+    neg = rng.negative_binomial(2, 0.04, 20000) + 21
+    fine = match_depth(pos, neg, 20, 0, np.random.default_rng(1), sparse_fraction=0.0)
+    merged = match_depth(pos, neg, 20, 0, np.random.default_rng(1), sparse_fraction=0.05)
+    for r in (fine, merged):
+        _multiplier_is_maximal(pos, neg, r, 20)
+    assert fine["merges"] == 0 and merged["multiplier"] >= fine["multiplier"]
+    # the bin bounding the final multiplier is dense (or everything merged), every sparse one merged away
+    lim = merged["limiting_bin"]
+    assert merged["n_positive"][lim] >= 0.05 * len(pos) or len(merged["bin_ranges"]) == 1
+    # a cap already met without merging keeps the finest bins
+    capped = match_depth(pos, neg, 20, 1, np.random.default_rng(1), sparse_fraction=0.05)
+    assert capped["multiplier"] == 1 and capped["merges"] == 0
 
 
 def test_match_strata_equalises_binned_distributions():
@@ -110,7 +121,7 @@ def sets_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("neg")
     outdir, params, truth = make_study(root, peaks=True, n_variants=4000, frac_imbalanced=0.1, seed=8)
     run_imbalance(outdir, params)
-    params = {**params, **PARAMS}
+    params = {**params, **PARAMS, **SPLIT_PARAMS}
     run_step(StepContext(params=params, outdir=outdir))
     return outdir, params
 
@@ -132,18 +143,19 @@ def test_step_outputs_match_bins_per_cell_type(sets_run):
         m = summary["multiplier"][ct]
         print(f"{ct}: {len(pos)} positives, {len(bal)} balanced → {len(neg)} negatives ({m}×)")
         assert m >= 2 and len(neg) == m * len(pos)
-        res = {"pos_bin": pos["match_bin"].to_numpy(), "chosen": np.ones(len(neg), bool),
-               "neg_bin": neg["match_bin"].to_numpy(), "multiplier": m}
-        np.testing.assert_array_equal(np.bincount(res["neg_bin"], minlength=20),
-                                      m * np.bincount(res["pos_bin"], minlength=20))
-        # maximal against every balanced site, binned independently
+        # the multiplier is the largest the final bins allow, counted from every balanced site
+        k = int(max(pos["match_bin"].max(), neg["match_bin"].max())) + 1
+        n_pos = np.bincount(pos["match_bin"], minlength=k)
+        np.testing.assert_array_equal(np.bincount(neg["match_bin"], minlength=k), m * n_pos)
+        ranges = summary["cell_types"][ct]["bins"]["bin_ranges"]
         edges = np.linspace(np.log(pos["total"]).min(), np.log(pos["total"]).max(), 21)
         lb = np.log(bal["total"].to_numpy(float))
-        avail = np.histogram(lb[(lb >= edges[0]) & (lb <= edges[-1])], bins=edges)[0]
-        n_pos = np.bincount(res["pos_bin"], minlength=20)
-        assert ((m + 1) * n_pos > avail).any()
+        base = np.clip(np.searchsorted(edges, lb[lb >= edges[0]], side="right") - 1, 0, 19)
+        avail = np.array([((base >= lo) & (base <= hi)).sum() for lo, hi in ranges])
+        assert m == min(avail[n_pos > 0] // n_pos[n_pos > 0])
         assert summary["cell_types"][ct]["bins"]["n_negative"] == (m * n_pos).tolist()
-    assert {"peak_kind", "total", "ref_ratio", "match_bin"} <= set(sets.columns)
+    assert {"peak_kind", "stratum", "split", "total", "ref_ratio", "match_bin"} <= set(sets.columns)
+    np.testing.assert_array_equal(sets["split"] == "test", sets["chrom"].isin(SPLIT_PARAMS["test_chroms"]))
 
 
 def test_stratum_matched_table(sets_run):
@@ -151,12 +163,14 @@ def test_stratum_matched_table(sets_run):
     st = pd.read_parquet(outdir / "variant_sets_stratum_matched.parquet")
     imb = pd.read_parquet(outdir / "imbalance.parquet")
     assert len(st) > 100
+    assert set(st["stratum"]) == {"ubiquitous", "specific"}  # other cell types' specific peaks are left out
     for ct, s in st.groupby("cell_type"):
-        c = s.groupby(["match_bin", "peak_kind"]).size().unstack(fill_value=0)
+        c = s.groupby(["match_bin", "stratum"]).size().unstack(fill_value=0)
         assert (c["ubiquitous"] == c["specific"]).all()
         np.testing.assert_allclose(s["abs_ref_ratio_dev"], (s["ref_ratio"] - 0.5).abs())
-        t = imb[(imb["cell_type"] == ct) & imb["peak_kind"].notna()]
+        t = imb[(imb["cell_type"] == ct) & imb["stratum"].isin(["ubiquitous", "specific"])]
         assert set(s["variant_id"]) <= set(t["variant_id"])
+        assert (s.merge(t, on="variant_id", suffixes=("", "_imb"))["stratum_imb"] == s["stratum"].to_numpy()).all()
 
 
 def test_same_seed_same_bytes_other_seed_differs(sets_run, tmp_path):
@@ -177,7 +191,7 @@ def test_same_seed_same_bytes_other_seed_differs(sets_run, tmp_path):
 def test_empty_imbalance_gives_empty_valid_outputs(tmp_path):
     outdir, params, _ = make_study(tmp_path, n_variants=100, depth_mean=1.0, n_donors=2)
     run_imbalance(outdir, params)
-    run_step(StepContext(params={**params, **PARAMS}, outdir=outdir))
+    run_step(StepContext(params={**params, **PARAMS, **SPLIT_PARAMS}, outdir=outdir))
     sets = pd.read_parquet(outdir / "variant_sets.parquet")
     st = pd.read_parquet(outdir / "variant_sets_stratum_matched.parquet")
     assert len(sets) == 0 and len(st) == 0 and "set" in sets.columns and "match_bin" in st.columns
@@ -187,6 +201,9 @@ def test_empty_imbalance_gives_empty_valid_outputs(tmp_path):
 
 def test_bad_params_and_missing_input(tmp_path):
     with pytest.raises(InputError, match="match_max_ratio"):
-        match_negatives(pd.DataFrame(columns=["cell_type", "label", "peak_kind"]), {"match_max_ratio": -1}, 0)
+        match_negatives(pd.DataFrame(columns=["cell_type", "label", "stratum", "chrom"]), {"match_max_ratio": -1}, 0)
+    with pytest.raises(InputError, match="match_sparse_fraction"):
+        match_negatives(pd.DataFrame(columns=["cell_type", "label", "stratum", "chrom"]),
+                        {"match_sparse_fraction": 1.5}, 0)
     with pytest.raises(InputError, match="call_imbalance"):
         run_step(StepContext(params={**PARAMS, "seed": 0}, outdir=tmp_path))

@@ -31,6 +31,7 @@ from .engine import Step, StepContext
 from .errors import InputError
 from .io import write_json, write_parquet
 from .log import Progress, get_logger
+from .strata import STRATA, own_stratum
 from .stats import (betabinom_test_two_sided, bh_qvalues, binom_test_two_sided, fit_betabinom,
                     fit_binomial_mean)
 
@@ -54,7 +55,7 @@ SITE_COLUMNS = ("variant_id", "chrom", "pos", "ref", "alt")
 REQUIRED = ("sample", "donor", "cell_type", *SITE_COLUMNS, *COUNT_COLUMNS)
 OUT_COLUMNS = ("cell_type", "variant_id", "chrom", "pos", "ref", "alt", "donor", "ref_count", "alt_count",
                "other_count", "conflict_count", "total", "n_donors", "ref_ratio", "pvalue", "qvalue", "label",
-               "peak_id", "peak_kind", "cluster")
+               "peak_id", "peak_kind", "cluster", "cluster_label", "stratum")
 HIST_BINS = {"ref_ratio": 50, "pvalue": 20}
 
 
@@ -273,11 +274,11 @@ def call_imbalance(counts: pd.DataFrame, params: dict, peaks: pd.DataFrame | Non
     prog.close()
     table = pd.concat(parts, ignore_index=True) if parts else sites.iloc[0:0].assign(
         ref_ratio=np.float64(0), pvalue=np.float64(0), qvalue=np.float64(0), label="")
-    table = annotate_peaks(table, peaks)
+    table = annotate_peaks(table, peaks, cts)
     if peaks is not None:
         for ct in cts:
             t = table[table["cell_type"] == ct]
-            per_ct[ct]["by_peak_kind"] = _by_kind(t)
+            per_ct[ct]["by_stratum"] = _by_stratum(t)
     n_tested = int(len(table))
     if n_tested == 0:
         logger.warning("no site has REF+ALT reads > %d in any cell type: imbalance.parquet is empty; lower "
@@ -330,15 +331,15 @@ def call_cell_type(s: pd.DataFrame, params: dict, ct: str = "",
     return t, info
 
 
-def _by_kind(t: pd.DataFrame) -> dict:
-    """Per peak kind: label counts and the |ref_ratio - 0.5| histogram (Fig. S4)."""
+def _by_stratum(t: pd.DataFrame) -> dict:
+    """Per own-cluster stratum (:mod:`caveat.strata`): label counts and the |ref_ratio - 0.5| histogram (Fig. S4)."""
     out = {}
-    for kind in ("ubiquitous", "specific", "outside_peaks"):
-        sel = t["peak_kind"].isna() if kind == "outside_peaks" else (t["peak_kind"] == kind)
+    for name in (*STRATA, "outside_peaks"):
+        sel = t["stratum"].isna() if name == "outside_peaks" else (t["stratum"] == name)
         tk = t[sel.to_numpy()]
         dev = np.abs(tk["ref_ratio"].to_numpy(float) - 0.5)
         c, e = np.histogram(dev, bins=20, range=(0.0, 0.5))
-        out[kind] = {"n_tested": int(len(tk)), "labels": {lab: int((tk["label"] == lab).sum()) for lab in LABELS},
+        out[name] = {"n_tested": int(len(tk)), "labels": {lab: int((tk["label"] == lab).sum()) for lab in LABELS},
                      "abs_ref_ratio_dev": {"edges": np.round(e, 10).tolist(), "counts": c.tolist()}}
     return out
 
@@ -352,25 +353,33 @@ def read_peaks(path: str | Path) -> pd.DataFrame:
     missing = [c for c in need if c not in peaks.columns]
     if missing:
         raise InputError(path, f"missing column(s) {', '.join(missing)}", f"peaks need {', '.join(need)}")
-    peaks = peaks[list(need)].sort_values(["chrom", "start"], kind="stable").reset_index(drop=True)
+    if "cluster_label" not in peaks.columns:
+        log.warning("%s has no cluster_label: no variant is in its cell type's own specific cluster", path)
+        peaks = peaks.assign(cluster_label=None)
+    cell_types = [c[4:] for c in peaks.columns if c.startswith("acc_")]
+    peaks = peaks[[*need, "cluster_label"]].sort_values(["chrom", "start"], kind="stable").reset_index(drop=True)
     same = peaks["chrom"].to_numpy()[1:] == peaks["chrom"].to_numpy()[:-1]
     overlap = same & (peaks["start"].to_numpy()[1:] < peaks["end"].to_numpy()[:-1])
     if overlap.any():
         i = int(np.flatnonzero(overlap)[0]) + 1
         raise InputError(path, f"peak {peaks['peak_id'].iloc[i]!r} overlaps the previous peak on "
                                f"{peaks['chrom'].iloc[i]}", "peak clusters must be disjoint (merged union peaks)")
+    peaks.attrs["cell_types"] = cell_types  # every cell type of the study, to read cluster labels
     return peaks
 
 
-def annotate_peaks(table: pd.DataFrame, peaks: pd.DataFrame | None) -> pd.DataFrame:
-    """Add ``peak_id``, ``peak_kind``, ``cluster`` of the peak holding each variant (null outside peaks).
+def annotate_peaks(table: pd.DataFrame, peaks: pd.DataFrame | None, cell_types: list[str] | None = None
+                   ) -> pd.DataFrame:
+    """Add ``peak_id``, ``peak_kind``, ``cluster``, ``cluster_label`` of the peak holding each variant
+    (null outside peaks) and its own-cluster ``stratum`` for the row's cell type
+    (:func:`caveat.strata.own_stratum`).
 
     Peaks are disjoint and half-open ``[start, end)``; a variant at 0-based ``pos``
     is inside when ``start <= pos < end``.
     """
     n = len(table)
-    peak_id = np.full(n, None, dtype=object)
-    kind = np.full(n, None, dtype=object)
+    cols = {"peak_id": np.full(n, None, dtype=object), "peak_kind": np.full(n, None, dtype=object),
+            "cluster_label": np.full(n, None, dtype=object)}
     cluster = np.full(n, np.nan)
     if peaks is not None and n:
         pos_all = table["pos"].to_numpy(np.int64)
@@ -383,13 +392,17 @@ def annotate_peaks(table: pd.DataFrame, peaks: pd.DataFrame | None) -> pd.DataFr
             j = np.searchsorted(starts, pos_all[rows], side="right") - 1
             inside = (j >= 0) & (pos_all[rows] < ends[np.maximum(j, 0)])
             r, jj = rows[inside], j[inside]
-            peak_id[r] = pk["peak_id"].astype(str).to_numpy()[jj]
-            kind[r] = pk["kind"].astype(str).to_numpy()[jj]
+            for c, src in (("peak_id", "peak_id"), ("peak_kind", "kind"), ("cluster_label", "cluster_label")):
+                cols[c][r] = pk[src].astype(object).to_numpy()[jj]
             cluster[r] = pk["cluster"].to_numpy(np.float64)[jj]
     table = table.copy()
-    table["peak_id"] = pd.Series(peak_id, index=table.index, dtype=object)
-    table["peak_kind"] = pd.Series(kind, index=table.index, dtype=object)
+    for c, v in cols.items():
+        table[c] = pd.Series(v, index=table.index, dtype=object)
     table["cluster"] = pd.Series(cluster, index=table.index).astype("Int64")
+    cts = list(dict.fromkeys([*(peaks.attrs.get("cell_types", []) if peaks is not None else []),
+                              *(cell_types or []), *table["cell_type"].astype(str).unique()]))
+    table["stratum"] = pd.Series(own_stratum(table["peak_kind"], table["cluster_label"], table["cell_type"], cts),
+                                 index=table.index, dtype=object)
     return table
 
 
@@ -397,7 +410,9 @@ def annotate_peaks(table: pd.DataFrame, peaks: pd.DataFrame | None) -> pd.DataFr
 def write_outputs(table: pd.DataFrame, summary: dict, out: str | Path, summary_path: str | Path) -> None:
     """Write ``imbalance.parquet`` and its summary atomically (typed even when empty)."""
     table = table.copy()
-    for c in ("cell_type", "variant_id", "chrom", "ref", "alt", "donor", "label", "peak_id", "peak_kind"):
+    strings = ("cell_type", "variant_id", "chrom", "ref", "alt", "donor", "label", "peak_id", "peak_kind",
+               "cluster_label", "stratum")
+    for c in strings:
         table[c] = table[c].astype(object).where(table[c].notna(), None)
     for c in ("pos", *COUNT_COLUMNS, "conflict_count", "total", "n_donors"):
         table[c] = table[c].astype(np.int64)
@@ -405,8 +420,7 @@ def write_outputs(table: pd.DataFrame, summary: dict, out: str | Path, summary_p
         table[c] = table[c].astype(np.float64)
     import pyarrow as pa
 
-    schema = pa.schema([(c, pa.string()) if c in ("cell_type", "variant_id", "chrom", "ref", "alt", "donor",
-                                                  "label", "peak_id", "peak_kind")
+    schema = pa.schema([(c, pa.string()) if c in strings
                         else (c, pa.int64()) if c in ("pos", *COUNT_COLUMNS, "conflict_count", "total", "n_donors",
                                                       "cluster")
                         else (c, pa.float64()) for c in OUT_COLUMNS])

@@ -1,23 +1,32 @@
 """MATCH_NEGATIVES: per cell type, a balanced (negative) variant set matched to the
 imbalanced (positive) set on read depth, and a peak-stratum set matched on effect size.
 
-Depth matching (Kathail et al., Appendix B.2): the positives' log(total reads) range
-is cut into ``match_bins`` equal-width bins; every bin receives ``multiplier ×`` its
-positive count of balanced variants drawn at random (seeded), with the multiplier the
-largest that every bin allows (the study reached 7×), optionally capped by
-``match_max_ratio``. Balanced variants outside the positives' range cannot be matched
-and are left out. Where a depth bin holds fewer balanced variants than positives, the
-positives it cannot match even 1:1 are dropped (drawn at random, seeded), counted and
-logged (``match_drop_unmatchable``, on by default): otherwise a few deeply covered
-positives force the multiplier to 0 and empty the whole negative set. So the negative set has exactly the positives' binned depth
-distribution, and depth alone cannot separate the two sets.
+Depth matching (Kathail et al., Appendix B.2; the authors' ``make_allelic_imbalance_sets.py``):
+the positives' log(total reads) range is cut into ``match_bins`` equal-width bins
+(balanced variants deeper than the deepest positive join the top bin, as the
+authors' ``np.digitize`` does); every bin then receives ``multiplier ×`` its
+positive count of balanced variants drawn at random (seeded). **No positive is
+ever dropped**: every imbalanced variant is in the positive set. The multiplier
+is the largest the final bins allow, ``min over bins of ⌊balanced / positives⌋``
+(the study reached 7×; the authors' code asserts a fixed 7×), optionally capped by
+``match_max_ratio``. A sparse bin (e.g. a few very deep positives with almost no
+balanced variant as deep) would pull that minimum to 1× or 0×, so bins are
+merged first: while the bin that limits the multiplier holds fewer than
+``match_sparse_fraction`` (5 %) of the positives, it is merged with its
+neighbour (the one giving the higher ratio); a dense limiting bin stops the
+merging, so most positives keep the full depth resolution. The step logs the
+multiplier, the bin that bounds it and the merges.
 
-Stratum matching (the study's Fig. 4B control, when ``peaks.parquet`` gave the tested
-variants a peak kind): cell-type specific peaks carry more imbalanced sites than
-ubiquitous ones (Fig. S4), so, per cell type, every tested variant inside a peak is
-binned by ``|ref_ratio - 0.5|`` (``stratum_match_bins`` equal-width bins on [0, 0.5])
-and each bin keeps ``min(n_ubiquitous, n_specific)`` variants of each kind, drawn at
-random: both strata then have the same binned imbalance distribution.
+Stratum matching (the study's Fig. 4B control; strata from :mod:`caveat.strata`):
+per cell type, every tested variant (REF+ALT above the imbalance threshold) in
+the cell type's **own** specific cluster(s) or in the ubiquitous cluster is
+binned by ``|ref_ratio - 0.5|`` (``stratum_match_bins`` equal-width bins on
+[0, 0.5]), and each bin keeps ``min(n_ubiquitous, n_specific)`` variants of each
+stratum, drawn at random: both strata then have the same binned imbalance
+distribution. Variants in other cell types' specific peaks are left out.
+
+Both tables carry ``split`` (train/valid/test by ``valid_chroms``/``test_chroms``)
+so that every variant metric can also be reported on the held-out chromosomes.
 
 Outputs: ``variant_sets.parquet``, ``variant_sets_stratum_matched.parquet`` (empty
 without peak strata), ``match_negatives.summary.json``.
@@ -37,22 +46,25 @@ from .engine import Step, StepContext
 from .errors import InputError
 from .io import write_json, write_parquet
 from .log import get_logger
+from .strata import KINDS
 
 log = get_logger("match_negatives")
 
 PARAMS = {
     "match_bins": 20,          # equal-width bins of log(total reads) over the positives' range
-    "match_max_ratio": 0,      # cap on negatives per positive; 0 = as many as every bin allows
-    "match_drop_unmatchable": True,  # drop positives a depth bin cannot match 1:1 (fewer balanced than positives)
+    "match_sparse_fraction": 0.05,  # a depth bin with fewer positives than this share is merged when it limits
+    "match_max_ratio": 0,      # cap on negatives per positive; 0 = as many as the bins allow
     "stratum_match_bins": 20,  # equal-width bins of |ref_ratio - 0.5| on [0, 0.5] for the Fig. 4B control
 }
-KINDS = ("ubiquitous", "specific")
+SPLIT_PARAMS = {"valid_chroms": ["chr7", "chr14", "chr15"], "test_chroms": ["chr4", "chr5"]}
 CARRY = ("cell_type", "variant_id", "chrom", "pos", "ref", "alt", "donor", "total", "ref_ratio", "pvalue",
-         "qvalue", "label", "peak_id", "peak_kind", "cluster")
+         "qvalue", "label", "peak_id", "peak_kind", "cluster", "cluster_label", "stratum")
 SETS_COLUMNS = ("cell_type", "variant_id", "chrom", "pos", "ref", "alt", "donor", "set", "match_bin", "total",
-                "ref_ratio", "pvalue", "qvalue", "peak_id", "peak_kind", "cluster")
+                "ref_ratio", "pvalue", "qvalue", "peak_id", "peak_kind", "cluster", "cluster_label", "stratum",
+                "split")
 STRATUM_COLUMNS = ("cell_type", "variant_id", "chrom", "pos", "ref", "alt", "donor", "peak_id", "peak_kind",
-                   "cluster", "label", "total", "ref_ratio", "abs_ref_ratio_dev", "match_bin")
+                   "cluster", "cluster_label", "stratum", "split", "label", "total", "ref_ratio",
+                   "abs_ref_ratio_dev", "match_bin")
 _TYPES = {"pos": "int64", "total": "int64", "match_bin": "int64", "cluster": "int64", "ref_ratio": "float64",
           "pvalue": "float64", "qvalue": "float64", "abs_ref_ratio_dev": "float64"}
 
@@ -111,9 +123,91 @@ def depth_edges(pos_total: np.ndarray, n_bins: int) -> np.ndarray:
     return np.linspace(lo, hi, n_bins + 1)
 
 
+def depth_bins(pos_total: np.ndarray, neg_total: np.ndarray, n_bins: int
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Edges and the base depth bin of every positive and balanced variant.
+
+    Balanced variants deeper than the deepest positive join the top bin (the
+    authors' ``np.digitize``); shallower than the shallowest positive: -1.
+
+    Returns
+    -------
+    edges : (n_bins + 1,) log scale
+    pos_bin : (p,) int
+    neg_bin : (c,) int, -1 = below the positives' range
+    """
+    edges = depth_edges(pos_total, n_bins)
+    pos_bin = bin_values(np.log(pos_total.astype(np.float64)), edges)
+    if neg_total.size == 0:
+        return edges, pos_bin, np.zeros(0, np.int64)
+    ln = np.log(neg_total.astype(np.float64))
+    neg_bin = bin_values(ln, edges)
+    neg_bin[ln > edges[-1]] = n_bins - 1
+    return edges, pos_bin, neg_bin
+
+
+def _multiplier(n_pos: np.ndarray, n_bal: np.ndarray) -> tuple[int, int]:
+    """Largest multiplier every group with positives allows, and the group that sets it."""
+    used = np.flatnonzero(n_pos > 0)
+    ratios = n_bal[used] // n_pos[used]
+    k = int(np.argmin(ratios))
+    return int(ratios[k]), int(used[k])
+
+
+def merge_sparse_bins(n_pos: np.ndarray, n_bal: np.ndarray, sparse_fraction: float, cap: int = 0
+                      ) -> tuple[np.ndarray, list[dict]]:
+    """Merge adjacent depth bins so that a sparse bin does not collapse the multiplier.
+
+    While the group that limits the multiplier is *sparse* (holds fewer than
+    ``sparse_fraction`` of all positives), it is merged with the neighbour
+    giving the higher balanced/positive ratio. A merged ratio is a weighted
+    mean of two ratios at least the limiting one, so the multiplier never
+    falls; merging stops at the first dense limiting group, so the bins where
+    most positives lie keep their full resolution. The finest stage with the
+    largest (capped) multiplier is kept.
+
+    Parameters
+    ----------
+    n_pos, n_bal : (n_bins,) int
+        Positives and balanced candidates per base bin.
+    sparse_fraction : float
+        ``match_sparse_fraction``; 0 disables merging.
+    cap : int
+        ``match_max_ratio`` (0 = none).
+
+    Returns
+    -------
+    group : (n_bins,) int
+        Merged group of each base bin (0, 1, … in depth order).
+    stages : list of dict
+        ``multiplier`` and ``groups`` (number holding positives) at every stage.
+    """
+    bounds = [[b, b + 1] for b in range(n_pos.size)]  # base-bin ranges of the current groups
+    best, stages, total = None, [], n_pos.sum()
+    while True:
+        gp = np.array([n_pos[a:b].sum() for a, b in bounds])
+        gb = np.array([n_bal[a:b].sum() for a, b in bounds])
+        mult, lim = _multiplier(gp, gb)
+        eff = min(mult, cap) if cap else mult
+        stages.append({"multiplier": mult, "groups": int((gp > 0).sum())})
+        if best is None or eff > best[0]:
+            best = (eff, [list(x) for x in bounds])
+        if gp[lim] >= sparse_fraction * total or len(bounds) == 1 or (cap and mult >= cap):
+            break
+        nb = [j for j in (lim - 1, lim + 1) if 0 <= j < len(bounds)]
+        ratio = [(gb[lim] + gb[j]) / (gp[lim] + gp[j]) for j in nb]
+        j = nb[int(np.argmax(ratio))]
+        lo, hi = min(lim, j), max(lim, j)
+        bounds[lo:hi + 1] = [[bounds[lo][0], bounds[hi][1]]]
+    group = np.zeros(n_pos.size, np.int64)
+    for g, (a, b) in enumerate(best[1]):
+        group[a:b] = g
+    return group, stages
+
+
 def match_depth(pos_total: np.ndarray, neg_total: np.ndarray, n_bins: int, max_ratio: int,
-                rng: np.random.Generator, drop_unmatchable: bool = False) -> dict:
-    """Choose balanced variants matched to the positives on binned log(total).
+                rng: np.random.Generator, sparse_fraction: float = 0.0) -> dict:
+    """Choose balanced variants matched to the positives on binned log(total); keep every positive.
 
     Parameters
     ----------
@@ -121,42 +215,43 @@ def match_depth(pos_total: np.ndarray, neg_total: np.ndarray, n_bins: int, max_r
     neg_total : ndarray of int, shape (c,)
         Totals of the positives and of the balanced candidates.
     n_bins : int
+        Base equal-width bins.
     max_ratio : int
         Cap on the multiplier (0 = none).
-    drop_unmatchable : bool
-        In bins with fewer balanced variants than positives, keep only as many positives
-        (at random) as there are balanced variants.
+    sparse_fraction : float
+        Merge a limiting bin holding fewer than this share of the positives (0: never merge).
 
     Returns
     -------
     dict
-        ``chosen`` (bool, shape (c,)), ``pos_kept`` (bool, shape (p,)), ``pos_bin`` (p,), ``neg_bin`` (c,), ``multiplier``,
-        ``max_multiplier`` (uncapped), ``limiting_bin``, ``edges`` (log scale), and per-bin
-        ``n_positive``, ``n_balanced``, ``n_negative``.
+        ``chosen`` (bool, shape (c,)), ``pos_bin`` (p,) and ``neg_bin`` (c,) merged bins
+        (-1 = not eligible), ``multiplier``, ``max_multiplier`` (uncapped), ``limiting_bin``,
+        ``edges`` (base, log scale), ``bin_ranges`` (base bins of each merged bin), ``merges``,
+        and per merged bin ``n_positive``, ``n_balanced``, ``n_negative``.
     """
     if pos_total.size == 0:
-        return {"chosen": np.zeros(neg_total.size, bool), "pos_kept": np.zeros(0, bool), "pos_bin": np.zeros(0, np.int64),
+        return {"chosen": np.zeros(neg_total.size, bool), "pos_bin": np.zeros(0, np.int64),
                 "neg_bin": np.full(neg_total.size, -1), "multiplier": 0, "max_multiplier": 0,
-                "limiting_bin": None, "edges": [], "n_positive": [], "n_balanced": [], "n_negative": []}
-    edges = depth_edges(pos_total, n_bins)
-    pos_bin = bin_values(np.log(pos_total.astype(np.float64)), edges)
-    neg_bin = bin_values(np.log(neg_total.astype(np.float64)), edges) if neg_total.size else np.zeros(0, np.int64)
-    n_pos = np.bincount(pos_bin, minlength=n_bins)
-    n_bal = np.bincount(neg_bin[neg_bin >= 0], minlength=n_bins)
-    pos_kept = np.ones(pos_total.size, dtype=bool)
-    if drop_unmatchable and (n_bal > 0).any():
-        pos_kept = take_per_bin(pos_bin, np.minimum(n_pos, n_bal), rng)
-        n_pos = np.minimum(n_pos, n_bal)
-    used = n_pos > 0
-    ratios = n_bal[used] // n_pos[used]
-    max_mult = int(ratios.min())
-    limiting = int(np.flatnonzero(used)[np.argmin(ratios)])
+                "limiting_bin": None, "edges": [], "bin_ranges": [], "merges": 0,
+                "n_positive": [], "n_balanced": [], "n_negative": []}
+    edges, pos_base, neg_base = depth_bins(pos_total, neg_total, n_bins)
+    n_pos = np.bincount(pos_base, minlength=n_bins)
+    n_bal = np.bincount(neg_base[neg_base >= 0], minlength=n_bins)
+    group, stages = merge_sparse_bins(n_pos, n_bal, sparse_fraction, max_ratio or 0)
+    n_groups = int(group.max()) + 1
+    pos_bin = group[pos_base]
+    neg_bin = np.where(neg_base >= 0, group[np.maximum(neg_base, 0)], -1)
+    g_pos = np.bincount(pos_bin, minlength=n_groups)
+    g_bal = np.bincount(neg_bin[neg_bin >= 0], minlength=n_groups)
+    max_mult, limiting = _multiplier(g_pos, g_bal)
     mult = min(max_mult, max_ratio) if max_ratio and max_ratio > 0 else max_mult
-    chosen = take_per_bin(neg_bin, mult * n_pos, rng)
-    return {"chosen": chosen, "pos_kept": pos_kept, "pos_bin": pos_bin, "neg_bin": neg_bin, "multiplier": int(mult),
-            "max_multiplier": max_mult, "limiting_bin": limiting, "edges": edges.tolist(),
-            "n_positive": n_pos.tolist(), "n_balanced": n_bal.tolist(),
-            "n_negative": np.bincount(neg_bin[chosen], minlength=n_bins).tolist()}
+    chosen = take_per_bin(neg_bin, mult * g_pos, rng)
+    ranges = [[int(np.flatnonzero(group == g)[0]), int(np.flatnonzero(group == g)[-1])] for g in range(n_groups)]
+    return {"chosen": chosen, "pos_bin": pos_bin, "neg_bin": neg_bin, "multiplier": int(mult),
+            "max_multiplier": max_mult, "limiting_bin": limiting, "edges": edges.tolist(), "bin_ranges": ranges,
+            "merges": n_bins - n_groups, "unmerged_multiplier": stages[0]["multiplier"],
+            "n_positive": g_pos.tolist(), "n_balanced": g_bal.tolist(),
+            "n_negative": np.bincount(neg_bin[chosen], minlength=n_groups).tolist()}
 
 
 def match_strata(dev: np.ndarray, kind: np.ndarray, n_bins: int, rng: np.random.Generator) -> dict:
@@ -167,7 +262,7 @@ def match_strata(dev: np.ndarray, kind: np.ndarray, n_bins: int, rng: np.random.
     dev : ndarray, shape (m,)
         ``|ref_ratio - 0.5|`` of the tested variants inside peaks.
     kind : ndarray of str, shape (m,)
-        Their peak kind (``ubiquitous`` / ``specific``).
+        Their own-cluster stratum (``ubiquitous`` / ``specific``).
 
     Returns
     -------
@@ -197,53 +292,66 @@ def match_negatives(imbalance: pd.DataFrame, params: dict, seed: int,
     strata : DataFrame (:data:`STRATUM_COLUMNS`)
     summary : dict
     """
-    params = {**PARAMS, **params}
-    if params["match_bins"] < 1 or params["stratum_match_bins"] < 1:
-        raise InputError("match_bins", "bin counts must be >= 1", "use e.g. 20")
-    if params["match_max_ratio"] is not None and params["match_max_ratio"] < 0:
-        raise InputError("match_max_ratio", "must be >= 0 (0 = no cap)", "use 0 or a positive integer")
+    params = {**PARAMS, **SPLIT_PARAMS, **params}
+    check_params(params)
     cap = params["match_max_ratio"] or 0
+    imbalance = imbalance.assign(split=split_of(imbalance["chrom"], params))
     sets, strata, per_ct = [], [], {}
-    has_kinds = imbalance["peak_kind"].notna().any() if len(imbalance) else False
+    has_strata = imbalance["stratum"].isin(KINDS).any() if len(imbalance) else False
     for ct in dict.fromkeys(imbalance["cell_type"]):
         t = imbalance[imbalance["cell_type"] == ct].reset_index(drop=True)
         pos = t[t["label"] == "imbalanced"]
         bal = t[t["label"] == "balanced"]
         m = match_depth(pos["total"].to_numpy(), bal["total"].to_numpy(), params["match_bins"], cap,
-                        cell_type_rng(seed, ct), drop_unmatchable=params["match_drop_unmatchable"])
-        n_unmatchable = int((~m["pos_kept"]).sum())
-        if n_unmatchable:
-            logger.info("%s: %d positive(s) dropped: their depth bin holds fewer balanced variants than positives",
-                        ct, n_unmatchable)
-        pos, pos_bin = pos[m["pos_kept"]], m["pos_bin"][m["pos_kept"]]
+                        cell_type_rng(seed, ct), sparse_fraction=params["match_sparse_fraction"])
         neg = bal[m["chosen"]]
-        sets.append(pd.concat([pos.assign(set="positive", match_bin=pos_bin),
+        sets.append(pd.concat([pos.assign(set="positive", match_bin=m["pos_bin"]),
                                neg.assign(set="negative", match_bin=m["neg_bin"][m["chosen"]])],
                               ignore_index=True))
         _log_depth(logger, ct, len(pos), len(bal), len(neg), m, cap)
-        per_ct[ct] = {"n_positive": int(len(pos)), "n_positive_unmatchable": n_unmatchable,
-                      "n_balanced": int(len(bal)), "n_negative": int(len(neg)),
-                      "n_balanced_outside_range": int((m["neg_bin"] < 0).sum()),
+        per_ct[ct] = {"n_positive": int(len(pos)), "n_balanced": int(len(bal)), "n_negative": int(len(neg)),
+                      "n_balanced_below_range": int((m["neg_bin"] < 0).sum()),
                       **{k: m[k] for k in ("multiplier", "max_multiplier", "limiting_bin")},
-                      "bins": {k: m[k] for k in ("edges", "n_positive", "n_balanced", "n_negative")}}
-        if has_kinds:
+                      "bins": {k: m.get(k) for k in ("edges", "bin_ranges", "merges", "unmerged_multiplier",
+                                                      "n_positive", "n_balanced", "n_negative")}}
+        if has_strata:
             s, info = _strata(t, params["stratum_match_bins"], cell_type_rng(seed + 1, ct))
             strata.append(s)
             per_ct[ct]["stratum_matched"] = info
-            logger.info("%s: stratum matching on |ref_ratio - 0.5|: ubiquitous %d → %d, specific %d → %d",
-                        ct, info["n_before"]["ubiquitous"], info["n_after"], info["n_before"]["specific"],
-                        info["n_after"])
-    if not has_kinds:
+            logger.info("%s: stratum matching on |ref_ratio - 0.5| (own specific vs ubiquitous cluster; %d in "
+                        "other cell types' specific peaks left out): ubiquitous %d → %d, specific %d → %d", ct,
+                        info["n_other_specific"], info["n_before"]["ubiquitous"], info["n_after"],
+                        info["n_before"]["specific"], info["n_after"])
+    if not has_strata:
         logger.info("no peak strata in imbalance.parquet (cluster_peaks not run): stratum-matched table is empty")
     sets_df = _typed(pd.concat(sets, ignore_index=True) if sets else None, SETS_COLUMNS)
     strata_df = _typed(pd.concat(strata, ignore_index=True) if strata else None, STRATUM_COLUMNS)
-    summary = {"params": {k: params[k] for k in sorted(PARAMS)}, "seed": int(seed),
+    summary = {"params": {k: params[k] for k in sorted({**PARAMS, **SPLIT_PARAMS})}, "seed": int(seed),
                "n_positive": int((sets_df["set"] == "positive").sum()),
                "n_negative": int((sets_df["set"] == "negative").sum()),
                "multiplier": {ct: v["multiplier"] for ct, v in per_ct.items()},
-               "has_peak_strata": bool(has_kinds), "cell_types": per_ct,
+               "has_peak_strata": bool(has_strata), "cell_types": per_ct,
                "message": None if len(imbalance) else "imbalance.parquet is empty: no sets to match"}
     return sets_df, strata_df, summary
+
+
+def check_params(params: dict) -> None:
+    """Bin counts >= 1, a sparse fraction in [0, 1), a non-negative cap."""
+    for k in ("match_bins", "stratum_match_bins"):
+        if params[k] < 1:
+            raise InputError(k, f"{k} = {params[k]!r} must be >= 1", f"use e.g. {PARAMS[k]}")
+    if not 0 <= params["match_sparse_fraction"] < 1:
+        raise InputError("match_sparse_fraction", f"match_sparse_fraction = {params['match_sparse_fraction']!r} "
+                                                  "must be in [0, 1)", "use e.g. 0.05 (0: never merge bins)")
+    if params["match_max_ratio"] is not None and params["match_max_ratio"] < 0:
+        raise InputError("match_max_ratio", "must be >= 0 (0 = no cap)", "use 0 or a positive integer")
+
+
+def split_of(chrom: pd.Series, params: dict) -> np.ndarray:
+    """train / valid / test of each variant's contig (the dataset's chromosome split)."""
+    c = chrom.astype(str)
+    return np.where(c.isin(list(params["test_chroms"])), "test",
+                    np.where(c.isin(list(params["valid_chroms"])), "valid", "train")).astype(object)
 
 
 def _log_depth(logger, ct, n_pos, n_bal, n_neg, m, cap):
@@ -251,21 +359,25 @@ def _log_depth(logger, ct, n_pos, n_bal, n_neg, m, cap):
         logger.warning("%s: no imbalanced variants: no positive or negative set", ct)
         return
     b = m["limiting_bin"]
-    logger.info("%s: %d positives, %d balanced (%d outside the positives' depth range, dropped) → %d negatives "
-                "= %d× (largest every bin allows: %d×, set by bin %d with %d positives and %d balanced%s)",
+    lo, hi = m["bin_ranges"][b]
+    logger.info("%s: %d positives (all kept), %d balanced (%d shallower than every positive, unused) → %d negatives "
+                "= %d× (largest the bins allow: %d×, bounded by depth bin %d (base bins %d–%d) with %d positives "
+                "and %d balanced; %d sparse bin merge(s), %d× without merging%s)",
                 ct, n_pos, n_bal, int((m["neg_bin"] < 0).sum()), n_neg, m["multiplier"], m["max_multiplier"], b,
-                m["n_positive"][b], m["n_balanced"][b], f"; capped at {cap}×" if cap else "")
+                lo, hi, m["n_positive"][b], m["n_balanced"][b], m["merges"], m["unmerged_multiplier"],
+                f"; capped at {cap}×" if cap else "")
     if m["multiplier"] == 0:
-        logger.warning("%s: depth bin %d has fewer balanced variants than positives: the negative set is empty; "
-                       "use fewer match_bins or more data", ct, b)
+        logger.warning("%s: even after merging sparse bins, depth bin %d has fewer balanced variants than "
+                       "positives: the negative set is empty; use fewer match_bins or add data", ct, b)
 
 
 def _strata(t: pd.DataFrame, n_bins: int, rng) -> tuple[pd.DataFrame, dict]:
-    inside = t[t["peak_kind"].isin(KINDS)].reset_index(drop=True)
+    inside = t[t["stratum"].isin(KINDS)].reset_index(drop=True)
     dev = np.abs(inside["ref_ratio"].to_numpy(np.float64) - 0.5)
-    r = match_strata(dev, inside["peak_kind"].astype(str).to_numpy(), n_bins, rng)
+    r = match_strata(dev, inside["stratum"].astype(str).to_numpy(), n_bins, rng)
     out = inside.assign(abs_ref_ratio_dev=dev, match_bin=r["bin"])[r["chosen"]]
-    info = {"n_before": {k: int((inside["peak_kind"] == k).sum()) for k in KINDS},
+    info = {"n_before": {k: int((inside["stratum"] == k).sum()) for k in KINDS},
+            "n_other_specific": int((t["stratum"] == "other_specific").sum()),
             "n_after": int(sum(r["per_kind_after"])), "edges": r["edges"], "before": r["before"],
             "after_per_kind": r["per_kind_after"]}
     return out, info
@@ -324,7 +436,8 @@ def run_step(ctx: StepContext) -> dict:
 
 
 # the seed is a common param; declaring it here puts it in the resume fingerprint
-STEP = Step(name="match_negatives", run=run_step, needs=("call_imbalance",), params={**PARAMS, "seed": 0},
+STEP = Step(name="match_negatives", run=run_step, needs=("call_imbalance",),
+            params={**PARAMS, **SPLIT_PARAMS, "seed": 0},
             doc="balanced variants matched to the imbalanced ones on log depth → variant_sets.parquet")
 
 
@@ -337,15 +450,23 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--stratum-out", default="variant_sets_stratum_matched.parquet")
     ap.add_argument("--summary", default="match_negatives.summary.json")
     ap.add_argument("--bins", type=int, default=PARAMS["match_bins"])
+    ap.add_argument("--sparse-fraction", type=float, default=PARAMS["match_sparse_fraction"],
+                    help="merge a depth bin that limits the multiplier while it holds fewer than this share of "
+                         "the positives (0: never)")
     ap.add_argument("--max-ratio", type=int, default=PARAMS["match_max_ratio"], help="0 = no cap")
     ap.add_argument("--stratum-bins", type=int, default=PARAMS["stratum_match_bins"])
+    ap.add_argument("--valid-chroms", nargs="+", default=SPLIT_PARAMS["valid_chroms"])
+    ap.add_argument("--test-chroms", nargs="+", default=SPLIT_PARAMS["test_chroms"])
     ap.add_argument("--seed", type=int, default=0)
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    params = {"match_bins": args.bins, "match_max_ratio": args.max_ratio, "stratum_match_bins": args.stratum_bins}
+    params = {"match_bins": args.bins, "match_sparse_fraction": args.sparse_fraction,
+              "match_max_ratio": args.max_ratio,
+              "stratum_match_bins": args.stratum_bins, "valid_chroms": args.valid_chroms,
+              "test_chroms": args.test_chroms}
     sets, strata, summary = match_negatives(read_imbalance(args.imbalance), params, args.seed)
     write_outputs(sets, strata, summary, args.out, args.stratum_out, args.summary)
     return 0
