@@ -49,7 +49,8 @@ def synthetic_outdir(out: Path, seed: int = 0, n_peaks: int = 600, n_var: int = 
     write_parquet(peaks, out / "peaks.parquet")
     d, p, c = np.meshgrid(np.arange(len(donors)), np.arange(n_peaks), np.arange(len(CTS)), indexing="ij")
     write_parquet(pd.DataFrame({"peak_id": peak_id[p.ravel()], "donor": np.array(donors)[d.ravel()],
-                                "cell_type": np.array(CTS)[c.ravel()], "count": dcounts.ravel()}),
+                                "cell_type": np.array(CTS)[c.ravel()], "count": dcounts.ravel(),
+                                "value": dcounts.ravel().astype(float)}),
                   out / "peaks_donor_counts.parquet")
     preds = {"single_task": acc * rng.lognormal(0, 0.3, acc.shape),
              "multitask": np.repeat(acc.mean(axis=1, keepdims=True), len(CTS), axis=1) * rng.lognormal(0, 0.05, acc.shape),
@@ -72,19 +73,21 @@ def synthetic_outdir(out: Path, seed: int = 0, n_peaks: int = 600, n_var: int = 
     for ct in CTS:
         vid = np.array([f"chr4:{1000 + i}:A:G" for i in range(n_var)])
         positive = rng.random(n_var) < 0.125
-        vkind = rng.choice(["ubiquitous", "specific"], n_var)
+        vstratum = rng.choice(["ubiquitous", "specific", "other_specific"], n_var)
+        vkind = np.where(vstratum == "ubiquitous", "ubiquitous", "specific")
         effect = np.where(positive, rng.choice([-1, 1], n_var) * np.where(vkind == "specific", 0.3, 0.15), 0.0)
         total = rng.integers(21, 200, n_var)
         ref_count = rng.binomial(total, 0.5 + effect)
         ref_ratio = ref_count / total
         sets.append(pd.DataFrame({"cell_type": ct, "variant_id": vid, "set": np.where(positive, "positive", "negative"),
                                   "match_bin": rng.integers(0, 20, n_var), "total": total, "ref_ratio": ref_ratio,
-                                  "peak_kind": vkind}))
+                                  "peak_kind": vkind, "stratum": vstratum,
+                                  "split": np.where(np.arange(n_var) % 3 == 0, "test", "train")}))
         imb.append(pd.DataFrame({"cell_type": ct, "variant_id": vid, "ref_count": ref_count,
                                  "alt_count": total - ref_count, "total": total, "ref_ratio": ref_ratio,
                                  "pvalue": rng.random(n_var), "qvalue": rng.random(n_var),
                                  "label": np.where(positive, "imbalanced", "balanced"),
-                                 "peak_id": None, "peak_kind": vkind}))
+                                 "peak_id": None, "peak_kind": vkind, "stratum": vstratum}))
         for r in REGIMES:
             good = r != "multitask_peaks"
             ratio = 0.5 + (effect * 0.8 + rng.normal(0, 0.03, n_var) if good else rng.normal(0, 0.1, n_var))
@@ -94,11 +97,11 @@ def synthetic_outdir(out: Path, seed: int = 0, n_peaks: int = 600, n_var: int = 
                                         "alt_pred": alt_pred, "pred_ref_ratio": ratio,
                                         "log2_fc": np.log2(alt_pred / ref_pred)}))
     write_parquet(pd.concat(sets, ignore_index=True), out / "variant_sets.parquet")
-    # match_negatives' Fig. 4B table: variants in peaks, |ref_ratio - 0.5| histograms matched between kinds
+    # match_negatives' Fig. 4B table: variants in own/ubiquitous peaks, |ref_ratio - 0.5| histograms matched
     matched = []
     for t in sets:
         dev = np.abs(t["ref_ratio"].to_numpy() - 0.5)
-        u, s = np.flatnonzero(t["peak_kind"] == "ubiquitous"), np.flatnonzero(t["peak_kind"] == "specific")
+        u, s = np.flatnonzero(t["stratum"] == "ubiquitous"), np.flatnonzero(t["stratum"] == "specific")
         iu, is_ = match_histograms(dev[u], dev[s], 0.025, seed=seed, lo=0.0)
         matched.append(t.iloc[np.sort(np.r_[u[iu], s[is_]])])
     write_parquet(pd.concat(matched, ignore_index=True), out / "variant_sets_stratum_matched.parquet")
@@ -127,7 +130,7 @@ def synth(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def metrics(synth) -> pd.DataFrame:
-    ctx = StepContext(params={**E.PARAMS, "seed": 0}, outdir=synth)
+    ctx = StepContext(params={**E.STEP.params, "seed": 0}, outdir=synth)
     E.run_step(ctx)
     return pd.read_parquet(synth / "metrics.parquet")
 
@@ -149,48 +152,94 @@ def test_columns_and_finite(metrics, synth):
     assert summary["rows"] == len(metrics) and summary["nonfinite_values"] == 0
 
 
-def test_peak_pearson_equals_independent_computation(metrics, synth):
+def _peak_table(synth, regime, ct):
     pred = pd.read_parquet(synth / "predictions.parquet")
     peaks = pd.read_parquet(synth / "peaks.parquet")
-    g = pred[(pred.regime == "single_task") & (pred.cell_type == "ctB") & (pred.kind == "peak")].merge(
-        peaks[["peak_id", "kind"]], on="peak_id", suffixes=("", "_peak"))
-    for stratum in ["all", "ubiquitous", "specific"]:
-        sub = g if stratum == "all" else g[g["kind_peak"] == stratum]
+    return pred[(pred.regime == regime) & (pred.cell_type == ct) & (pred.kind == "peak")].merge(
+        peaks[["peak_id", "kind", "cluster_label"]], on="peak_id", suffixes=("", "_peak"))
+
+
+def test_peak_pearson_equals_independent_computation(metrics, synth):
+    g = _peak_table(synth, "single_task", "ctB")
+    own = g["cluster_label"] == "ctB"
+    for stratum, sub in [("all", g), ("ubiquitous", g[g.kind_peak == "ubiquitous"]), ("specific", g[own]),
+                         ("specific_any", g[g.kind_peak == "specific"])]:
         expect = np.corrcoef(np.log2(sub.target + 1), np.log2(sub.prediction + 1))[0, 1]
         row = _get(metrics, "pearson_peak", "single_task", "ctB", stratum)
         assert row.value == pytest.approx(expect, abs=1e-12) and row.n == len(sub)
+    pred = pd.read_parquet(synth / "predictions.parquet")
     w = pred[(pred.regime == "multitask") & (pred.cell_type == "ctA") & (pred.kind == "window")]
     assert _get(metrics, "pearson_window", "multitask", "ctA").value == pytest.approx(
         np.corrcoef(w.target, w.prediction)[0, 1], abs=1e-12)
 
 
-def test_height_matched_strata_are_balanced_and_shared_across_regimes(metrics):
+def test_own_cluster_differs_from_the_pooled_specific_stratum():
+    """A model that gets only open vs closed right: R within A's own cluster is ~0, pooled R is high."""
+    rng = np.random.default_rng(3)
+    n = 300
+    label = np.repeat(["ctA", "ctB", "ubiquitous"], n)
+    kind = np.where(label == "ubiquitous", "ubiquitous", "specific")
+    target = np.where(label == "ctA", rng.lognormal(5, 0.5, 3 * n), rng.lognormal(1, 0.5, 3 * n))
+    pred = np.where(label == "ctA", 100.0, 2.0) * rng.lognormal(0, 0.01, 3 * n)  # no signal within ctA's cluster
+    ids = [f"p{i:04d}" for i in range(3 * n)]
+    peaks = pd.DataFrame({"peak_id": ids, "kind": kind, "cluster_label": label, "acc_ctA": 0.0, "acc_ctB": 0.0})
+    p = pd.DataFrame({"regime": "multitask", "kind": "peak", "peak_id": ids, "chrom": "chr4", "start": 0, "end": 1,
+                      "cell_type": "ctA", "target": target, "prediction": pred})
+    m = E.evaluate(p, None, None, peaks=peaks)
+    own = _get(m, "pearson_peak", "multitask", "ctA", "specific")
+    pooled = _get(m, "pearson_peak", "multitask", "ctA", "specific_any")
+    sel = label == "ctA"
+    assert own.n == n and own.value == pytest.approx(
+        np.corrcoef(np.log2(target[sel] + 1), np.log2(pred[sel] + 1))[0, 1], abs=1e-12)
+    assert abs(own.value) < 0.2 and pooled.value > 0.9 and pooled.n == 2 * n
+
+
+def test_height_matching_resamples_ubiquitous_and_keeps_specific_whole(metrics, synth):
     for ct in CTS:
+        g = _peak_table(synth, REGIMES[0], ct)
+        h = np.floor(np.log2(g.target + 1) / E.PARAMS["evaluate_height_bin"] + 1e-9)
+        spec_bins = h[g.cluster_label == ct]
+        ubi_bins = set(h[g.kind_peak == "ubiquitous"])
+        expect_n = int(spec_bins.isin(ubi_bins).sum())
         n_u = {r: _get(metrics, "pearson_peak", r, ct, "ubiquitous_height_matched").n for r in REGIMES}
-        n_s = _get(metrics, "pearson_peak", REGIMES[0], ct, "specific_height_matched").n
-        assert set(n_u.values()) == {n_s} and n_s > 20
+        assert set(n_u.values()) == {expect_n} and expect_n > 20
+        assert _get(metrics, "pearson_peak", REGIMES[0], ct, "specific").n == int((g.cluster_label == ct).sum())
+    assert not (metrics.stratum == "specific_height_matched").any()
 
 
-def test_overcorrelation_recovers_planted_shared_predictions(metrics, synth):
+def test_overcorrelation_uses_the_first_cell_types_own_cluster(metrics, synth):
     pred = pd.read_parquet(synth / "predictions.parquet")
     pk = pred[(pred.kind == "peak") & (pred.regime == "multitask")]
     peaks = pd.read_parquet(synth / "peaks.parquet").set_index("peak_id")
-    for stratum in ["specific", "ubiquitous"]:
-        ids = peaks.index[peaks.kind == stratum]
-        t = pk.pivot(index="peak_id", columns="cell_type", values="target").loc[ids]
-        p = pk.pivot(index="peak_id", columns="cell_type", values="prediction").loc[ids]
-        rt = np.corrcoef(np.log2(t.ctA + 1), np.log2(t.ctB + 1))[0, 1]
-        rp = np.corrcoef(np.log2(p.ctA + 1), np.log2(p.ctB + 1))[0, 1]
-        row = _get(metrics, "overcorrelation", "multitask", "ctA|ctB", stratum)
-        assert row.value == pytest.approx(rp - rt, abs=1e-12)
-    # multitask predicts the cell-type mean: strongly over-correlated in specific peaks, less so elsewhere
+    t = pk.pivot(index="peak_id", columns="cell_type", values="target")
+    p = pk.pivot(index="peak_id", columns="cell_type", values="prediction")
+    for pair, ids, stratum in [("ctA|ctB", peaks.index[peaks.cluster_label == "ctA"], "specific"),
+                               ("ctB|ctA", peaks.index[peaks.cluster_label == "ctB"], "specific"),
+                               ("ctA|ctB", peaks.index[peaks.kind == "ubiquitous"], "ubiquitous"),
+                               ("ctA|ctB", peaks.index[peaks.kind == "specific"], "specific_any")]:
+        a, b = pair.split("|")
+        rt = np.corrcoef(np.log2(t.loc[ids, a] + 1), np.log2(t.loc[ids, b] + 1))[0, 1]
+        rp = np.corrcoef(np.log2(p.loc[ids, a] + 1), np.log2(p.loc[ids, b] + 1))[0, 1]
+        row = _get(metrics, "overcorrelation", "multitask", pair, stratum)
+        assert row.value == pytest.approx(rp - rt, abs=1e-12) and row.n == len(ids)
+    assert not ((metrics.metric == "overcorrelation") & (metrics.cell_type == "ctB|ctA")
+                & (metrics.stratum == "ubiquitous")).any()
+    # multitask predicts the cell-type mean: over-correlated in A's own peaks, single_task is not
     mt = _get(metrics, "overcorrelation", "multitask", "ctA|ctC", "specific").value
     st = _get(metrics, "overcorrelation", "single_task", "ctA|ctC", "specific").value
-    assert mt > 0.5 and abs(st) < 0.2 and mt > _get(metrics, "overcorrelation", "multitask", "ctA|ctC", "ubiquitous").value
+    assert mt > st + 0.3
 
 
-def test_replicate_bound(metrics):
+def test_replicate_bound(metrics, synth):
+    dc = pd.read_parquet(synth / "peaks_donor_counts.parquet")
+    peaks = pd.read_parquet(synth / "peaks.parquet").set_index("peak_id")
     for ct in CTS:
+        for stratum, ids in (("specific", peaks.index[peaks.cluster_label == ct]),
+                             ("ubiquitous", peaks.index[peaks.kind == "ubiquitous"])):
+            x = np.log2(dc[dc.cell_type == ct].pivot(index="peak_id", columns="donor", values="value").loc[ids] + 1)
+            expect = np.mean([np.corrcoef(x[a], x[b])[0, 1] for a, b in [("D1", "D2"), ("D1", "D3"), ("D2", "D3")]])
+            row = _get(metrics, "replicate_pearson", "replicate", ct, stratum)
+            assert row.value == pytest.approx(expect, abs=1e-12) and row.n == len(ids)
         r = _get(metrics, "replicate_pearson", "replicate", ct)
         assert 0.5 < r.value < 1.0
         ceiling = _get(metrics, "replicate_ceiling", "replicate", ct)
@@ -215,17 +264,23 @@ def test_variant_aurocs_recover_planted_signal(metrics, synth):
         assert abs(_get(metrics, "direction_auroc", "multitask_peaks", ct).value - 0.5) < 0.15
         test = _get(metrics, "delong_direction_auroc", "multitask", ct)
         assert test.reference == "multitask_peaks" and test.value > 0.2 and test.p_value < 1e-3
-        # the matched control gives both strata the same imbalance histogram, hence the same size
-        u = _get(metrics, "direction_auroc_tested", "multitask", ct, "ubiquitous_imbalance_matched").n
-        s = _get(metrics, "direction_auroc_tested", "multitask", ct, "specific_imbalance_matched").n
-        assert u == s and u > 20
+        # the direction task holds every imbalanced variant; strata by own cluster and test chromosomes
+        # (a synthetic positive may sit at ref_ratio 0.5, which no FDR < 0.01 site does: it has no direction)
+        s = sets[sets.cell_type == ct]
+        pos = (s.set == "positive") & (s.ref_ratio != 0.5)
+        assert _get(metrics, "direction_auroc", "multitask", ct).n == int(pos.sum())
+        for stratum, sel in (("specific", s.stratum == "specific"), ("specific_any", s.peak_kind == "specific"),
+                             ("test_chroms", s.split == "test")):
+            assert _get(metrics, "direction_auroc", "multitask", ct, stratum).n == int((sel & pos).sum())
+            assert _get(metrics, "imbalance_auroc", "multitask", ct, stratum).n == int(sel.sum())
+    assert "direction_auroc_tested" not in set(metrics.metric)
 
 
 def test_stratum_matched_direction(metrics, synth):
     sc = pd.read_parquet(synth / "variant_scores.parquet")
     st = pd.read_parquet(synth / "variant_sets_stratum_matched.parquet")
     for k in ["ubiquitous", "specific"]:
-        v = sc[(sc.regime == "single_task") & (sc.cell_type == "ctC")].merge(st[st.peak_kind == k],
+        v = sc[(sc.regime == "single_task") & (sc.cell_type == "ctC")].merge(st[st.stratum == k],
                                                                              on=["cell_type", "variant_id"])
         v = v[v.ref_ratio != 0.5]
         row = _get(metrics, "direction_auroc_strata", "single_task", "ctC", k)
@@ -320,3 +375,59 @@ def test_bad_params_rejected():
         E.evaluate(None, None, None, params={"evaluate_height_bin": 0.0})
     with pytest.raises(InputError, match="evaluate_ci_level"):
         E.evaluate(None, None, None, params={"evaluate_ci_level": 95})
+
+
+def test_a_missing_score_is_an_error_not_a_dropped_row(synth, tmp_path):
+    """No metric may silently lose variants: one unscored set row (or stratum-table row) is an error."""
+    sc = pd.read_parquet(synth / "variant_scores.parquet")
+    one = sc.index[(sc.regime == "multitask") & (sc.cell_type == "ctA")][:1]
+    write_parquet(sc.drop(index=one), tmp_path / "s.parquet")
+    out = tmp_path / "m.parquet"
+    with pytest.raises(InputError, match="1 variant row.*no score for regime multitask"):
+        E.main(["--scores", str(tmp_path / "s.parquet"), "--variant-sets", str(synth / "variant_sets.parquet"),
+                "--out", str(out)])
+    st = pd.read_parquet(synth / "variant_sets_stratum_matched.parquet")
+    extra = st.iloc[:1].assign(variant_id="chr9:1:A:C")
+    write_parquet(pd.concat([st, extra]), tmp_path / "st.parquet")
+    with pytest.raises(InputError, match="no score"):
+        E.main(["--scores", str(synth / "variant_scores.parquet"), "--variant-sets",
+                str(synth / "variant_sets.parquet"), "--stratum-sets", str(tmp_path / "st.parquet"), "--out", str(out)])
+    assert not out.exists()
+
+
+# ---------------------------------------------------------------- demo must-holds of the study's definitions
+
+
+@pytest.mark.demo
+def test_demo_strata_sets_and_tasks_are_the_studys(demo_run):
+    """Own-cluster strata, every Fig. 4B row scored, every imbalanced variant in the direction task, the
+    largest multiplier the final bins allow."""
+    from caveat.strata import cluster_members
+
+    m = pd.read_parquet(demo_run / "metrics.parquet")
+    pred = pd.read_parquet(demo_run / "predictions.parquet")
+    peaks = pd.read_parquet(demo_run / "peaks.parquet").set_index("peak_id")
+    cts = [c[4:] for c in peaks.columns if c.startswith("acc_")]
+    test_peaks = peaks.loc[pred.loc[pred.kind == "peak", "peak_id"].unique()]
+    assert set(test_peaks.chrom) <= {"chr4", "chr5"}
+    for regime in set(pred.regime):
+        for ct in cts:
+            own = sum(ct in cluster_members(lab, cts) for lab in test_peaks.cluster_label)
+            assert _get(m, "pearson_peak", regime, ct, "specific").n == own, (regime, ct)
+    scores = pd.read_parquet(demo_run / "variant_scores.parquet")
+    strata = pd.read_parquet(demo_run / "variant_sets_stratum_matched.parquet")
+    want = set(map(tuple, strata[["cell_type", "variant_id"]].to_numpy()))
+    for regime, g in scores.groupby("regime"):
+        assert want <= set(map(tuple, g[["cell_type", "variant_id"]].to_numpy())), regime
+    imb = pd.read_parquet(demo_run / "imbalance.parquet")
+    summary = json.loads((demo_run / "match_negatives.summary.json").read_text())
+    for ct in cts:
+        n_imb = int(((imb.cell_type == ct) & (imb.label == "imbalanced")).sum())
+        for regime in set(scores.regime):
+            assert _get(m, "direction_auroc", regime, ct).n == n_imb, (regime, ct)
+        b = summary["cell_types"][ct]["bins"]
+        n_pos, n_bal = np.array(b["n_positive"]), np.array(b["n_balanced"])
+        mult = summary["cell_types"][ct]["multiplier"]
+        assert mult == min(n_bal[n_pos > 0] // n_pos[n_pos > 0]) and mult >= 2, (ct, mult)
+        print(f"{ct}: {n_imb} imbalanced, negatives {mult}x ({b['merges']} merges; {b['unmerged_multiplier']}x "
+              "unmerged)")

@@ -4,34 +4,43 @@ Reads the pipeline's (or a user's) reference predictions and variant scores
 and writes one long table, ``metrics.parquet``: regime, metric, cell_type,
 stratum, value, ci_low, ci_high, n, p_value, reference.
 
-Metrics (strata: ``all``, ``ubiquitous``, ``specific`` and the matched controls)
+Strata (:mod:`caveat.strata`; per cell type, the study's definition): ``all``,
+``ubiquitous`` (the ubiquitous cluster), ``specific`` (**the cell type's own**
+specific cluster(s): a cluster whose label names it), ``specific_any`` (every
+specific cluster pooled, kept under that explicit name) and, for variant
+metrics, ``test_chroms`` (variants on the held-out chromosomes).
+
+Metrics
 - ``pearson_window``: Pearson R of target vs prediction over every test window
   (raw centre-bin counts, as the training's ``valid_pearson``); Fisher-z CI.
-- ``pearson_peak``: Pearson R on log2(x+1) of peak values on test chromosomes,
-  per peak cluster kind; ``*_height_matched`` strata resample ubiquitous peaks
-  without replacement to the specific peaks' histogram of log2 target
-  (``evaluate_height_bin`` = 0.5 wide bins; both sides keep min count per bin).
-- ``replicate_pearson`` (regime ``replicate``): mean Pearson R between donors'
-  log2(CPM+1) peak counts (one donor vs another), and ``replicate_ceiling``:
-  sqrt of the Spearman-Brown reliability of the k-donor pool, the highest R
-  any model can expect against the pooled target (the upper bound).
+- ``pearson_peak``: Pearson R on log2(x+1) of peak values (the study's rule:
+  a peak-centred window vs insertions over the centred 192 bp site, see
+  :mod:`caveat.peak_sites`) on test chromosomes, per stratum, and
+  ``ubiquitous_height_matched``: ubiquitous peaks resampled to the own specific
+  peaks' histogram of log2 target (``evaluate_height_bin``-wide bins; with
+  replacement where a bin runs short), the specific set kept whole (Fig. S1C).
+- ``replicate_pearson`` (regime ``replicate``): mean Pearson R of log2(x+1)
+  between donors' peak values under the same rule (``value`` of
+  ``peaks_donor_counts.parquet``), per stratum; ``replicate_ceiling``: sqrt of
+  the Spearman-Brown reliability of the k-donor pool, the highest R any model
+  can expect against the pooled target (the upper bound).
 - ``overcorrelation`` (cell_type ``A|B``): R(pred_A, pred_B) − R(target_A, target_B)
-  over peaks (log2(x+1)), per kind, with ``pred_cross_pearson`` and
-  ``target_cross_pearson``; bootstrap CI over peaks.
-- ``imbalance_auroc`` / ``imbalance_auprc``: imbalanced (positive) vs matched
-  negatives, score |pred_ref_ratio − 0.5|; DeLong CI (bootstrap for AUPRC).
-- ``direction_auroc``: within imbalanced variants, score pred_ref_ratio, label
-  observed ref_ratio > 0.5 (ref_ratio == 0.5 dropped).
-- ``direction_auroc_tested``: the same over every scored variant with a
-  ref_ratio ≠ 0.5 (positives and negatives, all read count > the imbalance
-  threshold), the study's per-stratum task; ``*_imbalance_matched`` strata
-  match |ref_ratio − 0.5| histograms between ubiquitous and specific variants.
-- ``direction_auroc_strata``: direction AUROC per kind on match_negatives'
-  ``variant_sets_stratum_matched.parquet`` (tested variants in peaks, matched on
-  |ref_ratio − 0.5| between kinds), for the variants that have a score.
-- ``delong_<metric>``: paired DeLong test between two regimes on the variants
-  both scored (value = AUROC(regime) − AUROC(reference), CI of the difference,
+  over peaks (log2(x+1)); stratum ``specific`` = A's own cluster(s); with
+  ``pred_cross_pearson`` and ``target_cross_pearson``; bootstrap CI over peaks.
+- ``imbalance_auroc`` / ``imbalance_auprc``: imbalanced (positive) vs
+  depth-matched negatives, score |pred_ref_ratio − 0.5|; DeLong CI (bootstrap
+  for AUPRC).
+- ``direction_auroc`` / ``_auprc``: every imbalanced variant, score
+  pred_ref_ratio, label observed ref_ratio > 0.5.
+- ``direction_auroc_strata`` (Fig. 4B): match_negatives'
+  ``variant_sets_stratum_matched.parquet`` — every tested heterozygous variant
+  (REF+ALT > 20) in the own specific or the ubiquitous cluster, imbalance
+  distributions matched between the two — direction AUROC per stratum.
+- ``delong_<task>_auroc``: paired DeLong test between two regimes on the same
+  variants (value = AUROC(regime) − AUROC(reference), CI of the difference,
   ``p_value``).
+
+A variant row without a score is an error, never silently dropped.
 """
 
 from __future__ import annotations
@@ -50,19 +59,20 @@ from .engine import Step, StepContext
 from .errors import InputError
 from .io import read_parquet, write_json, write_parquet
 from .log import Progress, get_logger
+from .regimes import regime_order
+from .results import METRIC_COLUMNS
+from .strata import (KINDS, SPECIFIC, SPECIFIC_ANY, UBIQUITOUS, attach_peak_strata, own_stratum, stratum_masks,
+                     study_cell_types)
 
 log = get_logger("evaluate")
 
 PARAMS = {
     "evaluate_height_bin": 0.5,      # width of log2(target+1) bins for the height-matched comparison
-    "evaluate_imbalance_bin": 0.05,  # width of |ref_ratio - 0.5| bins for the imbalance-matched control
     "evaluate_bootstrap": 200,       # bootstrap replicates for AUPRC and over-correlation CIs
     "evaluate_ci_level": 0.95,
 }
-REGIME_ORDER = ("single_task", "multitask", "multitask_peaks", "multitask_nonubiquitous")
-KINDS = ("ubiquitous", "specific")
-COLUMNS = ["regime", "metric", "cell_type", "stratum", "value", "ci_low", "ci_high", "n", "p_value", "reference"]
-AUROC_METRICS = ("imbalance_auroc", "direction_auroc", "direction_auroc_tested")
+COLUMNS = METRIC_COLUMNS
+AUROC_METRICS = ("imbalance_auroc", "direction_auroc", "direction_auroc_strata")
 
 PRED_COLS = ("regime", "kind", "chrom", "start", "end", "cell_type", "target", "prediction")
 SET_COLS = ("cell_type", "variant_id", "set")
@@ -137,29 +147,33 @@ def normalise_scores(scores: pd.DataFrame, path) -> pd.DataFrame:
     return s
 
 
-def attach_variant_info(sets: pd.DataFrame, imbalance: pd.DataFrame | None, path) -> pd.DataFrame:
-    """Variant sets with ref_ratio and peak_kind (from imbalance.parquet when the sets lack them)."""
+def attach_variant_info(sets: pd.DataFrame, imbalance: pd.DataFrame | None, path,
+                        test_chroms=None) -> pd.DataFrame:
+    """Variant rows with ref_ratio, stratum (from imbalance.parquet when they lack them) and split.
+
+    ``split`` (``test`` on ``test_chroms``) comes from the table when present,
+    else from the variant's contig, so every variant metric also has a
+    ``test_chroms`` stratum next to all chromosomes.
+    """
     s = sets.copy()
-    bad_set = ~s["set"].isin(["positive", "negative"])
-    if bad_set.any():
-        raise InputError(path, f"set must be 'positive' or 'negative'; found {s.loc[bad_set, 'set'].iloc[0]!r} "
-                         f"(variant {s.loc[bad_set, 'variant_id'].iloc[0]})", "relabel the sets")
+    if "set" in s.columns:
+        bad_set = ~s["set"].isin(["positive", "negative"])
+        if bad_set.any():
+            raise InputError(path, f"set must be 'positive' or 'negative'; found {s.loc[bad_set, 'set'].iloc[0]!r} "
+                             f"(variant {s.loc[bad_set, 'variant_id'].iloc[0]})", "relabel the sets")
     if imbalance is not None:
-        extra = [c for c in ("ref_ratio", "peak_kind") if c not in s.columns and c in imbalance.columns]
+        extra = [c for c in ("ref_ratio", "stratum", "split") if c not in s.columns and c in imbalance.columns]
         if extra:
             s = s.merge(imbalance[["cell_type", "variant_id", *extra]].drop_duplicates(["cell_type", "variant_id"]),
                         on=["cell_type", "variant_id"], how="left")
-    for c in ("ref_ratio", "peak_kind"):
+    if "split" not in s.columns and test_chroms:
+        chrom = s["chrom"] if "chrom" in s.columns else s["variant_id"].astype(str).str.split(":").str[0]
+        s["split"] = np.where(chrom.isin(list(test_chroms)), "test", "other")
+    for c in ("ref_ratio", "stratum"):
         if c not in s.columns:
             log.info("variant sets have no %s: %s", c,
                      "direction AUROCs skipped" if c == "ref_ratio" else "no per-stratum variant metrics")
     return s
-
-
-def regime_order(regimes) -> list[str]:
-    regimes = list(dict.fromkeys(map(str, regimes)))
-    known = [r for r in REGIME_ORDER if r in regimes]
-    return known + sorted(r for r in regimes if r not in REGIME_ORDER)
 
 
 def _seed(seed: int, *keys: str) -> int:
@@ -175,23 +189,6 @@ def _row(regime, metric, cell_type, stratum, value, ci=(np.nan, np.nan), n=0, p_
 # ---------------------------------------------------------------- reference accuracy
 
 
-def attach_peak_kind(pred: pd.DataFrame, peaks: pd.DataFrame | None) -> pd.DataFrame:
-    """Peak-level predictions with a ``peak_kind`` column (from peaks.parquet's ``kind``)."""
-    pk = pred[pred["kind"] == "peak"].copy()
-    if "peak_kind" in pk.columns:
-        return pk
-    if peaks is not None and "peak_id" in pk.columns:
-        kinds = peaks[["peak_id", "kind"]].drop_duplicates("peak_id").rename(columns={"kind": "peak_kind"})
-        pk = pk.merge(kinds, on="peak_id", how="left")
-        unknown = pk.loc[pk["peak_kind"].isna(), "peak_id"].nunique()
-        if unknown:
-            log.warning("%d predicted peak(s) are not in peaks.parquet: counted in stratum 'all' only", unknown)
-    else:
-        log.info("no peak cluster kinds (peaks.parquet absent): reference accuracy for all peaks only")
-        pk["peak_kind"] = None
-    return pk
-
-
 def window_accuracy(pred: pd.DataFrame, level: float) -> list[dict]:
     """``pearson_window`` per regime × cell type on raw centre-bin values."""
     rows = []
@@ -203,54 +200,67 @@ def window_accuracy(pred: pd.DataFrame, level: float) -> list[dict]:
 
 
 def peak_accuracy(peak_pred: pd.DataFrame, height_bin: float, seed: int, level: float) -> list[dict]:
-    """``pearson_peak`` per regime × cell type × stratum (log2(x+1)), with height matching."""
+    """``pearson_peak`` per regime × cell type × stratum (log2(x+1)).
+
+    Strata: ``all``, ``ubiquitous``, ``specific`` (the cell type's own
+    cluster(s)), ``specific_any`` (every specific cluster, pooled) and
+    ``ubiquitous_height_matched``: ubiquitous peaks resampled to the own
+    specific peaks' histogram of log2 target (``height_bin``-wide bins), the
+    specific set kept whole (Fig. S1C).
+    """
     rows = []
     for (regime, ct), g in peak_pred.groupby(["regime", "cell_type"], sort=False):
         g = g.sort_values("peak_id") if "peak_id" in g.columns else g
         t, p = M.log2p1(g["target"]), M.log2p1(g["prediction"])
-        kind = g["peak_kind"].to_numpy()
-        strata = {"all": np.ones(len(g), bool), **{k: kind == k for k in KINDS}}
-        u, s = np.flatnonzero(kind == "ubiquitous"), np.flatnonzero(kind == "specific")
-        if u.size and s.size:
-            iu, is_ = M.match_histograms(t[u], t[s], height_bin, seed=_seed(seed, "height", ct), lo=0.0)
-            strata["ubiquitous_height_matched"] = np.isin(np.arange(len(g)), u[iu])
-            strata["specific_height_matched"] = np.isin(np.arange(len(g)), s[is_])
-        for name, mask in strata.items():
+        masks = stratum_masks(g["stratum"].to_numpy())
+        for name, mask in masks.items():
             if mask.sum() == 0:
                 continue
             r = M.pearson(t[mask], p[mask])
             rows.append(_row(regime, "pearson_peak", ct, name, r, M.pearson_ci(r, int(mask.sum()), level),
                              mask.sum()))
+        u, s = np.flatnonzero(masks[UBIQUITOUS]), np.flatnonzero(masks[SPECIFIC])
+        if u.size and s.size:
+            iu = u[M.resample_to_histogram(t[u], t[s], height_bin, seed=_seed(seed, "height", ct), lo=0.0)]
+            if iu.size:
+                r = M.pearson(t[iu], p[iu])
+                rows.append(_row(regime, "pearson_peak", ct, "ubiquitous_height_matched", r,
+                                 M.pearson_ci(r, iu.size, level), iu.size))
     return rows
 
 
-def replicate_accuracy(donor_counts: pd.DataFrame, peak_kind: pd.Series, level: float) -> list[dict]:
-    """``replicate_pearson``: mean inter-donor Pearson R of log2(CPM+1) peak counts.
+def replicate_accuracy(donor_counts: pd.DataFrame, info: pd.DataFrame, cell_types: list[str],
+                       level: float) -> list[dict]:
+    """``replicate_pearson``: mean inter-donor Pearson R of log2(value + 1), and ``replicate_ceiling``.
+
+    Each donor's peak value is the same rule as the model's targets (``value``
+    of ``peaks_donor_counts.parquet``, :mod:`caveat.peak_sites`), on the
+    evaluated (test-chromosome) peaks, per own-cluster stratum of the cell type.
 
     Parameters
     ----------
-    donor_counts : long table peak_id, donor, cell_type, count
-    peak_kind : Series peak_id → kind, the evaluated (test-chromosome) peaks
+    donor_counts : long table peak_id, donor, cell_type, value
+    info : DataFrame indexed by the evaluated peak_id with peak_kind, cluster_label
+    cell_types : every cell type of the study (to read cluster labels)
     """
     rows = []
-    dc = donor_counts[donor_counts["peak_id"].isin(peak_kind.index)]
+    dc = donor_counts[donor_counts["peak_id"].isin(info.index)]
     for ct, g in dc.groupby("cell_type", sort=False):
-        mat = g.pivot_table(index="peak_id", columns="donor", values="count", aggfunc="sum", fill_value=0)
+        mat = g.pivot_table(index="peak_id", columns="donor", values="value", aggfunc="sum", fill_value=0)
         if mat.shape[1] < 2:
             log.info("replicate bound for %s skipped: %d donor(s)", ct, mat.shape[1])
             continue
-        lib = mat.sum(axis=0).to_numpy(np.float64)
-        logcpm = M.log2p1(mat.to_numpy(np.float64) / np.where(lib > 0, lib, 1) * 1e6)
-        kinds = peak_kind.reindex(mat.index).to_numpy()
+        x = M.log2p1(mat.to_numpy(np.float64))
+        pi = info.reindex(mat.index)
+        stratum = own_stratum(pi["peak_kind"], pi["cluster_label"], [ct] * len(mat), cell_types)
         pairs = list(itertools.combinations(range(mat.shape[1]), 2))
-        for name in ("all", *KINDS):
-            mask = np.ones(len(mat), bool) if name == "all" else kinds == name
+        for name, mask in stratum_masks(stratum).items():
             if mask.sum() < 3:
                 continue
-            r = float(np.nanmean([M.pearson(logcpm[mask, i], logcpm[mask, j]) for i, j in pairs]))
+            r = float(np.nanmean([M.pearson(x[mask, i], x[mask, j]) for i, j in pairs]))
             n = int(mask.sum())
             rows.append(_row("replicate", "replicate_pearson", ct, name, r, M.pearson_ci(r, n, level), n))
-            ceiling = [M.replicate_ceiling(x, mat.shape[1]) for x in (r, *M.pearson_ci(r, n, level))]
+            ceiling = [M.replicate_ceiling(v, mat.shape[1]) for v in (r, *M.pearson_ci(r, n, level))]
             rows.append(_row("replicate", "replicate_ceiling", ct, name, ceiling[0], ceiling[1:], n))
     return rows
 
@@ -261,68 +271,88 @@ def _boot_diff(a, b, c, d, n_boot, seed):
     return M.weighted_pearson(w, a, b) - M.weighted_pearson(w, c, d)
 
 
-def overcorrelation(peak_pred: pd.DataFrame, n_boot: int, seed: int, level: float) -> list[dict]:
-    """Cross-cell-type correlation of predictions minus that of targets, per regime × pair × kind."""
+def overcorrelation(peak_pred: pd.DataFrame, cell_types: list[str], n_boot: int, seed: int,
+                    level: float) -> list[dict]:
+    """R(pred_A, pred_B) − R(target_A, target_B) over peaks (log2(x+1)), per regime × ordered pair.
+
+    ``cell_type`` is ``A|B``; stratum ``specific`` is **A's own cluster(s)** (the
+    authors' ``evaluate_basset_performance.py`` correlates A and B over A's
+    cluster), so ``A|B`` and ``B|A`` differ there. The symmetric strata
+    (``all``, ``ubiquitous``, ``specific_any``) are written once, for A before B.
+    """
     rows = []
     for regime, g in peak_pred.groupby("regime", sort=False):
         cts = list(dict.fromkeys(g["cell_type"]))
         tgt = g.pivot_table(index="peak_id", columns="cell_type", values="target", aggfunc="first")
         prd = g.pivot_table(index="peak_id", columns="cell_type", values="prediction", aggfunc="first")
-        kind = g.drop_duplicates("peak_id").set_index("peak_id")["peak_kind"].reindex(tgt.index).to_numpy()
+        pi = g.drop_duplicates("peak_id").set_index("peak_id").reindex(tgt.index)
         tgt, prd = M.log2p1(tgt[cts].to_numpy()), M.log2p1(prd[cts].to_numpy())
-        for (i, a), (j, b) in itertools.combinations(enumerate(cts), 2):
-            pair = f"{a}|{b}"
-            for name in ("all", *KINDS):
-                mask = np.ones(len(kind), bool) if name == "all" else kind == name
-                mask &= np.isfinite(tgt[:, i]) & np.isfinite(tgt[:, j])
+        for (i, a), (j, b) in itertools.permutations(enumerate(cts), 2):
+            masks = stratum_masks(own_stratum(pi["peak_kind"], pi["cluster_label"], [a] * len(pi), cell_types))
+            wanted = [SPECIFIC] if i > j else ["all", UBIQUITOUS, SPECIFIC, SPECIFIC_ANY]
+            for name in wanted:
+                mask = masks[name] & np.isfinite(tgt[:, i]) & np.isfinite(tgt[:, j])
                 if mask.sum() < 3:
                     continue
-                rp = M.pearson(prd[mask, i], prd[mask, j])
-                rt = M.pearson(tgt[mask, i], tgt[mask, j])
-                n = int(mask.sum())
-                boot = _boot_diff(prd[mask, i], prd[mask, j], tgt[mask, i], tgt[mask, j], n_boot,
-                                  _seed(seed, "overcorr", regime, pair, name))
-                rows += [_row(regime, "overcorrelation", pair, name, rp - rt, M.percentile_ci(boot, level), n),
-                         _row(regime, "pred_cross_pearson", pair, name, rp, M.pearson_ci(rp, n, level), n),
-                         _row(regime, "target_cross_pearson", pair, name, rt, M.pearson_ci(rt, n, level), n)]
+                rows += _overcorr_rows(regime, f"{a}|{b}", name, prd[mask][:, [i, j]], tgt[mask][:, [i, j]],
+                                       n_boot, _seed(seed, "overcorr", regime, f"{a}|{b}", name), level)
     return rows
+
+
+def _overcorr_rows(regime, pair, stratum, prd, tgt, n_boot, seed, level) -> list[dict]:
+    """The three over-correlation rows of one pair × stratum; ``prd``/``tgt`` (n, 2)."""
+    rp, rt, n = M.pearson(prd[:, 0], prd[:, 1]), M.pearson(tgt[:, 0], tgt[:, 1]), len(prd)
+    boot = _boot_diff(prd[:, 0], prd[:, 1], tgt[:, 0], tgt[:, 1], n_boot, seed)
+    return [_row(regime, "overcorrelation", pair, stratum, rp - rt, M.percentile_ci(boot, level), n),
+            _row(regime, "pred_cross_pearson", pair, stratum, rp, M.pearson_ci(rp, n, level), n),
+            _row(regime, "target_cross_pearson", pair, stratum, rt, M.pearson_ci(rt, n, level), n)]
 
 
 # ---------------------------------------------------------------- variant-effect accuracy
 
 
-def variant_table(scores: pd.DataFrame, sets: pd.DataFrame) -> pd.DataFrame:
-    """Scores joined to their variant sets: one row per regime × cell type × variant."""
+def variant_table(scores: pd.DataFrame, sets: pd.DataFrame, path="variant scores") -> pd.DataFrame:
+    """Scores joined to variant rows: one row per regime × cell type × variant.
+
+    Every row of ``sets`` must have a score in every regime that scored its
+    cell type: a metric never drops a variant for lack of a score (that would
+    silently change the task). A regime with no score at all for a cell type
+    (e.g. an outside model without that task) skips that cell type, logged.
+    """
     keys = ["cell_type", "variant_id"] if "cell_type" in scores.columns else ["variant_id"]
-    cols = [c for c in ("cell_type", "variant_id", "set", "ref_ratio", "peak_kind") if c in sets.columns]
-    v = scores[["regime", *keys, "pred_ref_ratio"]].merge(sets[cols], on=keys, how="inner")
-    n_sets = len(sets)
-    scored = v.drop_duplicates(["cell_type", "variant_id"]).shape[0]
-    if scored < n_sets:
-        log.info("variant sets: %d of %d (cell type, variant) pairs have no score in any regime (dropped)",
-                 n_sets - scored, n_sets)
-    if v.empty:
-        log.warning("no scored variant is in the variant sets: check that variant_id (chrom:pos1:ref:alt) and "
-                    "cell_type spell the same in both tables; variant metrics skipped")
+    cols = [c for c in ("cell_type", "variant_id", "set", "ref_ratio", "peak_kind", "stratum", "split", "chrom")
+            if c in sets.columns]
+    rows = sets[cols].drop_duplicates(["cell_type", "variant_id"])
+    s = scores[["regime", *keys, "pred_ref_ratio"]].drop_duplicates(["regime", *keys])
+    parts = []
+    for regime, g in s.groupby("regime", sort=False):
+        v = rows.merge(g.drop(columns="regime"), on=keys, how="left").assign(regime=regime)
+        if "cell_type" in keys:
+            covered = v["cell_type"].isin(set(g["cell_type"]))
+            if (~covered).any():
+                log.info("%s: no score for cell type(s) %s: its variant metrics skip them", regime,
+                         ", ".join(sorted(set(v.loc[~covered, "cell_type"]))))
+            v = v[covered]
+        missing = v["pred_ref_ratio"].isna()
+        if missing.any():
+            r = v[missing].iloc[0]
+            raise InputError(path, f"{int(missing.sum())} variant row(s) have no score for regime {regime}, e.g. "
+                                   f"{r['cell_type']} {r['variant_id']}",
+                             "score every variant of variant_sets.parquet and variant_sets_stratum_matched.parquet "
+                             "(score_variants does)")
+        parts.append(v)
+    v = pd.concat(parts, ignore_index=True) if parts else rows.iloc[0:0].assign(regime="", pred_ref_ratio=0.0)
     log.info("variant table: %s scored rows over %d regime(s)", f"{len(v):,}", v["regime"].nunique())
     return v
 
 
-def _direction_masks(g: pd.DataFrame, imb_bin: float, seed: int, ct: str, task: str) -> dict[str, np.ndarray]:
-    """Strata (with the imbalance-matched controls) for a direction task on rows ``g``."""
-    n = len(g)
-    masks = {"all": np.ones(n, bool)}
-    if "peak_kind" not in g.columns:
-        return masks
-    kind = g["peak_kind"].to_numpy()
-    for k in KINDS:
-        masks[k] = kind == k
-    u, s = np.flatnonzero(kind == "ubiquitous"), np.flatnonzero(kind == "specific")
-    if u.size and s.size:
-        imb = np.abs(g["ref_ratio"].to_numpy(np.float64) - 0.5)
-        iu, is_ = M.match_histograms(imb[u], imb[s], imb_bin, seed=_seed(seed, "imbalance", ct, task), lo=0.0)
-        masks["ubiquitous_imbalance_matched"] = np.isin(np.arange(n), u[iu])
-        masks["specific_imbalance_matched"] = np.isin(np.arange(n), s[is_])
+def variant_masks(g: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Strata of a variant task: ``all``, own-cluster strata and ``test_chroms`` (bool arrays over ``g``)."""
+    masks = {"all": np.ones(len(g), bool)}
+    if "stratum" in g.columns:
+        masks.update({k: m for k, m in stratum_masks(g["stratum"].to_numpy()).items() if k != "all"})
+    if "split" in g.columns:
+        masks["test_chroms"] = (g["split"] == "test").to_numpy()
     return masks
 
 
@@ -342,96 +372,86 @@ def _auprc_row(regime, metric, ct, stratum, y, score, n_boot, seed, level) -> li
 
 
 def task_rows(task: str, g: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
-    """Labels, scores and rows of one variant task on one regime × cell type's table."""
+    """Labels, scores and rows of one variant task on one regime × cell type's table.
+
+    ``imbalance``: positives vs depth-matched negatives, score |pred_ref_ratio − 0.5|.
+    ``direction``: **every** imbalanced variant, label observed ref_ratio > 0.5,
+    score pred_ref_ratio (an imbalanced site never has ref_ratio exactly 0.5).
+    """
     if task == "imbalance":
         y = (g["set"] == "positive").to_numpy()
         return y, np.abs(g["pred_ref_ratio"].to_numpy(np.float64) - 0.5), g
     rr = g["ref_ratio"].to_numpy(np.float64)
-    keep = np.isfinite(rr) & (rr != 0.5)
-    if task == "direction":
-        keep &= (g["set"] == "positive").to_numpy()
-    sub = g[keep]
+    sub = g[(g["set"] == "positive").to_numpy() & np.isfinite(rr) & (rr != 0.5)]
     return (sub["ref_ratio"].to_numpy(np.float64) > 0.5), sub["pred_ref_ratio"].to_numpy(np.float64), sub
 
 
-def _task_strata(task: str, sub: pd.DataFrame, imb_bin: float, seed: int, ct: str) -> tuple[str, dict]:
-    """The AUROC metric name of ``task`` and its strata masks (bool arrays over ``sub``'s rows)."""
-    metric = "direction_auroc_tested" if task == "direction_tested" else f"{task}_auroc"
-    if task != "imbalance":
-        return metric, _direction_masks(sub, imb_bin, seed, ct, task)
-    masks = {"all": np.ones(len(sub), bool)}
-    if "peak_kind" in sub.columns:
-        masks.update({k: (sub["peak_kind"] == k).to_numpy() for k in KINDS})
-    return metric, masks
+def variant_tasks(v: pd.DataFrame) -> list[str]:
+    return ["imbalance"] + (["direction"] if "ref_ratio" in v.columns else [])
 
 
-def variant_accuracy(v: pd.DataFrame, imb_bin: float, n_boot: int, seed: int, level: float) -> list[dict]:
+def variant_accuracy(v: pd.DataFrame, n_boot: int, seed: int, level: float) -> list[dict]:
     """AUROC/AUPRC of both variant tasks per regime × cell type × stratum."""
     rows = []
-    tasks = ["imbalance"] + (["direction", "direction_tested"] if "ref_ratio" in v.columns else [])
     groups = list(v.groupby(["regime", "cell_type"], sort=False))
     prog = Progress(log, "regime×cell type", total=len(groups), label="variant metrics")
     for (regime, ct), g in groups:
         g = g.sort_values("variant_id")
-        for task in tasks:
+        for task in variant_tasks(v):
             y, score, sub = task_rows(task, g)
-            metric, masks = _task_strata(task, sub, imb_bin, seed, ct)
-            for name, m in masks.items():
-                rows += _auc_rows(regime, metric, ct, name, y[m], score[m], level)
-                if task != "direction_tested":
-                    rows += _auprc_row(regime, metric.replace("auroc", "auprc"), ct, name, y[m], score[m], n_boot,
-                                       _seed(seed, "auprc", regime, ct, task, name), level)
+            for name, m in variant_masks(sub).items():
+                rows += _auc_rows(regime, f"{task}_auroc", ct, name, y[m], score[m], level)
+                rows += _auprc_row(regime, f"{task}_auprc", ct, name, y[m], score[m], n_boot,
+                                   _seed(seed, "auprc", regime, ct, task, name), level)
         prog.update()
     prog.close()
     return rows
 
 
-def stratum_matched_accuracy(scores: pd.DataFrame, strata_sets: pd.DataFrame, level: float) -> list[dict]:
-    """``direction_auroc_strata``: direction AUROC on match_negatives' stratum-matched table.
+def stratum_matched_accuracy(scores: pd.DataFrame, strata_sets: pd.DataFrame, path, level: float) -> list[dict]:
+    """``direction_auroc_strata`` (Fig. 4B) on match_negatives' stratum-matched table.
 
-    That table holds every tested variant inside a peak, subsampled so that
-    ubiquitous and specific variants have the same |ref_ratio − 0.5| histogram
-    (the study's Fig. 4B set); only variants with a score count.
+    That table holds every tested heterozygous variant (REF+ALT > 20) in the
+    cell type's own specific cluster(s) or the ubiquitous cluster, subsampled
+    so both strata have the same binned |ref_ratio − 0.5| distribution; label
+    observed ref_ratio > 0.5, score pred_ref_ratio. Every row must have a score.
+    Strata: ``ubiquitous``, ``specific`` and both on test chromosomes only.
     """
-    keys = ["cell_type", "variant_id"] if "cell_type" in scores.columns else ["variant_id"]
-    t = strata_sets[["cell_type", "variant_id", "ref_ratio", "peak_kind"]]
-    v = scores[["regime", *keys, "pred_ref_ratio"]].merge(t, on=keys, how="inner")
-    n_scored = v.drop_duplicates(["cell_type", "variant_id"]).shape[0]
-    if n_scored < len(t):
-        log.info("stratum-matched table: %d of %d variants have no score (dropped); score_variants scores "
-                 "the variant sets' variants", len(t) - n_scored, len(t))
+    t = strata_sets.assign(set="positive")  # every row enters the direction task
+    v = variant_table(scores, t, path)
     rows = []
     for (regime, ct), g in v.groupby(["regime", "cell_type"], sort=False):
         g = g.sort_values("variant_id")
         rr = g["ref_ratio"].to_numpy(np.float64)
         keep = np.isfinite(rr) & (rr != 0.5)
+        test = (g["split"] == "test").to_numpy() if "split" in g.columns else None
         for k in KINDS:
-            m = keep & (g["peak_kind"] == k).to_numpy()
-            rows += _auc_rows(regime, "direction_auroc_strata", ct, k, rr[m] > 0.5,
-                              g["pred_ref_ratio"].to_numpy(np.float64)[m], level)
+            m = keep & (g["stratum"] == k).to_numpy()
+            for name, mm in ((k, m), (f"{k}_test_chroms", None if test is None else m & test)):
+                if mm is not None:
+                    rows += _auc_rows(regime, "direction_auroc_strata", ct, name, rr[mm] > 0.5,
+                                      g["pred_ref_ratio"].to_numpy(np.float64)[mm], level)
     return rows
 
 
-def regime_tests(v: pd.DataFrame, imb_bin: float, seed: int, level: float) -> list[dict]:
+def regime_tests(v: pd.DataFrame, level: float) -> list[dict]:
     """Paired DeLong tests between every two regimes, per cell type, task and stratum."""
     rows = []
     regimes = regime_order(v["regime"].unique())
-    tasks = ["imbalance"] + (["direction", "direction_tested"] if "ref_ratio" in v.columns else [])
     for ct, gct in v.groupby("cell_type", sort=False):
         wide = gct.pivot_table(index="variant_id", columns="regime", values="pred_ref_ratio", aggfunc="first")
         info = gct.drop_duplicates("variant_id").set_index("variant_id").reindex(wide.index).reset_index()
         for a, b in itertools.combinations([r for r in regimes if r in wide.columns], 2):
             both = wide[[a, b]].notna().all(axis=1).to_numpy()
-            for task in tasks:
+            for task in variant_tasks(v):
                 g = info[both].assign(pred_ref_ratio=wide[a].to_numpy()[both])
                 y, sa, sub = task_rows(task, g)
                 _, sb, _ = task_rows(task, g.assign(pred_ref_ratio=wide[b].to_numpy()[both]))
-                metric, masks = _task_strata(task, sub, imb_bin, seed, ct)
-                for name, m in masks.items():
+                for name, m in variant_masks(sub).items():
                     if y[m].all() or not y[m].any():
                         continue
                     t = M.delong_paired(y[m], sa[m], sb[m])
-                    rows.append(_row(a, f"delong_{metric}", ct, name, t["diff"], (t["ci_low"], t["ci_high"]),
+                    rows.append(_row(a, f"delong_{task}_auroc", ct, name, t["diff"], (t["ci_low"], t["ci_high"]),
                                      m.sum(), t["p_value"], reference=b))
     return rows
 
@@ -441,7 +461,7 @@ def regime_tests(v: pd.DataFrame, imb_bin: float, seed: int, level: float) -> li
 
 def check_params(p: dict) -> None:
     """Bin widths and bootstrap size positive, CI level in (0, 1)."""
-    for k in ("evaluate_height_bin", "evaluate_imbalance_bin", "evaluate_bootstrap"):
+    for k in ("evaluate_height_bin", "evaluate_bootstrap"):
         if not p[k] > 0:
             raise InputError(k, f"{k} = {p[k]!r} must be > 0", f"set {k} to a positive number (default {PARAMS[k]})")
     if not 0 < p["evaluate_ci_level"] < 1:
@@ -451,7 +471,8 @@ def check_params(p: dict) -> None:
 
 def evaluate(predictions: pd.DataFrame | None, scores: pd.DataFrame | None, sets: pd.DataFrame | None, *,
              peaks: pd.DataFrame | None = None, donor_counts: pd.DataFrame | None = None,
-             strata_sets: pd.DataFrame | None = None, params: dict | None = None, seed: int = 0) -> pd.DataFrame:
+             strata_sets: pd.DataFrame | None = None, params: dict | None = None, seed: int = 0,
+             scores_path="variant scores") -> pd.DataFrame:
     """All metrics as one long, deterministically ordered table (columns ``COLUMNS``)."""
     p = {**PARAMS, **(params or {})}
     check_params(p)
@@ -459,20 +480,21 @@ def evaluate(predictions: pd.DataFrame | None, scores: pd.DataFrame | None, sets
     rows: list[dict] = []
     if predictions is not None:
         rows += window_accuracy(predictions, level)
-        peak_pred = attach_peak_kind(predictions, peaks)
+        peak_pred = attach_peak_strata(predictions, peaks)
         if len(peak_pred):
+            cts = study_cell_types(peaks, peak_pred["cell_type"])
             rows += peak_accuracy(peak_pred, float(p["evaluate_height_bin"]), seed, level)
-            rows += overcorrelation(peak_pred, n_boot, seed, level)
+            rows += overcorrelation(peak_pred, cts, n_boot, seed, level)
             if donor_counts is not None:
-                kinds = peak_pred.drop_duplicates("peak_id").set_index("peak_id")["peak_kind"]
-                rows += replicate_accuracy(donor_counts, kinds, level)
+                info = peak_pred.drop_duplicates("peak_id").set_index("peak_id")[["peak_kind", "cluster_label"]]
+                rows += replicate_accuracy(donor_counts, info, cts, level)
     if scores is not None and strata_sets is not None and len(strata_sets):
-        rows += stratum_matched_accuracy(scores, strata_sets, level)
+        rows += stratum_matched_accuracy(scores, strata_sets, scores_path, level)
     if scores is not None and sets is not None:
-        v = variant_table(scores, sets)
+        v = variant_table(scores, sets, scores_path)
         if len(v):
-            rows += variant_accuracy(v, float(p["evaluate_imbalance_bin"]), n_boot, seed, level)
-            rows += regime_tests(v, float(p["evaluate_imbalance_bin"]), seed, level)
+            rows += variant_accuracy(v, n_boot, seed, level)
+            rows += regime_tests(v, level)
     df = pd.DataFrame(rows, columns=COLUMNS)
     undefined = ~np.isfinite(df["value"].to_numpy(np.float64))
     if undefined.any():
@@ -512,28 +534,28 @@ def summarise(df: pd.DataFrame, inputs: dict) -> dict:
 
 
 def load_inputs(predictions=None, scores=None, sets=None, peaks=None, donor_counts=None, imbalance=None,
-                strata_sets=None) -> dict:
+                strata_sets=None, test_chroms=None) -> dict:
     """Read and check whichever inputs are given (paths or None)."""
     out: dict = {}
-    if strata_sets is not None:
-        out["strata_sets"] = read_table(strata_sets, ("cell_type", "variant_id", "ref_ratio", "peak_kind"),
-                                        "stratum-matched variants")
-    if predictions is not None:
-        out["predictions"] = check_predictions(read_table(predictions, PRED_COLS, "predictions"), predictions)
     if scores is not None:
         out["scores"] = normalise_scores(read_table(scores, (), "variant scores"), scores)
+        out["scores_path"] = str(scores)
+    if strata_sets is not None:
+        st = read_table(strata_sets, ("cell_type", "variant_id", "ref_ratio", "stratum"), "stratum-matched variants")
+        out["strata_sets"] = attach_variant_info(st, None, strata_sets, test_chroms)
+    if predictions is not None:
+        out["predictions"] = check_predictions(read_table(predictions, PRED_COLS, "predictions"), predictions)
     if sets is not None:
         imb = read_table(imbalance, ("cell_type", "variant_id"), "imbalance table") if imbalance else None
-        out["sets"] = attach_variant_info(read_table(sets, SET_COLS, "variant sets"), imb, sets)
+        out["sets"] = attach_variant_info(read_table(sets, SET_COLS, "variant sets"), imb, sets, test_chroms)
     if peaks is not None:
         out["peaks"] = read_table(peaks, ("peak_id", "kind"), "peaks")
     if donor_counts is not None:
         dc = read_table(donor_counts, ("peak_id", "donor", "cell_type"), "donor peak counts")
-        cnt = next((c for c in ("count", "counts", "insertions") if c in dc.columns), None)
-        if cnt is None:
-            raise InputError(donor_counts, "donor peak counts lack a count column (count)",
-                             "write one row per peak × donor × cell type with its insertion count")
-        out["donor_counts"] = dc.rename(columns={cnt: "count"})
+        if "value" not in dc.columns:
+            raise InputError(donor_counts, "donor peak table lacks the column value (each donor's peak value under "
+                                           "the peak rule)", "rerun cluster_peaks with this version of caveat")
+        out["donor_counts"] = dc
     if "scores" in out and "sets" in out and "cell_type" not in out["scores"].columns:
         log.info("scores have no cell_type: each score applies to the variant in every cell type's sets")
     return out
@@ -543,7 +565,7 @@ def run(outdir_or_out: Path, inputs: dict, params: dict, seed: int) -> dict:
     """Evaluate and write ``metrics.parquet`` + ``evaluate.summary.json`` beside it."""
     df = evaluate(inputs.get("predictions"), inputs.get("scores"), inputs.get("sets"), peaks=inputs.get("peaks"),
                   donor_counts=inputs.get("donor_counts"), strata_sets=inputs.get("strata_sets"), params=params,
-                  seed=seed)
+                  seed=seed, scores_path=inputs.get("scores_path", "variant scores"))
     out = Path(outdir_or_out)
     write_parquet(df, out)
     present = {k: k in inputs for k in ("predictions", "scores", "sets", "peaks", "donor_counts", "strata_sets")}
@@ -561,13 +583,15 @@ def run_step(ctx: StepContext) -> dict:
     for name, path in opt.items():
         if path is None:
             log.info("optional input %s not present: metrics that need it are skipped", name)
-    inputs = load_inputs(o / "predictions.parquet", o / "variant_scores.parquet", o / "variant_sets.parquet", **opt)
+    inputs = load_inputs(o / "predictions.parquet", o / "variant_scores.parquet", o / "variant_sets.parquet", **opt,
+                         test_chroms=ctx.params.get("test_chroms"))
     summary = run(ctx.out("metrics.parquet"), inputs, ctx.params, int(ctx.params.get("seed", 0)))
     return {"rows": summary["rows"], "nonfinite_values": summary["nonfinite_values"]}
 
 
 STEP = Step(name="evaluate", run=run_step, needs=("predict", "score_variants"),
-            optional_needs=("cluster_peaks", "call_imbalance", "match_negatives"), params=PARAMS,
+            optional_needs=("cluster_peaks", "call_imbalance", "match_negatives"),
+            params={**PARAMS, "test_chroms": ["chr4", "chr5"]},
             doc="reference accuracy, over-correlation, variant-effect AUROCs by stratum with CIs")
 
 
@@ -577,15 +601,17 @@ def build_parser() -> argparse.ArgumentParser:
                                           "cell_type, target, prediction)")
     ap.add_argument("--scores", help="variant scores (variant_id, pred_ref_ratio or ref_pred+alt_pred"
                                      "[, regime, cell_type]); any model's")
-    ap.add_argument("--variant-sets", help="variant_sets.parquet (cell_type, variant_id, set[, ref_ratio, peak_kind])")
-    ap.add_argument("--peaks", help="peaks.parquet (peak_id, kind) for per-kind reference accuracy")
-    ap.add_argument("--donor-counts", help="peaks_donor_counts.parquet for the inter-donor upper bound")
-    ap.add_argument("--imbalance", help="imbalance.parquet (ref_ratio, peak_kind when the sets lack them)")
+    ap.add_argument("--variant-sets", help="variant_sets.parquet (cell_type, variant_id, set[, ref_ratio, stratum, "
+                                           "split])")
+    ap.add_argument("--peaks", help="peaks.parquet (peak_id, kind, cluster_label) for own-cluster strata")
+    ap.add_argument("--donor-counts", help="peaks_donor_counts.parquet (value per donor) for the inter-donor bound")
+    ap.add_argument("--imbalance", help="imbalance.parquet (ref_ratio, stratum when the sets lack them)")
     ap.add_argument("--stratum-sets", help="variant_sets_stratum_matched.parquet (match_negatives' Fig. 4B set)")
     ap.add_argument("--out", default="metrics.parquet", help="output metrics.parquet (summary written beside it)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--height-bin", type=float, default=PARAMS["evaluate_height_bin"])
-    ap.add_argument("--imbalance-bin", type=float, default=PARAMS["evaluate_imbalance_bin"])
+    ap.add_argument("--test-chroms", nargs="+", default=["chr4", "chr5"],
+                    help="held-out chromosomes: variant metrics get a test_chroms stratum (sets without split)")
     ap.add_argument("--bootstrap", type=int, default=PARAMS["evaluate_bootstrap"])
     ap.add_argument("--ci-level", type=float, default=PARAMS["evaluate_ci_level"])
     ap.add_argument("--version", action="version", version=f"caveat {__version__}")
@@ -601,8 +627,8 @@ def main(argv=None) -> int:
         raise InputError("caveat evaluate", "nothing to evaluate",
                          "pass --predictions and/or both --scores and --variant-sets")
     inputs = load_inputs(a.predictions, a.scores, a.variant_sets, a.peaks, a.donor_counts, a.imbalance,
-                         a.stratum_sets)
-    params = {"evaluate_height_bin": a.height_bin, "evaluate_imbalance_bin": a.imbalance_bin,
+                         a.stratum_sets, a.test_chroms)
+    params = {"evaluate_height_bin": a.height_bin,
               "evaluate_bootstrap": a.bootstrap, "evaluate_ci_level": a.ci_level}
     run(Path(a.out), inputs, params, a.seed)
     print(f"metrics: {a.out}")

@@ -16,7 +16,7 @@ from scipy import stats
 
 __all__ = [
     "pearson", "pearson_ci", "log2p1", "midrank", "delong_auc", "delong_paired", "auc_ci",
-    "average_precision", "bootstrap", "bootstrap_weights", "bootstrap_average_precision", "weighted_pearson", "percentile_ci", "match_histograms", "replicate_ceiling", "AUCResult",
+    "average_precision", "bootstrap", "bootstrap_weights", "bootstrap_average_precision", "weighted_pearson", "percentile_ci", "match_histograms", "resample_to_histogram", "replicate_ceiling", "AUCResult",
 ]
 
 
@@ -344,6 +344,45 @@ def _draw(bins: np.ndarray, keep: np.ndarray, rng: np.random.Generator) -> np.nd
     starts = np.searchsorted(sorted_bins, np.arange(keep.size))
     rank = np.arange(bins.size) - starts[sorted_bins]
     return np.sort(order[rank < keep[sorted_bins]])
+
+
+def resample_to_histogram(a, b, bin_width: float, seed: int = 0, lo: float = 0.0) -> np.ndarray:
+    """Resample ``a`` to the binned histogram of ``b``; ``b`` stays whole.
+
+    The study's height control (Fig. S1C; the authors'
+    ``Peak_height_matched_performance.ipynb``): in every ``bin_width``-wide bin
+    from ``lo``, draw as many items of ``a`` as ``b`` has there — without
+    replacement when ``a`` has enough, with replacement when it runs short,
+    none when it has none.
+
+    Parameters
+    ----------
+    a, b : (n_a,), (n_b,) arrays of finite values
+    bin_width : float
+    seed : int
+    lo : float
+
+    Returns
+    -------
+    idx_a : numpy.ndarray of int64, shape (m,)
+        Positions in ``a`` (sorted; repeats where drawn with replacement);
+        ``m = n_b`` minus the items of ``b`` in bins where ``a`` is empty.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if bin_width <= 0:
+        raise ValueError("bin_width must be > 0")
+    if a.size == 0 or b.size == 0:
+        return np.array([], dtype=np.int64)
+    bins_a = np.floor((a - lo) / bin_width + 1e-9).astype(np.int64)
+    bins_b = np.floor((b - lo) / bin_width + 1e-9).astype(np.int64)
+    rng = np.random.default_rng(seed)
+    out = []
+    for k, want in zip(*np.unique(bins_b, return_counts=True)):
+        have = np.flatnonzero(bins_a == k)
+        if have.size:
+            out.append(rng.choice(have, size=want, replace=have.size < want))
+    return np.sort(np.concatenate(out)) if out else np.array([], dtype=np.int64)
 
 
 def replicate_ceiling(r: float, k: int) -> float:

@@ -16,16 +16,15 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .evaluate import KINDS, regime_order
+from .regimes import regime_order
+from .strata import KINDS
 
 PALETTE = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C"]
 KIND_COLOURS = {"ubiquitous": "#4C72B0", "specific": "#C44E52", "all": "#555555",
-                "ubiquitous_height_matched": "#9DB4D8", "specific_height_matched": "#E3A0A2",
-                "ubiquitous_imbalance_matched": "#9DB4D8", "specific_imbalance_matched": "#E3A0A2"}
-STRATUM_LABEL = {"all": "all", "ubiquitous": "ubiquitous", "specific": "cell-type specific",
-                 "ubiquitous_height_matched": "ubiq., height-matched", "specific_height_matched": "spec., height-matched",
-                 "ubiquitous_imbalance_matched": "ubiq., imbalance-matched",
-                 "specific_imbalance_matched": "spec., imbalance-matched"}
+                "ubiquitous_height_matched": "#9DB4D8", "specific_any": "#E3A0A2", "test_chroms": "#8C8C8C"}
+STRATUM_LABEL = {"all": "all", "ubiquitous": "ubiquitous", "specific": "own specific cluster",
+                 "ubiquitous_height_matched": "ubiq., height-matched to own specific",
+                 "specific_any": "any specific cluster (pooled)", "test_chroms": "test chromosomes"}
 DPI = 96
 
 
@@ -158,7 +157,7 @@ def fig_1bc(m: pd.DataFrame, regime: str) -> Figure | None:
 
 def fig_3ab(m: pd.DataFrame, regime: str) -> Figure | None:
     """Fig. 3a,b and S1c: reference accuracy by stratum (with height-matched control, replicate bound)."""
-    strata = ["ubiquitous", "specific", "ubiquitous_height_matched", "specific_height_matched"]
+    strata = ["ubiquitous", "ubiquitous_height_matched", "specific"]
     d = _select(m, "pearson_peak", strata, [regime])
     if d.empty:
         return None
@@ -174,7 +173,7 @@ def fig_3ab(m: pd.DataFrame, regime: str) -> Figure | None:
             ax.scatter(np.arange(len(cts)), rr, marker=mk, s=400, color=KIND_COLOURS[s], zorder=4, linewidths=2,
                        label=f"replicate ceiling, {s}")
     ax.set_ylabel("Pearson R, log2(x+1) peak values")
-    ax.set_title(f"Reference accuracy by peak cluster kind — {regime}", fontsize=10)
+    ax.set_title(f"Reference accuracy: own specific cluster vs ubiquitous — {regime}", fontsize=10)
     ax.legend(fontsize=7, ncol=2)
     return fig
 
@@ -200,14 +199,10 @@ def fig_3cd(m: pd.DataFrame) -> Figure | None:
 def fig_4ab(m: pd.DataFrame) -> Figure | None:
     """Fig. 4a,b: regimes compared on reference accuracy and variant-effect accuracy by stratum."""
     ref = _select(m, "pearson_peak", ["all", *KINDS])
-    var_metric = next((k for k in ("direction_auroc_strata", "direction_auroc_tested", "imbalance_auroc")
+    var_metric = next((k for k in ("direction_auroc_strata", "direction_auroc", "imbalance_auroc")
                        if (m["metric"] == k).any()), "imbalance_auroc")
-    vstrata = (list(KINDS) if var_metric == "direction_auroc_strata" else
-               ["all", "ubiquitous_imbalance_matched", "specific_imbalance_matched"])
+    vstrata = list(KINDS) if var_metric == "direction_auroc_strata" else ["all", *KINDS]
     var = _select(m, var_metric, vstrata)
-    if var.empty:
-        var = _select(m, var_metric, ["all", *KINDS])
-        vstrata = ["all", *KINDS]
     if ref.empty and var.empty:
         return None
     fig = new_figure(10, 3.8)
@@ -229,49 +224,42 @@ def fig_4ab(m: pd.DataFrame) -> Figure | None:
 
 
 def fig_s4(imb: pd.DataFrame) -> Figure | None:
-    """Fig. S4: |ref_ratio − 0.5| of tested heterozygous sites, ubiquitous vs specific, per cell type."""
-    if imb is None or "peak_kind" not in imb.columns:
+    """Fig. S4: |ref_ratio − 0.5| of every tested heterozygous site (all labels, the intermediate
+    ``untested`` ones included), own specific cluster vs ubiquitous, per cell type."""
+    if imb is None or "stratum" not in imb.columns:
         return None
-    t = imb[(imb["label"] != "untested") & imb["peak_kind"].isin(KINDS)] if "label" in imb.columns else imb
+    return _by_stratum_hists(imb[imb["stratum"].isin(KINDS)], "stratum",
+                             lambda g: np.abs(g["ref_ratio"].to_numpy(np.float64) - 0.5), "|REF/(REF+ALT) − 0.5|",
+                             np.linspace(0, 0.5, 21))
+
+
+def fig_s1(peak_pred: pd.DataFrame | None) -> Figure | None:
+    """Fig. S1: peak heights (log2 target + 1) of test peaks, own specific cluster vs ubiquitous, per cell type."""
+    if peak_pred is None or peak_pred.empty or peak_pred["stratum"].isna().all():
+        return None
+    one = peak_pred[(peak_pred["regime"] == peak_pred["regime"].iloc[0]) & peak_pred["stratum"].isin(KINDS)]
+    h = np.log2(one["target"].to_numpy(np.float64) + 1)
+    bins = np.arange(0, np.nanmax(h) + 0.5, 0.5) if np.isfinite(h).any() and np.nanmax(h) > 0 else 10
+    return _by_stratum_hists(one, "stratum", lambda g: np.log2(g["target"].to_numpy(np.float64) + 1),
+                             "log2(peak insertions + 1)", bins)
+
+
+def _by_stratum_hists(t: pd.DataFrame, col: str, value, xlabel: str, bins) -> Figure | None:
+    """One panel per cell type: density histograms of ``value(rows)`` per stratum in ``col``."""
     if t.empty:
         return None
     cts = list(dict.fromkeys(t["cell_type"]))
     fig = new_figure(min(3.2 * len(cts), 12), 3.0)
     axes = np.atleast_1d(fig.subplots(1, len(cts), sharey=True))
-    bins = np.linspace(0, 0.5, 21)
     for ax, ct in zip(axes, cts):
         g = t[t["cell_type"] == ct]
         for k in KINDS:
-            x = np.abs(g.loc[g["peak_kind"] == k, "ref_ratio"].to_numpy(np.float64) - 0.5)
+            x = value(g[g[col] == k])
             if x.size:
                 ax.hist(x, bins=bins, density=True, histtype="step", lw=1.5, color=KIND_COLOURS[k],
-                        label=f"{k} (n={x.size})")
+                        label=f"{STRATUM_LABEL[k]} (n={x.size})")
         ax.set_title(ct, fontsize=9)
-        ax.set_xlabel("|REF/(REF+ALT) − 0.5|")
-        ax.legend(fontsize=7)
-    axes[0].set_ylabel("density")
-    return fig
-
-
-def fig_s1(peak_pred: pd.DataFrame | None) -> Figure | None:
-    """Fig. S1: peak heights (log2 target + 1) of test peaks by cluster kind, per cell type."""
-    if peak_pred is None or peak_pred.empty or peak_pred["peak_kind"].isna().all():
-        return None
-    one = peak_pred[peak_pred["regime"] == peak_pred["regime"].iloc[0]]
-    cts = list(dict.fromkeys(one["cell_type"]))
-    fig = new_figure(min(3.2 * len(cts), 12), 3.0)
-    axes = np.atleast_1d(fig.subplots(1, len(cts), sharey=True))
-    h = np.log2(one["target"].to_numpy(np.float64) + 1)
-    bins = np.arange(0, np.nanmax(h) + 0.5, 0.5) if np.isfinite(h).any() and np.nanmax(h) > 0 else 10
-    for ax, ct in zip(axes, cts):
-        g = one[one["cell_type"] == ct]
-        for k in KINDS:
-            x = np.log2(g.loc[g["peak_kind"] == k, "target"].to_numpy(np.float64) + 1)
-            if x.size:
-                ax.hist(x, bins=bins, density=True, histtype="step", lw=1.5, color=KIND_COLOURS[k],
-                        label=f"{k} (n={x.size})")
-        ax.set_title(ct, fontsize=9)
-        ax.set_xlabel("log2(peak insertions + 1)")
+        ax.set_xlabel(xlabel)
         ax.legend(fontsize=7)
     axes[0].set_ylabel("density")
     return fig

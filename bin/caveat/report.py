@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import html
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +26,9 @@ from . import __version__
 from . import plots as P
 from .engine import Step, StepContext
 from .errors import InputError
-from .evaluate import COLUMNS, attach_peak_kind, regime_order
+from .regimes import regime_order
+from .results import METRIC_COLUMNS as COLUMNS
+from .strata import attach_peak_strata
 from .io import read_json, read_parquet, write_json, write_text
 from .log import get_logger
 
@@ -65,7 +68,10 @@ def _histories(folder: Path) -> dict[str, pd.DataFrame]:
     """``models/<regime>[/<cell_type>]/history.parquet`` → {name: table}."""
     out = {}
     models = folder / "models"
-    for f in sorted(models.rglob("history.parquet")) if models.is_dir() else []:
+    # os.walk(followlinks=True): Nextflow stages model folders as symlinks, which rglob does not follow
+    found = [Path(d) / "history.parquet" for d, _, files in os.walk(models, followlinks=True)
+             if "history.parquet" in files] if models.is_dir() else []
+    for f in sorted(found):
         out[f.parent.relative_to(models).as_posix()] = read_parquet(f)
     return out
 
@@ -109,7 +115,7 @@ def load_report_inputs(metrics_path: Path, folder: Path) -> dict:
     peaks = _optional_parquet(folder / "peaks.parquet", "peaks")
     peak_pred = None
     if pred is not None and {"kind", "target", "regime", "cell_type"} <= set(pred.columns):
-        peak_pred = attach_peak_kind(pred, peaks)
+        peak_pred = attach_peak_strata(pred, peaks)
     return {"metrics": m, "peak_pred": peak_pred, "peaks": peaks, "summaries": _summaries(folder),
             "imbalance": _optional_parquet(folder / "imbalance.parquet", "imbalance calls"),
             "sets": _optional_parquet(folder / "variant_sets.parquet", "variant sets"),
@@ -140,23 +146,32 @@ def build_figures(d: dict) -> list[Figure]:
          "stratum, mean over cell types; bars are the mean 95% CIs (Fisher z for R, DeLong for AUROC).",
          lambda: P.fig_headline(m), "needs both reference and variant metrics"),
         ("fig-1bc", f"Fig. 1b,c — accuracy per cell type ({reg})", "Pearson R on held-out chromosomes (peaks: "
-         "log2(x+1) of peak values, as set by predict_peak_value; windows: centre-bin counts) and AUROCs for imbalance (imbalanced vs matched "
-         "balanced sites, score |pred_ref_ratio − 0.5|) and direction (imbalanced sites, score pred_ref_ratio).",
+         "log2(x+1) of peak values under the peak rule in the summary of predict — by default the study's: one "
+         "1344 bp window centred on each peak vs insertions summed over the centred 192 bp site; windows: "
+         "centre-bin counts) and AUROCs for imbalance (every imbalanced site vs depth-matched balanced sites, score "
+         "|pred_ref_ratio − 0.5|) and direction (every imbalanced site, score pred_ref_ratio).",
          lambda: P.fig_1bc(m, reg), ref_txt),
-        ("fig-3ab", f"Fig. 3a,b / S1c — reference accuracy by stratum ({reg})", "Cell-type specific vs ubiquitous "
-         "peaks, and both after matching peak heights (0.5-wide bins of log2 target); ticks: replicate ceiling.",
-         lambda: P.fig_3ab(m, reg), "needs peak predictions with cluster kinds (cluster_peaks)"),
-        ("fig-3cd", "Fig. 3c,d / S3 — over-correlation", "Correlation of predictions between two cell types minus "
-         "that of the measured values, over peaks of each kind: > 0 means the model shares more than the data.",
-         lambda: P.fig_3cd(m), "needs peak predictions with cluster kinds"),
-        ("fig-4ab", "Fig. 4a,b — training regimes compared", "Reference accuracy by stratum and variant-effect "
-         "(direction) accuracy by stratum after matching imbalance distributions between strata. Bars: mean over "
-         "cell types with mean 95% CIs; dots: cell types.",
+        ("fig-3ab", f"Fig. 3a,b / S1c — reference accuracy by stratum ({reg})", "Per cell type: peaks of its "
+         "own specific cluster(s) (a cluster whose label names the cell type) vs the ubiquitous cluster, on test "
+         "chromosomes, and the ubiquitous peaks resampled to the own specific peaks' height histogram (0.5-wide "
+         "bins of log2 target; the specific set whole). Ticks: replicate ceiling from the inter-donor correlation "
+         "of the same peak values.",
+         lambda: P.fig_3ab(m, reg), "needs peak predictions with clusters (cluster_peaks)"),
+        ("fig-3cd", "Fig. 3c,d / S3 — over-correlation", "R(pred A, pred B) − R(target A, target B) over peaks: "
+         "'own specific cluster' = the peaks of A's own cluster(s) for the ordered pair A|B; > 0 means the model "
+         "shares more between cell types than the data do.",
+         lambda: P.fig_3cd(m), "needs peak predictions with clusters"),
+        ("fig-4ab", "Fig. 4a,b — training regimes compared", "(a) Reference accuracy per stratum (own specific "
+         "cluster vs ubiquitous). (b) Direction AUROC (Fig. 4B) on every tested heterozygous site (REF+ALT > 20) "
+         "of the own specific and the ubiquitous cluster, |REF fraction − 0.5| distributions matched between the "
+         "two. Bars: mean over cell types with mean 95% CIs; dots: cell types.",
          lambda: P.fig_4ab(m), ref_txt + " and " + var_txt),
-        ("fig-s4", "Fig. S4 — allelic imbalance by stratum", "|REF/(REF+ALT) − 0.5| of tested heterozygous sites in "
-         "ubiquitous and cell-type specific peaks.", lambda: P.fig_s4(imb), "needs imbalance.parquet with peak kinds"),
-        ("fig-s1", "Fig. S1 — peak heights", "log2(insertions + 1) of test-chromosome peaks by cluster kind.",
-         lambda: P.fig_s1(d["peak_pred"]), "needs peak predictions with cluster kinds"),
+        ("fig-s4", "Fig. S4 — allelic imbalance by stratum", "|REF/(REF+ALT) − 0.5| of every tested heterozygous "
+         "site (imbalanced, balanced and intermediate) in the cell type's own specific cluster and in the "
+         "ubiquitous cluster.", lambda: P.fig_s4(imb), "needs imbalance.parquet with peak strata"),
+        ("fig-s1", "Fig. S1 — peak heights", "log2(insertions + 1) at test-chromosome peaks (peak rule as above), "
+         "own specific cluster vs ubiquitous, per cell type.",
+         lambda: P.fig_s1(d["peak_pred"]), "needs peak predictions with clusters"),
         ("fig-qc-wasp", "QC — WASP filter", "Reads in, kept, remapped and dropped per sample (wasp/<sample>.stats.json).",
          lambda: P.fig_wasp(d["wasp"]), "wasp_remap not run"),
         ("fig-qc-counts", "QC — sites and variant sets", "Heterozygous sites per imbalance label and variant-set "
@@ -196,10 +211,9 @@ HEADLINE_COLS = [
     ("pearson_peak", "specific", "Pearson R<br>specific"),
     ("imbalance_auroc", "all", "Imbalance<br>AUROC"),
     ("direction_auroc", "all", "Direction<br>AUROC"),
+    ("direction_auroc", "test_chroms", "Direction AUROC<br>test chroms"),
     ("direction_auroc_strata", "ubiquitous", "Direction AUROC<br>ubiquitous*"),
     ("direction_auroc_strata", "specific", "Direction AUROC<br>specific*"),
-    ("direction_auroc_tested", "ubiquitous_imbalance_matched", "Direction AUROC<br>ubiquitous*"),
-    ("direction_auroc_tested", "specific_imbalance_matched", "Direction AUROC<br>specific*"),
 ]
 
 
@@ -207,8 +221,6 @@ def headline_table(m: pd.DataFrame) -> str:
     """Regime × headline metric, mean over cell types with mean CIs, as HTML."""
     mean = P.mean_over_cell_types(m)
     cols = [c for c in HEADLINE_COLS if ((mean["metric"] == c[0]) & (mean["stratum"] == c[1])).any()]
-    if any(c[0] == "direction_auroc_strata" for c in cols):  # match_negatives' matched set is the study's
-        cols = [c for c in cols if c[0] != "direction_auroc_tested"]
     if not cols:
         return "<p class=missing>No metrics to summarise.</p>"
     regimes = regime_order(mean["regime"].unique())
@@ -224,11 +236,12 @@ def headline_table(m: pd.DataFrame) -> str:
         name = "replicate ceiling" if r == "replicate" else r
         body.append(f"<tr><th>{html.escape(name)}</th>{''.join(cells)}</tr>")
     return (f"<table class=headline><thead><tr><th>regime</th>{head}</tr></thead><tbody>{''.join(body)}"
-            "</tbody></table><p class=note>Mean over cell types [mean 95% CI]. "
-            + ("* strata matched on |REF fraction − 0.5| between ubiquitous and specific sites. "
-               if any(c[0].startswith("direction_auroc_") for c in cols) else "")
+            "</tbody></table><p class=note>Mean over cell types [mean 95% CI]. 'specific': each cell type's own "
+            "specific cluster(s); 'ubiquitous': the ubiquitous cluster. "
+            + ("* Fig. 4B: every tested site of the stratum, |REF fraction − 0.5| matched between ubiquitous and "
+               "specific sites. " if any(c[0] == "direction_auroc_strata" for c in cols) else "")
             + "'replicate ceiling': the highest R a "
-            "model can expect against the donor-pooled target, from the inter-donor correlation of peak counts "
+            "model can expect against the donor-pooled target, from the inter-donor correlation of the same peak values "
             "(square root of the Spearman-Brown reliability).</p>")
 
 
@@ -279,11 +292,10 @@ def answer_text(m: pd.DataFrame) -> str:
     reg = main_regime(m)
     sel = mean[(mean["regime"] == reg) & (mean["metric"] == "pearson_peak")].set_index("stratum")["value"]
     if {"ubiquitous", "specific"} <= set(sel.index):
-        s = (f"In {html.escape(str(reg))}, cell-type specific peaks reach R {sel['specific']:.3f} vs "
+        s = (f"In {html.escape(str(reg))}, each cell type's own specific peaks reach R {sel['specific']:.3f} vs "
              f"{sel['ubiquitous']:.3f} in ubiquitous peaks")
-        if {"ubiquitous_height_matched", "specific_height_matched"} <= set(sel.index):
-            s += (f" ({sel['specific_height_matched']:.3f} vs {sel['ubiquitous_height_matched']:.3f} "
-                  "after matching peak heights)")
+        if "ubiquitous_height_matched" in sel.index:
+            s += f" ({sel['ubiquitous_height_matched']:.3f} for ubiquitous peaks matched to their heights)"
         out.append(s + ".")
     oc = mean[(mean["regime"] == reg) & (mean["metric"] == "overcorrelation")].set_index("stratum")["value"]
     if {"ubiquitous", "specific"} <= set(oc.index):
