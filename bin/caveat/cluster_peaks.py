@@ -40,7 +40,9 @@ Rules (stated so users know what they get)
   cluster's top one (``ctA``, ``ctA+ctB``). One dominant in every cell type
   joins the ubiquitous cluster (k-means may split broadly open peaks by level);
   the rest are ``specific``. Users may instead give ``cluster_assignments``
-  (BED: chrom, start, end, cluster label; one label must be ``ubiquitous``),
+  (BED: chrom, start, end, cluster label; one label must be ``ubiquitous``; a
+  specific cluster's label names its cell type(s) joined by ``+``, e.g.
+  ``PT`` or ``DT+LOH``, which is what makes it a cell type's own cluster),
   as the study reused published clusters.
 """
 
@@ -67,10 +69,10 @@ from .ldsc import export_ldsc
 from .log import Progress, get_logger
 from .peak_sites import check_rule, peak_track_values
 from .samplesheet import cell_types, read_samplesheet
+from .strata import SPECIFIC, UBIQUITOUS, cluster_members
 
 log = get_logger("cluster_peaks")
 
-UBIQUITOUS = "ubiquitous"
 
 
 # ---------------------------------------------------------------- peaks per cell type
@@ -435,6 +437,11 @@ def cluster_peaks(sheet: pd.DataFrame, lengths: Mapping[str, int], tracks_dir: P
     summary: dict = {"cell_types": names}
     if params.get("cluster_assignments"):
         peaks, cluster, labels = user_clusters(params["cluster_assignments"], lengths, cmap)
+        orphan = [lab for lab in labels[1:] if not cluster_members(lab, names)]
+        if orphan:
+            log.warning("cluster label(s) %s name no cell type of the samplesheet: no cell type counts them as its "
+                        "own specific cluster (only in specific_any); name cell types joined by '+'",
+                        ", ".join(orphan[:5]))
         summary.update(peak_source="cluster_assignments", union_rule="user")
     else:
         sets, src = cell_type_peaks(sheet, lengths, outdir, params, pseudo)
@@ -513,7 +520,7 @@ def _peaks_table(peaks, names, acc, counts, spec, cluster, labels, values) -> pd
         t[f"value_{ct}"] = values[:, j].astype(np.float32)
     t["cluster"] = cluster.astype(np.int32)
     t["cluster_label"] = np.array(labels, dtype=object)[cluster]
-    t["kind"] = np.where(cluster == 0, UBIQUITOUS, "specific")
+    t["kind"] = np.where(cluster == 0, UBIQUITOUS, SPECIFIC)
     t["specificity"] = spec.astype(np.float32)
     return t
 
@@ -539,7 +546,7 @@ def _cluster_summary(t: pd.DataFrame, names: Sequence[str], labels: Sequence[str
     clusters = {}
     for i, lab in enumerate(labels):
         sub = t[t["cluster"] == i]
-        clusters[lab] = {"id": i, "kind": UBIQUITOUS if i == 0 else "specific", "n_peaks": len(sub),
+        clusters[lab] = {"id": i, "kind": UBIQUITOUS if i == 0 else SPECIFIC, "n_peaks": len(sub),
                          "mean_profile": dict(zip(names, sub[acc_cols].mean().round(4).tolist())),
                          "mean_tau": round(float(sub["specificity"].mean()), 4) if len(sub) else None}
     hist, edges = np.histogram(t["specificity"], bins=20, range=(0, 1))
