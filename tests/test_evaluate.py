@@ -174,24 +174,48 @@ def test_peak_pearson_equals_independent_computation(metrics, synth):
 
 
 def test_own_cluster_differs_from_the_pooled_specific_stratum():
-    """A model that gets only open vs closed right: R within A's own cluster is ~0, pooled R is high."""
+    """Constructed: within A's own cluster the model has no signal and the donors barely agree; over every
+    specific cluster (A's open, B's closed in A) both look excellent. The own-cluster value is reported
+    as ``specific`` (reference accuracy, over-correlation A|B, inter-donor bound), the pooled as ``specific_any``."""
     rng = np.random.default_rng(3)
     n = 300
     label = np.repeat(["ctA", "ctB", "ubiquitous"], n)
     kind = np.where(label == "ubiquitous", "ubiquitous", "specific")
-    target = np.where(label == "ctA", rng.lognormal(5, 0.5, 3 * n), rng.lognormal(1, 0.5, 3 * n))
-    pred = np.where(label == "ctA", 100.0, 2.0) * rng.lognormal(0, 0.01, 3 * n)  # no signal within ctA's cluster
-    ids = [f"p{i:04d}" for i in range(3 * n)]
+    ids = np.array([f"p{i:04d}" for i in range(3 * n)])
+    open_in = {"ctA": label != "ctB", "ctB": label != "ctA"}
+    target = {ct: np.where(o, rng.lognormal(5, 0.5, 3 * n), rng.lognormal(1, 0.5, 3 * n)) for ct, o in open_in.items()}
+    # no signal within a cluster: predictions only know open vs closed, and are identical across cell types
+    # inside A's cluster (so they over-correlate there)
+    pred = {ct: np.where(o, 100.0, 2.0) * rng.lognormal(0, 0.01, 3 * n) for ct, o in open_in.items()}
+    pred["ctB"] = np.where(label == "ctA", pred["ctA"] / 50, pred["ctB"])
     peaks = pd.DataFrame({"peak_id": ids, "kind": kind, "cluster_label": label, "acc_ctA": 0.0, "acc_ctB": 0.0})
-    p = pd.DataFrame({"regime": "multitask", "kind": "peak", "peak_id": ids, "chrom": "chr4", "start": 0, "end": 1,
-                      "cell_type": "ctA", "target": target, "prediction": pred})
-    m = E.evaluate(p, None, None, peaks=peaks)
-    own = _get(m, "pearson_peak", "multitask", "ctA", "specific")
-    pooled = _get(m, "pearson_peak", "multitask", "ctA", "specific_any")
-    sel = label == "ctA"
-    assert own.n == n and own.value == pytest.approx(
-        np.corrcoef(np.log2(target[sel] + 1), np.log2(pred[sel] + 1))[0, 1], abs=1e-12)
-    assert abs(own.value) < 0.2 and pooled.value > 0.9 and pooled.n == 2 * n
+    p = pd.concat([pd.DataFrame({"regime": "multitask", "kind": "peak", "peak_id": ids, "chrom": "chr4", "start": 0,
+                                 "end": 1, "cell_type": ct, "target": target[ct], "prediction": pred[ct]})
+                   for ct in ("ctA", "ctB")], ignore_index=True)
+    # donors: agree on open vs closed, independent noise within A's cluster
+    donors = {d: np.where(open_in["ctA"], rng.lognormal(4, 0.6, 3 * n), rng.lognormal(0.5, 0.6, 3 * n))
+              for d in ("D1", "D2")}
+    dc = pd.concat([pd.DataFrame({"peak_id": ids, "donor": d, "cell_type": "ctA", "value": v})
+                    for d, v in donors.items()], ignore_index=True)
+    m = E.evaluate(p, None, None, peaks=peaks, donor_counts=dc)
+    own, spec = label == "ctA", kind == "specific"
+    lg = lambda x: np.log2(x + 1)  # noqa: E731
+
+    def r(x, y):
+        return np.corrcoef(x, y)[0, 1]
+
+    row = _get(m, "pearson_peak", "multitask", "ctA", "specific")
+    assert row.n == n and row.value == pytest.approx(r(lg(target["ctA"][own]), lg(pred["ctA"][own])), abs=1e-12)
+    assert abs(row.value) < 0.2 and _get(m, "pearson_peak", "multitask", "ctA", "specific_any").value > 0.9
+    oc = _get(m, "overcorrelation", "multitask", "ctA|ctB", "specific")
+    want = (r(lg(pred["ctA"][own]), lg(pred["ctB"][own])) - r(lg(target["ctA"][own]), lg(target["ctB"][own])))
+    assert oc.n == n and oc.value == pytest.approx(want, abs=1e-12) and oc.value > 0.8
+    pooled = _get(m, "overcorrelation", "multitask", "ctA|ctB", "specific_any")
+    assert pooled.n == 2 * n and abs(pooled.value - oc.value) > 0.5
+    bound = _get(m, "replicate_pearson", "replicate", "ctA", "specific")
+    assert bound.n == n and bound.value == pytest.approx(r(lg(donors["D1"][own]), lg(donors["D2"][own])), abs=1e-12)
+    assert abs(bound.value) < 0.2 and _get(m, "replicate_pearson", "replicate", "ctA", "specific_any").value > 0.8
+    assert spec.sum() == 2 * n
 
 
 def test_height_matching_resamples_ubiquitous_and_keeps_specific_whole(metrics, synth):
