@@ -272,3 +272,61 @@ def test_real_na12878_equals_bcftools_and_moves_to_half(tmp_path, real_data):
 
     assert after["ref_count"].sum() + after["alt_count"].sum() > 200
     assert dev(after) <= dev(before) + 0.01
+
+
+def _count_run(study, sheet_rows, outdir):
+    """wasp_remap + count_alleles on ``study`` with the samplesheet cut to ``sheet_rows``."""
+    from caveat.engine import run_pipeline
+    from caveat.params import load_params
+    from caveat.pipeline import pipeline_steps
+
+    sheet = pd.read_csv(study / "samplesheet.csv")
+    sheet[sheet["sample"].isin(sheet_rows)].to_csv(study / "samplesheet.csv", index=False)
+    steps = pipeline_steps()
+    params = load_params(study / "params.yaml", {"outdir": str(outdir)}, steps)
+    return run_pipeline(steps, params, outdir, until="count_alleles", threads=2)
+
+
+def test_genotype_concordance_flags_the_swapped_study_and_passes_the_true_one(tiny_sim, tmp_path):
+    """The simulator's --swap-donors study (D1 and D2 labels exchanged) fails count_alleles,
+    naming a mislabelled sample and the donor its reads fit, before any counts table is written;
+    the same samples with their true labels pass, and the summary records each share."""
+    import json
+
+    from caveat.simulate import swap_donor_labels
+    from study_copy import study_copy
+
+    cut = ["D1_ctA", "D2_ctA", "D3_ctA"]
+    swapped = study_copy(tiny_sim, tmp_path / "swapped")
+    truth = swap_donor_labels(swapped, "D1", "D2")
+    assert truth["samples"]["D1_ctA"] == {"sheet_donor": "D2", "read_donor": "D1"}
+    assert json.loads((swapped / "truth" / "donor_swap.json").read_text()) == truth
+    out = tmp_path / "out_swapped"
+    with pytest.raises(InputError, match=r"samplesheet.csv: sample D1_ctA \(donor D2\): only \d+% .* its reads fit "
+                                         r"donor D1's genotypes .* swapped \(D2 ↔ D1\)"):
+        _count_run(swapped, cut, out)
+    assert (out / "pipeline_info/steps/wasp_remap.json").exists()
+    assert not (out / "pipeline_info/steps/count_alleles.json").exists()
+    assert not (out / "counts").exists() and not (out / "count_alleles.summary.json").exists()
+
+    true = study_copy(tiny_sim, tmp_path / "true")
+    out = tmp_path / "out_true"
+    assert _count_run(true, cut, out)["count_alleles"] == "ran"
+    per = json.loads((out / "count_alleles.summary.json").read_text())["per_sample"]
+    assert sorted(per) == cut
+    assert all(v["both_alleles_share"] >= 0.85 and v["concordance_sites"] >= 10 for v in per.values()), per
+
+
+def test_concordance_check_rules():
+    from caveat.concordance import check_sample
+
+    ok = pd.DataFrame({"ref_count": [5, 4, 9, 0], "alt_count": [5, 6, 1, 3]})
+    assert check_sample(ok, "s", "D1", {"concordance_min_sites": 3}, "sheet.csv") == {
+        "both_alleles_share": 1.0, "concordance_sites": 3}
+    one = pd.DataFrame({"ref_count": [10, 0, 9, 8], "alt_count": [0, 10, 0, 2]})
+    with pytest.raises(InputError, match="sheet.csv: sample s \\(donor D1\\): only 25% of 4 .* no other donor"):
+        check_sample(one, "s", "D1", {"concordance_min_sites": 3}, "sheet.csv", lambda d: one, ["D2"])
+    # too few covered sites to judge: recorded, not failed
+    assert check_sample(one, "s", "D1", {}, "sheet.csv")["concordance_sites"] == 4
+    assert check_sample(one, "s", "D1", {"concordance_min_both_alleles": 0.0, "concordance_min_sites": 1},
+                        "x")["both_alleles_share"] == 0.25

@@ -68,3 +68,36 @@ def test_missing_donor_and_donor_without_sites(vcf, tmp_path):
 def test_missing_vcf(tmp_path):
     with pytest.raises(InputError, match="not found"):
         read_het_sites(tmp_path / "nope.vcf.gz", ["D1"])
+
+
+def _fasta(tmp_path, seqs):
+    import pysam
+
+    fa = tmp_path / "g.fa"
+    fa.write_text("".join(f">{c}\n{s}\n" for c, s in seqs.items()))
+    pysam.faidx(str(fa))
+    return fa
+
+
+def test_split_multiallelic_site_is_merged_not_tested_twice(tmp_path):
+    """`bcftools norm -m-` splits a 1/2 genotype into 1/0 and 0/1 records at one position:
+    neither half is a het SNP (each would have ALT = 0 reads), as for the unsplit record."""
+    recs = [("chr1", 11, "A", "G", "PASS", ["1/0"]), ("chr1", 11, "A", "T", "PASS", ["0/1"]),
+            ("chr1", 21, "C", "T", "PASS", ["0/1"])]
+    vcf = write_vcf(tmp_path / "s.vcf.gz", ["D1"], recs, CONTIGS)
+    snps, _, st = read_het_sites(vcf, ["D1"], contigs=list(CONTIGS))
+    assert snps["variant_id"].tolist() == ["chr1:21:C:T"]
+    assert st["skipped"] == {"split_multiallelic": 2}
+
+
+def test_ref_differing_from_the_fasta_is_an_error_listing_the_sites(tmp_path):
+    seqs = {"chr1": "A" * 10 + "A" + "C" * 9 + "C" + "G" * 979, "chr2": "T" * 1000}
+    recs = [("chr1", 11, "A", "G", "PASS", ["0/1"]), ("chr1", 21, "G", "T", "PASS", ["0/1"]),
+            ("chr2", 5, "TT", "T", "PASS", ["0/1"])]
+    vcf = write_vcf(tmp_path / "r.vcf.gz", ["D1"], recs, CONTIGS)
+    with pytest.raises(InputError, match=r"r.vcf.gz: REF of 1 of 3 het sites differs from g.fa: chr1:21:G:T "
+                                         r"\(FASTA has C\)"):
+        read_het_sites(vcf, ["D1"], contigs=list(CONTIGS), fasta=_fasta(tmp_path, seqs))
+    seqs["chr1"] = "A" * 20 + "G" + "C" * 979
+    snps, indels, _ = read_het_sites(vcf, ["D1"], contigs=list(CONTIGS), fasta=_fasta(tmp_path, seqs))
+    assert len(snps) == 2 and len(indels) == 1

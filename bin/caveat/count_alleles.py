@@ -12,7 +12,9 @@ records and reads under ``min_mapq`` are not counted.
 
 Output: ``counts/<sample>.parquet`` (sample, donor, cell_type, variant_id,
 chrom, pos, ref, alt, ref_count, alt_count, other_count, conflict_count) and
-``count_alleles.summary.json``.
+``count_alleles.summary.json``. Each sample's genotype concordance (share of
+covered het sites showing both alleles, :mod:`caveat.concordance`) is checked
+before any table is written and recorded in the summary.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import pandas as pd
 
 from . import __version__
 from . import bam_records as br
+from . import concordance
 from .engine import Step, StepContext
 from .errors import InputError
 from .genome import CODE
@@ -34,7 +37,7 @@ from .samplesheet import read_samplesheet
 
 log = get_logger("count_alleles")
 
-PARAMS = {"min_mapq": 10, "min_base_quality": 20}
+PARAMS = {"min_mapq": 10, "min_base_quality": 20, **concordance.PARAMS}
 EXCLUDE = br.UNMAP | br.SECONDARY | br.QCFAIL | br.DUP | br.SUPPLEMENTARY
 COUNT_COLUMNS = ["ref_count", "alt_count", "other_count", "conflict_count"]
 
@@ -196,26 +199,45 @@ def run_step(ctx: StepContext) -> dict:
     p = ctx.params
     sheet = read_samplesheet(p["input"])
     snps = read_parquet(ctx.outdir / "het_snps.parquet")
-    per = {}
+    donors = list(dict.fromkeys(sheet["donor"]))
+    tables, per = {}, {}
+    # every sample is counted and checked before any table is written: a mix-up leaves no counts
     for row in sheet.itertuples():
         bam = ctx.outdir / "wasp" / f"{row.sample}.bam"
-        s = snps[snps["donor"] == row.donor]
-        c = count_sample(bam, s, min_mapq=p["min_mapq"], min_bq=p["min_base_quality"], threads=ctx.threads)
-        write_parquet(counts_table(c, row.sample, row.donor, row.cell_type), ctx.out("counts", f"{row.sample}.parquet"))
-        per[row.sample] = _summary(c)
-        ctx.log.info("%s: read %s; %d het SNPs, %d covered; %d REF, %d ALT, %d other, %d conflicting-mate calls",
-                     row.sample, bam.name, len(c), per[row.sample]["covered"], per[row.sample]["ref"],
-                     per[row.sample]["alt"], per[row.sample]["other"], per[row.sample]["conflict"])
+        c = _count_checked(bam, snps, row.sample, row.donor, p, p["input"], donors, ctx.threads)
+        tables[row.sample] = counts_table(c, row.sample, row.donor, row.cell_type)
+        per[row.sample] = _summary(c, p)
+        ctx.log.info("%s: read %s; %d het SNPs, %d covered; %d REF, %d ALT, %d other, %d conflicting-mate calls; "
+                     "%s of %d well-covered sites show both alleles", row.sample, bam.name, len(c),
+                     per[row.sample]["covered"], per[row.sample]["ref"], per[row.sample]["alt"],
+                     per[row.sample]["other"], per[row.sample]["conflict"], per[row.sample]["both_alleles_share"],
+                     per[row.sample]["concordance_sites"])
+    for sample, t in tables.items():
+        write_parquet(t, ctx.out("counts", f"{sample}.parquet"))
     write_json({"samples": len(sheet), "per_sample": per}, ctx.out("count_alleles.summary.json"))
     return {"samples": len(sheet), "sites": int(sum(v["sites"] for v in per.values())),
             "ref_fraction": _ref_fraction(per)}
 
 
-def _summary(c: pd.DataFrame) -> dict:
+def _count_checked(bam, snps: pd.DataFrame, sample: str, donor: str, p: dict, file, donors: list[str],
+                   threads: int) -> pd.DataFrame:
+    """Counts of one sample at its donor's het sites, genotype concordance checked."""
+    def recount(other: str) -> pd.DataFrame:
+        return count_sample(bam, snps[snps["donor"] == other], min_mapq=p["min_mapq"],
+                            min_bq=p["min_base_quality"], threads=threads)
+
+    c = recount(donor)
+    concordance.check_sample(c, sample, donor, p, file, recount, [d for d in donors if d != donor])
+    return c
+
+
+def _summary(c: pd.DataFrame, params: dict | None = None) -> dict:
     tot = c["ref_count"] + c["alt_count"]
+    min_reads = (params or PARAMS)["concordance_min_reads"]
+    share, n = concordance.both_allele_share(c, min_reads)
     return {"sites": len(c), "covered": int((tot > 0).sum()), "ref": int(c["ref_count"].sum()),
             "alt": int(c["alt_count"].sum()), "other": int(c["other_count"].sum()),
-            "conflict": int(c["conflict_count"].sum())}
+            "conflict": int(c["conflict_count"].sum()), "both_alleles_share": share, "concordance_sites": n}
 
 
 def _ref_fraction(per: dict) -> float:
@@ -241,6 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--cell-type")
     ap.add_argument("--min-mapq", type=int, default=PARAMS["min_mapq"])
     ap.add_argument("--min-base-quality", type=int, default=PARAMS["min_base_quality"])
+    ap.add_argument("--concordance-min-reads", type=int, default=PARAMS["concordance_min_reads"])
+    ap.add_argument("--concordance-min-both-alleles", type=float, default=PARAMS["concordance_min_both_alleles"],
+                    help="least share of covered het sites showing both alleles (else the sample's donor is wrong)")
+    ap.add_argument("--concordance-min-sites", type=int, default=PARAMS["concordance_min_sites"])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", help="counts/<sample>.parquet; with --summarize: count_alleles.summary.json")
     ap.add_argument("--summarize", nargs="+", metavar="COUNTS",
@@ -272,10 +298,12 @@ def main(argv=None) -> int:
     if missing:
         ap.error("counting needs " + ", ".join("--" + o.replace("_", "-") for o in missing))
     snps = read_parquet(a.het_snps)
-    snps = snps[snps["donor"] == a.donor]
-    if snps.empty:
+    if not (snps["donor"] == a.donor).any():
         raise InputError(a.het_snps, f"donor {a.donor!r} has no het SNPs in this table",
                          "check the donor name against the VCF sample names")
-    c = count_sample(a.bam, snps, min_mapq=a.min_mapq, min_bq=a.min_base_quality, threads=a.threads)
+    p = {"min_mapq": a.min_mapq, "min_base_quality": a.min_base_quality,
+         **{k: getattr(a, k) for k in concordance.PARAMS}}
+    donors = list(dict.fromkeys(snps["donor"]))
+    c = _count_checked(a.bam, snps, a.sample, a.donor, p, a.bam, donors, a.threads)
     write_parquet(counts_table(c, a.sample, a.donor, a.cell_type), a.out)
     return 0

@@ -4,7 +4,10 @@ Biallelic SNVs with a heterozygous genotype (``0/1``, ``0|1``, ``1|0``) become
 ``het_snps``; biallelic heterozygous indels become ``het_indels`` (the WASP
 filter drops reads over them, because an indel cannot be swapped in place).
 Multi-allelic, filtered (non-PASS, when ``pass_only``) and missing-genotype
-records are skipped and counted. Contigs are translated with the optional
+records are skipped and counted; so are multi-allelic sites split into biallelic
+records (``bcftools norm -m-``: two records at one position), which would
+otherwise be tested as two het SNPs each missing the other ALT. REF alleles are
+checked against the FASTA: a mismatch means another genome build. Contigs are translated with the optional
 contig map and checked against the FASTA (and BAMs) before any work.
 """
 
@@ -44,7 +47,8 @@ def vcf_samples(vcf: str | Path) -> list[str]:
 
 def read_het_sites(vcf: str | Path, donors: Iterable[str], *, pass_only: bool = True,
                    contig_map: dict[str, str] | None = None,
-                   contigs: Iterable[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+                   contigs: Iterable[str] | None = None,
+                   fasta: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Heterozygous SNPs and indels of ``donors``.
 
     Parameters
@@ -60,6 +64,9 @@ def read_het_sites(vcf: str | Path, donors: Iterable[str], *, pass_only: bool = 
     contigs : iterable of str, optional
         Reference contigs (FASTA); VCF contigs used by het sites must be among them
         after mapping, else a clear error (``chr1`` vs ``1``).
+    fasta : path, optional
+        Reference FASTA: every het site's REF must match it, else an error listing
+        the first mismatches.
 
     Returns
     -------
@@ -76,6 +83,7 @@ def read_het_sites(vcf: str | Path, donors: Iterable[str], *, pass_only: bool = 
     rows_indel: list[tuple] = []
     skipped: Counter = Counter()
     n_records = 0
+    at_pos: Counter = Counter()  # biallelic records per (chrom, pos): > 1 is a split multi-allelic site
     with _open_vcf(vcf) as f:
         samples = list(f.header.samples)
         missing = [d for d in donors if d not in samples]
@@ -101,6 +109,7 @@ def read_het_sites(vcf: str | Path, donors: Iterable[str], *, pass_only: bool = 
                 continue
             is_snv = len(ref) == 1 and len(alt) == 1
             chrom = cmap.get(rec.chrom, rec.chrom)
+            at_pos[chrom, rec.start] += 1
             for d in donors:
                 gt = rec.samples[d].get("GT")
                 if gt is None or len(gt) != 2 or None in gt:
@@ -113,6 +122,11 @@ def read_het_sites(vcf: str | Path, donors: Iterable[str], *, pass_only: bool = 
                     rows_snp.append((vid, chrom, rec.start, ref, alt, d))
                 else:
                     rows_indel.append((vid, chrom, rec.start, rec.stop, ref, alt, d))
+    split = {k for k, n in at_pos.items() if n > 1}
+    if split:
+        skipped["split_multiallelic"] = sum(at_pos[k] for k in split)
+        rows_snp = [r for r in rows_snp if (r[1], r[2]) not in split]
+        rows_indel = [r for r in rows_indel if (r[1], r[2]) not in split]
     snps = pd.DataFrame(rows_snp, columns=SNP_COLUMNS)
     indels = pd.DataFrame(rows_indel, columns=INDEL_COLUMNS)
     if contigs is not None:
@@ -122,6 +136,8 @@ def read_het_sites(vcf: str | Path, donors: Iterable[str], *, pass_only: bool = 
         order = {c: i for i, c in enumerate(contigs)}
     else:
         order = {c: i for i, c in enumerate(dict.fromkeys(list(snps["chrom"]) + list(indels["chrom"])))}
+    if fasta is not None:
+        check_ref_alleles(pd.concat([snps, indels])[["chrom", "pos", "ref", "variant_id"]], fasta, vcf)
     snps = _sort(snps, order).astype({"pos": np.int64})
     indels = _sort(indels, order).astype({"pos": np.int64, "end": np.int64})
     stats = {
@@ -131,6 +147,29 @@ def read_het_sites(vcf: str | Path, donors: Iterable[str], *, pass_only: bool = 
         "het_indels": {d: int((indels["donor"] == d).sum()) for d in donors},
     }
     return snps, indels, stats
+
+
+def check_ref_alleles(sites: pd.DataFrame, fasta: str | Path, vcf: str | Path, show: int = 5) -> None:
+    """Raise an :class:`InputError` listing the first sites whose REF differs from the FASTA.
+
+    An N (or other non-ACGT code) in the FASTA matches anything: it says nothing
+    about the build.
+    """
+    import pysam
+
+    sites = sites.drop_duplicates("variant_id")
+    bad: list[str] = []
+    with pysam.FastaFile(str(fasta)) as fa:
+        for chrom, grp in sites.groupby("chrom", sort=False):
+            seq = fa.fetch(chrom).upper()
+            for pos, ref, vid in zip(grp["pos"], grp["ref"], grp["variant_id"]):
+                got = seq[pos:pos + len(ref)]
+                if any(g != r and g in "ACGT" and r != "N" for g, r in zip(got, ref)) or len(got) < len(ref):
+                    bad.append(f"{vid} (FASTA has {got or 'nothing'})")
+    if bad:
+        raise InputError(vcf, f"REF of {len(bad)} of {len(sites)} het sites differs from {Path(fasta).name}: "
+                         f"{', '.join(bad[:show])}",
+                         "use the VCF called on the FASTA's genome build (or lift it over / bcftools norm -c x -f FASTA)")
 
 
 def _sort(df: pd.DataFrame, order: dict[str, int]) -> pd.DataFrame:

@@ -748,7 +748,8 @@ def het_site_tables(params: dict, donors: list[str], bam: str | Path | None = No
     """Het SNPs and indels of ``donors`` from ``params['vcf']``, contigs checked against FASTA and BAM."""
     contigs = list(fasta_lengths(params["fasta"])) if params.get("fasta") else None
     snps, indels, vstats = read_het_sites(params["vcf"], donors, pass_only=params.get("vcf_pass_only", True),
-                                          contig_map=read_contig_map(params.get("contig_map")), contigs=contigs)
+                                          contig_map=read_contig_map(params.get("contig_map")), contigs=contigs,
+                                          fasta=params.get("fasta"))
     check_donors_have_sites(snps, donors, params["vcf"])
     log.info("%s: %d records; skipped %s; het SNPs per donor %s; het indels per donor %s", params["vcf"],
              vstats["records"], vstats["skipped"] or "none", vstats["het_snps"], vstats["het_indels"])

@@ -18,7 +18,12 @@ Output layout (``DIR``)::
     peaks/<cell_type>.bed
     samplesheet.csv, params.yaml      ready for ``caveat run --params DIR/params.yaml``
     truth/elements.parquet, truth/snps.parquet, truth/motifs.json
+    truth/donor_swap.json             with --swap-donors A,B: the samples whose donor label is wrong
     simulate.summary.json
+
+``--swap-donors A,B`` writes a samplesheet that labels donor A's samples as B's
+and B's as A's (a sample mix-up, for the genotype concordance check); the BAMs
+and the VCF are those of the unswapped study.
 """
 
 from __future__ import annotations
@@ -50,8 +55,12 @@ def _check_out(out: Path) -> None:
                          "choose a new or empty --out directory")
 
 
-def simulate(preset: str, seed: int, out, threads: int = 2) -> dict:
-    """Write a simulated study to ``out`` (replaced atomically). Returns the summary dict."""
+def simulate(preset: str, seed: int, out, threads: int = 2, swap_donors: tuple[str, str] | None = None) -> dict:
+    """Write a simulated study to ``out`` (replaced atomically). Returns the summary dict.
+
+    ``swap_donors`` (two donor names) exchanges their labels in the samplesheet
+    (see :func:`swap_donor_labels`).
+    """
     from ..io import atomic_path, write_json
 
     p = get_preset(preset)
@@ -59,6 +68,8 @@ def simulate(preset: str, seed: int, out, threads: int = 2) -> dict:
     _check_out(out)
     with atomic_path(out, is_dir=True) as tmp:
         summary = _simulate_into(p, int(seed), tmp, max(1, int(threads)))
+        if swap_donors:
+            summary["donor_swap"] = swap_donor_labels(tmp, *swap_donors)
         write_json(summary, tmp / "simulate.summary.json")
     log.info("wrote %s", out)
     return summary
@@ -192,17 +203,59 @@ def _write_sheet_and_params(p, seed: int, d: Path, samples) -> None:
     write_text(yaml.safe_dump(params, sort_keys=False), d / "params.yaml")
 
 
+def swap_donor_labels(study: str | Path, a: str, b: str) -> dict:
+    """Exchange donors ``a`` and ``b`` in ``study/samplesheet.csv`` and write the truth.
+
+    Each sample keeps its name and BAM; only its ``donor`` column changes, so
+    every swapped sample's reads come from the other donor than the sheet says.
+    The truth goes to ``study/truth/donor_swap.json``: the pair and, per swapped
+    sample, the donor in the sheet and the donor of its reads.
+
+    Returns
+    -------
+    dict
+        The truth written.
+    """
+    import pandas as pd
+
+    from ..io import write_json, write_text
+
+    study = Path(study)
+    sheet = pd.read_csv(study / "samplesheet.csv", dtype=str, keep_default_na=False)
+    for d in (a, b):
+        if d not in set(sheet["donor"]) or a == b:
+            raise InputError("--swap-donors", f"{a},{b}: need two different donors of the study "
+                             f"({', '.join(dict.fromkeys(sheet['donor']))})", "name two of its donors")
+    true = sheet["donor"].copy()
+    sheet["donor"] = true.map({a: b, b: a}).fillna(true)
+    moved = sheet["donor"] != true
+    truth = {"swapped": [a, b],
+             "samples": {s: {"sheet_donor": sd, "read_donor": td}
+                         for s, sd, td in zip(sheet["sample"][moved], sheet["donor"][moved], true[moved])}}
+    write_text(sheet.to_csv(index=False), study / "samplesheet.csv")
+    (study / "truth").mkdir(exist_ok=True)
+    write_json(truth, study / "truth" / "donor_swap.json")
+    log.info("samplesheet swaps donors %s and %s (%d samples mislabelled)", a, b, int(moved.sum()))
+    return truth
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="caveat simulate", description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", choices=sorted(PRESETS), default="tiny", help="study size")
     ap.add_argument("--seed", type=int, default=1, help="random seed (same seed → byte-identical files)")
     ap.add_argument("--out", required=True, help="output directory (created; replaced if a previous simulation)")
     ap.add_argument("--threads", "-t", type=int, default=2, help="bowtie2 / samtools threads")
+    ap.add_argument("--swap-donors", metavar="A,B",
+                    help="label donor A's samples as B's and B's as A's in the samplesheet (a sample mix-up; "
+                         "truth in truth/donor_swap.json)")
     return ap
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    summary = simulate(args.preset, args.seed, args.out, threads=args.threads)
+    swap = tuple(args.swap_donors.split(",")) if args.swap_donors else None
+    if swap is not None and len(swap) != 2:
+        raise InputError("--swap-donors", f"{args.swap_donors!r} is not two donors", "write --swap-donors D1,D2")
+    summary = simulate(args.preset, args.seed, args.out, threads=args.threads, swap_donors=swap)
     print(f"simulated {summary['samples']} samples into {args.out}")
     return 0
