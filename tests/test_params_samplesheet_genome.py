@@ -79,3 +79,42 @@ def test_contig_mismatch_hint(tmp_path):
     m = tmp_path / "map.tsv"
     m.write_text("1\tchr1\n")
     assert read_contig_map(m) == {"1": "chr1"}
+
+
+def test_yaml_exponent_without_dot_is_a_float(tmp_path):
+    """PyYAML (YAML 1.1) reads `1e-3` as a string; where the default is a float it is a number."""
+    (tmp_path / "p.yaml").write_text("k_float: 1e-3\n")
+    assert load_params(tmp_path / "p.yaml", steps=STEPS)["k_float"] == 0.001
+    (tmp_path / "p.yaml").write_text("k_float: fast\n")
+    with pytest.raises(InputError, match="'k_float' = 'fast' should be of type float"):
+        load_params(tmp_path / "p.yaml", steps=STEPS)
+
+
+@pytest.mark.parametrize("key,value,words", [
+    ("train_batch_size", 0, ">= 1"), ("train_max_epochs", -3, ">= 1"), ("window_size", 0, ">= 1"),
+    ("train_lr", 0.0, "> 0"), ("imbalance_fdr", 1.5, "<= 1"), ("model_dropout", 1.0, "< 1"),
+    ("aligner", "hisat2", "not one of bowtie2, bwa"), ("concordance_min_both_alleles", 2.0, "<= 1"),
+])
+def test_impossible_params_are_refused_naming_the_key(key, value, words):
+    with pytest.raises(InputError, match=f"param '{key}' = .*{words}"):
+        validate({key: value})
+
+
+def test_param_rules_are_the_nextflow_schema_rules():
+    """caveat.params.RULES and nextflow_schema.json state the same bounds and choices."""
+    import json
+    from pathlib import Path
+
+    from caveat.params import RULES, defaults
+
+    schema = json.loads((Path(__file__).resolve().parents[1] / "nextflow_schema.json").read_text())
+    words = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "enum")
+    in_schema = {k: {w: v[w] for w in words if w in v}
+                 for g in schema["$defs"].values() for k, v in g["properties"].items() if k in defaults()}
+    assert {k: v for k, v in in_schema.items() if v} == RULES
+
+
+def test_one_bam_for_two_samples_is_refused(tmp_path):
+    f = _sheet(tmp_path, "sample,donor,cell_type,bam\nD1_x,D1,x,a.bam\nD2_x,D2,x,./a.bam\n")
+    with pytest.raises(InputError, match="line 3: sample D2_x lists the same BAM as sample D1_x"):
+        read_samplesheet(f)

@@ -24,6 +24,64 @@ COMMON_PARAMS: dict[str, Any] = {
 }
 COMMON_PATH_PARAMS = ("input", "fasta", "vcf", "contig_map")
 
+#: Allowed values of params, in JSON Schema words (the same rules ``nextflow_schema.json``
+#: states for Nextflow; a test keeps the two equal). A param not listed is free.
+RULES: dict[str, dict] = {
+    "aligner": {"enum": ["bowtie2", "bwa"]},
+    "wasp_max_snps_per_read": {"minimum": 1},
+    "wasp_max_versions": {"minimum": 1},
+    "min_mapq": {"minimum": 0},
+    "min_base_quality": {"minimum": 0},
+    "concordance_min_reads": {"minimum": 1},
+    "concordance_min_both_alleles": {"minimum": 0, "maximum": 1},
+    "concordance_min_sites": {"minimum": 1},
+    "insertions_source": {"enum": ["wasp", "raw"]},
+    "insertions_min_mapq": {"minimum": 0},
+    "imbalance_min_total": {"minimum": 0},
+    "imbalance_fdr": {"maximum": 1, "exclusiveMinimum": 0},
+    "imbalance_balanced_min_pvalue": {"minimum": 0, "maximum": 1},
+    "imbalance_test": {"enum": ["binomial", "betabinomial"]},
+    "imbalance_null": {"enum": ["fixed", "estimate"]},
+    "imbalance_null_ref_fraction": {"exclusiveMinimum": 0, "exclusiveMaximum": 1},
+    "match_bins": {"minimum": 1},
+    "match_sparse_fraction": {"minimum": 0, "exclusiveMaximum": 1},
+    "match_max_ratio": {"minimum": 0},
+    "stratum_match_bins": {"minimum": 1},
+    "peak_merge": {"enum": ["auto", "summit", "merge"]},
+    "peak_width": {"minimum": 1},
+    "peak_macs3_qvalue": {"maximum": 1, "exclusiveMinimum": 0},
+    "peak_macs3_gsize": {"minimum": 1},
+    "cluster_k": {"minimum": 2},
+    "cluster_k_max": {"minimum": 2},
+    "predict_peak_value": {"enum": ["centre", "mean", "sum"]},
+    "window_size": {"minimum": 1},
+    "window_stride": {"minimum": 1},
+    "target_bin": {"minimum": 1},
+    "model_filters": {"minimum": 1},
+    "model_filters_max": {"minimum": 1},
+    "model_tower_blocks": {"minimum": 0},
+    "model_bottleneck": {"minimum": 1},
+    "model_dense": {"minimum": 1},
+    "model_dropout": {"minimum": 0, "exclusiveMaximum": 1},
+    "train_optimizer": {"enum": ["sgd", "adamw"]},
+    "train_lr": {"exclusiveMinimum": 0},
+    "train_momentum": {"minimum": 0, "exclusiveMaximum": 1},
+    "train_weight_decay": {"minimum": 0},
+    "train_clip_norm": {"minimum": 0},
+    "train_batch_size": {"minimum": 1},
+    "train_max_epochs": {"minimum": 1},
+    "train_patience": {"minimum": 1},
+    "train_max_windows": {"minimum": 1},
+    "augment_shift": {"minimum": 0},
+    "predict_batch_size": {"minimum": 1},
+    "score_batch_size": {"minimum": 1},
+    "evaluate_height_bin": {"exclusiveMinimum": 0},
+    "evaluate_bootstrap": {"minimum": 0},
+    "evaluate_ci_level": {"exclusiveMinimum": 0, "exclusiveMaximum": 1},
+}
+_BOUND_WORDS = {"minimum": (">=", lambda v, b: v >= b), "maximum": ("<=", lambda v, b: v <= b),
+                "exclusiveMinimum": (">", lambda v, b: v > b), "exclusiveMaximum": ("<", lambda v, b: v < b)}
+
 
 def defaults(steps: Sequence | None = None) -> dict[str, Any]:
     """All params with their defaults: common ones plus each step's."""
@@ -68,7 +126,10 @@ def _type_ok(default: Any, value: Any) -> bool:
 
 
 def validate(params: dict, steps: Sequence | None = None, source: str = "params") -> dict:
-    """Merge ``params`` over the defaults, checking keys and types.
+    """Merge ``params`` over the defaults, checking keys, types and :data:`RULES`.
+
+    A string where the default is a float is read as a float when it parses as one
+    (YAML reads ``1e-3`` as a string).
 
     Returns
     -------
@@ -84,6 +145,7 @@ def validate(params: dict, steps: Sequence | None = None, source: str = "params"
         raise InputError(source, f"unknown param {k!r}", hint)
     out = dict(base)
     for k, v in params.items():
+        v = _as_float(base[k], v)
         if not _type_ok(base[k], v):
             raise InputError(source, f"param {k!r} = {v!r} should be of type {type(base[k]).__name__}",
                              f"set {k} to a {type(base[k]).__name__} (default {base[k]!r})")
@@ -91,8 +153,33 @@ def validate(params: dict, steps: Sequence | None = None, source: str = "params"
             v = float(v)
         if isinstance(v, tuple):
             v = list(v)
+        check_rule(k, v, source)
         out[k] = v
     return out
+
+
+def _as_float(default: Any, value: Any) -> Any:
+    """``1e-3`` as a float: YAML 1.1 (PyYAML) reads an exponent without a dot as a string."""
+    if isinstance(default, float) and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def check_rule(key: str, value: Any, source: str = "params") -> None:
+    """Raise an :class:`InputError` naming ``key`` when ``value`` breaks its rule in :data:`RULES`."""
+    rule = RULES.get(key)
+    if rule is None or value is None:
+        return
+    if "enum" in rule and value not in rule["enum"]:
+        raise InputError(source, f"param {key!r} = {value!r} is not one of {', '.join(map(str, rule['enum']))}",
+                         f"set {key} to one of: {', '.join(map(str, rule['enum']))}")
+    for word, bound in rule.items():
+        if word in _BOUND_WORDS and isinstance(value, (int, float)) and not _BOUND_WORDS[word][1](value, bound):
+            raise InputError(source, f"param {key!r} = {value!r} is out of range (it must be {_BOUND_WORDS[word][0]} {bound})",
+                             f"set {key} {_BOUND_WORDS[word][0]} {bound}")
 
 
 def load_params(path: str | Path | None, overrides: dict | None = None,

@@ -66,6 +66,7 @@ def read_samplesheet(path: str | Path, *, check_files: bool = True) -> pd.DataFr
     base = path.resolve().parent
     for col in ("bam", "peaks"):
         df[col] = [str((base / v).resolve()) if v and not Path(v).is_absolute() else v for v in df[col]]
+    _check_distinct_bams(df, path)
     if check_files:
         for i, row in df.iterrows():
             for col in ("bam", "peaks"):
@@ -73,6 +74,19 @@ def read_samplesheet(path: str | Path, *, check_files: bool = True) -> pd.DataFr
                     raise InputError(path, f"line {i + 2}: {col} file {row[col]} of sample {row['sample']} not found",
                                      "fix the path (relative paths are relative to the samplesheet)")
     return df.reset_index(drop=True)
+
+
+def _check_distinct_bams(df: pd.DataFrame, path: Path) -> None:
+    """One BAM listed for two samples would count the same reads twice (as two donors or cell types)."""
+    real = [str(Path(b).resolve()) for b in df["bam"]]
+    seen: dict[str, int] = {}
+    for i, b in enumerate(real):
+        if b in seen:
+            j = seen[b]
+            raise InputError(path, f"line {i + 2}: sample {df['sample'][i]} lists the same BAM as sample "
+                             f"{df['sample'][j]} (line {j + 2}): {df['bam'][i]}",
+                             "give each sample (donor × cell type) its own BAM")
+        seen[b] = i
 
 
 def cell_types(sheet: pd.DataFrame) -> list[str]:
