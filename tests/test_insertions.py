@@ -166,6 +166,30 @@ def test_no_proper_pairs_is_an_error_and_leaves_nothing(tmp_path):
     assert not list(tmp_path.glob("*bad.bw*"))
 
 
+def test_a_bigwig_that_reads_back_wrong_is_never_renamed_into_place(tmp_path, monkeypatch):
+    """pyBigWig's close() does not report a failed write: the track is read back before the rename.
+    A write that loses entries (as a full disk does) and a truncated file are both refused, and no
+    file with the final name (nor a temporary one) is left."""
+    import caveat.insertions as ins
+
+    rng = np.random.default_rng(3)
+    bam = _bam(tmp_path, "d", _random_pairs(rng, 200))
+    good = tmp_path / "good.bw"
+    sample_track(bam, LENGTHS, good, min_mapq=0)  # a correct write passes the check
+    real = ins._add_runs
+    monkeypatch.setattr(ins, "_add_runs", lambda bw, chrom, *a: None if chrom == "c2" else real(bw, chrom, *a))
+    with pytest.raises(InputError, match=r"lost\.bw: the bigWig just written holds 0 insertions on c2"):
+        sample_track(bam, LENGTHS, tmp_path / "lost.bw", min_mapq=0)
+    with pytest.raises(InputError, match="pb.bw: the bigWig just written holds"):
+        pseudobulk_track([good], LENGTHS, tmp_path / "pb.bw")
+    monkeypatch.setattr(ins, "_add_runs", real)
+    cut = tmp_path / "cut.bw"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(InputError, match="cut.bw: the bigWig just written"):
+        ins.verify_bigwig(cut, LENGTHS, {"c1": 1}, cut)
+    assert sorted(f.name for f in tmp_path.glob("*.bw*")) == ["cut.bw", "good.bw"]
+
+
 def test_unindexed_bam_and_wrong_genome_are_errors(tmp_path):
     bam = _bam(tmp_path, "noidx", lambda h: _pair(h, "x", 0, 100, 300), index=False)
     with pytest.raises(InputError, match="samtools index"):
