@@ -24,6 +24,7 @@ def _run(argv: list[str]) -> int:
     from .engine import run_pipeline
     from .params import load_params
     from .pipeline import pipeline_steps
+    from .validate import validate_inputs
 
     ap = argparse.ArgumentParser(prog="caveat run", description="Run the pipeline with the local engine.")
     ap.add_argument("--params", "-p", required=True, help="params YAML (same keys as Nextflow's -params-file)")
@@ -38,6 +39,7 @@ def _run(argv: list[str]) -> int:
     if not outdir.is_absolute() and not args.outdir:
         outdir = Path(args.params).resolve().parent / outdir
     params["outdir"] = str(outdir)
+    validate_inputs(params, steps)  # every input, before any step runs or is marked done
     run_pipeline(steps, params, outdir, resume=args.resume, until=args.until, threads=max(1, args.threads))
     print(f"outputs: {outdir}")
     return 0
