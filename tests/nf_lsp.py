@@ -399,3 +399,28 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def eval_closures(closures: dict[str, str], scenarios: dict[str, dict], *, jar: Path | None = None) -> dict:
+    """Run config closures (``{name: "{ … }"}``, e.g. ``nf_parse.ext_args_closures()``) with
+    Groovy once per params set: ``{scenario: {name: closure().toString()}}``. Each scenario's
+    dict is bound as ``params``; ``task`` is a CPU task (no accelerator, 2 cpus)."""
+    import tempfile
+
+    script = "import groovy.json.*\n" + "def closures = [\n" + "".join(
+        f"    '{k}': {v},\n" for k, v in closures.items()) + "]\n" + r"""
+def scenarios = new JsonSlurper().parseText(new File(args[0]).text)
+def out = [:]
+scenarios.each { name, p ->
+    binding.setVariable('params', p)
+    binding.setVariable('task', [accelerator: null, cpus: 2, ext: [:]])
+    out[name] = closures.collectEntries { k, c -> [k, c.call().toString()] }
+}
+println JsonOutput.toJson(out)
+"""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(scenarios, f)
+    try:
+        return json.loads(run_groovy(script, [f.name], jar=jar))
+    finally:
+        Path(f.name).unlink()

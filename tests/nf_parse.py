@@ -650,3 +650,30 @@ def published_files(main_nf: Path = REPO / "main.nf") -> dict[str, set[FileOut]]
     """Workflow output name → the process output files that reach it."""
     ev = ChannelEval(main_nf)
     return {k: {i for i in _flat_items(c.shapes) if isinstance(i, FileOut)} for k, c in ev.publish.items()}
+
+
+# ---------------------------------------------------------------- ext.args as the task sees them
+
+def ext_args_closures(config: Path = REPO / "conf" / "modules.config") -> dict[str, str]:
+    """Process name → the Groovy text of its ``ext.args = { … }`` closure in conf/modules.config
+    (evaluated by ``nf_lsp.eval_closures``)."""
+    text = strip_comments(config.read_text())
+    out = {}
+    for m in re.finditer(r"withName:\s*'([A-Z0-9_:|]+)'\s*\{", text):
+        body = block(text, m)
+        am = re.search(r"ext\.args\s*=\s*\{", body)
+        if am:
+            clos = body[am.end() - 1:matching(body, am.end() - 1)]
+            for name in m.group(1).split("|"):
+                out[name.split(":")[-1]] = clos
+    return out
+
+
+def bash_words(args: str) -> list[str]:
+    """The words bash makes of ``args`` pasted into a script line, as in a task's .command.sh."""
+    import subprocess
+
+    res = subprocess.run(["bash", "-c", "printf '%s\\0' " + args], capture_output=True, timeout=10)
+    if res.returncode != 0:
+        raise ValueError(f"bash cannot parse {args!r}: {res.stderr.decode()}")
+    return res.stdout.decode().split("\0")[:-1]

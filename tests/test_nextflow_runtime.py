@@ -470,13 +470,6 @@ def ext_args_eval(groovy_jar):
     {scenario: {process: args string}}."""
     from caveat.params import defaults
 
-    text = (REPO / "conf" / "modules.config").read_text()
-    closures = {}
-    for m in re.finditer(r"withName:\s*'(\w+)'\s*\{", text):
-        body = nf_parse.block(text, m)
-        am = re.search(r"ext\.args\s*=\s*\{", body)
-        if am:
-            closures[m.group(1)] = body[am.end() - 1:nf_parse.matching(body, am.end() - 1)]
     base = {k: (list(v) if isinstance(v, tuple) else v) for k, v in defaults().items()}
     scenarios = {
         "defaults": base,
@@ -484,32 +477,10 @@ def ext_args_eval(groovy_jar):
                          "score_shifts": "-1,0,1", "regimes": "multitask"},
         "quotes": {**base, "report_title": "it's \"mine\" $HOME `id`; echo x", "aligner_args": "--rg 'SM:a b' -X 2000"},
     }
-    script = "import groovy.json.*\n" + "def closures = [\n" + "".join(
-        f"    '{k}': {v},\n" for k, v in closures.items()) + "]\n" + r"""
-def scenarios = new JsonSlurper().parseText(new File(args[0]).text)
-def out = [:]
-scenarios.each { name, p ->
-    binding.setVariable('params', p)
-    binding.setVariable('task', [accelerator: null, cpus: 2, ext: [:]])
-    out[name] = closures.collectEntries { k, c -> [k, c.call().toString()] }
-}
-println JsonOutput.toJson(out)
-"""
-    import tempfile
-
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump(scenarios, f)
-    try:
-        return scenarios, json.loads(nf_lsp.run_groovy(script, [f.name], jar=groovy_jar))
-    finally:
-        Path(f.name).unlink()
+    return scenarios, nf_lsp.eval_closures(nf_parse.ext_args_closures(), scenarios, jar=groovy_jar)
 
 
-def _bash_words(args: str) -> list[str]:
-    """The words bash makes of `args` pasted into a script line, as in a task's .command.sh."""
-    res = subprocess.run(["bash", "-c", "printf '%s\\0' " + args], capture_output=True, timeout=10)
-    assert res.returncode == 0, res.stderr
-    return res.stdout.decode().split("\0")[:-1]
+_bash_words = nf_parse.bash_words
 
 
 def _option_values(words: list[str], opt: str) -> list[str]:
@@ -530,7 +501,7 @@ def _option_values(words: list[str], opt: str) -> list[str]:
 def test_free_text_params_reach_the_script_as_one_word(ext_args_eval):
     scenarios, got = ext_args_eval
     p = scenarios["quotes"]
-    assert _option_values(_bash_words(got["quotes"]["REPORT"]), "--title") == [p["report_title"]]
+    assert _option_values(_bash_words(got["quotes"]["REPORT"]), "--report-title") == [p["report_title"]]
     assert _option_values(_bash_words(got["quotes"]["WASP_REMAP"]), "--aligner-args") == [p["aligner_args"]]
 
 
@@ -540,10 +511,10 @@ def test_list_params_from_the_command_line_give_the_same_options(ext_args_eval):
     words = _bash_words(got["command_line"]["BUILD_DATASET"])
     assert _option_values(words, "--valid-chroms") == ["chr7", "chr14"]
     assert _option_values(words, "--test-chroms") == ["chr4"]
-    assert _option_values(words, "--chroms") == ["chr4", "chr7"]
-    assert _option_values(_bash_words(got["command_line"]["SCORE_VARIANTS"]), "--shifts") == ["-1", "0", "1"]
+    assert _option_values(words, "--dataset-chroms") == ["chr4", "chr7"]
+    assert _option_values(_bash_words(got["command_line"]["SCORE_VARIANTS"]), "--score-shifts") == ["-1", "0", "1"]
     default_words = _bash_words(got["defaults"]["SCORE_VARIANTS"])
-    assert _option_values(default_words, "--shifts") == ["-1", "0", "1"]
+    assert _option_values(default_words, "--score-shifts") == ["-1", "0", "1"]
     # every list param used in a .nf file goes through the workflow's listParam()
     for f in REPO.glob("**/*.nf"):
         if ".nf-test" in f.parts:

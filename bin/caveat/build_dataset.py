@@ -29,9 +29,11 @@ import pandas as pd
 
 from .engine import Step, StepContext
 from .errors import InputError
+from .dataset_io import cell_types_of, read_windows  # noqa: F401  (their home is dataset_io)
 from .genome import fasta_lengths, read_genome
-from .io import atomic_path, read_json, write_json
+from .io import atomic_path, write_json
 from .log import get_logger
+from .step_cli import add_param_options, params_from_args
 
 log = get_logger("build_dataset")
 
@@ -270,24 +272,6 @@ def write_windows(windows: pd.DataFrame, targets: np.ndarray, path: Path) -> Pat
     return Path(path)
 
 
-def read_windows(path: str | Path) -> tuple[pd.DataFrame, np.ndarray]:
-    """Read windows.parquet → (windows without targets, targets (W, T) float32)."""
-    import pyarrow.parquet as pq
-
-    path = Path(path)
-    if not path.exists():
-        raise InputError(path, "windows.parquet not found", "run the build_dataset step first")
-    table = pq.read_table(path)
-    col = table.column("targets").combine_chunks()
-    flat = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
-    size = getattr(col.type, "list_size", len(flat) // max(len(table), 1))
-    if len(flat) != size * len(table):
-        raise InputError(path, "targets lists differ in length between windows", "rebuild the dataset")
-    targets = flat.reshape(len(table), size)
-    windows = table.drop_columns(["targets"]).to_pandas()
-    return windows, targets
-
-
 # ---------------------------------------------------------------- step
 
 
@@ -359,14 +343,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--bigwigs", nargs="+", required=True, help="pseudobulk insertion bigWigs, one per cell type")
     ap.add_argument("--cell-types", nargs="+", required=True, help="cell types, in the order of --bigwigs")
     ap.add_argument("--peaks", help="peaks.parquet (union peaks with kind)")
-    ap.add_argument("--blacklist", help="BED of regions to exclude")
     ap.add_argument("--out", default="windows.parquet", help="output windows.parquet")
-    ap.add_argument("--window-size", type=int, default=PARAMS["window_size"])
-    ap.add_argument("--window-stride", type=int, default=PARAMS["window_stride"])
-    ap.add_argument("--target-bin", type=int, default=PARAMS["target_bin"])
-    ap.add_argument("--valid-chroms", nargs="+", default=PARAMS["valid_chroms"])
-    ap.add_argument("--test-chroms", nargs="+", default=PARAMS["test_chroms"])
-    ap.add_argument("--chroms", nargs="+", help="contigs to tile (default all)")
+    add_param_options(ap, PARAMS, aliases={"dataset_chroms": ["--chroms"]}, types={"dataset_chroms": list},
+                      helps={"blacklist": "BED of regions to exclude",
+                             "dataset_chroms": "contigs to tile (default all)"})
     return ap
 
 
@@ -375,13 +355,6 @@ def main(argv=None) -> int:
     if len(a.bigwigs) != len(a.cell_types):
         raise InputError("--cell-types", f"{len(a.cell_types)} cell types for {len(a.bigwigs)} bigWigs",
                          "give one cell type per bigWig, in the same order")
-    params = {"window_size": a.window_size, "window_stride": a.window_stride, "target_bin": a.target_bin,
-              "valid_chroms": a.valid_chroms, "test_chroms": a.test_chroms, "blacklist": a.blacklist,
-              "dataset_chroms": a.chroms}
+    params = params_from_args(a, PARAMS)
     run(a.fasta, a.bigwigs, a.cell_types, a.peaks, Path(a.out), params)
     return 0
-
-
-def cell_types_of(summary_path: str | Path) -> list[str]:
-    """Cell-type names (target order) from build_dataset.summary.json."""
-    return list(read_json(summary_path)["cell_types"])

@@ -32,6 +32,7 @@ from .errors import InputError
 from .io import write_json, write_parquet
 from .log import Progress, get_logger
 from .strata import STRATA, own_stratum
+from .step_cli import add_param_options, params_from_args
 from .stats import (betabinom_test_two_sided, bh_qvalues, binom_test_two_sided, fit_betabinom,
                     fit_binomial_mean)
 
@@ -466,23 +467,19 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--cell-types", nargs="+", metavar="NAME", help="cell-type order (default: sorted)")
     ap.add_argument("--out", default="imbalance.parquet")
     ap.add_argument("--summary", default="call_imbalance.summary.json")
-    ap.add_argument("--min-total", type=int, default=PARAMS["imbalance_min_total"],
-                    help="test sites with REF+ALT strictly greater than this")
-    ap.add_argument("--fdr", type=float, default=PARAMS["imbalance_fdr"])
-    ap.add_argument("--balanced-min-pvalue", type=float, default=PARAMS["imbalance_balanced_min_pvalue"])
-    ap.add_argument("--pool-donors", action=argparse.BooleanOptionalAction, default=PARAMS["imbalance_pool_donors"])
-    ap.add_argument("--test", choices=TESTS, default=PARAMS["imbalance_test"])
-    ap.add_argument("--null", choices=NULLS, default=PARAMS["imbalance_null"])
-    ap.add_argument("--null-ref-fraction", type=float, default=PARAMS["imbalance_null_ref_fraction"])
+    add_param_options(ap, PARAMS,
+                      aliases={"imbalance_min_total": ["--min-total"], "imbalance_fdr": ["--fdr"],
+                               "imbalance_balanced_min_pvalue": ["--balanced-min-pvalue"],
+                               "imbalance_pool_donors": ["--pool-donors"], "imbalance_test": ["--test"],
+                               "imbalance_null": ["--null"], "imbalance_null_ref_fraction": ["--null-ref-fraction"]},
+                      choices={"imbalance_test": TESTS, "imbalance_null": NULLS},
+                      helps={"imbalance_min_total": "test sites with REF+ALT strictly greater than this"})
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    params = {"imbalance_min_total": args.min_total, "imbalance_fdr": args.fdr,
-              "imbalance_balanced_min_pvalue": args.balanced_min_pvalue, "imbalance_pool_donors": args.pool_donors,
-              "imbalance_test": args.test, "imbalance_null": args.null,
-              "imbalance_null_ref_fraction": args.null_ref_fraction}
+    params = params_from_args(args, PARAMS)
     counts = pd.concat([read_counts(p) for p in args.counts], ignore_index=True)
     peaks = read_peaks(args.peaks) if args.peaks else None
     table, summary = call_imbalance(counts, params, peaks, args.cell_types)

@@ -62,14 +62,15 @@ import pandas as pd
 from .engine import Step, StepContext
 from .errors import InputError
 from .genome import fasta_lengths, read_contig_map
-from .insertions import read_runs, runs_to_sites
 from .intervals import merge_intervals, read_bed, sort_intervals
 from .io import atomic_path, write_json, write_parquet
 from .ldsc import export_ldsc
 from .log import Progress, get_logger
 from .peak_sites import check_rule, peak_track_values
 from .samplesheet import cell_types, read_samplesheet
+from .step_cli import add_param_options, params_from_args
 from .strata import SPECIFIC, UBIQUITOUS, cluster_members
+from .tracks import read_runs, runs_to_sites
 
 log = get_logger("cluster_peaks")
 
@@ -588,25 +589,17 @@ STEP = Step(
 
 # ---------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
-    d = STEP.params
     ap = argparse.ArgumentParser(prog="caveat cluster_peaks", description=__doc__.splitlines()[0])
     ap.add_argument("--input", required=True, help="samplesheet CSV")
     ap.add_argument("--fasta", required=True)
     ap.add_argument("--insertions", required=True, help="folder with <sample>.bw and <cell_type>.pseudobulk.bw")
     ap.add_argument("--outdir", default=".", help="writes peaks.parquet, peaks_donor_counts.parquet, peaks/, ldsc/")
-    ap.add_argument("--peak-merge", default=d["peak_merge"], choices=["auto", "summit", "merge"])
-    ap.add_argument("--peak-width", type=int, default=d["peak_width"])
-    ap.add_argument("--peak-macs3-qvalue", type=float, default=d["peak_macs3_qvalue"])
-    ap.add_argument("--peak-macs3-gsize", type=int, default=d["peak_macs3_gsize"])
-    ap.add_argument("--cluster-k", type=int, default=d["cluster_k"])
-    ap.add_argument("--cluster-k-max", type=int, default=d["cluster_k_max"])
-    ap.add_argument("--cluster-assignments", default=d["cluster_assignments"], help="BED: chrom, start, end, cluster")
-    ap.add_argument("--ldsc-bim", default=d["ldsc_bim"], help="PLINK .bim file or per-chromosome prefix")
-    ap.add_argument("--peak-value", default=d["predict_peak_value"], choices=["centre", "mean", "sum"],
-                    help="peak value rule (centre: insertions summed over the centred target_bin site, the study's)")
-    ap.add_argument("--window-size", type=int, default=d["window_size"])
-    ap.add_argument("--window-stride", type=int, default=d["window_stride"])
-    ap.add_argument("--target-bin", type=int, default=d["target_bin"])
+    add_param_options(ap, STEP.params, aliases={"predict_peak_value": ["--peak-value"]},
+                      types={"peak_macs3_gsize": int, "cluster_k": int},
+                      helps={"cluster_assignments": "BED: chrom, start, end, cluster",
+                             "ldsc_bim": "PLINK .bim file or per-chromosome prefix",
+                             "predict_peak_value": "peak value rule (centre: insertions summed over the centred "
+                                                   "target_bin site, the study's)"})
     ap.add_argument("--contig-map", default=None)
     ap.add_argument("--seed", type=int, default=0)
     return ap
@@ -614,12 +607,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
-    params = {"input": a.input, "peak_merge": a.peak_merge, "peak_width": a.peak_width,
-              "peak_macs3_qvalue": a.peak_macs3_qvalue, "peak_macs3_gsize": a.peak_macs3_gsize,
-              "cluster_k": a.cluster_k, "cluster_k_max": a.cluster_k_max,
-              "cluster_assignments": a.cluster_assignments, "ldsc_bim": a.ldsc_bim,
-              "contig_map": a.contig_map, "seed": a.seed, "predict_peak_value": a.peak_value,
-              "window_size": a.window_size, "window_stride": a.window_stride, "target_bin": a.target_bin}
+    params = {**params_from_args(a, STEP.params), "input": a.input, "contig_map": a.contig_map, "seed": a.seed}
     sheet = read_samplesheet(a.input, check_files=False)  # BAMs are not read here
     cluster_peaks(sheet, fasta_lengths(a.fasta), Path(a.insertions), Path(a.outdir), params)
     return 0

@@ -61,6 +61,7 @@ from .io import read_parquet, write_json, write_parquet
 from .log import Progress, get_logger
 from .regimes import regime_order
 from .results import METRIC_COLUMNS
+from .step_cli import add_param_options, params_from_args
 from .strata import (KINDS, SPECIFIC, SPECIFIC_ANY, UBIQUITOUS, attach_peak_strata, own_stratum, stratum_masks,
                      study_cell_types)
 
@@ -609,11 +610,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--stratum-sets", help="variant_sets_stratum_matched.parquet (match_negatives' Fig. 4B set)")
     ap.add_argument("--out", default="metrics.parquet", help="output metrics.parquet (summary written beside it)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--height-bin", type=float, default=PARAMS["evaluate_height_bin"])
-    ap.add_argument("--test-chroms", nargs="+", default=["chr4", "chr5"],
-                    help="held-out chromosomes: variant metrics get a test_chroms stratum (sets without split)")
-    ap.add_argument("--bootstrap", type=int, default=PARAMS["evaluate_bootstrap"])
-    ap.add_argument("--ci-level", type=float, default=PARAMS["evaluate_ci_level"])
+    add_param_options(ap, STEP.params,
+                      aliases={"evaluate_height_bin": ["--height-bin"], "evaluate_bootstrap": ["--bootstrap"],
+                               "evaluate_ci_level": ["--ci-level"]},
+                      helps={"test_chroms": "held-out chromosomes: variant metrics get a test_chroms stratum "
+                                            "(sets without split)"})
     ap.add_argument("--version", action="version", version=f"caveat {__version__}")
     return ap
 
@@ -628,8 +629,7 @@ def main(argv=None) -> int:
                          "pass --predictions and/or both --scores and --variant-sets")
     inputs = load_inputs(a.predictions, a.scores, a.variant_sets, a.peaks, a.donor_counts, a.imbalance,
                          a.stratum_sets, a.test_chroms)
-    params = {"evaluate_height_bin": a.height_bin,
-              "evaluate_bootstrap": a.bootstrap, "evaluate_ci_level": a.ci_level}
+    params = params_from_args(a, PARAMS)
     run(Path(a.out), inputs, params, a.seed)
     print(f"metrics: {a.out}")
     return 0

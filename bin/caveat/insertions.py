@@ -40,6 +40,7 @@ from .genome import fasta_lengths
 from .io import atomic_path, write_json
 from .log import Progress, get_logger
 from .samplesheet import cell_types, read_samplesheet
+from .tracks import read_runs, runs_to_sites
 
 log = get_logger("insertions")
 
@@ -166,23 +167,6 @@ def sites_to_runs(pos: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.nd
     first = np.flatnonzero(new)
     last = np.r_[first[1:], pos.size] - 1
     return pos[first], pos[last] + 1, count[first].astype(np.float64)
-
-
-def runs_to_sites(starts: np.ndarray, ends: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """bedGraph runs → per-base (pos, count); inverse of :func:`sites_to_runs`."""
-    n = (ends - starts).astype(np.int64)
-    pos = np.repeat(starts - np.r_[0, np.cumsum(n)[:-1]], n) + np.arange(n.sum())
-    return pos.astype(np.int64), np.repeat(np.rint(values).astype(np.int64), n)
-
-
-def read_runs(bw, chrom: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All runs of ``chrom`` in an open bigWig as (starts, ends, values) arrays."""
-    iv = bw.intervals(chrom) if chrom in bw.chroms() else None
-    if not iv:
-        z = np.zeros(0, np.int64)
-        return z, z, np.zeros(0, np.float64)
-    a = np.array(iv, dtype=np.float64)
-    return a[:, 0].astype(np.int64), a[:, 1].astype(np.int64), a[:, 2]
 
 
 # ---------------------------------------------------------------- whole tracks
@@ -439,12 +423,14 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--bam", help="one sample's indexed BAM → its insertion track")
     ap.add_argument("--sample", default="", help="sample name (for logs)")
     ap.add_argument("--stats", help="write the sample's counting figures here (JSON)")
-    ap.add_argument("--min-mapq", type=int, default=STEP.params["insertions_min_mapq"])
+    ap.add_argument("--insertions-min-mapq", "--min-mapq", dest="min_mapq", type=int,
+                    default=STEP.params["insertions_min_mapq"])
     ap.add_argument("--pseudobulk", nargs="+", metavar="BW", help="sample bigWigs to sum into a pseudobulk track")
     ap.add_argument("--summarize", nargs="+", metavar="STATS",
                     help="instead of a track: the run's summary from every sample's and cell type's --stats JSON")
     ap.add_argument("--input", help="with --summarize: the samplesheet (donor, cell type, pseudobulk members)")
-    ap.add_argument("--source", default=STEP.params["insertions_source"], choices=("wasp", "raw"),
+    ap.add_argument("--insertions-source", "--source", dest="source", default=STEP.params["insertions_source"],
+                    choices=("wasp", "raw"),
                     help="with --summarize: the BAMs the tracks were built from")
     ap.add_argument("--out-summary", help="with --summarize: insertions.summary.json")
     return ap

@@ -46,6 +46,7 @@ from .engine import Step, StepContext
 from .errors import InputError
 from .io import write_json, write_parquet
 from .log import get_logger
+from .step_cli import add_param_options, params_from_args
 from .strata import KINDS
 
 log = get_logger("match_negatives")
@@ -449,24 +450,18 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", default="variant_sets.parquet")
     ap.add_argument("--stratum-out", default="variant_sets_stratum_matched.parquet")
     ap.add_argument("--summary", default="match_negatives.summary.json")
-    ap.add_argument("--bins", type=int, default=PARAMS["match_bins"])
-    ap.add_argument("--sparse-fraction", type=float, default=PARAMS["match_sparse_fraction"],
-                    help="merge a depth bin that limits the multiplier while it holds fewer than this share of "
-                         "the positives (0: never)")
-    ap.add_argument("--max-ratio", type=int, default=PARAMS["match_max_ratio"], help="0 = no cap")
-    ap.add_argument("--stratum-bins", type=int, default=PARAMS["stratum_match_bins"])
-    ap.add_argument("--valid-chroms", nargs="+", default=SPLIT_PARAMS["valid_chroms"])
-    ap.add_argument("--test-chroms", nargs="+", default=SPLIT_PARAMS["test_chroms"])
-    ap.add_argument("--seed", type=int, default=0)
+    add_param_options(ap, STEP.params,
+                      aliases={"match_bins": ["--bins"], "match_sparse_fraction": ["--sparse-fraction"],
+                               "match_max_ratio": ["--max-ratio"], "stratum_match_bins": ["--stratum-bins"]},
+                      helps={"match_sparse_fraction": "merge a depth bin that limits the multiplier while it holds "
+                                                      "fewer than this share of the positives (0: never)",
+                             "match_max_ratio": "0 = no cap"})
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    params = {"match_bins": args.bins, "match_sparse_fraction": args.sparse_fraction,
-              "match_max_ratio": args.max_ratio,
-              "stratum_match_bins": args.stratum_bins, "valid_chroms": args.valid_chroms,
-              "test_chroms": args.test_chroms}
-    sets, strata, summary = match_negatives(read_imbalance(args.imbalance), params, args.seed)
+    params = params_from_args(args, STEP.params)
+    sets, strata, summary = match_negatives(read_imbalance(args.imbalance), params, params["seed"])
     write_outputs(sets, strata, summary, args.out, args.stratum_out, args.summary)
     return 0

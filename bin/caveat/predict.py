@@ -31,6 +31,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .dataset_io import load_inputs
+from .device import autocast, resolve_device
 from .engine import Step, StepContext
 from .errors import InputError
 from .io import write_json, write_parquet
@@ -40,7 +42,8 @@ from .genome import fasta_lengths
 from .models import load_checkpoint
 from .onehot import one_hot, reverse_complement
 from .peak_sites import centred_sites, check_rule
-from .train import REGIMES, autocast, load_inputs, resolve_device
+from .regimes import REGIMES
+from .step_cli import add_param_options, params_from_args
 
 log = get_logger("predict")
 
@@ -280,16 +283,17 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--fasta", required=True)
     ap.add_argument("--models", required=True, help="folder holding <regime>/model.pt")
     ap.add_argument("--peaks", help="peaks.parquet")
-    ap.add_argument("--regimes", nargs="+", default=list(REGIMES), choices=REGIMES)
     ap.add_argument("--out", default="predictions.parquet")
-    ap.add_argument("--window-size", type=int, default=1344)
-    ap.add_argument("--target-bin", type=int, default=192)
-    ap.add_argument("--no-average", action="store_true", help="forward strand, no shifts only")
-    ap.add_argument("--batch-size", type=int, default=256)
-    ap.add_argument("--peak-value", choices=("centre", "mean", "sum"), default=PARAMS["predict_peak_value"],
-                    help="peak target/prediction: centre (default, the study's: a window centred on the peak vs "
-                         "insertions over the centred target_bin site), or mean/sum over the windows tiling the peak")
-    ap.add_argument("--device", default="auto")
+    add_param_options(ap, STEP.params,
+                      aliases={"predict_average": ["--average"], "predict_batch_size": ["--batch-size"],
+                               "predict_peak_value": ["--peak-value"], "train_device": ["--device"]},
+                      choices={"predict_peak_value": ("centre", "mean", "sum"), "regimes": REGIMES},
+                      helps={"predict_average": "average over RC × shifts -1, 0, +1 (--no-average: forward "
+                                                "strand, no shifts only)",
+                             "predict_peak_value": "peak target/prediction: centre (default, the study's: a window "
+                                                   "centred on the peak vs insertions over the centred target_bin "
+                                                   "site), or mean/sum over the windows tiling the peak",
+                             "train_device": "auto, cpu, cuda, cuda:N"})
     ap.add_argument("--threads", type=int, default=1)
     return ap
 
@@ -297,9 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
     torch.set_num_threads(max(1, a.threads))
-    params = {"window_size": a.window_size, "target_bin": a.target_bin, "predict_average": not a.no_average,
-              "predict_batch_size": a.batch_size, "predict_peak_value": a.peak_value, "train_device": a.device,
-              "train_bf16": True}
+    params = params_from_args(a, STEP.params)
     run(Path(a.windows), Path(a.summary), Path(a.fasta), Path(a.models), Path(a.peaks) if a.peaks else None,
         a.regimes, params, Path(a.out))
     return 0

@@ -31,6 +31,7 @@ from .results import METRIC_COLUMNS as COLUMNS
 from .strata import attach_peak_strata
 from .io import read_json, read_parquet, write_json, write_text
 from .log import get_logger
+from .step_cli import add_param_options
 
 log = get_logger("report")
 
@@ -478,7 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
                                   "peaks.parquet, imbalance.parquet, variant_sets.parquet, models/, wasp/); "
                                   "default: the metrics file's folder")
     ap.add_argument("--out", default="report.html", help="output HTML (summary JSON written beside it)")
-    ap.add_argument("--title", default=PARAMS["report_title"])
+    add_param_options(ap, PARAMS, aliases={"report_title": ["--title"]})
     ap.add_argument("--version", action="version", version=f"caveat {__version__}")
     return ap
 
@@ -486,6 +487,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
     metrics = Path(a.metrics)
-    write_report(metrics, Path(a.dir) if a.dir else metrics.parent, Path(a.out), a.title)
+    write_report(metrics, Path(a.dir) if a.dir else metrics.parent, Path(a.out), a.report_title)
     print(f"report: {Path(a.out).resolve()}")
     return 0

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .device import resolve_device as _resolve_device
 from .engine import Step, StepContext
 from .errors import InputError
 from .fast_ism import FastISM
@@ -39,6 +40,7 @@ from .log import Progress, get_logger
 from .model_adapter import ModelAdapter, load_model
 from .onehot import one_hot
 from .regimes import REGIMES
+from .step_cli import add_param_options
 from .variant_windows import SKIP_REASONS, build_windows, parse_variant_ids
 
 log = get_logger("score_variants")
@@ -281,9 +283,7 @@ def vcf_variant_ids(path: str | Path, contig_map: dict[str, str] | None = None) 
 
 
 def resolve_device(name: str) -> torch.device:
-    from .train import resolve_device as _resolve
-
-    return _resolve(name)
+    return _resolve_device(name, param="score_device")
 
 
 def read_variant_sets(path: Path) -> pd.DataFrame:
@@ -408,11 +408,15 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--contig-map", help="two-column TSV: contig name in the VCF → name in the FASTA")
     ap.add_argument("--task-names", nargs="+", help="output names of a TorchScript model (default task0…)")
     ap.add_argument("--seq-len", type=int, default=1344, help="input length of a TorchScript model")
-    ap.add_argument("--no-rc", action="store_true", help="do not average over the reverse complement")
-    ap.add_argument("--shifts", type=int, nargs="+", default=[-1, 0, 1], help="shifts to average over")
-    ap.add_argument("--batch-size", type=int, default=32, help="distinct windows per forward pass (32 suits CPU caches; raise on GPU)")
-    ap.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    ap.add_argument("--no-fast-ism", action="store_true", help="plain path only (same numbers, slower)")
+    add_param_options(ap, {k: v for k, v in PARAMS.items() if k not in ("regimes", "score_vcf")},
+                      aliases={"score_rc": ["--rc"], "score_shifts": ["--shifts"], "score_batch_size": ["--batch-size"],
+                               "score_device": ["--device"], "score_fast_ism": ["--fast-ism"]},
+                      helps={"score_rc": "average over the reverse complement (--no-rc: do not)",
+                             "score_shifts": "shifts to average over",
+                             "score_batch_size": "distinct windows per forward pass (32 suits CPU caches; raise on GPU)",
+                             "score_device": "auto, cpu, cuda, cuda:N",
+                             "score_fast_ism": "the fast ISM path (--no-fast-ism: plain path only, same numbers, "
+                                               "slower)"})
     ap.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
     ap.add_argument("--out", default="variant_scores.parquet", help="output Parquet")
     ap.add_argument("--summary", help="summary JSON (default: OUT with .summary.json)")
@@ -450,8 +454,8 @@ def main(argv=None) -> int:
     if not a.variant_sets and not a.vcf:
         raise InputError("--variant-sets/--vcf", "nothing to score", "pass --variant-sets and/or --vcf")
     torch.set_num_threads(max(1, a.threads))
-    adapter = load_model(a.model, seq_len=a.seq_len, task_names=a.task_names, device=resolve_device(a.device),
-                         batch_size=a.batch_size)
+    adapter = load_model(a.model, seq_len=a.seq_len, task_names=a.task_names, device=resolve_device(a.score_device),
+                         batch_size=a.score_batch_size)
     if a.cell_type:
         adapter.task_names = [a.cell_type] if adapter.n_tasks == 1 else adapter.task_names
     parts, wanted_all = [], []
@@ -469,8 +473,8 @@ def main(argv=None) -> int:
     genome = read_genome(a.fasta, sorted(contigs & _fasta_contigs(a.fasta)))
     summary = {}
     for ids_i, wanted in wanted_all:
-        v, yr, ya, info = score_table(adapter, genome, ids_i, rc=not a.no_rc, shifts=a.shifts,
-                                      fast=not a.no_fast_ism, batch_size=a.batch_size, label=a.regime)
+        v, yr, ya, info = score_table(adapter, genome, ids_i, rc=a.score_rc, shifts=a.score_shifts,
+                                      fast=a.score_fast_ism, batch_size=a.score_batch_size, label=a.regime)
         parts.append(long_rows(a.regime, v, yr, ya, adapter.task_names, wanted))
         summary["variant_sets" if wanted is not None else "vcf"] = info
     table = _sorted(pd.concat(parts, ignore_index=True).drop_duplicates(["regime", "cell_type", "variant_id"]))

@@ -26,7 +26,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .build_dataset import cell_types_of, read_windows
+from .dataset_io import load_inputs
+from .device import autocast, resolve_device
 from .engine import Step, StepContext
 from .errors import InputError
 from .io import write_json, write_parquet
@@ -34,10 +35,11 @@ from .loader import GenomeCodes, WindowLoader
 from .log import Progress, get_logger
 from .models import BassetModel, ModelConfig, count_parameters, save_checkpoint
 from .onehot import one_hot
+from .regimes import REGIMES
+from .step_cli import add_param_options, params_from_args
 
 log = get_logger("train")
 
-REGIMES = ("single_task", "multitask", "multitask_peaks", "multitask_nonubiquitous")
 PARAMS = {
     "regimes": list(REGIMES),
     "model_filters": 288,
@@ -62,7 +64,6 @@ PARAMS = {
     "augment_rc": True,
     "augment_shift": 3,
 }
-GENOME_PAD = 16  # N's around each contig: room for shifts
 
 
 # ---------------------------------------------------------------- pieces
@@ -79,23 +80,6 @@ def regime_mask(windows: pd.DataFrame, regime: str) -> np.ndarray:
     raise InputError("params", f"unknown regime {regime!r}", f"set `regimes` to a subset of {list(REGIMES)}")
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` → CUDA if available, else MPS, else CPU; otherwise the named device."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise InputError("params", f"train_device {name!r} is not a torch device", "use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("params", f"train_device {name!r} but no CUDA GPU is visible", "use train_device: auto or cpu")
-    return dev
-
-
 def poisson_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
     """Mean Poisson negative log-likelihood (without the log(y!) constant); (N, T) → scalar."""
     return (pred - target * torch.log(pred + eps)).mean()
@@ -108,13 +92,6 @@ def pearson_per_task(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
     den = np.sqrt((p * p).sum(0) * (t * t).sum(0))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 0, (p * t).sum(0) / np.where(den > 0, den, 1), np.nan)
-
-
-def autocast(device: torch.device, bf16: bool):
-    """bf16 autocast on CUDA when asked; a no-op elsewhere."""
-    if bf16 and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 @contextlib.contextmanager
@@ -316,20 +293,6 @@ def train_regime(regime: str, windows: pd.DataFrame, targets: np.ndarray, cell_t
     return out
 
 
-def load_inputs(windows_path: Path, summary_path: Path, fasta: Path) -> tuple[pd.DataFrame, np.ndarray, list, GenomeCodes]:
-    """windows.parquet, its cell types and the integer-coded genome of its contigs."""
-    windows, targets = read_windows(windows_path)
-    cell_types = cell_types_of(summary_path)
-    if targets.shape[1] != len(cell_types):
-        raise InputError(windows_path, f"{targets.shape[1]} targets per window but {len(cell_types)} cell types in {summary_path.name}",
-                         "rebuild the dataset (build_dataset step)")
-    contigs = list(dict.fromkeys(windows["chrom"]))
-    genome = GenomeCodes.from_fasta(fasta, contigs, pad=GENOME_PAD)
-    log.info("read %d windows × %d cell types from %s and %d contigs from %s", len(windows), len(cell_types),
-             windows_path.name, len(contigs), Path(fasta).name)
-    return windows, targets, cell_types, genome
-
-
 def run_step(ctx: StepContext) -> dict:
     p = ctx.params
     bad = [r for r in p["regimes"] if r not in REGIMES]
@@ -367,25 +330,15 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--cell-type", help="single_task only: train this cell type's model only")
     ap.add_argument("--outdir", default=".", help="writes OUTDIR/models/<regime>/…")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--window-size", type=int, default=1344)
     ap.add_argument("--threads", type=int, default=1)
-    for k, v in PARAMS.items():
-        if k == "regimes":
-            continue
-        flag = "--" + k.replace("_", "-")
-        if isinstance(v, bool):
-            ap.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"), default=v, metavar="BOOL")
-        elif k == "train_max_windows":
-            ap.add_argument(flag, type=int, default=v)
-        else:
-            ap.add_argument(flag, type=type(v), default=v)
+    add_param_options(ap, {k: v for k, v in STEP.params.items() if k != "regimes"}, types={"train_max_windows": int})
     return ap
 
 
 def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
-    params = {k: getattr(a, k) for k in PARAMS if k != "regimes"}
-    params.update(seed=a.seed, window_size=a.window_size)
+    params = params_from_args(a, [k for k in STEP.params if k != "regimes"])
+    params.update(seed=a.seed)
     torch.set_num_threads(max(1, a.threads))
     windows, targets, cts, genome = load_inputs(Path(a.windows), Path(a.summary), Path(a.fasta))
     s = train_regime(a.regime, windows, targets, cts, genome, params, Path(a.outdir), a.cell_type)

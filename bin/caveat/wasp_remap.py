@@ -842,13 +842,15 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--het-indels", help="het_indels.parquet")
     ap.add_argument("--fasta", help="reference FASTA (contig check)")
     ap.add_argument("--contig-map")
-    ap.add_argument("--vcf-pass-only", type=lambda s: s.lower() in ("1", "true", "yes"), default=True)
+    ap.add_argument("--vcf-pass-only", action=argparse.BooleanOptionalAction, default=PARAMS["vcf_pass_only"])
     ap.add_argument("--aligner", default=PARAMS["aligner"], choices=("bowtie2", "bwa"))
     ap.add_argument("--aligner-index", help="index prefix the reads were aligned with")
     ap.add_argument("--aligner-args", default=PARAMS["aligner_args"])
     ap.add_argument("--min-mapq", type=int, default=PARAMS["min_mapq"])
-    ap.add_argument("--max-snps-per-read", type=int, default=PARAMS["wasp_max_snps_per_read"])
-    ap.add_argument("--max-versions", type=int, default=PARAMS["wasp_max_versions"])
+    ap.add_argument("--wasp-max-snps-per-read", "--max-snps-per-read", dest="max_snps_per_read", type=int,
+                    default=PARAMS["wasp_max_snps_per_read"])
+    ap.add_argument("--wasp-max-versions", "--max-versions", dest="max_versions", type=int,
+                    default=PARAMS["wasp_max_versions"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--chrom", action="append", help="contig(s) to process (default all)")
     ap.add_argument("--threads", type=int, default=1)
