@@ -66,7 +66,7 @@ def params_from_args(args: argparse.Namespace, params: Mapping[str, Any] | Seque
     out = {}
     for key in params:
         v = getattr(args, key)
-        out[key] = list(v) if isinstance(v, tuple) else v
+        out[key] = list(v) if isinstance(v, (list, tuple)) else v  # a copy: argparse hands out its default
     return out
 
 
