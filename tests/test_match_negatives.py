@@ -62,7 +62,7 @@ def test_match_depth_edge_cases():
     pos, neg = np.array([25, 25, 1000, 1000]), np.array([25] * 50 + [1000])
     res = match_depth(pos, neg, 20, 0, np.random.default_rng(0))
     assert res["multiplier"] == 0 and res["chosen"].sum() == 0 and res["pos_bin"].size == 4
-    res = match_depth(pos, neg, 20, 0, np.random.default_rng(0), sparse_fraction=0.9)
+    res = match_depth(pos, neg, 20, 0, np.random.default_rng(0), target=7, min_bins=1)
     assert res["multiplier"] == 12 and res["chosen"].sum() == 48 and len(res["bin_ranges"]) == 1
     res = match_depth(np.zeros(0, int), np.array([30, 40]), 20, 0, np.random.default_rng(0))
     assert res["multiplier"] == 0 and not res["chosen"].any()
@@ -79,7 +79,7 @@ def test_a_sparse_deep_bin_is_merged_not_dropped_nor_collapsing_the_multiplier()
     neg = np.concatenate([rng.integers(21, 60, 2400), [140]])
     unmerged = match_depth(pos, neg, 20, 0, np.random.default_rng(0))
     assert unmerged["multiplier"] == 0
-    res = match_depth(pos, neg, 20, 0, np.random.default_rng(0), sparse_fraction=0.05)
+    res = match_depth(pos, neg, 20, 0, np.random.default_rng(0), target=1000, min_bins=10)
     assert res["pos_bin"].size == pos.size and (res["pos_bin"] >= 0).all()
     assert res["multiplier"] >= 10 and res["merges"] >= 1
     _multiplier_is_maximal(pos, neg, res, 20)
@@ -87,20 +87,24 @@ def test_a_sparse_deep_bin_is_merged_not_dropped_nor_collapsing_the_multiplier()
     assert res["n_negative"] == [res["multiplier"] * n for n in res["n_positive"]]
 
 
-def test_merging_stops_at_a_dense_limiting_bin():
+def test_merging_stops_at_the_target_or_at_match_min_bins_of_dense_bins():
     rng = np.random.default_rng(7)
     pos = rng.negative_binomial(3, 0.05, 500) + 21
     neg = rng.negative_binomial(2, 0.04, 20000) + 21
-    fine = match_depth(pos, neg, 20, 0, np.random.default_rng(1), sparse_fraction=0.0)
-    merged = match_depth(pos, neg, 20, 0, np.random.default_rng(1), sparse_fraction=0.05)
+    fine = match_depth(pos, neg, 20, 0, np.random.default_rng(1), target=0)
+    merged = match_depth(pos, neg, 20, 0, np.random.default_rng(1), target=1000, min_bins=10)
     for r in (fine, merged):
         _multiplier_is_maximal(pos, neg, r, 20)
-    assert fine["merges"] == 0 and merged["multiplier"] >= fine["multiplier"]
-    # the bin bounding the final multiplier is dense (or everything merged), every sparse one merged away
+    assert fine["merges"] == 0 and merged["multiplier"] > fine["multiplier"]
+    # dense bins are merged down to min_bins only; a bin bounding the result is dense, or min_bins is reached
+    held = sum(n > 0 for n in merged["n_positive"])
+    assert held >= 10
     lim = merged["limiting_bin"]
-    assert merged["n_positive"][lim] >= 0.05 * len(pos) or len(merged["bin_ranges"]) == 1
-    # a cap already met without merging keeps the finest bins
-    capped = match_depth(pos, neg, 20, 1, np.random.default_rng(1), sparse_fraction=0.05)
+    assert merged["n_positive"][lim] * 20 >= len(pos) or held == 10
+    # a target met without merging keeps the finest bins; so does a cap
+    low = match_depth(pos, neg, 20, 0, np.random.default_rng(1), target=fine["multiplier"], min_bins=10)
+    assert low["merges"] == 0 and low["multiplier"] == fine["multiplier"]
+    capped = match_depth(pos, neg, 20, 1, np.random.default_rng(1), target=1000, min_bins=10)
     assert capped["multiplier"] == 1 and capped["merges"] == 0
 
 
@@ -202,8 +206,8 @@ def test_empty_imbalance_gives_empty_valid_outputs(tmp_path):
 def test_bad_params_and_missing_input(tmp_path):
     with pytest.raises(InputError, match="match_max_ratio"):
         match_negatives(pd.DataFrame(columns=["cell_type", "label", "stratum", "chrom"]), {"match_max_ratio": -1}, 0)
-    with pytest.raises(InputError, match="match_sparse_fraction"):
+    with pytest.raises(InputError, match="match_target_ratio"):
         match_negatives(pd.DataFrame(columns=["cell_type", "label", "stratum", "chrom"]),
-                        {"match_sparse_fraction": 1.5}, 0)
+                        {"match_target_ratio": -1}, 0)
     with pytest.raises(InputError, match="call_imbalance"):
         run_step(StepContext(params={**PARAMS, "seed": 0}, outdir=tmp_path))

@@ -73,7 +73,6 @@ PARAMS = {
     "evaluate_ci_level": 0.95,
 }
 COLUMNS = METRIC_COLUMNS
-AUROC_METRICS = ("imbalance_auroc", "direction_auroc", "direction_auroc_strata")
 
 PRED_COLS = ("regime", "kind", "chrom", "start", "end", "cell_type", "target", "prediction")
 SET_COLS = ("cell_type", "variant_id", "set")

@@ -11,10 +11,11 @@ is the largest the final bins allow, ``min over bins of ⌊balanced / positives�
 (the study reached 7×; the authors' code asserts a fixed 7×), optionally capped by
 ``match_max_ratio``. A sparse bin (e.g. a few very deep positives with almost no
 balanced variant as deep) would pull that minimum to 1× or 0×, so bins are
-merged first: while the bin that limits the multiplier holds fewer than
-``match_sparse_fraction`` (5 %) of the positives, it is merged with its
-neighbour (the one giving the higher ratio); a dense limiting bin stops the
-merging, so most positives keep the full depth resolution. The step logs the
+merged first: while the multiplier is below ``match_target_ratio`` (7×, the
+study's), the bin that limits it is merged with its neighbour (the one giving
+the higher ratio) if it is sparse (fewer positives than an even share of the
+``match_bins``) or while more than ``match_min_bins`` (10) bins hold positives;
+the finest stage with the largest multiplier is kept. The step logs the
 multiplier, the bin that bounds it and the merges.
 
 Stratum matching (the study's Fig. 4B control; strata from :mod:`caveat.strata`):
@@ -53,7 +54,8 @@ log = get_logger("match_negatives")
 
 PARAMS = {
     "match_bins": 20,          # equal-width bins of log(total reads) over the positives' range
-    "match_sparse_fraction": 0.05,  # a depth bin with fewer positives than this share is merged when it limits
+    "match_target_ratio": 7,   # merge limiting depth bins while negatives per positive are below this (the study's 7x)
+    "match_min_bins": 10,      # ... sparse bins always, dense ones down to this many bins
     "match_max_ratio": 0,      # cap on negatives per positive; 0 = as many as the bins allow
     "stratum_match_bins": 20,  # equal-width bins of |ref_ratio - 0.5| on [0, 0.5] for the Fig. 4B control
 }
@@ -155,24 +157,25 @@ def _multiplier(n_pos: np.ndarray, n_bal: np.ndarray) -> tuple[int, int]:
     return int(ratios[k]), int(used[k])
 
 
-def merge_sparse_bins(n_pos: np.ndarray, n_bal: np.ndarray, sparse_fraction: float, cap: int = 0
-                      ) -> tuple[np.ndarray, list[dict]]:
-    """Merge adjacent depth bins so that a sparse bin does not collapse the multiplier.
+def merge_sparse_bins(n_pos: np.ndarray, n_bal: np.ndarray, *, target: int = 7, min_bins: int = 10,
+                      cap: int = 0) -> tuple[np.ndarray, list[dict]]:
+    """Merge adjacent depth bins while the multiplier is below ``target``.
 
-    While the group that limits the multiplier is *sparse* (holds fewer than
-    ``sparse_fraction`` of all positives), it is merged with the neighbour
-    giving the higher balanced/positive ratio. A merged ratio is a weighted
-    mean of two ratios at least the limiting one, so the multiplier never
-    falls; merging stops at the first dense limiting group, so the bins where
-    most positives lie keep their full resolution. The finest stage with the
-    largest (capped) multiplier is kept.
+    The group that limits the multiplier is merged with the neighbour giving the
+    higher balanced/positive ratio when it is *sparse* (fewer positives than an
+    even share, ``1 / n_bins`` of them) or while more than ``min_bins`` groups
+    hold positives. A merged ratio is a weighted mean of the limiting (lowest)
+    ratio and a higher one, so the multiplier never falls. The finest stage with
+    the largest (capped) multiplier is kept.
 
     Parameters
     ----------
     n_pos, n_bal : (n_bins,) int
         Positives and balanced candidates per base bin.
-    sparse_fraction : float
-        ``match_sparse_fraction``; 0 disables merging.
+    target : int
+        ``match_target_ratio``: no merging once the multiplier reaches it (0: never merge).
+    min_bins : int
+        ``match_min_bins``: merging dense bins stops at this many bins holding positives.
     cap : int
         ``match_max_ratio`` (0 = none).
 
@@ -184,7 +187,7 @@ def merge_sparse_bins(n_pos: np.ndarray, n_bal: np.ndarray, sparse_fraction: flo
         ``multiplier`` and ``groups`` (number holding positives) at every stage.
     """
     bounds = [[b, b + 1] for b in range(n_pos.size)]  # base-bin ranges of the current groups
-    best, stages, total = None, [], n_pos.sum()
+    best, stages, share = None, [], n_pos.sum() / n_pos.size
     while True:
         gp = np.array([n_pos[a:b].sum() for a, b in bounds])
         gb = np.array([n_bal[a:b].sum() for a, b in bounds])
@@ -193,7 +196,8 @@ def merge_sparse_bins(n_pos: np.ndarray, n_bal: np.ndarray, sparse_fraction: flo
         stages.append({"multiplier": mult, "groups": int((gp > 0).sum())})
         if best is None or eff > best[0]:
             best = (eff, [list(x) for x in bounds])
-        if gp[lim] >= sparse_fraction * total or len(bounds) == 1 or (cap and mult >= cap):
+        sparse = gp[lim] < share
+        if mult >= target or len(bounds) == 1 or (cap and mult >= cap) or not (sparse or (gp > 0).sum() > min_bins):
             break
         nb = [j for j in (lim - 1, lim + 1) if 0 <= j < len(bounds)]
         ratio = [(gb[lim] + gb[j]) / (gp[lim] + gp[j]) for j in nb]
@@ -207,7 +211,7 @@ def merge_sparse_bins(n_pos: np.ndarray, n_bal: np.ndarray, sparse_fraction: flo
 
 
 def match_depth(pos_total: np.ndarray, neg_total: np.ndarray, n_bins: int, max_ratio: int,
-                rng: np.random.Generator, sparse_fraction: float = 0.0) -> dict:
+                rng: np.random.Generator, target: int = 0, min_bins: int = 10) -> dict:
     """Choose balanced variants matched to the positives on binned log(total); keep every positive.
 
     Parameters
@@ -219,8 +223,8 @@ def match_depth(pos_total: np.ndarray, neg_total: np.ndarray, n_bins: int, max_r
         Base equal-width bins.
     max_ratio : int
         Cap on the multiplier (0 = none).
-    sparse_fraction : float
-        Merge a limiting bin holding fewer than this share of the positives (0: never merge).
+    target, min_bins : int
+        Merging rule of :func:`merge_sparse_bins` (``target`` 0: never merge).
 
     Returns
     -------
@@ -238,7 +242,7 @@ def match_depth(pos_total: np.ndarray, neg_total: np.ndarray, n_bins: int, max_r
     edges, pos_base, neg_base = depth_bins(pos_total, neg_total, n_bins)
     n_pos = np.bincount(pos_base, minlength=n_bins)
     n_bal = np.bincount(neg_base[neg_base >= 0], minlength=n_bins)
-    group, stages = merge_sparse_bins(n_pos, n_bal, sparse_fraction, max_ratio or 0)
+    group, stages = merge_sparse_bins(n_pos, n_bal, target=target, min_bins=min_bins, cap=max_ratio or 0)
     n_groups = int(group.max()) + 1
     pos_bin = group[pos_base]
     neg_bin = np.where(neg_base >= 0, group[np.maximum(neg_base, 0)], -1)
@@ -304,7 +308,8 @@ def match_negatives(imbalance: pd.DataFrame, params: dict, seed: int,
         pos = t[t["label"] == "imbalanced"]
         bal = t[t["label"] == "balanced"]
         m = match_depth(pos["total"].to_numpy(), bal["total"].to_numpy(), params["match_bins"], cap,
-                        cell_type_rng(seed, ct), sparse_fraction=params["match_sparse_fraction"])
+                        cell_type_rng(seed, ct), target=params["match_target_ratio"],
+                        min_bins=params["match_min_bins"])
         neg = bal[m["chosen"]]
         sets.append(pd.concat([pos.assign(set="positive", match_bin=m["pos_bin"]),
                                neg.assign(set="negative", match_bin=m["neg_bin"][m["chosen"]])],
@@ -337,13 +342,13 @@ def match_negatives(imbalance: pd.DataFrame, params: dict, seed: int,
 
 
 def check_params(params: dict) -> None:
-    """Bin counts >= 1, a sparse fraction in [0, 1), a non-negative cap."""
-    for k in ("match_bins", "stratum_match_bins"):
+    """Bin counts >= 1, a non-negative target and cap."""
+    for k in ("match_bins", "match_min_bins", "stratum_match_bins"):
         if params[k] < 1:
             raise InputError(k, f"{k} = {params[k]!r} must be >= 1", f"use e.g. {PARAMS[k]}")
-    if not 0 <= params["match_sparse_fraction"] < 1:
-        raise InputError("match_sparse_fraction", f"match_sparse_fraction = {params['match_sparse_fraction']!r} "
-                                                  "must be in [0, 1)", "use e.g. 0.05 (0: never merge bins)")
+    if params["match_target_ratio"] < 0:
+        raise InputError("match_target_ratio", f"match_target_ratio = {params['match_target_ratio']!r} must be >= 0",
+                         "use e.g. 7 (0: never merge depth bins)")
     if params["match_max_ratio"] is not None and params["match_max_ratio"] < 0:
         raise InputError("match_max_ratio", "must be >= 0 (0 = no cap)", "use 0 or a positive integer")
 
@@ -451,10 +456,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--stratum-out", default="variant_sets_stratum_matched.parquet")
     ap.add_argument("--summary", default="match_negatives.summary.json")
     add_param_options(ap, STEP.params,
-                      aliases={"match_bins": ["--bins"], "match_sparse_fraction": ["--sparse-fraction"],
+                      aliases={"match_bins": ["--bins"],
                                "match_max_ratio": ["--max-ratio"], "stratum_match_bins": ["--stratum-bins"]},
-                      helps={"match_sparse_fraction": "merge a depth bin that limits the multiplier while it holds "
-                                                      "fewer than this share of the positives (0: never)",
+                      helps={"match_target_ratio": "merge depth bins that limit the multiplier while it is below "
+                                                   "this (0: never merge)",
+                             "match_min_bins": "dense depth bins are merged down to this many (sparse ones always)",
                              "match_max_ratio": "0 = no cap"})
     return ap
 
