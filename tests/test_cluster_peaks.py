@@ -83,7 +83,7 @@ def plant_study(tmp_path, seed=0, n_ubi=60, n_spec=40, narrowpeak=False, empty_c
             fh.write(f">{c}\n{'A' * ln}\n")
     pysam.faidx(str(fasta))
     sheet = pd.DataFrame(rows, columns=["sample", "donor", "cell_type"])
-    sheet["bam"] = "unused.bam"
+    sheet["bam"] = [f"{s}.unused.bam" for s in sheet["sample"]]  # never read here; one per sample
     sheet["peaks"] = [str(tmp_path / f"{ct}.bed") for ct in sheet["cell_type"]]
     sheet_path = tmp_path / "samples.csv"
     sheet.to_csv(sheet_path, index=False)
