@@ -368,7 +368,7 @@ def _log_depth(logger, ct, n_pos, n_bal, n_neg, m, cap):
     lo, hi = m["bin_ranges"][b]
     logger.info("%s: %d positives (all kept), %d balanced (%d shallower than every positive, unused) → %d negatives "
                 "= %d× (largest the bins allow: %d×, bounded by depth bin %d (base bins %d–%d) with %d positives "
-                "and %d balanced; %d sparse bin merge(s), %d× without merging%s)",
+                "and %d balanced; %d bin merge(s), %d× without merging%s)",
                 ct, n_pos, n_bal, int((m["neg_bin"] < 0).sum()), n_neg, m["multiplier"], m["max_multiplier"], b,
                 lo, hi, m["n_positive"][b], m["n_balanced"][b], m["merges"], m["unmerged_multiplier"],
                 f"; capped at {cap}×" if cap else "")

@@ -26,6 +26,8 @@ STRATUM_LABEL = {"all": "all", "ubiquitous": "ubiquitous", "specific": "own spec
                  "ubiquitous_height_matched": "ubiq., height-matched to own specific",
                  "specific_any": "any specific cluster (pooled)", "test_chroms": "test chromosomes"}
 DPI = 96
+VAR_TITLE = {"direction_auroc_strata": "Fig. 4B direction AUROC (imbalance-matched)",
+             "direction_auroc": "direction AUROC, imbalanced sites", "imbalance_auroc": "imbalance AUROC"}
 
 
 def new_figure(w: float, h: float) -> Figure:
@@ -209,7 +211,7 @@ def fig_4ab(m: pd.DataFrame) -> Figure | None:
     ax1, ax2 = fig.subplots(1, 2)
     for ax, d, strata, title, ylab in (
             (ax1, ref, ["all", *KINDS], "(a) reference accuracy", "Pearson R (peaks)"),
-            (ax2, var, vstrata, f"(b) variant-effect accuracy: {var_metric.replace('_', ' ')}", "AUROC")):
+            (ax2, var, vstrata, f"(b) {VAR_TITLE.get(var_metric, var_metric)}", "AUROC")):
         if d.empty:
             ax.set_title(title + " — not available", fontsize=10)
             continue
