@@ -286,6 +286,29 @@ def test_identical_runs_write_identical_files_markers_included(tmp_path):
     assert files["one"] == files["two"] and f"{MARKER_DIR.as_posix()}/c.json" in files["one"]
 
 
+def test_the_same_study_in_another_folder_writes_the_same_markers(tmp_path):
+    """Params hold absolute paths (resolved when read); the fingerprint records a file by name and content,
+    so two copies of a study in different folders give byte-identical markers — and a changed file reruns."""
+    calls: list[str] = []
+
+    def run(ctx):
+        calls.append(ctx.params["ref_file"])
+        write_json({"n": len(Path(ctx.params["ref_file"]).read_text())}, ctx.out("a.json"))
+        return {}
+
+    steps = [Step("a", run, params={"ref_file": None}, path_params=("ref_file",))]
+    for d in ("one", "two/deeper"):
+        (tmp_path / d / "study").mkdir(parents=True)
+        (tmp_path / d / "study" / "ref.txt").write_text("ACGT")
+        run_pipeline(steps, validate({"ref_file": str(tmp_path / d / "study" / "ref.txt")}, steps), tmp_path / d / "out")
+    marker = MARKER_DIR / "a.json"
+    assert (tmp_path / "one/out" / marker).read_bytes() == (tmp_path / "two/deeper/out" / marker).read_bytes()
+    (tmp_path / "one/study/ref.txt").write_text("ACGTT")
+    run_pipeline(steps, validate({"ref_file": str(tmp_path / "one/study/ref.txt")}, steps), tmp_path / "one/out",
+                 resume=True)
+    assert len(calls) == 3
+
+
 def test_lock_outdir_is_exclusive_within_a_process(tmp_path):
     with lock_outdir(tmp_path):
         with pytest.raises(InputError):

@@ -184,6 +184,21 @@ def _import_closure(module: str) -> list[Path]:
     return sorted(seen.values())
 
 
+def _portable(value):
+    """A param value as the fingerprint records it: an absolute path by its name and content.
+
+    Paths are resolved to absolute ones when params are read, so recording them
+    as given would make the same study in another folder look changed (and its
+    markers differ byte for byte); a file's name and digest say what matters.
+    """
+    if isinstance(value, str) and value.startswith("/"):
+        p = Path(value)
+        return [p.name, file_digest(p)] if p.is_file() else p.name
+    if isinstance(value, list):
+        return [_portable(v) for v in value]
+    return value
+
+
 def fingerprint(step: Step, params: dict, upstream: dict[str, str], code: str) -> str:
     """Digest of everything a step's result depends on."""
     files = []
@@ -195,7 +210,7 @@ def fingerprint(step: Step, params: dict, upstream: dict[str, str], code: str) -
         "step": step.name,
         "code": code,
         # seed is read by every stochastic step; always part of the fingerprint
-        "params": {k: params.get(k) for k in sorted({*step.params, "seed"})},
+        "params": {k: _portable(params.get(k)) for k in sorted({*step.params, "seed"})},
         "files": sorted(files),
         "upstream": {k: upstream[k] for k in sorted(upstream)},
     }
