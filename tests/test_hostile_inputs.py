@@ -188,6 +188,7 @@ for _id, _key, _value in [
     ("param_blacklist_missing", "blacklist", "no_blacklist.bed"),
     ("param_aligner_index_missing", "aligner_index", "nowhere/genome"),
     ("param_score_vcf_is_a_folder", "score_vcf", "bams"),
+    ("param_aligner_args_shell_metacharacters", "aligner_args", "--end-to-end; touch PWNED"),
 ]:
     case(_id)(_param(_key, _value))
 
@@ -271,6 +272,18 @@ def _(c):
     bam = _bam(c, "cut")
     data = bam.read_bytes()
     bam.write_bytes(data[: len(data) - 5000])
+
+
+@case("bam_flipped_bit_in_a_record_block", step="wasp_remap",
+      outputs=("het_snps.parquet", "het_indels.parquet", "wasp/D1_ctA.bam", "wasp_remap.summary.json"))
+def _(c):
+    # the header blocks and the EOF marker are intact (the checks before the first step pass); a read
+    # block in the middle fails its CRC32 while the WASP filter streams it
+    bam = _bam(c, "flipped")
+    data = bytearray(bam.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    bam.write_bytes(bytes(data))
+    c.culprit = bam.name
 
 
 @case("bam_not_a_bam")

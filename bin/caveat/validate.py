@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from . import bam_records as br
+from .aligner import parse_aligner_args
 from .errors import InputError
 from .genome import check_contigs, fasta_lengths, read_contig_map
 from .het_sites import vcf_samples
@@ -52,6 +53,7 @@ def validate_inputs(params: dict, steps: Sequence | None = None) -> dict:
         Figures for the log: samples, contigs, VCF contigs.
     """
     check_path_params(params, steps)
+    parse_aligner_args(params.get("aligner_args"))  # shell metacharacters: refused before anything runs
     sheet = read_samplesheet(params["input"])
     fasta = params["fasta"]
     lengths = fasta_lengths(fasta)

@@ -782,8 +782,6 @@ def run_step(ctx: StepContext) -> dict:
             check_contigs(names, fasta_contigs, what="BAM", file=row.bam, reference_file=p["fasta"])
     index = _aligner_index(p, ctx.outdir, ctx.threads)
     check_aligner(p["aligner"], index, p["aligner_args"])
-    write_parquet(snps, ctx.out("het_snps.parquet"))
-    write_parquet(indels, ctx.out("het_indels.parquet"))
     per_sample = {}
     for row in sheet.itertuples():
         ctx.log.info("sample %s (donor %s): WASP filter of %s", row.sample, row.donor, row.bam)
@@ -796,6 +794,9 @@ def run_step(ctx: StepContext) -> dict:
         _log_stats(ctx.log, row.sample, st)
         per_sample[row.sample] = {k: st[k] for k in ("reads_in", "reads_out", "sent_to_remap", "kept_after_remap",
                                                      "duplicates_removed")}
+    # written once every BAM went through (a damaged record block fails inside the filter)
+    write_parquet(snps, ctx.out("het_snps.parquet"))
+    write_parquet(indels, ctx.out("het_indels.parquet"))
     summary = {"samples": len(sheet), "het_snps": len(snps), "het_indels": len(indels),
                "vcf_skipped": vstats["skipped"], "per_sample": per_sample}
     write_json(summary, ctx.out("wasp_remap.summary.json"))
