@@ -45,7 +45,7 @@ def test_the_rule_catches_a_shell_call(tmp_path):
     assert ("subprocess", "run", ["shell"]) in found and ("os", "system", []) in found
 
 
-def test_a_run_with_metacharacters_in_every_string_param_and_path(tiny_sim, tmp_path):
+def test_a_run_with_metacharacters_in_every_string_param_and_path(tiny_sim, tiny_run, tmp_path):
     """The tiny study copied below a folder named with shell metacharacters, an outdir named with them and
     a report title full of them: the run completes and no injected command ran."""
     from caveat.engine import run_pipeline
@@ -59,6 +59,11 @@ def test_a_run_with_metacharacters_in_every_string_param_and_path(tiny_sim, tmp_
     steps = pipeline_steps()
     params = load_params(study / "params.yaml", {"outdir": str(out), "report_title": META.format(k="title")}, steps)
     run_pipeline(steps, params, out, threads=2)
+    # the same study in another folder: every output byte-identical (the report and its summary differ by the title only)
+    files = sorted(p.relative_to(tiny_run).as_posix() for p in tiny_run.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    differ = [f for f in files if (tiny_run / f).read_bytes() != (out / f).read_bytes()]
+    assert differ == ["pipeline_info/steps/report.json", "report.html", "report.summary.json"], differ
     page = (out / "report.html").read_text()
     assert "PWNED_title" in page and META.format(k="title") not in page  # shown, HTML-escaped
     leaked = [p for p in tmp_path.parent.rglob("PWNED*")] + [p for p in Path.cwd().glob("PWNED*")]
