@@ -66,7 +66,7 @@ from .intervals import merge_intervals, read_bed, sort_intervals
 from .io import atomic_path, write_json, write_parquet
 from .ldsc import export_ldsc
 from .log import Progress, get_logger
-from .peak_sites import check_rule, peak_track_values
+from .peak_sites import check_rule, peak_track_values, track_sums
 from .samplesheet import cell_types, read_samplesheet
 from .step_cli import add_param_options, params_from_args
 from .strata import SPECIFIC, UBIQUITOUS, cluster_members
@@ -220,7 +220,7 @@ def _iterative_overlap(allp: pd.DataFrame, lengths: Mapping[str, int], width: in
 
 # ---------------------------------------------------------------- counts per peak
 def peak_insertions(bw_path: str | Path, peaks: pd.DataFrame) -> np.ndarray:
-    """Tn5 insertions inside each peak, from a bigWig track.
+    """Tn5 insertions inside each peak, from a bigWig track (:func:`caveat.peak_sites.track_sums`).
 
     Parameters
     ----------
@@ -232,33 +232,9 @@ def peak_insertions(bw_path: str | Path, peaks: pd.DataFrame) -> np.ndarray:
     -------
     numpy.ndarray of int64, shape (n_peaks,)
     """
-    import pyBigWig
-
-    out = np.zeros(len(peaks), dtype=np.int64)
-    chrom_col = peaks["chrom"].to_numpy()
-    with pyBigWig.open(str(bw_path)) as bw:
-        for chrom in pd.unique(chrom_col):
-            idx = np.flatnonzero(chrom_col == chrom)
-            s, e, v = read_runs(bw, chrom)
-            if s.size == 0:
-                continue
-            cum = _cumulative(s, e, v)
-            out[idx] = (cum(peaks["end"].to_numpy()[idx]) - cum(peaks["start"].to_numpy()[idx])).round()
-    return out
-
-
-def _cumulative(s: np.ndarray, e: np.ndarray, v: np.ndarray):
-    """f(x) = signal summed over [0, x) for sorted disjoint runs (vectorised over x)."""
-    done = np.r_[0.0, np.cumsum(v * (e - s))]
-
-    def f(x: np.ndarray) -> np.ndarray:
-        i = np.searchsorted(e, x, side="right")  # runs ending at or before x are complete
-        partial = np.zeros(len(x))
-        j = i < s.size
-        partial[j] = v[i[j]] * np.clip(x[j] - s[i[j]], 0, None)
-        return done[i] + partial
-
-    return f
+    sums = track_sums(bw_path, peaks["chrom"].to_numpy(object), peaks["start"].to_numpy(np.int64),
+                      peaks["end"].to_numpy(np.int64))
+    return sums.round().astype(np.int64)
 
 
 def log_cpm(counts: np.ndarray) -> np.ndarray:
