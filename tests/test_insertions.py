@@ -159,6 +159,83 @@ def test_track_equals_independent_per_read_count_and_pseudobulk_sums(tmp_path):
         assert res["insertions_by_chrom"][c] == pb.sum()
 
 
+def test_duplicate_fragments_are_removed_whether_flagged_or_not(tmp_path):
+    """Copies of a fragment (same contig, start, end, orientation) count once, R1/R2-swapped copies
+    included; a different end or contig is another fragment; a copy dropped for MAPQ leaves the
+    other counted; flagged duplicates are dropped as before (and not counted twice)."""
+    def segs(h):
+        s = []
+        s += _pair(h, "A", 0, 100, 300)
+        s += _pair(h, "A_swapped", 0, 100, 300, read1_reverse=True)   # duplicate
+        s += _pair(h, "A_flagged", 0, 100, 300, flag_extra=0x400)     # dropped as flagged duplicate
+        s += _pair(h, "B", 0, 100, 301)                               # other end: not a duplicate
+        s += _pair(h, "C_lowq", 0, 400, 600, mapq=3)                  # dropped (MAPQ) ...
+        s += _pair(h, "C", 0, 400, 600)                               # ... so this copy counts
+        s += _pair(h, "D", 1, 400, 600)                               # same span, other contig
+        for k in range(3):
+            s += _pair(h, f"E{k}", 0, 700, 900, read1_reverse=bool(k % 2))  # 2 duplicates
+        return s
+
+    bam = _bam(tmp_path, "dups", segs)
+    st = sample_track(bam, LENGTHS, tmp_path / "dups.bw", min_mapq=10)
+    assert st["duplicates_removed"] == 3
+    assert st["fragments_by_chrom"] == {"c1": 4, "c2": 1, "c3": 0}
+    assert (st["dropped"]["duplicate"], st["dropped"]["low_mapq"]) == (1, 1)
+    v1, _ = _values(tmp_path / "dups.bw", "c1")
+    assert {int(i): int(v1[i]) for i in np.flatnonzero(v1)} == {104: 2, 294: 1, 295: 1, 404: 1, 594: 1,
+                                                                   704: 1, 894: 1}
+
+
+def test_duplicate_removal_recovers_planted_copies(tmp_path):
+    """Distinct random fragments plus unflagged copies of some of them (random mate order):
+    exactly the planted copies are removed, and the track equals an independent per-read count
+    of the distinct fragments."""
+    rng = np.random.default_rng(21)
+    frags = set()
+    while len(frags) < 250:
+        c = int(rng.integers(0, 2))
+        ln = LENGTHS[f"c{c + 1}"]
+        size = int(rng.integers(60, 400))
+        left = int(rng.integers(0, ln - size))
+        frags.add((c, left, left + size))
+    frags = sorted(frags)
+    copies = rng.integers(0, 4, len(frags)) * (rng.random(len(frags)) < 0.3)
+
+    def segs(h):
+        s = []
+        for i, (c, a, b) in enumerate(frags):
+            for k in range(1 + int(copies[i])):
+                s += _pair(h, f"f{i}_{k}", c, a, b, read1_reverse=bool(rng.integers(0, 2)))
+        return s
+
+    bam = _bam(tmp_path, "planted", segs)
+    st = sample_track(bam, LENGTHS, tmp_path / "planted.bw", min_mapq=0)
+    assert st["duplicates_removed"] == int(copies.sum()) > 0
+    assert st["fragments"] == len(frags)
+    for c in ("c1", "c2"):
+        expect = np.zeros(LENGTHS[c], np.int64)
+        for ci, a, b in frags:
+            if f"c{ci + 1}" == c:
+                expect[a + 4] += 1
+                expect[b - 1 - 5] += 1
+        np.testing.assert_array_equal(_values(tmp_path / "planted.bw", c)[0], expect)
+
+
+def test_raw_source_does_not_read_wasp_remap():
+    """With insertions_source raw the step neither depends on wasp_remap (fingerprint) nor runs it
+    for --until insertions; with wasp it does."""
+    from caveat.engine import _ancestors, order_steps
+    from caveat.insertions import STEP
+    from caveat.pipeline import pipeline_steps
+
+    assert STEP.params["insertions_source"] == "raw"
+    assert STEP.upstream({"insertions_source": "raw"}) == ()
+    assert STEP.upstream({"insertions_source": "wasp"}) == ("wasp_remap",)
+    ordered = order_steps(pipeline_steps())
+    assert "wasp_remap" not in _ancestors(ordered, "insertions", {"insertions_source": "raw"})
+    assert "wasp_remap" in _ancestors(ordered, "insertions", {"insertions_source": "wasp"})
+
+
 def test_no_proper_pairs_is_an_error_and_leaves_nothing(tmp_path):
     bam = _bam(tmp_path, "bad", lambda h: _pair(h, "x", 0, 100, 300, proper=False))
     with pytest.raises(InputError, match="no properly paired fragment"):
@@ -210,9 +287,11 @@ def test_runs_roundtrip():
 
 # ---------------------------------------------------------------- on the simulated study
 def check_track_totals(sim, run) -> int:
-    """Per sample and chromosome: bigWig sum == 2 × fragments counted == 2 × an independent
-    samtools count of read-1 records (proper pair, primary, not QC-fail/duplicate, MAPQ ≥ min);
-    pseudobulk == sum of its samples. Returns the number of (sample, chrom) checks."""
+    """Per sample and chromosome: bigWig sum == 2 × fragments counted; per sample, fragments
+    counted + duplicates removed == an independent samtools count of read-1 records (proper pair,
+    primary, not QC-fail/duplicate, MAPQ ≥ min) up to the too-short ones, and duplicates removed ==
+    an independent pysam count of repeated (start, end) spans among those records; pseudobulk ==
+    sum of its samples. Returns the number of (sample, chrom) checks."""
     import subprocess
 
     from caveat.samplesheet import read_samplesheet
@@ -222,6 +301,7 @@ def check_track_totals(sim, run) -> int:
     n = 0
     for sample, st in summ["samples"].items():
         bam = run / "wasp" / f"{sample}.bam" if st["source"] == "wasp" else raw[sample]
+        eligible = 0
         with pyBigWig.open(str(run / "insertions" / f"{sample}.bw")) as bw:
             for chrom, frags in st["fragments_by_chrom"].items():
                 iv = bw.intervals(chrom) or ()
@@ -229,15 +309,76 @@ def check_track_totals(sim, run) -> int:
                 assert total == 2 * frags, (sample, chrom)
                 out = subprocess.run(["samtools", "view", "-c", "-f", "0x42", "-F", "0xF0C", "-q",
                                       str(summ["min_mapq"]), str(bam), chrom], capture_output=True, text=True)
-                assert 0 <= int(out.stdout) - frags <= st["dropped"]["too_short"], (sample, chrom)
+                eligible += int(out.stdout)
                 n += 1
+        assert 0 <= eligible - st["fragments"] - st["duplicates_removed"] <= st["dropped"]["too_short"], sample
+        assert st["duplicates_removed"] == _repeated_spans(bam, summ["min_mapq"]), sample
     for ct, pb in summ["pseudobulk"].items():
         assert pb["insertions"] == sum(summ["samples"][s]["insertions"] for s in pb["samples"])
     return n
 
 
+def _repeated_spans(bam, min_mapq: int) -> int:
+    """Read-1 records of proper pairs (primary, not QC-fail/duplicate, MAPQ ≥ min, ≥ 10 bp) whose
+    (contig, fragment start, fragment end) was already seen, from each record's own fields."""
+    seen, repeats = set(), 0
+    with pysam.AlignmentFile(str(bam)) as f:
+        for r in f.fetch():
+            if (not r.is_read1 or not r.is_proper_pair or r.is_secondary or r.is_supplementary or r.is_qcfail
+                    or r.is_duplicate or r.mapping_quality < min_mapq or r.mate_is_unmapped
+                    or abs(r.template_length) < 10):
+                continue
+            a = r.reference_start if r.template_length > 0 else r.reference_end + r.template_length
+            key = (r.reference_name, a, a + abs(r.template_length))
+            repeats += key in seen
+            seen.add(key)
+    return repeats
+
+
 def test_tiny_run_track_totals(tiny_sim, tiny_run):
     assert check_track_totals(tiny_sim, tiny_run) > 0
+
+
+def test_tiny_run_removes_the_simulated_pcr_duplicates(tiny_sim, tiny_run):
+    """The simulated BAMs carry unflagged PCR duplicates (exact copies of a fragment): the tracks
+    come from the raw BAMs by default and remove about as many as were planted (fewer where a copy
+    did not align as a proper pair; a few more where two independent fragments share both ends)."""
+    summ = json.loads((tiny_run / "insertions.summary.json").read_text())
+    planted = json.loads((tiny_sim / "simulate.summary.json").read_text())["fragments"]
+    assert summ["source"] == "raw"
+    for sample, st in summ["samples"].items():
+        want = planted[sample]["pcr_duplicates"]
+        assert st["source"] == "raw" and st["dropped"]["duplicate"] == 0  # nothing flagged upstream
+        assert 0.8 * want <= st["duplicates_removed"] <= 1.2 * want, (sample, st["duplicates_removed"], want)
+    assert summ["duplicates_removed"] == sum(st["duplicates_removed"] for st in summ["samples"].values())
+
+
+def test_tiny_run_wasp_tracks_lose_coverage_at_het_indels(tiny_run, tmp_path):
+    """WASP drops every read over a het indel: insertions within 30 bp of a donor's het indels fall
+    far more from the raw to the WASP-filtered BAM than the sample's insertions genome-wide (the
+    reason targets come from the raw BAMs by default)."""
+    import pandas as pd
+
+    summ = json.loads((tiny_run / "insertions.summary.json").read_text())
+    indels = pd.read_parquet(tiny_run / "het_indels.parquet")
+    near = {"raw": 0.0, "wasp": 0.0}
+    total = {"raw": 0.0, "wasp": 0.0}
+    for sample, st in summ["samples"].items():
+        mine = indels[indels["donor"] == st["donor"]]
+        tracks = {"raw": tiny_run / "insertions" / f"{sample}.bw", "wasp": tmp_path / f"{sample}.wasp.bw"}
+        with pyBigWig.open(str(tracks["raw"])) as bw:
+            hdr = dict(bw.chroms())  # every FASTA contig, FASTA order
+        sample_track(tiny_run / "wasp" / f"{sample}.bam", hdr, tracks["wasp"], min_mapq=summ["min_mapq"])
+        for src, path in tracks.items():
+            with pyBigWig.open(str(path)) as bw:
+                total[src] += sum(bw.stats(c, 0, n, type="sum", exact=True)[0] or 0 for c, n in hdr.items())
+                for r in mine.itertuples():
+                    lo, hi = max(0, int(r.pos) - 1 - 30), min(hdr[r.chrom], int(r.pos) - 1 + 30)
+                    near[src] += float(np.nansum(bw.values(r.chrom, lo, hi, numpy=True)))
+    assert near["raw"] > 100 and len(indels) > 5
+    loss_near = 1 - near["wasp"] / near["raw"]
+    loss_all = 1 - total["wasp"] / total["raw"]
+    assert loss_near > loss_all + 0.25, (loss_near, loss_all)
 
 
 def _sheet(tmp_path, bams):

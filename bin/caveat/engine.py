@@ -88,6 +88,10 @@ class Step:
     path_params : tuple of str
         Which of ``params`` name files; relative values are resolved against
         the directory of the params file that set them.
+    optional_reads : callable, optional
+        ``optional_reads(params) -> tuple of str``: which ``optional_needs`` this
+        run's params make the step read (default: all). The others still order
+        the steps, but are not part of its fingerprint and ``--until`` does not run them.
     """
 
     name: str
@@ -98,6 +102,12 @@ class Step:
     optional_needs: tuple[str, ...] = ()
     path_params: tuple[str, ...] = ()
     doc: str = ""
+    optional_reads: Callable[[dict], tuple[str, ...]] | None = None
+
+    def upstream(self, params: dict) -> tuple[str, ...]:
+        """The steps whose outputs this run of the step reads: ``needs`` and the selected ``optional_needs``."""
+        extra = self.optional_needs if self.optional_reads is None else self.optional_reads(params)
+        return (*self.needs, *(d for d in self.optional_needs if d in extra))
 
 
 def order_steps(steps: Sequence[Step]) -> list[Step]:
@@ -250,7 +260,7 @@ def run_pipeline(steps: Sequence[Step], params: dict, outdir: str | Path, *,
     if until is not None and until not in names:
         raise InputError("--until", f"unknown step {until!r}", f"use one of: {', '.join(names)}")
     if until is not None:
-        keep = _ancestors(ordered, until)
+        keep = _ancestors(ordered, until, params)
         ordered = [s for s in ordered if s.name in keep]
     with lock_outdir(outdir):
         status = _run_steps(ordered, params, outdir, resume, threads)
@@ -263,7 +273,7 @@ def _run_steps(ordered: Sequence[Step], params: dict, outdir: Path, resume: bool
     changed: set[str] = set()  # steps rerun in this run whose outputs differ from their last record
     t_start = time.monotonic()
     for i, step in enumerate(ordered, 1):
-        deps = [d for d in (*step.needs, *step.optional_needs) if d in fps]
+        deps = [d for d in step.upstream(params) if d in fps]
         fp = fingerprint(step, params, {d: fps[d] for d in deps}, code_version(step))
         fps[step.name] = fp
         marker = outdir / MARKER_DIR / f"{step.name}.json"
@@ -375,7 +385,7 @@ def _written(outdir: Path, before: dict, after: dict) -> dict[str, dict]:
             for rel, st in sorted(after.items()) if before.get(rel) != st}
 
 
-def _ancestors(ordered: Sequence[Step], name: str) -> set[str]:
+def _ancestors(ordered: Sequence[Step], name: str, params: dict) -> set[str]:
     by_name = {s.name: s for s in ordered}
     keep: set[str] = set()
     stack = [name]
@@ -384,8 +394,7 @@ def _ancestors(ordered: Sequence[Step], name: str) -> set[str]:
         if n in keep or n not in by_name:
             continue
         keep.add(n)
-        stack.extend(by_name[n].needs)
-        stack.extend(d for d in by_name[n].optional_needs if d in by_name)
+        stack.extend(d for d in by_name[n].upstream(params) if d in by_name)
     return keep
 
 

@@ -4,20 +4,30 @@ Counting rule (so totals are checkable)
 ---------------------------------------
 A fragment is counted once, from its **read 1** record, when that record is
 paired, mapped with a mapped mate on the same contig, flagged proper pair,
-primary, not QC-fail, not duplicate, with MAPQ ≥ ``insertions_min_mapq`` (and
-the mate's MAPQ too when the BAM carries the ``MQ`` tag). The fragment spans
-the outer mapped ends of the pair (from read 1's position and TLEN, as ATAC
-fragment files do), and gives **two** insertions: ``frag_start + 4`` (the
+primary, not QC-fail, not flagged duplicate, with MAPQ ≥ ``insertions_min_mapq``
+(and the mate's MAPQ too when the BAM carries the ``MQ`` tag). The fragment
+spans the outer mapped ends of the pair (from read 1's position and TLEN, as
+ATAC fragment files do), and gives **two** insertions: ``frag_start + 4`` (the
 forward read's 5′ end + 4) and ``frag_end - 1 - 5`` (the reverse read's 5′
-end − 5), 0-based. Per chromosome, a track's sum is therefore exactly
-2 × the fragments counted, which ``insertions.summary.json`` records along
-with every record dropped and why.
+end − 5), 0-based.
 
-Default source: ``insertions_source = "wasp"``: the WASP-filtered, deduplicated
-BAM when ``wasp_remap`` ran (else the raw BAM, logged). The training targets then
-come from the same reads as the allelic counts, free of reads whose mapping
-depends on the allele they carry, so a model is not trained on reference-biased
-coverage and then scored against unbiased allelic ratios.
+Duplicates are removed by fragment, whether or not the BAM flags them (input
+BAMs often carry unmarked PCR duplicates): of the counted fragments of a sample
+with the same contig, start, end and orientation (strand of the read at each
+end, whichever mate is read 1, as Picard MarkDuplicates keys a pair; Cell
+Ranger ATAC and ArchR collapse fragments by contig, start and end) one is
+kept. For the proper FR pairs counted here orientation is always forward-left,
+reverse-right, so the key is the span. Per chromosome, a track's sum is exactly
+2 × the fragments counted, which ``insertions.summary.json`` records along
+with every record dropped and why, and the duplicates removed.
+
+Default source: ``insertions_source = "raw"``: the input BAMs. The WASP filter
+drops every read over a heterozygous indel (and reads whose remapping moves),
+which leaves donor-specific holes in the coverage that are not biology; the
+study's targets came from all fragments of Cell Ranger's (deduplicated)
+fragment files. ``"wasp"`` builds the tracks from the WASP-filtered BAMs
+instead (when ``wasp_remap`` ran; else the raw BAM, logged). Allelic counts
+always come from the WASP-filtered reads.
 
 Tracks are written as bigWig (every FASTA contig in the header, FASTA order),
 per-base integer counts stored as bedGraph runs. Work streams by chromosome;
@@ -50,10 +60,12 @@ MIN_FRAGMENT = 10    # shorter "fragments" cannot come from a Tn5 dimer (9 bp ta
 
 # SAM flag bits
 _PAIRED, _PROPER, _UNMAP, _MUNMAP = 0x1, 0x2, 0x4, 0x8
+_REVERSE, _MREVERSE = 0x10, 0x20
 _READ1, _READ2, _SECONDARY, _QCFAIL, _DUP, _SUPPL = 0x40, 0x80, 0x100, 0x200, 0x400, 0x800
 
 DROP_REASONS = ("unpaired", "unmapped", "not_primary", "qc_fail", "duplicate",
                 "not_proper_pair", "low_mapq", "too_short")
+SOURCES = ("wasp", "raw")
 
 
 # ---------------------------------------------------------------- one chromosome
@@ -116,6 +128,25 @@ def _classify(rec: np.ndarray, min_mapq: int) -> tuple[np.ndarray, dict[str, int
     return alive, dropped
 
 
+def fragment_spans(rec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Outer mapped ends of each pair, from read 1's alignment and TLEN.
+
+    Parameters
+    ----------
+    rec : numpy.ndarray of int64, shape (n, 7)
+        Read-1 records (see :func:`_read1_records`).
+
+    Returns
+    -------
+    frag_start, frag_end : numpy.ndarray of int64, shape (n,)
+        0-based half-open fragment spans.
+    """
+    start, end, tlen = rec[:, 3], rec[:, 4], rec[:, 5]
+    # TLEN > 0: read 1 is leftmost, fragment = [start, start + TLEN);
+    # TLEN < 0: read 1 is rightmost, fragment = [end + TLEN, end)
+    return np.where(tlen > 0, start, end + tlen), np.where(tlen > 0, start + tlen, end)
+
+
 def fragment_insertions(rec: np.ndarray) -> np.ndarray:
     """Both Tn5 insertion sites of each counted fragment.
 
@@ -129,12 +160,40 @@ def fragment_insertions(rec: np.ndarray) -> np.ndarray:
     numpy.ndarray of int64, shape (2 n,)
         0-based insertion positions: ``frag_start + 4`` then ``frag_end - 1 - 5``.
     """
-    start, end, tlen = rec[:, 3], rec[:, 4], rec[:, 5]
-    # TLEN > 0: read 1 is leftmost, fragment = [start, start + TLEN);
-    # TLEN < 0: read 1 is rightmost, fragment = [end + TLEN, end)
-    frag_start = np.where(tlen > 0, start, end + tlen)
-    frag_end = np.where(tlen > 0, start + tlen, end)
+    frag_start, frag_end = fragment_spans(rec)
     return np.concatenate([frag_start + FORWARD_SHIFT, frag_end - 1 + REVERSE_SHIFT])
+
+
+def unique_fragments(rec: np.ndarray) -> np.ndarray:
+    """Keep mask removing duplicate fragments: one per (start, end, orientation).
+
+    Orientation is the strand of the read at the left end and of the read at
+    the right end, whichever mate is read 1 (so an R1/R2-swapped copy is a
+    duplicate, as in Picard MarkDuplicates). Which copy is kept does not matter:
+    duplicates give the same two insertions.
+
+    Parameters
+    ----------
+    rec : numpy.ndarray of int64, shape (n, 7)
+        Counted read-1 records of one contig.
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (n,)
+        True for the first record (in BAM order) of each distinct fragment.
+    """
+    if len(rec) == 0:
+        return np.zeros(0, dtype=bool)
+    flag, tlen = rec[:, 0], rec[:, 5]
+    own_rev, mate_rev = (flag & _REVERSE) != 0, (flag & _MREVERSE) != 0
+    left_rev = np.where(tlen > 0, own_rev, mate_rev)
+    right_rev = np.where(tlen > 0, mate_rev, own_rev)
+    frag_start, frag_end = fragment_spans(rec)
+    key = np.stack([frag_start, frag_end, left_rev, right_rev], axis=1)
+    _, first = np.unique(key, axis=0, return_index=True)
+    keep = np.zeros(len(rec), dtype=bool)
+    keep[first] = True
+    return keep
 
 
 def site_counts(positions: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -206,8 +265,9 @@ def sample_track(bam_path: str | Path, lengths: Mapping[str, int], out_bw: str |
     Returns
     -------
     dict
-        ``records``, ``fragments`` (total), ``fragments_by_chrom``, ``insertions``,
-        ``dropped`` (reason → read-1/unpaired records).
+        ``records``, ``fragments`` (total, after duplicate removal), ``fragments_by_chrom``,
+        ``insertions``, ``dropped`` (reason → read-1/unpaired records), ``duplicates_removed``
+        (counted fragments removed as copies of another, see :func:`unique_fragments`).
 
     Raises
     ------
@@ -223,7 +283,7 @@ def sample_track(bam_path: str | Path, lengths: Mapping[str, int], out_bw: str |
     prog = Progress(log, "reads", total=sum(mapped.values()) or None, label=label)
     frags: dict[str, int] = {}
     dropped = Counter({r: 0 for r in DROP_REASONS})
-    n_records = 0
+    n_records = n_dups = 0
     with atomic_path(out_bw) as tmp:
         bw = pyBigWig.open(str(tmp), "w")
         bw.addHeader(list(lengths.items()))
@@ -236,8 +296,11 @@ def sample_track(bam_path: str | Path, lengths: Mapping[str, int], out_bw: str |
             dropped.update(drop)
             n_records += n["records"]
             prog.update(n["records"])
-            frags[chrom] = int(keep.sum())
-            pos, cnt = site_counts(fragment_insertions(rec[keep]))
+            counted = rec[keep]
+            unique = unique_fragments(counted)
+            n_dups += int((~unique).sum())
+            frags[chrom] = int(unique.sum())
+            pos, cnt = site_counts(fragment_insertions(counted[unique]))
             _add_runs(bw, chrom, *sites_to_runs(pos, cnt))
         bw.close()
         bam.close()
@@ -249,10 +312,11 @@ def sample_track(bam_path: str | Path, lengths: Mapping[str, int], out_bw: str |
                              "caveat needs paired-end ATAC-seq aligned in paired mode (proper-pair flags set); "
                              "check with `samtools flagstat`, or lower insertions_min_mapq")
     prog.close()
-    log.info("%s: %d records read, %d fragments counted (%d insertions); dropped: %s", label, n_records, total,
-             2 * total, ", ".join(f"{k}={v}" for k, v in dropped.items() if v) or "none")
+    log.info("%s: %d records read, %d fragments counted (%d insertions), %d duplicate fragments removed; "
+             "dropped: %s", label, n_records, total, 2 * total, n_dups,
+             ", ".join(f"{k}={v}" for k, v in dropped.items() if v) or "none")
     return {"records": n_records, "fragments": total, "fragments_by_chrom": frags,
-            "insertions": 2 * total, "dropped": dict(dropped), "min_mapq": min_mapq}
+            "insertions": 2 * total, "dropped": dict(dropped), "duplicates_removed": n_dups, "min_mapq": min_mapq}
 
 
 def verify_bigwig(path: str | Path, lengths: Mapping[str, int], expected: Mapping[str, int],
@@ -337,7 +401,7 @@ def pseudobulk_track(sample_bws: Sequence[str | Path], lengths: Mapping[str, int
 # ---------------------------------------------------------------- the step
 def source_bam(sample: str, raw_bam: str, outdir: Path, source: str) -> tuple[str, str]:
     """The BAM a sample's track is built from: (path, "wasp" | "raw")."""
-    if source not in ("wasp", "raw"):
+    if source not in SOURCES:
         raise InputError("insertions_source", f"unknown value {source!r}", "use 'wasp' or 'raw'")
     wasp = outdir / "wasp" / f"{sample}.bam"
     if source == "wasp" and wasp.exists():
@@ -355,7 +419,7 @@ def _sample_job(args: tuple) -> dict:
         return {"_error": (e.file, e.problem, e.fix)}
 
 
-COUNTING_RULE = "read 1 of each proper pair; TLEN span; +4/-5"
+COUNTING_RULE = "read 1 of each proper pair; TLEN span; one per (start, end, orientation); +4/-5"
 
 
 def run_step(ctx: StepContext) -> dict:
@@ -386,11 +450,17 @@ def run_step(ctx: StepContext) -> dict:
                                ctx.out("insertions", f"{ct}.pseudobulk.bw"))
         pseudo[ct] = {"samples": members, **res}
         log.info("pseudobulk %s: %d samples, %d insertions", ct, len(members), res["insertions"])
-    summary = {"samples": samples, "pseudobulk": pseudo, "min_mapq": min_mapq,
-               "source": p["insertions_source"], "counting_rule": COUNTING_RULE}
+    summary = run_summary(samples, pseudo, p["insertions_source"], min_mapq)
     write_json(summary, ctx.out("insertions.summary.json"))
     return {"samples": len(samples), "cell_types": len(pseudo),
-            "fragments": sum(s["fragments"] for s in samples.values())}
+            "fragments": summary["fragments"], "duplicates_removed": summary["duplicates_removed"]}
+
+
+def run_summary(samples: dict, pseudo: dict, source: str, min_mapq: int) -> dict:
+    """``insertions.summary.json``: per-sample and per-cell-type figures and the run's totals."""
+    return {"samples": samples, "pseudobulk": pseudo, "min_mapq": min_mapq, "source": source,
+            "counting_rule": COUNTING_RULE, "fragments": sum(s["fragments"] for s in samples.values()),
+            "duplicates_removed": sum(s.get("duplicates_removed", 0) for s in samples.values())}
 
 
 def _input_files(params: dict) -> list[str]:
@@ -400,12 +470,19 @@ def _input_files(params: dict) -> list[str]:
     return files
 
 
+def _reads_wasp(params: dict) -> tuple[str, ...]:
+    """WASP-filtered BAMs are read only with ``insertions_source: wasp``: with ``raw`` the
+    tracks neither wait for nor depend on ``wasp_remap``."""
+    return ("wasp_remap",) if params.get("insertions_source") == "wasp" else ()
+
+
 STEP = Step(
     name="insertions",
     run=run_step,
     needs=(),
     optional_needs=("wasp_remap",),
-    params={"insertions_source": "wasp", "insertions_min_mapq": 10},
+    optional_reads=_reads_wasp,
+    params={"insertions_source": "raw", "insertions_min_mapq": 10},
     input_files=_input_files,
     doc="Tn5 insertion bigWigs per sample and pseudobulk per cell type",
 )
@@ -430,7 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="instead of a track: the run's summary from every sample's and cell type's --stats JSON")
     ap.add_argument("--input", help="with --summarize: the samplesheet (donor, cell type, pseudobulk members)")
     ap.add_argument("--insertions-source", "--source", dest="source", default=STEP.params["insertions_source"],
-                    choices=("wasp", "raw"),
+                    choices=SOURCES,
                     help="with --summarize: the BAMs the tracks were built from")
     ap.add_argument("--out-summary", help="with --summarize: insertions.summary.json")
     return ap
@@ -451,8 +528,7 @@ def summarize(stats: Sequence[str | Path], sheet, source: str, min_mapq: int, ou
                             "cell_type": row.cell_type} for row in sheet.itertuples()}
     pseudo = {ct: {"samples": sheet.loc[sheet["cell_type"] == ct, "sample"].tolist(),
                    **figures(f"{ct}.pseudobulk.json")} for ct in cell_types(sheet)}
-    summary = {"samples": samples, "pseudobulk": pseudo, "min_mapq": min_mapq, "source": source,
-               "counting_rule": COUNTING_RULE}
+    summary = run_summary(samples, pseudo, source, min_mapq)
     write_json(summary, out)
     return summary
 

@@ -23,6 +23,7 @@ workflow TRACKS {
 
     main:
     ch_raw = samples.map { meta, bam, bai, _peaks -> [meta, bam, bai] }
+    // 'raw' (default): the input BAMs, so INSERTIONS does not wait for WASP_REMAP; 'wasp': the filtered BAMs
     ch_bam = source == 'raw' ? ch_raw : wasp_bam
     INSERTIONS(ch_bam, fasta)
 
