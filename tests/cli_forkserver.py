@@ -1,7 +1,9 @@
 """Run many ``caveat`` command lines in one process: import the package once, fork per command.
 
 ``python tests/cli_forkserver.py CASES.json RESULTS.json``. Each case is
-``{"id", "argv", "cwd", "stdout", "stderr"}``; a forked child redirects its stdout and
+``{"id", "argv", "cwd", "stdout", "stderr"}`` and optionally ``"fsize_limit"`` (bytes: the
+child runs under that ``RLIMIT_FSIZE``, as ``ulimit -f`` gives, the way to make writes fail
+as on a full disk without one); a forked child redirects its stdout and
 stderr to the given files and runs ``caveat.cli`` as ``python -m caveat.cli ARGV`` would
 (``runpy`` as ``__main__``; an uncaught exception prints its traceback and exits 1, as
 the interpreter does). A command running past ``$CLI_FORKSERVER_TIMEOUT`` seconds (600)
@@ -26,6 +28,10 @@ def _child(case: dict) -> int:
         os.dup2(f, fd)
         os.close(f)
     os.chdir(case["cwd"])
+    if case.get("fsize_limit"):
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (int(case["fsize_limit"]), resource.RLIM_INFINITY))
     sys.argv = ["caveat", *case["argv"]]
     sys.modules.pop("caveat.cli", None)  # runpy runs it afresh as __main__, as `python -m` does
     try:

@@ -118,6 +118,69 @@ def test_failed_step_leaves_no_marker_and_reruns(tmp_path):
     assert calls == ["boom", "boom"]
 
 
+def test_failed_step_removes_what_it_wrote_and_keeps_earlier_steps(tmp_path):
+    """A step that wrote one complete output and then failed leaves neither: the first
+    looks complete but belongs to a step that did not finish."""
+    calls: list[str] = []
+    a = _toy_steps(calls)[0]
+
+    def half(ctx):
+        write_json({"n": 1}, ctx.out("first_of_two.json"))
+        (ctx.outdir / "sub").mkdir(exist_ok=True)
+        write_json({"n": 2}, ctx.out("sub", "second_of_two.json"))
+        raise RuntimeError("bug after two outputs")
+
+    with pytest.raises(RuntimeError):
+        run_pipeline([a, Step("half", half, needs=("a",))], {}, tmp_path)
+    assert (tmp_path / "a.json").exists() and (tmp_path / MARKER_DIR / "a.json").exists()
+    assert not (tmp_path / "first_of_two.json").exists()
+    assert not (tmp_path / "sub" / "second_of_two.json").exists()
+
+
+@pytest.mark.parametrize("errno_name", ["ENOSPC", "EDQUOT", "EFBIG", "EROFS", "EACCES"])
+def test_failed_write_in_a_step_is_a_user_error_naming_the_outdir(tmp_path, errno_name):
+    import errno
+
+    def full(ctx):
+        raise OSError(getattr(errno, errno_name), os.strerror(getattr(errno, errno_name)))
+
+    with pytest.raises(InputError) as e:
+        run_pipeline([Step("full", full)], {}, tmp_path)
+    assert str(tmp_path) in str(e.value) and "step full" in str(e.value) and e.value.fix
+    assert not (tmp_path / MARKER_DIR / "full.json").exists()
+
+
+def test_other_os_errors_stay_bugs(tmp_path):
+    def bug(ctx):
+        raise FileNotFoundError(2, "No such file or directory", str(tmp_path / "nowhere"))
+
+    with pytest.raises(FileNotFoundError):
+        run_pipeline([Step("bug", bug)], {}, tmp_path)
+
+
+def test_step_command_line_reports_a_full_disk_without_traceback(tmp_path):
+    """What a Nextflow task runs (`caveat <step> …`): a write past the file size limit is an
+    error naming the file, not a traceback (Python ignores SIGXFSZ, so the write gets EFBIG)."""
+    code = textwrap.dedent(
+        f"""
+        import resource, sys
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.RLIM_INFINITY))
+        import caveat.cli
+        from caveat.io import atomic_path
+        def big(argv):
+            with atomic_path({str(tmp_path / 'big.txt')!r}) as tmp:
+                tmp.write_text("x" * 100_000)
+        caveat.cli._params = big
+        sys.exit(caveat.cli.main(["params"]))
+        """
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1, res.stderr
+    assert "Traceback" not in res.stderr
+    assert str(tmp_path / "big.txt") in res.stderr and "File too large" in res.stderr and "fix:" in res.stderr
+    assert not list(tmp_path.iterdir())  # the temporary file is gone too
+
+
 KILL_SCRIPT = textwrap.dedent(
     """
     import sys, time

@@ -45,6 +45,7 @@ class Case:
     params: dict = field(default_factory=dict)
     sheet: pd.DataFrame | None = None
     params_text: str | None = None   # raw params file text (overrides ``params``)
+    fsize_limit: int | None = None   # run under this RLIMIT_FSIZE (bytes): writes fail as on a full disk
 
     @property
     def out(self) -> Path:
@@ -200,6 +201,30 @@ def _(c):
 
 
 # ------------------------------------------------------------------------------- samplesheet
+
+#: open lock-file descriptors held by this test process for the module's duration (a run in progress)
+_HELD_LOCKS: list[int] = []
+
+
+@case("outdir_locked_by_another_run")
+def _(c):
+    import fcntl
+
+    lock = c.out / "pipeline_info" / ".lock"
+    lock.parent.mkdir(parents=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # what a running `caveat run` holds
+    _HELD_LOCKS.append(fd)
+    c.culprit = str(c.out)
+
+
+@case("outdir_disk_full_during_a_step", step="wasp_remap",
+      outputs=("wasp/D1_ctA.bam", "het_snps.parquet", "wasp_remap.summary.json"))
+def _(c):
+    # 1 MB per file: the inputs are read, the WASP BAMs cannot be written (a full disk's EFBIG/ENOSPC)
+    c.fsize_limit = 1_000_000
+    c.culprit = str(c.out)
+
 
 @case("sheet_missing_column")
 def _(c):
@@ -467,11 +492,13 @@ def ran(tiny_sim, tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile")
     cases = {id: _build(tiny_sim, root, id) for id in CASES}
     spec = [{"id": c.id, "argv": c.argv, "cwd": str(c.dir), "stdout": str(c.dir / "stdout.txt"),
-             "stderr": str(c.dir / "stderr.txt")} for c in cases.values()]
+             "stderr": str(c.dir / "stderr.txt"), "fsize_limit": c.fsize_limit} for c in cases.values()]
     (root / "cases.json").write_text(json.dumps(spec))
     subprocess.run([sys.executable, str(HERE / "cli_forkserver.py"), str(root / "cases.json"),
                     str(root / "results.json")], check=True, timeout=600, cwd=root)
     codes = json.loads((root / "results.json").read_text())
+    while _HELD_LOCKS:
+        os.close(_HELD_LOCKS.pop())
     return {id: (c, codes[id], (c.dir / "stderr.txt").read_text()) for id, c in cases.items()}
 
 

@@ -11,7 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .errors import InputError
+from .errors import InputError, killed_writing
 
 ALIGNERS = ("bowtie2", "bwa")
 _INDEX_FILES = {"bowtie2": (".1.bt2", ".1.bt2l"), "bwa": (".bwt", ".bwt.2bit.64")}
@@ -130,5 +130,10 @@ def align(aligner: str, index: str | Path, args: str, fq1: Path, fq2: Path | Non
     with open(sam, "wb") as out:
         r = subprocess.run(cmd, stdout=out, stderr=subprocess.PIPE)
     if r.returncode != 0:
-        raise InputError(index, f"{aligner} failed (exit {r.returncode}): {r.stderr.decode(errors='replace').strip()[-500:]}",
+        err = r.stderr.decode(errors="replace").strip()
+        storage = killed_writing(r.returncode, err)
+        if storage:  # the disk, not the index or the arguments
+            raise InputError(sam.parent, f"{aligner} could not write its alignments ({storage})",
+                             "free space or raise the file size limit where the outdir is, then rerun")
+        raise InputError(index, f"{aligner} failed (exit {r.returncode}): {err[-500:]}",
                          "check aligner_args and the index")

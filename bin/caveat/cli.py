@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .errors import CaveatError
+from .errors import CaveatError, storage_error
 from .log import setup_logging
 from .pipeline import STEP_NAMES, available_step_names
 
@@ -76,9 +76,20 @@ def main(argv: list[str] | None = None) -> int:
             return int(mod.main(rest) or 0)
         print(f"caveat: unknown command {cmd!r}; commands: run, params, simulate, {', '.join(steps)}", file=sys.stderr)
         return 2
-    except CaveatError as e:
-        print(f"caveat {cmd}: error: {e}", file=sys.stderr)
+    except (CaveatError, OSError) as e:
+        err = _user_error(e)
+        if err is None:
+            raise
+        print(f"caveat {cmd}: error: {err}", file=sys.stderr)
         return 1
+
+
+def _user_error(e: BaseException) -> CaveatError | None:
+    """``e`` as the error a user fixes (a CaveatError, or a failed write: full disk, quota,
+    file size limit, read-only folder); ``None`` for a bug, which keeps its traceback."""
+    if isinstance(e, CaveatError):
+        return e
+    return storage_error(e, Path.cwd()) if isinstance(e, OSError) else None
 
 
 def run_entry(step_main) -> int:
@@ -91,8 +102,11 @@ def run_entry(step_main) -> int:
     setup_logging(logging.INFO)
     try:
         return int(step_main(sys.argv[1:]) or 0)
-    except CaveatError as e:
-        print(f"{Path(sys.argv[0]).name}: error: {e}", file=sys.stderr)
+    except (CaveatError, OSError) as e:
+        err = _user_error(e)
+        if err is None:
+            raise
+        print(f"{Path(sys.argv[0]).name}: error: {err}", file=sys.stderr)
         return 1
 
 

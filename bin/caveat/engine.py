@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from . import __version__
-from .errors import InputError
+from .errors import InputError, storage_error
 from .io import TMP_PREFIX, content_digest, dumps_json, file_digest, write_json
 from .log import get_logger
 
@@ -291,7 +291,7 @@ def _run_steps(ordered: Sequence[Step], params: dict, outdir: Path, resume: bool
         t0 = time.monotonic()
         before = _snapshot(outdir)
         ctx = StepContext(params=params, outdir=outdir, threads=threads, log=get_logger(step.name))
-        summary = step.run(ctx) or {}
+        summary = _run_one(step, ctx, before)
         outputs = _written(outdir, before, _snapshot(outdir))
         if outputs != recorded.get("outputs"):
             changed.add(step.name)
@@ -303,6 +303,35 @@ def _run_steps(ordered: Sequence[Step], params: dict, outdir: Path, resume: bool
              time.monotonic() - t_start, sum(v == "ran" for v in status.values()),
              sum(v == "skipped" for v in status.values()), outdir)
     return status
+
+
+def _run_one(step: Step, ctx: StepContext, before: dict) -> dict:
+    """Run ``step``; when it fails, remove what it wrote (nothing that looks complete is
+    left; the step has no marker, so the next run redoes it) and turn a failed write
+    (full disk, quota, file size limit, read-only folder) into a user-facing error."""
+    try:
+        return step.run(ctx) or {}
+    except BaseException as e:
+        removed = _discard_written(ctx.outdir, before)
+        if removed:
+            ctx.log.warning("%s failed: removed %d file(s) it had written (%s)", step.name, len(removed),
+                            ", ".join(removed[:5]) + (" …" if len(removed) > 5 else ""))
+        if isinstance(e, OSError):
+            err = storage_error(e, ctx.outdir, f"step {step.name}")
+            if err is not None:
+                raise err from None
+        raise
+
+
+def _discard_written(outdir: Path, before: dict) -> list[str]:
+    """Delete the files below ``outdir`` created or rewritten since the ``before`` snapshot."""
+    removed = []
+    for rel, st in sorted(_snapshot(outdir).items()):
+        if before.get(rel) != st:
+            with contextlib.suppress(FileNotFoundError):
+                (outdir / rel).unlink()
+                removed.append(rel)
+    return removed
 
 
 @contextlib.contextmanager

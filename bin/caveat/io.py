@@ -45,12 +45,15 @@ def atomic_path(path: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Pa
         else:
             os.chmod(tmp, 0o644)
             os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
+        if isinstance(e, OSError) and e.filename is None:
+            # a failed write() names no file: name the output it was for (full disk, size limit)
+            raise OSError(e.errno, e.strerror, str(path)) from e
         raise
 
 
