@@ -2,7 +2,7 @@
 /*
  * caveat — Chromatin Accessibility Variant Effect Accuracy Testbed
  *
- *   nextflow run <repo> -profile test,docker --outdir results
+ *   nextflow run <repo> -profile test,docker --outdir results_test   (self-contained: simulates its study)
  *   nextflow run <repo> -profile slurm,singularity,gpu -params-file params.yaml -resume
  *
  * The params file is the same as `caveat run --params` (the local engine) reads.
@@ -16,6 +16,23 @@ workflow {
     main:
     validateParameters()
     log.info(paramsSummaryLog(workflow))
+
+    // a summary when the run ends, and where to look when it failed (nf-core/tools pipeline
+    // template, PIPELINE_COMPLETION: `workflow.onComplete { completionSummary(...) }` and
+    // `workflow.onError { log.error ... }` inside a workflow's main:)
+    workflow.onComplete {
+        def summary = completionSummary(workflow.success, workflow.stats, workflow.duration, params.outdir, params.trace_report_suffix)
+        if (workflow.success) {
+            log.info(summary)
+        } else {
+            log.error(summary)
+        }
+    }
+    workflow.onError {
+        log.error("caveat stopped: ${workflow.errorMessage}\n" +
+            "The failing task's folder (its path is printed above) holds .command.sh, .command.out and .command.err; " +
+            "fix the cause and relaunch the same command with -resume (finished tasks are reused).")
+    }
 
     CAVEAT()
 
@@ -46,6 +63,16 @@ workflow {
     summaries      = CAVEAT.out.summaries.map { _meta, json -> json }
     versions       = ch_versions
     params_dump    = ch_params
+}
+
+// The completion summary: tasks by outcome, run time, and where the outputs and reports are.
+def completionSummary(boolean success, stats, duration, String outdir, String suffix) {
+    def status = success ? 'completed' : 'FAILED'
+    return "caveat ${status} after ${duration}: ${stats.succeededCount} tasks succeeded, " +
+        "${stats.cachedCount} reused from cache, ${stats.ignoredCount} ignored, ${stats.failedCount} failed\n" +
+        "  outputs: ${outdir}\n" +
+        "  report:  ${outdir}/report.html\n" +
+        "  run reports and params: ${outdir}/pipeline_info/ (*_${suffix}.*)"
 }
 
 // A published file keeps its path relative to the task directory, below the output's `path`

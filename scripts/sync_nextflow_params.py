@@ -46,11 +46,29 @@ NEXTFLOW_ONLY = {
         "type": "string", "enum": ["symlink", "rellink", "link", "copy", "copyNoFollow", "move"], "default": "copy",
         "description": "How workflow outputs are written below outdir (Nextflow's workflow.output.mode).",
         "hidden": True},
+    "simulate": {
+        "type": "string", "enum": ["tiny", "demo"],
+        "description": "Run on a study `caveat simulate --preset <this> --seed <seed>` writes in a first task (SIMULATE) "
+                       "instead of input/fasta/vcf/aligner_index: what -profile test sets, so it needs no prior command.",
+        "help_text": "The simulated BAMs are aligned with bowtie2 and `caveat simulate`'s aligner arguments: -profile test "
+                     "sets those (aligner_args) and the preset's model sizes.",
+        "fa_icon": "fas fa-flask"},
     "trace_report_suffix": {
         "type": "string",
         "description": "Suffix of the pipeline_info files (execution report, timeline, trace, DAG, params); "
                        "default: the launch time, yyyy-MM-dd_HH-mm-ss, so a relaunch never keeps a stale report.",
         "hidden": True},
+}
+#: input, fasta and vcf are required unless `simulate` names a study to write instead. nf-schema
+#: validates params with a stock JSON Schema validator after dropping null ones
+#: (ParameterValidator.validateParametersMap: JsonGenerator `excludeNulls()`), so `required:
+#: [simulate]` holds only when it is set, and nf-schema prints a failed `required` as "Missing
+#: required parameter(s): …" (ValidationResult.getErrors). nf-core/sarek likewise leaves its
+#: input out of `required` where a mode does without it.
+INPUTS_UNLESS_SIMULATED = {
+    "if": {"required": ["simulate"]},
+    "else": {"required": ["input", "fasta", "vcf"],
+             "errorMessage": "give --input, --fasta and --vcf, or -profile test (which simulates a study)"},
 }
 #: Types of params whose default is null (the default cannot tell).
 NULL_DEFAULT_TYPES = {
@@ -162,9 +180,8 @@ def build_schema(defaults: dict, owners: dict[str, str], path_keys: set[str], ol
         g["properties"][key] = _ordered(entry)
     groups[NEXTFLOW_GROUP] = _group_header(NEXTFLOW_GROUP, old_defs.get(NEXTFLOW_GROUP))
     groups[NEXTFLOW_GROUP]["properties"] = {k: _ordered(v) for k, v in NEXTFLOW_ONLY.items()}
-    required = [k for k in ("input", "fasta", "vcf", "outdir") if k in defaults]
     if COMMON_GROUP in groups:
-        groups[COMMON_GROUP]["required"] = required
+        groups[COMMON_GROUP]["required"] = [k for k in ("outdir",) if k in defaults]
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://raw.githubusercontent.com/caveat-bench/caveat/main/nextflow_schema.json",
@@ -175,6 +192,7 @@ def build_schema(defaults: dict, owners: dict[str, str], path_keys: set[str], ol
         "type": "object",
         "$defs": groups,
         "allOf": [{"$ref": f"#/$defs/{g}"} for g in groups],
+        **INPUTS_UNLESS_SIMULATED,
     }
 
 

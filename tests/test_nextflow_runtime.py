@@ -77,8 +77,9 @@ def test_no_workflow_declares_an_emitted_name_with_def():
 def test_shadowed_emit_check_fails_on_a_def_of_an_emitted_name(tmp_path):
     root = _copy_tree(tmp_path)
     sub = root / "subworkflows" / "local" / "prepare_inputs" / "main.nf"
-    sub.write_text(sub.read_text().replace("def cell_type_names =", "def cell_types =")
-                   .replace("channel.value(cell_type_names)", "channel.value(cell_types)"))
+    text = sub.read_text()
+    assert "    main:\n" in text
+    sub.write_text(text.replace("    main:\n", "    main:\n    def cell_types = []\n", 1))
     assert shadowed_emits(root) == ["subworkflows/local/prepare_inputs/main.nf: PREPARE_INPUTS: "
                                     "emit cell_types is also `def cell_types`"]
 
@@ -241,7 +242,42 @@ def test_layout_is_what_caveat_run_writes(tiny_run):
 #
 # nf-test runs Nextflow with `-profile <profile of nf-test.config>`; with `profile ""` no
 # profile is applied, so `validateParameters()` stops on the params nextflow_schema.json
-# requires ("Missing required parameter(s): input, vcf, fasta").
+# requires ("Missing required parameter(s): input, vcf, fasta"). nf-schema validates the params
+# map with null values dropped (ParameterValidator.validateParametersMap: `excludeNulls()`)
+# against the whole schema, so the schema's `if: {required: [simulate]}` / `else: {required:
+# [input, fasta, vcf]}` needs the inputs only when the test profile's `simulate` is unset.
+
+def config_params(path: Path) -> dict:
+    """The literal `key = value` params of a config file's `params {}` block (Groovy literals)."""
+    import ast
+
+    text = nf_parse.strip_comments(path.read_text())
+    m = re.search(r"^params\s*\{", text, re.M)
+    out = {}
+    for key, value in re.findall(r"^\s*(\w+)\s*=\s*(.+?)\s*$", nf_parse.block(text, m), re.M):
+        try:
+            out[key] = ast.literal_eval(value.replace("true", "True").replace("false", "False").replace("null", "None"))
+        except (ValueError, SyntaxError):
+            out[key] = value
+    return out
+
+
+def validate_profile_params(profile_params: dict | None = None) -> None:
+    """The params of `-profile test` (defaults, then conf/test.config) pass nextflow_schema.json
+    as nf-schema sees them (nulls dropped); without `simulate` they miss the inputs."""
+    import jsonschema
+
+    from caveat.params import defaults
+
+    schema = json.loads((REPO / "nextflow_schema.json").read_text())
+    params = {**{k: (list(v) if isinstance(v, tuple) else v) for k, v in defaults().items()},
+              **(profile_params or config_params(REPO / "conf" / "test.config"))}
+    as_seen = {k: v for k, v in params.items() if v is not None}
+    jsonschema.Draft202012Validator(schema).validate(as_seen)
+    unset = {k: v for k, v in as_seen.items() if k != "simulate"}
+    errors = [e.message for e in jsonschema.Draft202012Validator(schema).iter_errors(unset)]
+    assert any("'input' is a required property" in e for e in errors), errors
+
 
 def test_nf_test_config_runs_the_test_profile_which_sets_every_required_param():
     text = nf_parse.strip_comments((REPO / "nf-test.config").read_text())
@@ -249,12 +285,16 @@ def test_nf_test_config_runs_the_test_profile_which_sets_every_required_param():
     assert m and "test" in m.group(1).split(","), f"nf-test.config: profile {m and m.group(1)!r} (want 'test')"
     config = nf_parse.strip_comments((REPO / "nextflow.config").read_text())
     assert re.search(r"^\s*test\s*\{\s*includeConfig\s+'conf/test\.config'", config, re.M)
-    test_config = nf_parse.strip_comments((REPO / "conf" / "test.config").read_text())
-    set_params = set(re.findall(r"^\s*(\w+)\s*=", test_config.split("params {", 1)[1], re.M))
-    schema = json.loads((REPO / "nextflow_schema.json").read_text())
-    required = {k for g in schema["$defs"].values() for k in g.get("required", [])}
-    defaults = {k for g in schema["$defs"].values() for k, v in g["properties"].items() if "default" in v}
-    assert required - defaults <= set_params, sorted(required - defaults - set_params)
+    assert config_params(REPO / "conf" / "test.config").get("simulate") == "tiny"
+    validate_profile_params()
+
+
+def test_profile_check_fails_when_the_test_profile_sets_no_study():
+    broken = {k: v for k, v in config_params(REPO / "conf" / "test.config").items() if k != "simulate"}
+    import jsonschema
+
+    with pytest.raises(jsonschema.ValidationError, match="'input' is a required property"):
+        validate_profile_params(broken)
 
 
 # ---------------------------------------------------------------- defect 1: samplesheet paths
@@ -274,8 +314,11 @@ def test_samplesheet_schema_leaves_file_columns_to_the_pipeline():
         assert props[col].get("format") not in NF_SCHEMA_PATH_FORMATS, f"{col}: nf-schema would resolve it against the launch dir"
         assert "exists" not in props[col], f"{col}: nf-schema's exists checks it relative to the launch dir"
     sub = (REPO / "subworkflows" / "local" / "prepare_inputs" / "main.nf").read_text()
-    assert "def sheet_dir = file(input).parent" in sub
-    assert re.search(r"samplesheetFile\(bam, sheet_dir", sub) and re.search(r"samplesheetFile\(peaks, sheet_dir", sub)
+    rows = _function(REPO / "subworkflows/local/prepare_inputs/main.nf", "samplesheetRows")
+    assert "def sheet_dir = sheet.parent" in rows
+    assert re.search(r"samplesheetFile\(bam, sheet_dir", rows) and re.search(r"samplesheetFile\(peaks, sheet_dir", rows)
+    # every samplesheet is read through it (the user's, and the one SIMULATE writes)
+    assert re.search(r"ch_sheet\.map \{ sheet -> samplesheetRows\(sheet,", sub)
 
 
 _HARNESS_STUBS = r"""

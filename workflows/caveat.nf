@@ -17,7 +17,7 @@ include { REPORT         } from '../modules/local/report/main'
 
 workflow CAVEAT {
     main:
-    PREPARE_INPUTS(params.input, params.fasta, params.vcf, params.aligner, params.aligner_index)
+    PREPARE_INPUTS(params.input, params.fasta, params.vcf, params.aligner, params.aligner_index, params.simulate, params.seed)
 
     ch_contig_map = optionalFile(params.contig_map)
     ALLELE_COUNTS(
@@ -51,7 +51,8 @@ workflow CAVEAT {
     ch_variant_tables = IMBALANCE.out.variant_sets
         .combine(IMBALANCE.out.stratum_matched.map { _meta, parquet -> parquet })
         .map { meta, sets, strata -> [meta, [sets, strata]] }
-    ch_blacklist = optionalFile(params.blacklist)
+    // the user's blacklist, else the simulated study's (if it has one)
+    ch_blacklist = params.blacklist ? optionalFile(params.blacklist) : PREPARE_INPUTS.out.blacklist
     ch_score_vcf = optionalFile(params.score_vcf)
     MODELS(
         TRACKS.out.pseudobulk,

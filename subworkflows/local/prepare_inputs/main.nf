@@ -1,68 +1,106 @@
 /*
  * PREPARE_INPUTS: the samplesheet (validated by nf-schema against assets/schema_input.json),
- * the genome, the genotypes, the contigs to scatter over and the aligner index WASP remaps with.
+ * the genome, the genotypes, the contigs to scatter over and the aligner index WASP remaps with:
+ * the user's files, or (simulate set, as -profile test sets it) a study SIMULATE writes first.
  */
 
 include { samplesheetToList } from 'plugin/nf-schema'
 include { ALIGNER_INDEX     } from '../../../modules/local/aligner_index/main'
+include { SIMULATE          } from '../../../modules/local/simulate/main'
 
 workflow PREPARE_INPUTS {
     take:
-    input           // string: samplesheet CSV (sample, donor, cell_type, bam[, peaks])
-    fasta           // string: genome FASTA (with .fai beside it)
-    vcf             // string: bgzipped, tabix-indexed multi-sample VCF
+    input           // string: samplesheet CSV (sample, donor, cell_type, bam[, peaks]), or null with simulate
+    fasta           // string: genome FASTA (with .fai beside it), or null with simulate
+    vcf             // string: bgzipped, tabix-indexed multi-sample VCF, or null with simulate
     aligner         // string: bowtie2 | bwa
     aligner_index   // string: index prefix, or null to build one from the FASTA
+    simulate        // string: a `caveat simulate` preset to run on instead (tiny, demo), or null
+    seed            // integer: the simulation's seed
 
     main:
-    // bam/peaks come back as strings (the schema gives them no file-path format): they are
-    // resolved here against the samplesheet's folder, as `caveat run` resolves them
-    def sheet_dir = file(input).parent
-    def rows = samplesheetToList(input, "${projectDir}/assets/schema_input.json")
-        .collect { meta, bam, peaks ->
-            [meta, samplesheetFile(bam, sheet_dir, meta.id), peaks ? samplesheetFile(peaks, sheet_dir, meta.id) : []]
+    if (simulate) {
+        if (aligner != 'bowtie2') {
+            error("--simulate writes BAMs aligned with bowtie2: WASP must remap with it (--aligner bowtie2), not ${aligner}")
         }
-    // cell types in order of first appearance: the order of every per-cell-type target column
-    // (not named `cell_types`: a `def` of an emitted name would shadow the emit, see
-    // tests/test_nextflow_runtime.py::test_no_workflow_declares_an_emitted_name_with_def)
-    def cell_type_names = rows.collect { row -> row[0].cell_type }.unique()
-    // every distinct peaks file once, in samplesheet order; CLUSTER_PEAKS stages the i-th as
-    // input_peaks/<i>/<name> (stageAs: 'input_peaks/?/*'), so two BEDs with one name never collide
-    def peak_files = rows.collect { row -> row[2] }.findAll { peaks -> peaks }.unique()
+        // one folder output: every file below it is the study's (Path.resolve keeps an
+        // object-store path's scheme and bucket)
+        SIMULATE(simulate, seed)
+        ch_sheet = SIMULATE.out.study.map { study -> study.resolve('samplesheet.csv') }
+        ch_fasta = SIMULATE.out.study.map { study -> [study.resolve('genome.fa'), study.resolve('genome.fa.fai')] }
+        ch_vcf = SIMULATE.out.study.map { study -> [study.resolve('genotypes.vcf.gz'), study.resolve('genotypes.vcf.gz.tbi')] }
+        // the simulated BAMs were aligned with bowtie2 against <study>/genome
+        ch_index = SIMULATE.out.study.map { study -> [alignerIndexFiles(study, 'bowtie2', 'genome'), 'genome'] }
+        // the study's blacklist (its collapsed-repeat artefact regions), when it writes one
+        ch_blacklist = SIMULATE.out.study.map { study -> study.resolve('blacklist.bed').exists() ? study.resolve('blacklist.bed') : [] }
+    } else {
+        ch_blacklist = channel.value([])
+        ch_sheet = channel.value(file(input, checkIfExists: true))
+        ch_fasta = channel.value([file(fasta, checkIfExists: true), file("${fasta}.fai", checkIfExists: true)])
+        ch_vcf = channel.value([file(vcf, checkIfExists: true), file("${vcf}.tbi", checkIfExists: true)])
+        if (aligner_index) {
+            ch_index = channel.value([files(alignerIndexGlob(aligner, aligner_index), checkIfExists: true), file(aligner_index).name])
+        } else {
+            ALIGNER_INDEX(file(fasta), aligner)
+            ch_index = ALIGNER_INDEX.out.index.map { index -> [index, file(fasta).baseName] }
+        }
+    }
 
-    ch_samples = channel.fromList(rows)
+    // bam/peaks come back as strings (the schema gives them no file-path format): they are
+    // resolved here against the samplesheet's folder, as `caveat run` resolves them. The sheet
+    // is read when its path is known (a task's output with simulate): nf-schema documents
+    // samplesheetToList inside an operator (docs/samplesheets/samplesheetToList.md,
+    // "Use as a channel operator").
+    ch_rows = ch_sheet.map { sheet -> samplesheetRows(sheet, "${projectDir}/assets/schema_input.json") }
+
+    ch_samples = ch_rows
+        .flatMap { rows -> rows }
         .map { meta, bam, peaks -> [meta, bam, siblingFile(bam, '.bai'), peaks] }
 
+    // every distinct peaks file once, in samplesheet order; CLUSTER_PEAKS stages the i-th as
+    // input_peaks/<i>/<name> (stageAs: 'input_peaks/?/*'), so two BEDs with one name never collide
+    ch_peak_files = ch_rows.map { rows -> rows.collect { row -> row[2] }.findAll { peaks -> peaks }.unique() }
+
     // the samplesheet as the steps read it, with file names as they are staged in a task
-    ch_samplesheet = channel.fromList(rows)
-        .map { meta, bam, peaks -> "${meta.id},${meta.donor},${meta.cell_type},${bam.name},${peaks ? "input_peaks/${peak_files.indexOf(peaks) + 1}/${peaks.name}" : ''}" }
+    ch_samplesheet = ch_rows
+        .combine(ch_peak_files.map { peak_files -> [peak_files] })
+        .map { rows, peak_files ->
+            rows.collect { meta, bam, peaks -> "${meta.id},${meta.donor},${meta.cell_type},${bam.name},${peaks ? "input_peaks/${peak_files.indexOf(peaks) + 1}/${peaks.name}" : ''}" }
+        }
+        .flatMap { lines -> lines }
         .collectFile(name: 'samplesheet.csv', seed: 'sample,donor,cell_type,bam,peaks', newLine: true, sort: 'index')
         .first()
 
-    ch_fasta = channel.value([file(fasta, checkIfExists: true), file("${fasta}.fai", checkIfExists: true)])
-    ch_vcf = channel.value([file(vcf, checkIfExists: true), file("${vcf}.tbi", checkIfExists: true)])
+    // cell types in order of first appearance: the order of every per-cell-type target column
+    // (not named `cell_types` in a `def`: a `def` of an emitted name would shadow the emit, see
+    // tests/test_nextflow_runtime.py::test_no_workflow_declares_an_emitted_name_with_def)
+    ch_cell_types = ch_rows.map { rows -> rows.collect { row -> row[0].cell_type }.unique() }
 
     // scatter over the FASTA's contigs (the .fai's first column)
-    ch_chroms = channel.fromPath("${fasta}.fai")
+    ch_chroms = ch_fasta
+        .map { _fa, fai -> fai }
         .splitCsv(sep: '\t')
         .map { row -> row[0] }
 
-    if (aligner_index) {
-        ch_index = channel.value([files(alignerIndexGlob(aligner, aligner_index), checkIfExists: true), file(aligner_index).name])
-    } else {
-        ALIGNER_INDEX(file(fasta), aligner)
-        ch_index = ALIGNER_INDEX.out.index.map { index -> [index, file(fasta).baseName] }
-    }
-
     emit:
-    samples     = ch_samples                  // [meta, bam, bai, peaks]
-    samplesheet = ch_samplesheet              // path
-    peak_beds   = channel.value(peak_files)   // the samplesheet's peaks files, each once (may be empty)
-    cell_types  = channel.value(cell_type_names)   // list of cell types
-    fasta       = ch_fasta                    // [fasta, fai]
-    vcf         = ch_vcf                      // [vcf, tbi]
-    chroms      = ch_chroms                   // contig name
-    index       = ch_index                    // [index files, prefix]
+    samples     = ch_samples       // [meta, bam, bai, peaks]
+    samplesheet = ch_samplesheet   // path
+    peak_beds   = ch_peak_files    // the samplesheet's peaks files, each once (may be empty)
+    cell_types  = ch_cell_types    // list of cell types
+    fasta       = ch_fasta         // [fasta, fai]
+    vcf         = ch_vcf           // [vcf, tbi]
+    chroms      = ch_chroms        // contig name
+    index       = ch_index         // [index files, prefix]
+    blacklist   = ch_blacklist     // the simulated study's blacklist.bed, or [] (none, or the user's data)
+}
+
+// The samplesheet's rows, validated by nf-schema, as [meta, bam, peaks or []] with the files
+// resolved as the local engine resolves them (samplesheetFile).
+def samplesheetRows(sheet, String schema) {
+    def sheet_dir = sheet.parent
+    return samplesheetToList(sheet, schema).collect { meta, bam, peaks ->
+        [meta, samplesheetFile(bam, sheet_dir, meta.id), peaks ? samplesheetFile(peaks, sheet_dir, meta.id) : []]
+    }
 }
 
 // A file named in the samplesheet, as both engines read it (caveat.samplesheet.read_samplesheet):
@@ -95,4 +133,15 @@ def alignerIndexGlob(String aligner, String prefix) {
     return aligner == 'bwa'
         ? "${prefix}.{amb,ann,bwt,pac,sa,0123,bwt.2bit.64}"
         : "${prefix}.*.bt2*"
+}
+
+// The index files of `prefix` in folder `dir` (a task's output folder), matched by file name
+// with alignerIndexGlob's pattern, so both ways of giving an index stage the same files.
+def alignerIndexFiles(dir, String aligner, String prefix) {
+    def matcher = java.nio.file.FileSystems.getDefault().getPathMatcher("glob:" + alignerIndexGlob(aligner, prefix))
+    def found = dir.listFiles().findAll { f -> matcher.matches(java.nio.file.Paths.get(f.name)) }.sort { f -> f.name }
+    if (!found) {
+        error("${dir}: no ${aligner} index ${prefix}.* in the simulated study")
+    }
+    return found
 }

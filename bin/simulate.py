@@ -1,0 +1,10 @@
+#!/usr/bin/env python3
+"""simulate: SIMULATE: the simulated study -profile test runs on (caveat simulate). Code: bin/caveat/simulate/."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from caveat.cli import run_entry  # noqa: E402
+from caveat.simulate import main  # noqa: E402
+
+sys.exit(run_entry(main))
