@@ -143,3 +143,63 @@ def test_samtools_path_refuses_a_damaged_block(bam, tmp_path):
         for _ in br.stream_file(f)[1]:
             pass
     assert f.name in str(e.value) and "samtools quickcheck" in str(e.value)
+
+
+# ---------------------------------------------------------------- byte-deterministic writing
+
+
+def _bam_stream(path: Path) -> bytes:
+    """The uncompressed BAM stream (header and records) of a BGZF file, by plain zlib."""
+    import zlib
+
+    raw, out, o = path.read_bytes(), [], 0
+    while o < len(raw):
+        bsize = struct.unpack_from("<H", raw, o + 16)[0] + 1
+        out.append(zlib.decompress(raw[o + 18:o + bsize - 8], -15))
+        o += bsize
+    return b"".join(out)
+
+
+def _write_stream(path: Path, data: bytes, cuts) -> bytes:
+    """Write ``data`` through BamWriter in pieces cut at ``cuts``; the file's bytes."""
+    with br.BamWriter(path) as w:
+        for a, b in zip([0, *cuts], [*cuts, len(data)]):
+            w.write(np.frombuffer(data[a:b], np.uint8) if (a // 7) % 2 else data[a:b])
+    return path.read_bytes()
+
+
+def test_written_bam_bytes_depend_on_the_records_only(bam, tmp_path):
+    """Same records → same bytes, however the writes are cut, on any number of threads at once,
+    after any earlier compression left its memory behind; each block is the plain zlib level-1
+    deflate of the next 0xFF00 bytes of the stream (an independent computation), and the file
+    reads back as the same records."""
+    import zlib
+    from concurrent.futures import ThreadPoolExecutor
+
+    data = _bam_stream(bam)
+    assert len(data) > 8 * br._BLOCK
+    rng = np.random.default_rng(1)
+    ref = _write_stream(tmp_path / "one.bam", data, [])
+    cut_sets = [sorted(rng.choice(len(data), k, replace=False).tolist()) for k in (3, 40, 400)]
+    cut_sets.append(list(range(16 * br._BLOCK - 5, len(data), 16 * br._BLOCK)))   # around the flush point
+    for i, cuts in enumerate(cut_sets):
+        assert _write_stream(tmp_path / f"cut{i}.bam", data, cuts) == ref
+    garbage = rng.integers(0, 256, 4 * br._BLOCK, dtype=np.uint8).tobytes()
+    for threads in (1, 4):
+        def job(k, threads=threads):
+            zlib.compressobj(9).compress(garbage)                 # leave other memory behind
+            return _write_stream(tmp_path / f"t{threads}_{k}.bam", data, cut_sets[k % len(cut_sets)])
+        with ThreadPoolExecutor(threads) as ex:
+            assert all(b == ref for b in ex.map(job, range(8)))
+    # the independent computation, block by block
+    o, k = 0, 0
+    while o < len(ref) - len(br.BGZF_EOF):
+        bsize = struct.unpack_from("<H", ref, o + 16)[0] + 1
+        part = data[k * br._BLOCK:(k + 1) * br._BLOCK]
+        c = zlib.compressobj(1, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY)
+        assert ref[o + 18:o + bsize - 8] == c.compress(part) + c.flush()
+        assert struct.unpack_from("<II", ref, o + bsize - 8) == (zlib.crc32(part), len(part))
+        o, k = o + bsize, k + 1
+    assert k == -(-len(data) // br._BLOCK) and ref[o:] == br.BGZF_EOF
+    with pysam.AlignmentFile(str(bam)) as a, pysam.AlignmentFile(str(tmp_path / "one.bam"), check_sq=False) as b:
+        assert [r.to_string() for r in a.fetch(until_eof=True)] == [r.to_string() for r in b.fetch(until_eof=True)]

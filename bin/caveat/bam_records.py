@@ -670,22 +670,28 @@ def record_parts(buf: np.ndarray, off: int) -> tuple[str, np.ndarray, np.ndarray
     return name, cig, seq, qual
 
 
-try:
-    from isal.isal_zlib import compressobj as _compressobj
-    _LEVEL = 1  # ISA-L level 1: fast, about zlib level 4-5 in size
-except ImportError:  # pragma: no cover
-    from zlib import compressobj as _compressobj
-    _LEVEL = 1
+# Compression: the stdlib zlib, never ISA-L. An output BAM must be a function of its records
+# alone (same reads, same bytes, whatever the thread count, run or machine). zlib's deflate at a
+# given version is deterministic: it zeroes its window past the input's high-water mark, so no
+# leftover memory reaches a match decision. ISA-L (used here before) promises no such thing
+# (intel/isa-l#140, open) and runs a different assembly kernel per CPU family; with it, the WASP
+# BAM of one run in ten differed from the others' in one compressed block with identical reads.
+# ISA-L is still used to *read*: inflate is deterministic by definition.
+from zlib import compressobj as _compressobj  # noqa: E402
+
+_LEVEL = 1     # zlib level 1: fast (about 0.7 GB/s per thread); htslib's default is 6
+_STRATEGY = 0  # Z_DEFAULT_STRATEGY, stated so the bytes never depend on a library default
 
 _BLOCK = 0xFF00  # uncompressed bytes per BGZF block (as htslib)
 
 
 def bgzf_compress(data: bytes) -> bytes:
-    """BGZF blocks of ``data`` (no EOF marker)."""
+    """BGZF blocks of ``data`` (no EOF marker): one block per ``_BLOCK`` bytes of ``data``, each
+    a raw deflate stream of zlib level ``_LEVEL``, so the bytes depend on ``data`` only."""
     out = []
     for i in range(0, len(data), _BLOCK):
         part = data[i:i + _BLOCK]
-        c = _compressobj(_LEVEL, 8, -15)
+        c = _compressobj(_LEVEL, 8, -15, 8, _STRATEGY)
         cdata = c.compress(part) + c.flush()
         bsize = len(cdata) + 25
         out.append(b"\x1f\x8b\x08\x04\x00\x00\x00\x00\x00\xff\x06\x00BC\x02\x00" + struct.pack("<H", bsize)
