@@ -73,9 +73,14 @@ def make_study(root, *, n_donors=6, cell_types=("ct_a", "ct_b"), n_variants=3000
                                     "kind": np.where(np.arange(starts.size) % 3 == 0, "ubiquitous", "specific"),
                                     "cluster": np.arange(starts.size) % 3,
                                     "cluster_label": np.array(["ubiquitous", "ct_a", "ct_b"])[np.arange(starts.size) % 3],
-                                    "acc_ct_a": 1.0, "acc_ct_b": 1.0}))
+                                    "acc_ct_a": 1.0, "acc_ct_b": 1.0,
+                                    "called_ct_a": np.arange(starts.size) % 3 != 2,
+                                    "called_ct_b": np.arange(starts.size) % 3 != 1}))
         pd.concat(pk).to_parquet(outdir / "peaks.parquet")
-    params = {**PARAMS, "input": str(root / "samplesheet.csv"), "seed": 0}
+    # every donor here is a true het and every site is in the whole-genome family: the
+    # cleaning filters (genotype confirmation, in-peak family) are tested on their own tables
+    params = {**PARAMS, "input": str(root / "samplesheet.csv"), "seed": 0, "imbalance_het_min_reads": 0,
+              "imbalance_in_peaks": False}
     return outdir, params, pd.concat(truth, ignore_index=True)
 
 
@@ -191,9 +196,10 @@ def test_deterministic_and_cli_agrees(study, tmp_path):
     files = sorted(str(f) for f in (outdir / "counts").glob("*.parquet"))
     out = tmp_path / "imb.parquet"
     assert main(["--counts", *files, "--peaks", str(outdir / "peaks.parquet"), "--cell-types", "ct_a", "ct_b",
-                 "--out", str(out), "--summary", str(tmp_path / "s.json")]) == 0
+                 "--out", str(out), "--summary", str(tmp_path / "s.json"), "--imbalance-het-min-reads", "0",
+                 "--no-imbalance-in-peaks"]) == 0
     pd.testing.assert_frame_equal(pd.read_parquet(out), table)
-    assert STEP.needs == ("count_alleles",) and "cluster_peaks" in STEP.optional_needs
+    assert STEP.needs == ("count_alleles", "cluster_peaks")  # the in-peak family needs peaks.parquet
 
 
 # --------------------------------------------------------------------------- options
@@ -261,7 +267,7 @@ def test_min_total_is_strict():
     counts = pd.DataFrame({"sample": "s", "donor": "d", "cell_type": "c", "variant_id": ["chr1:1:A:G", "chr1:2:A:G"],
                            "chrom": "chr1", "pos": [0, 1], "ref": "A", "alt": "G", "ref_count": [10, 11],
                            "alt_count": [10, 10], "other_count": [50, 0]})
-    table, _ = call_imbalance(counts, PARAMS)
+    table, _ = call_imbalance(counts, {**PARAMS, "imbalance_in_peaks": False})
     assert table["variant_id"].tolist() == ["chr1:2:A:G"]  # total 20 is not > 20; other reads don't count
     pooled = pool_counts(counts)
     assert pooled["total"].tolist() == [20, 21]
@@ -272,7 +278,7 @@ def test_no_site_passes_depth_gives_empty_valid_outputs(tmp_path):
     outdir, params, _ = make_study(tmp_path, n_variants=200, depth_mean=1.0, n_donors=2)
     table, summary = run(outdir, params)
     assert len(table) == 0 and summary["n_tested"] == 0
-    assert "depth filter" in summary["message"]
+    assert "low_depth" in summary["message"] and summary["dropped"]["low_depth"] == summary["n_sites"]
     assert table.columns.tolist()[:4] == ["cell_type", "variant_id", "chrom", "pos"]
     assert str(table["pvalue"].dtype) == "float64" and str(table["total"].dtype) == "int64"
 
@@ -344,3 +350,211 @@ def test_demo_run_planted_truth(demo_sim, demo_run):
     fdp, ks, n_null = _truth_fdp(demo_sim, demo_run)
     assert fdp <= 0.02
     assert n_null >= 200 and ks > 0.01
+
+
+# --------------------------------------------------------------------------- cleaning the tested sites
+def _rows(*rows):
+    """Counts rows (donor, cell_type, chrom, pos, ref_count, alt_count) → a counts table."""
+    df = pd.DataFrame(rows, columns=["donor", "cell_type", "chrom", "pos", "ref_count", "alt_count"])
+    df["sample"] = df["donor"] + "_" + df["cell_type"]
+    df["ref"], df["alt"], df["other_count"] = "A", "G", 0
+    df["variant_id"] = df["chrom"] + ":" + (df["pos"] + 1).astype(str) + ":A:G"
+    return df
+
+
+OFF = {"imbalance_in_peaks": False}
+
+
+def test_genotype_confirmation_pools_each_donor_over_its_cell_types():
+    counts = _rows(
+        # s1: D1 is a false het (REF only, strong); D2 a true het
+        ("D1", "ctA", "chr1", 1000, 40, 0), ("D1", "ctB", "chr1", 1000, 30, 1),
+        ("D2", "ctA", "chr1", 1000, 12, 11), ("D2", "ctB", "chr1", 1000, 10, 12),
+        # s2: D2 shows one ALT read per cell type: confirmed only over both (2 >= 2)
+        ("D2", "ctA", "chr1", 2000, 30, 1), ("D2", "ctB", "chr1", 2000, 0, 1),
+        # s3: D1 alone, REF only
+        ("D1", "ctA", "chr1", 3000, 50, 0))
+    table, summary = call_imbalance(counts, OFF)
+    t = table.set_index(["cell_type", "variant_id"])
+    s1, s2, s3 = "chr1:1001:A:G", "chr1:2001:A:G", "chr1:3001:A:G"
+    assert t.loc[("ctA", s1), ["ref_count", "alt_count", "n_donors"]].tolist() == [12, 11, 1]  # D2 alone
+    assert t.loc[("ctA", s1), "label"] == "balanced" and t.loc[("ctB", s1), "ref_count"] == 10
+    assert t.loc[("ctA", s2), "label"] == "imbalanced"  # confirmed by the reads of both cell types
+    assert ("ctA", s3) not in t.index
+    assert summary["genotype_confirmation"]["donors"] == {
+        "D1": {"n_sites": 2, "n_unconfirmed": 2, "reads_removed": 121},
+        "D2": {"n_sites": 2, "n_unconfirmed": 0, "reads_removed": 0}}
+    assert summary["cell_types"]["ctA"]["dropped"]["genotype_unconfirmed"] == 1  # s3: no donor left
+    assert summary["cell_types"]["ctB"]["dropped"]["low_depth"] == 1  # s2 in ctB: 1 read
+    # the filter off: D1's false het makes s1 and s3 imbalanced
+    table0, summary0 = call_imbalance(counts, {**OFF, "imbalance_het_min_reads": 0})
+    t0 = table0.set_index(["cell_type", "variant_id"])
+    assert t0.loc[("ctA", s1), ["ref_count", "alt_count", "n_donors"]].tolist() == [52, 11, 2]
+    assert t0.loc[("ctA", s1), "label"] == "imbalanced" and t0.loc[("ctA", s3), "label"] == "imbalanced"
+    assert summary0["cell_types"]["ctA"]["dropped"]["genotype_unconfirmed"] == 0
+    # at least 3 of each allele: D2's two ALT reads at s2 no longer confirm it
+    table3, _ = call_imbalance(counts, {**OFF, "imbalance_het_min_reads": 3})
+    assert s2 not in set(table3["variant_id"]) and s1 in set(table3["variant_id"])
+
+
+def _artefact_study(tmp_path):
+    """One sample: 300 background sites (1-3 reads), 100 peak sites (40-150 reads), and three
+    artefacts: A (blacklisted, 300,000 reads), B (not blacklisted, 100,000 reads), C (blacklisted,
+    40 reads). Returns counts, blacklist BED path, and the variant ids of A, B, C."""
+    rng = np.random.default_rng(11)
+    depth = np.r_[rng.integers(1, 4, 300), rng.integers(40, 151, 100), 300_000, 100_000, 40]
+    ref = rng.binomial(depth, 0.5)
+    ref[-3:] = [250_000, 80_000, 30]
+    pos = np.arange(depth.size) * 1000 + 500
+    counts = _rows(*[("D1", "ctA", "chr1", int(p), int(r), int(d - r)) for p, d, r in zip(pos, depth, ref)])
+    bed = tmp_path / "blacklist.bed"
+    bed.write_text(f"# artefact regions\nchr1\t{pos[-3] - 10}\t{pos[-3] + 10}\nchr1\t{pos[-1]}\t{pos[-1] + 1}\n"
+                   "chrM\t0\t16000\n")
+    return counts, bed, counts["variant_id"].iloc[-3:].tolist()
+
+
+def test_blacklist_and_depth_outliers_are_dropped_and_counted(tmp_path):
+    from caveat.call_imbalance import read_blacklist
+
+    counts, bed, (a, b, c) = _artefact_study(tmp_path)
+    params = {**OFF, "imbalance_het_min_reads": 0}
+    table, summary = call_imbalance(counts, params, blacklist=read_blacklist(bed))
+    assert not {a, b, c} & set(table["variant_id"])
+    dropped = summary["cell_types"]["ctA"]["dropped"]
+    assert list(dropped) == ["genotype_unconfirmed", "blacklist", "depth_outlier", "out_of_peak", "excluded_chrom",
+                             "low_depth"]
+    assert dropped["blacklist"] == 2 and dropped["depth_outlier"] == 1  # A counts under the blacklist, first
+    assert dropped["low_depth"] == 300 and summary["n_tested"] == 100  # no ordinary peak site is an outlier
+    depth = counts["ref_count"] + counts["alt_count"]
+    ref_depth = int(np.quantile(depth[depth > 0], 0.99, method="lower"))
+    assert summary["depth_outliers"]["samples"]["D1_ctA"]["reference_depth"] == ref_depth
+    assert depth.iloc[300:400].max() > 10 * depth.median()  # a 10 x median rule would drop real peaks
+
+    def fractions(df):  # independent: straight from the rows
+        tot = df["ref_count"] + df["alt_count"]
+        return {"depth_weighted": df["ref_count"].sum() / tot.sum(), "site_mean": (df["ref_count"] / tot).mean()}
+
+    clean = counts[~counts["variant_id"].isin([a, b, c])]
+    for key, df in (("before_artefact_filters", counts), ("after_artefact_filters", clean),
+                    ("tested", clean.iloc[300:])):
+        got = summary["ref_fraction"][key]
+        want = fractions(df)
+        assert got["n_sites"] == len(df)
+        assert got["depth_weighted"] == pytest.approx(want["depth_weighted"], rel=1e-12)
+        assert got["site_mean"] == pytest.approx(want["site_mean"], rel=1e-12)
+    assert summary["ref_fraction"]["before_artefact_filters"]["depth_weighted"] > 0.8  # what the artefacts did
+    assert abs(summary["ref_fraction"]["after_artefact_filters"]["depth_weighted"] - 0.5) < 0.02
+    assert summary["cell_types"]["ctA"]["ref_fraction"] == summary["ref_fraction"]
+    # without the rules both giant sites are tested, and called imbalanced
+    table0, summary0 = call_imbalance(counts, {**params, "imbalance_max_depth_ratio": 0})
+    assert set(table0.loc[table0["label"] == "imbalanced", "variant_id"]) >= {a, b}
+    assert summary0["dropped"]["blacklist"] == summary0["dropped"]["depth_outlier"] == 0
+    # the CLI reads the BED (comments and contigs the data lack are fine)
+    f = tmp_path / "counts.parquet"
+    counts.to_parquet(f)
+    assert main(["--counts", str(f), "--no-imbalance-in-peaks", "--imbalance-het-min-reads", "0", "--blacklist",
+                 str(bed), "--out", str(tmp_path / "o.parquet"), "--summary", str(tmp_path / "o.json")]) == 0
+    cli = pd.read_parquet(tmp_path / "o.parquet")
+    assert cli["variant_id"].tolist() == table["variant_id"].tolist()
+    np.testing.assert_array_equal(cli["qvalue"], table["qvalue"])
+    assert json.loads((tmp_path / "o.json").read_text())["blacklist"] == {"regions": 3, "bp": 20 + 1 + 16000}
+
+
+def test_bad_blacklist_names_the_file_and_line(tmp_path):
+    from caveat.call_imbalance import read_blacklist
+
+    bed = tmp_path / "bl.bed"
+    bed.write_text("chr1\t10\t20\nchr1\t50\t40\n")
+    with pytest.raises(InputError, match=r"bl\.bed.*line 2") as e:
+        read_blacklist(bed)
+    assert "reversed" in str(e.value)
+    with pytest.raises(InputError, match="not found"):
+        read_blacklist(tmp_path / "missing.bed")
+
+
+def _family_study():
+    """Two cell types, sites on chr1, chr2 and chrX, in and out of peaks; each consensus peak
+    is called in one or both cell types. Returns counts and peaks (read_peaks layout)."""
+    rng = np.random.default_rng(5)
+    peaks = pd.DataFrame({"peak_id": [f"p{i}" for i in range(6)],
+                          "chrom": ["chr1", "chr1", "chr2", "chr2", "chrX", "chrX"],
+                          "start": [0, 20_000, 0, 20_000, 0, 20_000], "end": [10_000, 30_000] * 3,
+                          "kind": ["ubiquitous", "specific"] * 3, "cluster": [0, 1] * 3,
+                          "cluster_label": ["ubiquitous", "ctA"] * 3,
+                          "called_ctA": [True, True, True, True, True, True],
+                          "called_ctB": [True, False, True, False, True, False]})
+    rows = []
+    for chrom in ("chr1", "chr2", "chrX"):
+        for pos in rng.choice(40_000, 120, replace=False):
+            for ct in ("ctA", "ctB"):
+                d = int(rng.integers(15, 120))
+                r = int(rng.binomial(d, rng.choice([0.5, 0.5, 0.8])))
+                rows.append(("D1", ct, chrom, int(pos), r, d - r))
+    return _rows(*rows), peaks
+
+
+def test_in_peak_autosomal_family_and_bh_within_it(tmp_path):
+    from caveat.stats import bh_qvalues
+
+    counts, peaks = _family_study()
+    params = {"imbalance_het_min_reads": 0}
+    table, summary = call_imbalance(counts, params, peaks)
+    assert not (table["chrom"] == "chrX").any()
+    for ct in ("ctA", "ctB"):
+        c = counts[counts["cell_type"] == ct]
+        ok = np.zeros(len(c), bool)
+        for p in peaks[peaks[f"called_{ct}"]].itertuples():  # brute force: own peaks, half-open
+            ok |= ((c["chrom"] == p.chrom) & (c["pos"] >= p.start) & (c["pos"] < p.end)).to_numpy()
+        auto = c["chrom"].isin(["chr1", "chr2"]).to_numpy()
+        deep = (c["ref_count"] + c["alt_count"] > 20).to_numpy()
+        fam = c[ok & auto & deep]
+        t = table[table["cell_type"] == ct].set_index("variant_id").loc[fam["variant_id"]]
+        assert len(table[table["cell_type"] == ct]) == len(fam)
+        pv = np.array([ss.binomtest(int(k), int(n)).pvalue for k, n in
+                       zip(fam["ref_count"], fam["ref_count"] + fam["alt_count"])])
+        np.testing.assert_allclose(t["pvalue"], pv, rtol=1e-10)
+        np.testing.assert_allclose(t["qvalue"], bh_qvalues(pv), rtol=1e-12)
+        d = summary["cell_types"][ct]["dropped"]
+        assert d["out_of_peak"] == int((~ok).sum())
+        assert d["excluded_chrom"] == int((ok & ~auto).sum())
+        assert d["low_depth"] == int((ok & auto & ~deep).sum())
+    # ctB's own peaks are half of the consensus set: fewer sites than ctA
+    assert summary["cell_types"]["ctB"]["n_tested"] < summary["cell_types"]["ctA"]["n_tested"]
+    # every site, still autosomes only; then every contig asked for
+    allt, s_all = call_imbalance(counts, {**params, "imbalance_in_peaks": False}, peaks)
+    assert s_all["dropped"]["out_of_peak"] == 0 and not (allt["chrom"] == "chrX").any()
+    assert allt["peak_id"].isna().any() and len(allt) > len(table)
+    withx, _ = call_imbalance(counts, {**params, "imbalance_in_peaks": False,
+                                       "imbalance_chroms": ["chr1", "chr2", "chrX"]}, peaks)
+    assert (withx["chrom"] == "chrX").any()
+    for ct, t in withx.groupby("cell_type"):  # one family per cell type, all of its sites
+        np.testing.assert_allclose(t["qvalue"], bh_qvalues(t["pvalue"].to_numpy()), rtol=1e-12)
+
+
+def test_in_peak_family_needs_own_peak_columns(tmp_path):
+    from caveat.call_imbalance import read_peaks
+
+    counts, peaks = _family_study()
+    f = tmp_path / "peaks.parquet"
+    peaks.drop(columns=["called_ctB"]).to_parquet(f)
+    with pytest.raises(InputError, match="called_ctB") as e:
+        call_imbalance(counts, {}, read_peaks(f))
+    assert "peaks.parquet" in str(e.value) and "cluster_peaks" in str(e.value)
+    with pytest.raises(InputError, match="imbalance_in_peaks"):
+        call_imbalance(counts, {})
+
+
+def test_step_without_peaks_parquet_is_an_error(tmp_path):
+    outdir, params, _ = make_study(tmp_path, n_variants=50, n_donors=2)
+    with pytest.raises(InputError, match="peaks.parquet") as e:
+        run(outdir, {**params, "imbalance_in_peaks": True})
+    assert "imbalance_in_peaks" in str(e.value)
+    assert not (outdir / "imbalance.parquet").exists()
+
+
+def test_autosome_rule():
+    from caveat.call_imbalance import tested_chroms
+
+    names = np.array(["chr1", "chr22", "1", "X", "chrX", "chrY", "chrM", "chr1_KI270706v1_random", "chr10"])
+    assert tested_chroms(names, None).tolist() == [True, True, True, False, False, False, False, False, True]
+    assert tested_chroms(names, ["chrX"]).tolist() == [n == "chrX" for n in names]

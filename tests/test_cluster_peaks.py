@@ -293,3 +293,56 @@ def test_label_clusters_names_dominant_cell_types():
     assert labels == ["ubiquitous", "ctA", "ctA_2", "ctA+ctB"]
     assert cluster[raw == 5].tolist() == [0, 0, 0]
     assert set(cluster[raw == 7]) == {3}
+
+
+# ---------------------------------------------------------------- own peaks and artefact regions
+def _brute_overlap(peaks, bed):
+    """Whether each union peak shares >= 1 bp with a record of ``bed`` (pairwise, no sorting)."""
+    b = pd.read_csv(bed, sep="\t", header=None, comment="#").iloc[:, :3].set_axis(["chrom", "s", "e"], axis=1)
+    return np.array([bool(((b["chrom"] == r.chrom) & (b["s"] < r.end) & (b["e"] > r.start)).any())
+                     for r in peaks.itertuples()])
+
+
+@pytest.mark.parametrize("user", [False, True])
+def test_called_columns_mark_each_cell_types_own_peaks(tmp_path, user):
+    sheet, ins, truth, _, fasta = plant_study(tmp_path, seed=2)
+    params = dict(PARAMS)
+    if user:  # user clusters: own peaks still come from the cell types' peak files
+        ua = tmp_path / "clusters.bed"
+        tt = truth.sort_values(["chrom", "start"])
+        tt.assign(lab=tt["cls"].str.replace("specific:", ""))[["chrom", "start", "end", "lab"]].to_csv(
+            ua, sep="\t", header=False, index=False)
+        params["cluster_assignments"] = str(ua)
+    s = cluster_peaks(sheet, LENGTHS, ins, tmp_path / "out", params)
+    t = pd.read_parquet(tmp_path / "out" / "peaks.parquet")
+    lab = _truth_labels(t, truth)
+    for ct in CTS:
+        own = _brute_overlap(t, tmp_path / f"{ct}.bed")
+        np.testing.assert_array_equal(t[f"called_{ct}"].to_numpy(), own)
+        # the planted elements open in ct are its own peaks, the others' specific ones are not
+        assert own[np.isin(lab, ["ubiquitous", f"specific:{ct}"])].all()
+        assert not own[np.char.startswith(lab.astype(str), "specific:") & (lab != f"specific:{ct}")].any()
+        assert s["own_peaks_per_cell_type"][ct] == int(own.sum())
+
+
+def test_blacklisted_peaks_are_dropped_and_counted(tmp_path):
+    sheet, ins, truth, _, fasta = plant_study(tmp_path, seed=4)
+    cluster_peaks(sheet, LENGTHS, ins, tmp_path / "o1", {**PARAMS, "cluster_k": 4})
+    full = pd.read_parquet(tmp_path / "o1" / "peaks.parquet")
+    bed = tmp_path / "blacklist.bed"
+    hit = full.iloc[[0, 5, 9]]  # 1 bp inside the first, the last base of the second, the whole third
+    bed.write_text("\n".join([f"{hit.chrom.iloc[0]}\t{hit.start.iloc[0] + 20}\t{hit.start.iloc[0] + 21}",
+                              f"{hit.chrom.iloc[1]}\t{hit.end.iloc[1] - 1}\t{hit.end.iloc[1] + 300}",
+                              f"{hit.chrom.iloc[2]}\t{hit.start.iloc[2] - 5}\t{hit.end.iloc[2] + 5}",
+                              "chrM\t0\t100"]) + "\n")
+    out = tmp_path / "o2"
+    assert main(["--input", str(tmp_path / "samples.csv"), "--fasta", str(fasta), "--insertions", str(ins),
+                 "--outdir", str(out), "--cluster-k", "4", "--blacklist", str(bed)]) == 0
+    t = pd.read_parquet(out / "peaks.parquet")
+    black = _brute_overlap(full, bed)
+    assert black.sum() == 3
+    assert t["peak_id"].tolist() == full.loc[~black, "peak_id"].tolist()
+    s = json.loads((out / "cluster_peaks.summary.json").read_text())
+    assert s["peaks_dropped_blacklist"] == 3 and s["n_peaks"] == len(full) - 3
+    dc = pd.read_parquet(out / "peaks_donor_counts.parquet")
+    assert not set(dc["peak_id"]) & set(full.loc[black, "peak_id"])

@@ -30,6 +30,9 @@ workflow CAVEAT {
     )
 
     ch_cluster_assignments = optionalFile(params.cluster_assignments)
+    // the user's blacklist, else the simulated study's (if it has one): artefact regions for
+    // CLUSTER_PEAKS (peaks), CALL_IMBALANCE (het sites) and BUILD_DATASET (windows)
+    ch_blacklist = params.blacklist ? optionalFile(params.blacklist) : PREPARE_INPUTS.out.blacklist
     TRACKS(
         PREPARE_INPUTS.out.samples,
         ALLELE_COUNTS.out.wasp_bam,
@@ -40,10 +43,11 @@ workflow CAVEAT {
         ch_cluster_assignments,
         ch_contig_map,
         ldscBimFiles(params.ldsc_bim),
-        params.ldsc_bim ? "ldsc_bim/${file(params.ldsc_bim).name}" : ''
+        params.ldsc_bim ? "ldsc_bim/${file(params.ldsc_bim).name}" : '',
+        ch_blacklist
     )
 
-    IMBALANCE(ALLELE_COUNTS.out.counts, PREPARE_INPUTS.out.cell_types, TRACKS.out.peaks)
+    IMBALANCE(ALLELE_COUNTS.out.counts, PREPARE_INPUTS.out.cell_types, TRACKS.out.peaks, ch_blacklist)
 
     // a list param given on the command line (--regimes multitask,single_task) is one string
     def regimes = listParam(params.regimes)
@@ -51,8 +55,6 @@ workflow CAVEAT {
     ch_variant_tables = IMBALANCE.out.variant_sets
         .combine(IMBALANCE.out.stratum_matched.map { _meta, parquet -> parquet })
         .map { meta, sets, strata -> [meta, [sets, strata]] }
-    // the user's blacklist, else the simulated study's (if it has one)
-    ch_blacklist = params.blacklist ? optionalFile(params.blacklist) : PREPARE_INPUTS.out.blacklist
     ch_score_vcf = optionalFile(params.score_vcf)
     MODELS(
         TRACKS.out.pseudobulk,

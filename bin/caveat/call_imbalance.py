@@ -8,6 +8,25 @@ the tested sites of the cell type; ``imbalanced`` at q < 0.01, ``balanced`` at
 p > 0.1, ``untested`` (ambiguous) otherwise. Reads with a third allele
 (``other_count``) are reported but are not part of the total.
 
+Which sites are tested, per cell type, as the authors' code does (filters applied in
+this order, each site counted under the first that drops it; see docs/CONVENTIONS.md):
+
+1. ``genotype_unconfirmed`` — a donor's heterozygous site counts only where that donor's
+   reads over all its samples (every cell type) show at least ``imbalance_het_min_reads``
+   REF and as many ALT reads; an unconfirmed donor contributes nothing there, the
+   other donors still pool. A site with no confirmed donor left is dropped.
+2. ``blacklist`` — sites in the ``blacklist`` BED (artefact regions).
+3. ``depth_outlier`` — sites whose REF+ALT reads in one of the cell type's samples exceed
+   ``imbalance_max_depth_ratio`` × that sample's 99th percentile of depth over its
+   covered sites, for samples with at least 100 covered sites (collapsed repeats pile up
+   reads from elsewhere in the genome).
+4. ``out_of_peak`` — with ``imbalance_in_peaks``, sites outside the cell type's own peaks
+   (consensus peaks of ``peaks.parquet`` with ``called_<cell type>``).
+5. ``excluded_chrom`` — contigs outside ``imbalance_chroms`` (default: autosomes).
+6. ``low_depth`` — pooled REF+ALT not above ``imbalance_min_total``.
+
+The remaining sites are the cell type's testing family: BH runs over exactly them.
+
 Options beyond the study (off by default): keep donors separate; a beta-binomial
 test whose overdispersion is estimated by maximum likelihood; a null REF fraction
 estimated from the data (global reference-mapping bias) instead of 0.5. The
@@ -31,6 +50,8 @@ from .engine import Step, StepContext
 from .errors import InputError
 from .io import write_json, write_parquet
 from .log import Progress, get_logger
+from .intervals import contains_points
+from .regions import points_in_regions, read_regions
 from .strata import STRATA, own_stratum
 from .step_cli import add_param_options, params_from_args
 from .stats import (betabinom_test_two_sided, bh_qvalues, binom_test_two_sided, fit_betabinom,
@@ -46,8 +67,21 @@ PARAMS = {
     "imbalance_test": "binomial",          # binomial (study) | betabinomial (overdispersion fitted by ML)
     "imbalance_null": "fixed",             # fixed (imbalance_null_ref_fraction) | estimate (global REF bias, ML)
     "imbalance_null_ref_fraction": 0.5,
+    "imbalance_het_min_reads": 2,          # genotype confirmation: >= this many REF and ALT reads per donor (0: off)
+    "imbalance_in_peaks": True,            # test only sites in the cell type's own peaks (study); False: all sites
+    "imbalance_chroms": None,              # contigs tested; None: autosomes (names matching AUTOSOME)
+    "imbalance_max_depth_ratio": 10.0,     # depth outlier: > ratio x sample's 99th percentile depth (0/None: off)
+    "blacklist": None,                     # BED of artefact regions: sites in them are not tested
 }
 TESTS = ("binomial", "betabinomial")
+#: why a site is not tested, in the order the filters apply (summary and log keep it)
+FILTERS = ("genotype_unconfirmed", "blacklist", "depth_outlier", "out_of_peak", "excluded_chrom", "low_depth")
+#: autosome names (chr1…chr22, 1…22, any count): the default of ``imbalance_chroms``
+AUTOSOME = re.compile(r"^(chr)?\d+$")
+#: a sample's reference depth for the outlier rule: this quantile of its covered sites' depth
+DEPTH_QUANTILE = 0.99
+#: fewer covered sites than this and a sample has no reference depth (its 99th percentile would be its maximum)
+DEPTH_MIN_SITES = 100
 NULLS = ("fixed", "estimate")
 LABELS = ("imbalanced", "balanced", "untested")
 
@@ -169,6 +203,163 @@ def pool_counts(counts: pd.DataFrame, pool_donors: bool = True,
     return out[["cell_type", *SITE_COLUMNS, "donor", *COUNT_COLUMNS, "conflict_count", "total", "n_donors"]]
 
 
+# --------------------------------------------------------------------------- cleaning
+def confirm_genotypes(counts: pd.DataFrame, min_reads: int) -> tuple[np.ndarray, dict]:
+    """Genotype confirmation: which rows come from a donor whose reads confirm the het site.
+
+    A donor's site is confirmed when its REF reads summed over all its samples (every
+    cell type) are ``>= min_reads`` and so are its ALT reads (authors: ``#Ref > 1`` and
+    ``#Alt > 1`` on each individual's combined-cell-type counts).
+
+    Parameters
+    ----------
+    counts : DataFrame
+        Rows of every sample's counts table (columns :data:`REQUIRED`), shape (r, ...).
+    min_reads : int
+        0 confirms every site.
+
+    Returns
+    -------
+    keep : ndarray of bool, shape (r,)
+    per_donor : dict
+        donor → ``n_sites`` (het sites in its tables), ``n_unconfirmed``, ``reads_removed``
+        (REF+ALT reads of its unconfirmed rows).
+    """
+    if counts.empty:
+        return np.zeros(0, dtype=bool), {}
+    g = counts.groupby(["donor", "variant_id"], sort=False)
+    keep = ((g["ref_count"].transform("sum") >= min_reads) & (g["alt_count"].transform("sum") >= min_reads)).to_numpy()
+    per_donor = {}
+    for donor, idx in counts.groupby("donor", sort=True).indices.items():
+        d = counts.iloc[idx]
+        bad = ~keep[idx]
+        per_donor[str(donor)] = {"n_sites": int(d["variant_id"].nunique()),
+                                 "n_unconfirmed": int(d["variant_id"][bad].nunique()),
+                                 "reads_removed": int((d["ref_count"] + d["alt_count"])[bad].sum())}
+    return keep, per_donor
+
+
+def depth_outliers(counts: pd.DataFrame, ratio: float | None) -> tuple[np.ndarray, dict]:
+    """Rows whose depth is an outlier for their sample.
+
+    A row (sample × site) is an outlier when its REF+ALT reads exceed ``ratio`` × the
+    sample's :data:`DEPTH_QUANTILE` quantile (``lower``: an observed depth) of REF+ALT over
+    its covered sites (≥ 1 read). The quantile, not the median, is the reference: most
+    covered het sites lie outside peaks with 1–3 reads, so the median sits far below the
+    depth of ordinary strong peaks. A sample with fewer than :data:`DEPTH_MIN_SITES`
+    covered sites has no reference and no outliers.
+
+    Parameters
+    ----------
+    counts : DataFrame, shape (r, ...)
+    ratio : float or None
+        0 or None disables the rule.
+
+    Returns
+    -------
+    outlier : ndarray of bool, shape (r,)
+    per_sample : dict
+        sample → ``reference_depth``, ``threshold``, ``n_outliers``, ``max_depth``.
+    """
+    depth = (counts["ref_count"] + counts["alt_count"]).to_numpy(np.int64)
+    if not ratio or counts.empty:
+        return np.zeros(len(counts), dtype=bool), {}
+    covered = pd.Series(np.where(depth > 0, depth, np.nan), index=counts.index)
+    g = covered.groupby(counts["sample"], sort=True)
+    ref = g.quantile(DEPTH_QUANTILE, interpolation="lower").where(g.count() >= DEPTH_MIN_SITES)
+    thr = counts["sample"].map(ref * float(ratio)).to_numpy(np.float64)
+    outlier = depth > np.nan_to_num(thr, nan=np.inf)
+    per_sample = {}
+    for sample, idx in counts.groupby("sample", sort=True).indices.items():
+        r = ref.get(sample, np.nan)
+        per_sample[str(sample)] = {"reference_depth": None if pd.isna(r) else int(r),
+                                   "threshold": None if pd.isna(r) else float(r * ratio),
+                                   "n_covered": int((depth[idx] > 0).sum()), "n_outliers": int(outlier[idx].sum()),
+                                   "max_depth": int(depth[idx].max())}
+    return outlier, per_sample
+
+
+def tested_chroms(chroms: np.ndarray, wanted: list[str] | None) -> np.ndarray:
+    """Whether each contig is tested: in ``wanted``, or (None) an autosome (:data:`AUTOSOME`).
+
+    Parameters
+    ----------
+    chroms : ndarray of str, shape (n,)
+
+    Returns
+    -------
+    ndarray of bool, shape (n,)
+    """
+    names = pd.unique(np.asarray(chroms, dtype=object))
+    ok = {c: (c in set(wanted)) if wanted is not None else bool(AUTOSOME.match(str(c))) for c in names}
+    return np.array([ok[c] for c in chroms], dtype=bool)
+
+
+def own_peak_sites(sites: pd.DataFrame, peaks: pd.DataFrame) -> np.ndarray:
+    """Whether each site lies in a consensus peak called in the site's own cell type.
+
+    Parameters
+    ----------
+    sites : DataFrame
+        ``cell_type, chrom, pos`` (0-based), shape (n, ...).
+    peaks : DataFrame
+        :func:`read_peaks` output (disjoint, sorted) with ``called_<cell type>`` columns.
+
+    Returns
+    -------
+    ndarray of bool, shape (n,)
+    """
+    idx = contains_points(peaks, sites["chrom"].astype(str).to_numpy(), sites["pos"].to_numpy(np.int64))
+    out = np.zeros(len(sites), dtype=bool)
+    cts = sites["cell_type"].astype(str).to_numpy()
+    for ct in pd.unique(cts):
+        col = f"called_{ct}"
+        if col not in peaks.columns:
+            raise InputError(peaks.attrs.get("path", "peaks.parquet"),
+                             f"no column {col}: which consensus peaks are {ct}'s own peaks is unknown",
+                             "rerun cluster_peaks (it writes called_<cell type>), or set imbalance_in_peaks: false")
+        sel = (cts == ct) & (idx >= 0)
+        out[sel] = peaks[col].to_numpy(bool)[idx[sel]]
+    return out
+
+
+def drop_reasons(sites: pd.DataFrame, params: dict, peaks: pd.DataFrame | None,
+                 blacklist: pd.DataFrame | None, outlier_keys: pd.DataFrame) -> np.ndarray:
+    """The first filter of :data:`FILTERS` (after genotype confirmation) that drops each pooled site.
+
+    Parameters
+    ----------
+    sites : DataFrame
+        Pooled, genotype-confirmed sites (:func:`pool_counts`), shape (n, ...).
+    outlier_keys : DataFrame
+        The pooling keys (``cell_type, variant_id`` [``, donor``]) of sites with a depth-outlier row.
+
+    Returns
+    -------
+    ndarray of object, shape (n,)
+        A name from :data:`FILTERS`, or "" for a site that is tested.
+    """
+    chrom, pos = sites["chrom"].astype(str).to_numpy(), sites["pos"].to_numpy(np.int64)
+    keys = [c for c in outlier_keys.columns]
+    flagged = sites[keys].merge(outlier_keys.drop_duplicates().assign(_out=True), on=keys, how="left")["_out"]
+    masks = [points_in_regions(blacklist, chrom, pos),
+             flagged.fillna(False).to_numpy(bool),
+             ~own_peak_sites(sites, peaks) if params["imbalance_in_peaks"] else np.zeros(len(sites), bool),
+             ~tested_chroms(chrom, params["imbalance_chroms"]),
+             sites["total"].to_numpy() <= params["imbalance_min_total"]]
+    return np.select(masks, list(FILTERS[1:]), default="").astype(object) if len(sites) else np.zeros(0, object)
+
+
+def ref_fractions(s: pd.DataFrame) -> dict:
+    """Depth-weighted (sum REF / sum REF+ALT) and per-site mean REF fraction of sites ``s``."""
+    tot = s["total"].to_numpy(np.float64)
+    ref = s["ref_count"].to_numpy(np.float64)
+    cov = tot > 0
+    return {"n_sites": int(len(s)), "reads": int(tot.sum()),
+            "depth_weighted": float(ref.sum() / tot.sum()) if tot.sum() > 0 else None,
+            "site_mean": float(np.mean(ref[cov] / tot[cov])) if cov.any() else None}
+
+
 # --------------------------------------------------------------------------- the test
 def check_params(params: dict) -> None:
     """Reject impossible imbalance params, naming the key."""
@@ -184,6 +375,14 @@ def check_params(params: dict) -> None:
         raise InputError("imbalance_balanced_min_pvalue", "must lie in [0, 1)", "use e.g. 0.1")
     if params["imbalance_min_total"] < 0:
         raise InputError("imbalance_min_total", "must be >= 0", "use e.g. 20")
+    if params["imbalance_het_min_reads"] < 0:
+        raise InputError("imbalance_het_min_reads", "must be >= 0", "use 2 (the study's), or 0 to confirm every site")
+    if (params["imbalance_max_depth_ratio"] or 0) < 0:
+        raise InputError("imbalance_max_depth_ratio", "must be >= 0", "use e.g. 10, or 0 to keep every depth")
+    chroms = params["imbalance_chroms"]
+    if chroms is not None and (isinstance(chroms, str) or not all(isinstance(c, str) for c in chroms) or not chroms):
+        raise InputError("imbalance_chroms", f"expected a list of contig names, got {chroms!r}",
+                         "give e.g. [chr1, chr2], or null for the autosomes")
 
 
 def imbalance_pvalues(ref_count: np.ndarray, total: np.ndarray, params: dict) -> tuple[np.ndarray, dict]:
@@ -239,9 +438,9 @@ def _histogram(x: np.ndarray, bins: int) -> dict:
 
 
 def call_imbalance(counts: pd.DataFrame, params: dict, peaks: pd.DataFrame | None = None,
-                   cell_type_order: list[str] | None = None,
+                   cell_type_order: list[str] | None = None, blacklist: pd.DataFrame | None = None,
                    logger: logging.Logger = log) -> tuple[pd.DataFrame, dict]:
-    """Pool, filter, test, correct and label; the core of the step and of the CLI.
+    """Confirm, pool, filter, test, correct and label; the core of the step and of the CLI.
 
     Parameters
     ----------
@@ -250,7 +449,10 @@ def call_imbalance(counts: pd.DataFrame, params: dict, peaks: pd.DataFrame | Non
     params : dict
         The step's params (:data:`PARAMS` keys).
     peaks : DataFrame, optional
-        ``peaks.parquet`` (peak_id, chrom, start, end, kind, cluster) for the strata.
+        ``peaks.parquet`` (:func:`read_peaks`): strata, and with ``imbalance_in_peaks`` each
+        cell type's own peaks (``called_<cell type>``); required then.
+    blacklist : DataFrame, optional
+        Merged artefact regions (:func:`caveat.regions.read_regions`).
 
     Returns
     -------
@@ -260,16 +462,24 @@ def call_imbalance(counts: pd.DataFrame, params: dict, peaks: pd.DataFrame | Non
     """
     params = {**PARAMS, **params}
     check_params(params)
-    sites = pool_counts(counts, params["imbalance_pool_donors"], cell_type_order)
-    cts = list(dict.fromkeys([*(cell_type_order or []), *sorted(sites["cell_type"].unique())]))
-    min_total = params["imbalance_min_total"]
-    logger.info("read %s count rows over %s samples; pooled to %s sites (%s) in %d cell type(s)",
-                f"{len(counts):,}", counts["sample"].nunique() if len(counts) else 0, f"{len(sites):,}",
-                "donors summed" if params["imbalance_pool_donors"] else "donors separate", len(cts))
+    if params["imbalance_in_peaks"] and peaks is None:
+        raise InputError("peaks.parquet", "imbalance_in_peaks is true but no peaks were given: the testing family "
+                         "is each cell type's in-peak sites", "run cluster_peaks first (or give --peaks), or set "
+                         "imbalance_in_peaks: false to test every site")
+    pool = params["imbalance_pool_donors"]
+    confirmed, per_donor = confirm_genotypes(counts, int(params["imbalance_het_min_reads"]))
+    outlier, per_sample = depth_outliers(counts, params["imbalance_max_depth_ratio"])
+    keys = ["cell_type", "variant_id"] + ([] if pool else ["donor"])
+    read_sites = pool_counts(counts, pool, cell_type_order)
+    sites = pool_counts(counts[confirmed] if len(counts) else counts, pool, cell_type_order)
+    sites["_reason"] = drop_reasons(sites, params, peaks, blacklist, counts.loc[outlier, keys])
+    cts = list(dict.fromkeys([*(cell_type_order or []), *sorted(read_sites["cell_type"].unique())]))
+    _log_cleaning(logger, counts, read_sites, per_donor, per_sample, params)
     parts, per_ct = [], {}
     prog = Progress(logger, "cell types", total=len(cts))
     for ct in cts:
-        t, per_ct[ct] = call_cell_type(sites[sites["cell_type"] == ct], params, ct, logger)
+        n_read = int((read_sites["cell_type"] == ct).sum())
+        t, per_ct[ct] = call_cell_type(sites[sites["cell_type"] == ct], params, ct, n_read, logger)
         parts.append(t)
         prog.update()
     prog.close()
@@ -278,53 +488,102 @@ def call_imbalance(counts: pd.DataFrame, params: dict, peaks: pd.DataFrame | Non
     table = annotate_peaks(table, peaks, cts)
     if peaks is not None:
         for ct in cts:
-            t = table[table["cell_type"] == ct]
-            per_ct[ct]["by_stratum"] = _by_stratum(t)
-    n_tested = int(len(table))
-    if n_tested == 0:
-        logger.warning("no site has REF+ALT reads > %d in any cell type: imbalance.parquet is empty; lower "
-                       "imbalance_min_total or add reads/donors", min_total)
-    summary = {
-        "params": {k: params[k] for k in sorted(PARAMS)},
-        "n_count_rows": int(len(counts)),
-        "n_sites": int(len(sites)),
-        "n_tested": n_tested,
-        "labels": {lab: int((table["label"] == lab).sum()) for lab in LABELS},
-        "cell_types": per_ct,
-        "has_peaks": peaks is not None,
-        "message": None if n_tested else (f"no site passed the depth filter (REF+ALT > {min_total}); "
-                                          "outputs are empty"),
-    }
+            per_ct[ct]["by_stratum"] = _by_stratum(table[table["cell_type"] == ct])
+    summary = _summary(counts, read_sites, sites, table, per_ct, per_donor, per_sample, params, peaks, blacklist)
+    if summary["n_tested"] == 0:
+        logger.warning("%s", summary["message"])
     return table[list(OUT_COLUMNS)].reset_index(drop=True), summary
 
 
-def call_cell_type(s: pd.DataFrame, params: dict, ct: str = "",
+def _log_cleaning(logger: logging.Logger, counts: pd.DataFrame, read_sites: pd.DataFrame, per_donor: dict,
+                  per_sample: dict, params: dict) -> None:
+    """Log what was read, and what genotype confirmation and the depth-outlier rule remove."""
+    logger.info("read %s count rows over %s samples; pooled to %s sites (%s)", f"{len(counts):,}",
+                counts["sample"].nunique() if len(counts) else 0, f"{len(read_sites):,}",
+                "donors summed" if params["imbalance_pool_donors"] else "donors separate")
+    n = params["imbalance_het_min_reads"]
+    for donor, d in per_donor.items():
+        logger.info("genotype confirmation: donor %s loses %s of its %s het sites (fewer than %d REF or %d ALT "
+                    "reads over its samples; %s reads)", donor, f"{d['n_unconfirmed']:,}", f"{d['n_sites']:,}", n, n,
+                    f"{d['reads_removed']:,}")
+    for sample, d in per_sample.items():
+        if d["reference_depth"] is None:
+            logger.info("depth outliers: sample %s has %d covered sites (< %d): not checked", sample,
+                        d["n_covered"], DEPTH_MIN_SITES)
+        elif d["n_outliers"]:
+            logger.info("depth outliers: sample %s has %d site(s) above %g reads (%g x its %g%% depth %s; max %s)",
+                        sample, d["n_outliers"], d["threshold"], params["imbalance_max_depth_ratio"],
+                        100 * DEPTH_QUANTILE, d["reference_depth"], f"{d['max_depth']:,}")
+
+
+def _summary(counts, read_sites, sites, table, per_ct, per_donor, per_sample, params, peaks, blacklist) -> dict:
+    """The step summary: counts per filter (in :data:`FILTERS` order), REF fractions, labels."""
+    artefact = sites["_reason"].isin(["blacklist", "depth_outlier"]).to_numpy()
+    n_tested = int(len(table))
+    dropped = {k: sum(c["dropped"][k] for c in per_ct.values()) for k in FILTERS}
+    return {
+        "params": {k: params[k] for k in sorted(PARAMS)},
+        "n_count_rows": int(len(counts)),
+        "n_sites": int(len(read_sites)),
+        "n_tested": n_tested,
+        "dropped": dropped,
+        "ref_fraction": {"before_artefact_filters": ref_fractions(sites),
+                         "after_artefact_filters": ref_fractions(sites[~artefact]),
+                         "tested": ref_fractions(table)},
+        "labels": {lab: int((table["label"] == lab).sum()) for lab in LABELS},
+        "genotype_confirmation": {"min_reads": int(params["imbalance_het_min_reads"]), "donors": per_donor},
+        "depth_outliers": {"max_ratio": params["imbalance_max_depth_ratio"], "quantile": DEPTH_QUANTILE,
+                           "samples": per_sample},
+        "blacklist": None if blacklist is None else {"regions": int(len(blacklist)),
+                                                     "bp": int((blacklist["end"] - blacklist["start"]).sum())},
+        "cell_types": per_ct,
+        "has_peaks": peaks is not None,
+        "message": None if n_tested else ("no site passed the filters (dropped: " + ", ".join(
+            f"{v} {k}" for k, v in dropped.items()) + "); outputs are empty"),
+    }
+
+
+def call_cell_type(s: pd.DataFrame, params: dict, ct: str = "", n_read: int | None = None,
                    logger: logging.Logger = log) -> tuple[pd.DataFrame, dict]:
-    """Depth filter, test, BH and labels for the pooled sites ``s`` of one cell type.
+    """Test, BH and labels over the testing family of one cell type.
+
+    Parameters
+    ----------
+    s : DataFrame
+        The cell type's genotype-confirmed pooled sites with ``_reason`` (:func:`drop_reasons`;
+        "" = in the family), shape (n, ...).
+    n_read : int, optional
+        The cell type's sites before genotype confirmation (default ``n``).
 
     Returns
     -------
     table : DataFrame
         The tested sites with ``ref_ratio, pvalue, qvalue, label`` added.
     info : dict
-        The cell type's summary: counts, labels, estimates, histograms.
+        The cell type's summary: counts dropped per filter, REF fractions, labels,
+        estimates, histograms.
     """
-    min_total = params["imbalance_min_total"]
-    keep = s["total"].to_numpy() > min_total
-    t = s[keep].reset_index(drop=True)
+    n_read = len(s) if n_read is None else n_read
+    reason = s["_reason"].to_numpy()
+    dropped = {"genotype_unconfirmed": int(n_read - len(s)),
+               **{k: int((reason == k).sum()) for k in FILTERS[1:]}}
+    t = s[reason == ""].drop(columns="_reason").reset_index(drop=True)
     pvalue, est = imbalance_pvalues(t["ref_count"].to_numpy(), t["total"].to_numpy(), params)
     qvalue = bh_qvalues(pvalue)
     t["ref_ratio"] = t["ref_count"] / t["total"].where(t["total"] > 0)
     t["pvalue"], t["qvalue"] = pvalue, qvalue
     t["label"] = label_sites(pvalue, qvalue, params["imbalance_fdr"], params["imbalance_balanced_min_pvalue"])
     n_label = {lab: int((t["label"] == lab).sum()) for lab in LABELS}
-    logger.info("%s: %s sites, %s dropped with REF+ALT <= %d, %s tested (null REF fraction %.4f, "
-                "overdispersion rho %.3g): %s", ct, f"{len(s):,}", f"{int((~keep).sum()):,}", min_total,
-                f"{len(t):,}", est["null_ref_fraction"], est["overdispersion_rho"] or 0.0,
+    artefact = np.isin(reason, ["blacklist", "depth_outlier"])
+    logger.info("%s: %s sites; dropped %s; %s tested (null REF fraction %.4f, overdispersion rho %.3g): %s", ct,
+                f"{n_read:,}", ", ".join(f"{v:,} {k}" for k, v in dropped.items()), f"{len(t):,}",
+                est["null_ref_fraction"], est["overdispersion_rho"] or 0.0,
                 ", ".join(f"{v:,} {k}" for k, v in n_label.items()))
     reads = s["other_count"].sum() + s["total"].sum()
-    info = {"n_sites": int(len(s)), "n_dropped_low_depth": int((~keep).sum()), "n_tested": int(len(t)),
-            "labels": n_label, "estimates": est,
+    info = {"n_sites": int(n_read), "dropped": dropped, "n_dropped_low_depth": dropped["low_depth"],
+            "n_tested": int(len(t)), "labels": n_label, "estimates": est,
+            "ref_fraction": {"before_artefact_filters": ref_fractions(s), "after_artefact_filters":
+                             ref_fractions(s[~artefact]), "tested": ref_fractions(t)},
             "other_count_fraction": float(s["other_count"].sum() / max(1, reads)),
             "conflict_count": int(s["conflict_count"].sum()),
             "hist": {"ref_ratio": _histogram(t["ref_ratio"].to_numpy(float), HIST_BINS["ref_ratio"]),
@@ -358,7 +617,8 @@ def read_peaks(path: str | Path) -> pd.DataFrame:
         log.warning("%s has no cluster_label: no variant is in its cell type's own specific cluster", path)
         peaks = peaks.assign(cluster_label=None)
     cell_types = [c[4:] for c in peaks.columns if c.startswith("acc_")]
-    peaks = peaks[[*need, "cluster_label"]].sort_values(["chrom", "start"], kind="stable").reset_index(drop=True)
+    called = [c for c in peaks.columns if c.startswith("called_")]
+    peaks = peaks[[*need, "cluster_label", *called]].sort_values(["chrom", "start"], kind="stable").reset_index(drop=True)
     same = peaks["chrom"].to_numpy()[1:] == peaks["chrom"].to_numpy()[:-1]
     overlap = same & (peaks["start"].to_numpy()[1:] < peaks["end"].to_numpy()[:-1])
     if overlap.any():
@@ -366,6 +626,7 @@ def read_peaks(path: str | Path) -> pd.DataFrame:
         raise InputError(path, f"peak {peaks['peak_id'].iloc[i]!r} overlaps the previous peak on "
                                f"{peaks['chrom'].iloc[i]}", "peak clusters must be disjoint (merged union peaks)")
     peaks.attrs["cell_types"] = cell_types  # every cell type of the study, to read cluster labels
+    peaks.attrs["path"] = str(path)
     return peaks
 
 
@@ -383,19 +644,11 @@ def annotate_peaks(table: pd.DataFrame, peaks: pd.DataFrame | None, cell_types: 
             "cluster_label": np.full(n, None, dtype=object)}
     cluster = np.full(n, np.nan)
     if peaks is not None and n:
-        pos_all = table["pos"].to_numpy(np.int64)
-        chrom_all = table["chrom"].astype(str).to_numpy()
-        for chrom, pk in peaks.groupby("chrom", sort=True):
-            rows = np.flatnonzero(chrom_all == str(chrom))
-            if rows.size == 0:
-                continue
-            starts, ends = pk["start"].to_numpy(np.int64), pk["end"].to_numpy(np.int64)
-            j = np.searchsorted(starts, pos_all[rows], side="right") - 1
-            inside = (j >= 0) & (pos_all[rows] < ends[np.maximum(j, 0)])
-            r, jj = rows[inside], j[inside]
-            for c, src in (("peak_id", "peak_id"), ("peak_kind", "kind"), ("cluster_label", "cluster_label")):
-                cols[c][r] = pk[src].astype(object).to_numpy()[jj]
-            cluster[r] = pk["cluster"].to_numpy(np.float64)[jj]
+        j = contains_points(peaks, table["chrom"].astype(str).to_numpy(), table["pos"].to_numpy(np.int64))
+        r = np.flatnonzero(j >= 0)
+        for c, src in (("peak_id", "peak_id"), ("peak_kind", "kind"), ("cluster_label", "cluster_label")):
+            cols[c][r] = peaks[src].astype(object).to_numpy()[j[r]]
+        cluster[r] = peaks["cluster"].to_numpy(np.float64)[j[r]]
     table = table.copy()
     for c, v in cols.items():
         table[c] = pd.Series(v, index=table.index, dtype=object)
@@ -431,8 +684,18 @@ def write_outputs(table: pd.DataFrame, summary: dict, out: str | Path, summary_p
 
 
 # --------------------------------------------------------------------------- engine
+def read_blacklist(path: str | Path | None, logger: logging.Logger = log) -> pd.DataFrame | None:
+    """The ``blacklist`` param's merged regions (:func:`caveat.regions.read_regions`), or None."""
+    if not path:
+        return None
+    regions = read_regions(path)
+    logger.info("blacklist %s: %s merged regions, %s bp", Path(path).name, f"{len(regions):,}",
+                f"{int((regions['end'] - regions['start']).sum()):,}")
+    return regions
+
+
 def _input_files(params: dict) -> list:
-    return [params["input"]] if params.get("input") else []
+    return [params[k] for k in ("input", "blacklist") if params.get(k)]
 
 
 def run_step(ctx: StepContext) -> dict:
@@ -444,17 +707,22 @@ def run_step(ctx: StepContext) -> dict:
               for r in sheet.itertuples()]
     counts = pd.concat(frames, ignore_index=True)
     peaks_path = ctx.outdir / "peaks.parquet"
+    if ctx.params.get("imbalance_in_peaks", True) and not peaks_path.exists():
+        raise InputError(peaks_path, "not found, and imbalance_in_peaks is true: each cell type's testing family "
+                         "is its in-peak sites", "run cluster_peaks first, or set imbalance_in_peaks: false")
     peaks = read_peaks(peaks_path) if peaks_path.exists() else None
-    ctx.log.info("peak strata: %s", f"{len(peaks):,} peaks from peaks.parquet" if peaks is not None
+    ctx.log.info("peaks: %s", f"{len(peaks):,} consensus peaks from peaks.parquet" if peaks is not None
                  else "none (no peaks.parquet)")
-    table, summary = call_imbalance(counts, ctx.params, peaks, cell_types(sheet), ctx.log)
+    blacklist = read_blacklist(ctx.params.get("blacklist"), ctx.log)
+    table, summary = call_imbalance(counts, ctx.params, peaks, cell_types(sheet), blacklist, ctx.log)
     write_outputs(table, summary, ctx.out("imbalance.parquet"), ctx.out("call_imbalance.summary.json"))
     return {"n_tested": summary["n_tested"], **summary["labels"]}
 
 
-STEP = Step(name="call_imbalance", run=run_step, needs=("count_alleles",), optional_needs=("cluster_peaks",),
-            params=dict(PARAMS), input_files=_input_files,
-            doc="pool donors, exact binomial (or beta-binomial) test, BH → imbalance.parquet")
+STEP = Step(name="call_imbalance", run=run_step, needs=("count_alleles", "cluster_peaks"),
+            params=dict(PARAMS), input_files=_input_files, path_params=("blacklist",),
+            doc="confirm genotypes, drop artefact sites, pool donors, test in-peak autosomal sites, BH per "
+                "cell type → imbalance.parquet")
 
 
 # --------------------------------------------------------------------------- CLI
@@ -463,7 +731,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  description="Allelic imbalance per cell type from allele counts tables.")
     ap.add_argument("--counts", nargs="+", required=True, metavar="PARQUET",
                     help="counts/<sample>.parquet files (columns sample, donor, cell_type, …)")
-    ap.add_argument("--peaks", help="peaks.parquet with kind/cluster, to annotate strata (optional)")
+    ap.add_argument("--peaks", help="peaks.parquet (kind, cluster, called_<cell type>): strata, and each cell "
+                                    "type's own peaks; required unless --no-imbalance-in-peaks")
     ap.add_argument("--cell-types", nargs="+", metavar="NAME", help="cell-type order (default: sorted)")
     ap.add_argument("--out", default="imbalance.parquet")
     ap.add_argument("--summary", default="call_imbalance.summary.json")
@@ -473,7 +742,14 @@ def build_parser() -> argparse.ArgumentParser:
                                "imbalance_pool_donors": ["--pool-donors"], "imbalance_test": ["--test"],
                                "imbalance_null": ["--null"], "imbalance_null_ref_fraction": ["--null-ref-fraction"]},
                       choices={"imbalance_test": TESTS, "imbalance_null": NULLS},
-                      helps={"imbalance_min_total": "test sites with REF+ALT strictly greater than this"})
+                      types={"imbalance_chroms": list},
+                      helps={"imbalance_min_total": "test sites with REF+ALT strictly greater than this",
+                             "imbalance_het_min_reads": "a donor's het site counts where its reads over all its "
+                                                        "samples show at least this many REF and ALT reads",
+                             "imbalance_chroms": "contigs tested (default: autosomes)",
+                             "imbalance_max_depth_ratio": "drop sites above this x the sample's 99th percentile "
+                                                          "depth (0: off)",
+                             "blacklist": "BED of artefact regions: sites in them are not tested"})
     return ap
 
 
@@ -482,6 +758,6 @@ def main(argv: list[str] | None = None) -> int:
     params = params_from_args(args, PARAMS)
     counts = pd.concat([read_counts(p) for p in args.counts], ignore_index=True)
     peaks = read_peaks(args.peaks) if args.peaks else None
-    table, summary = call_imbalance(counts, params, peaks, args.cell_types)
+    table, summary = call_imbalance(counts, params, peaks, args.cell_types, read_blacklist(params["blacklist"]))
     write_outputs(table, summary, args.out, args.summary)
     return 0

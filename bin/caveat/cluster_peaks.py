@@ -20,6 +20,13 @@ Rules (stated so users know what they get)
   between cell types do not shift every peak), then ``acc = log2(CPM + 1)``;
   the same per donor × cell type in ``peaks_donor_counts.parquet``.
   Peaks without a single insertion in any cell type are dropped (logged).
+* **Own peaks** (``called_<cell type>``): a union peak is a cell type's own peak when it
+  overlaps (≥ 1 bp) a peak of that cell type's set above (samplesheet BED or MACS3), also
+  with user ``cluster_assignments``. ``call_imbalance`` tests, per cell type, only the
+  sites in its own peaks, as the study tested each cell type's sites in its own peak
+  file.
+* **Artefact regions** (``blacklist``): union peaks overlapping a region of the BED are
+  dropped (counted in the summary).
 * **Peak values** (``value_<cell type>`` in ``peaks.parquet``, ``value`` per sample in
   ``peaks_donor_counts.parquet``): insertions under the study's peak rule
   (``predict_peak_value``; default ``centre``: summed over the centred
@@ -62,11 +69,12 @@ import pandas as pd
 from .engine import Step, StepContext
 from .errors import InputError
 from .genome import fasta_lengths, read_contig_map
-from .intervals import merge_intervals, read_bed, sort_intervals
+from .intervals import merge_intervals, overlaps, read_bed, sort_intervals
 from .io import atomic_path, write_json, write_parquet
 from .ldsc import export_ldsc
 from .log import Progress, get_logger
 from .peak_sites import check_rule, peak_track_values, track_sums
+from .regions import intervals_in_regions, read_regions
 from .samplesheet import cell_types, read_samplesheet
 from .step_cli import add_param_options, params_from_args
 from .strata import SPECIFIC, UBIQUITOUS, cluster_members
@@ -216,6 +224,45 @@ def _iterative_overlap(allp: pd.DataFrame, lengths: Mapping[str, int], width: in
             kept_e.insert(i, e)
         keep_rows.append(pd.DataFrame({"chrom": chrom, "start": kept_s, "end": kept_e}))
     return pd.concat(keep_rows, ignore_index=True)
+
+
+def own_peaks(peaks: pd.DataFrame, peak_sets: Mapping[str, pd.DataFrame], names: Sequence[str]) -> np.ndarray:
+    """Which union peaks are each cell type's own: they overlap a peak of its set by ≥ 1 bp.
+
+    Parameters
+    ----------
+    peaks : pandas.DataFrame
+        Union peaks ``chrom, start, end`` (n_peaks rows).
+    peak_sets : dict
+        cell type → its peaks (:func:`cell_type_peaks`).
+    names : sequence of str
+        Cell types, in column order.
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (n_peaks, n_cell_types)
+    """
+    out = np.zeros((len(peaks), len(names)), dtype=bool)
+    for j, ct in enumerate(names):
+        own = peak_sets.get(ct)
+        if own is not None and len(own):
+            out[:, j] = overlaps(peaks, own)
+    return out
+
+
+def drop_blacklisted(peaks: pd.DataFrame, blacklist: str | Path | None) -> np.ndarray:
+    """Which union peaks overlap the ``blacklist`` BED (:mod:`caveat.regions`); all False without one.
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (n_peaks,)
+    """
+    if not blacklist:
+        return np.zeros(len(peaks), dtype=bool)
+    black = intervals_in_regions(read_regions(blacklist), peaks)
+    log.info("blacklist %s: %d of %d union peaks overlap it and are dropped", Path(blacklist).name,
+             int(black.sum()), len(peaks))
+    return black
 
 
 # ---------------------------------------------------------------- counts per peak
@@ -412,6 +459,7 @@ def cluster_peaks(sheet: pd.DataFrame, lengths: Mapping[str, int], tracks_dir: P
     pseudo = {ct: tracks_dir / f"{ct}.pseudobulk.bw" for ct in names}
     cmap = read_contig_map(params.get("contig_map"))
     summary: dict = {"cell_types": names}
+    sets, src = cell_type_peaks(sheet, lengths, outdir, params, pseudo)
     if params.get("cluster_assignments"):
         peaks, cluster, labels = user_clusters(params["cluster_assignments"], lengths, cmap)
         orphan = [lab for lab in labels[1:] if not cluster_members(lab, names)]
@@ -419,13 +467,20 @@ def cluster_peaks(sheet: pd.DataFrame, lengths: Mapping[str, int], tracks_dir: P
             log.warning("cluster label(s) %s name no cell type of the samplesheet: no cell type counts them as its "
                         "own specific cluster (only in specific_any); name cell types joined by '+'",
                         ", ".join(orphan[:5]))
-        summary.update(peak_source="cluster_assignments", union_rule="user")
+        summary.update(peak_source="cluster_assignments", union_rule="user", own_peak_source=src)
     else:
-        sets, src = cell_type_peaks(sheet, lengths, outdir, params, pseudo)
         peaks, rule = union_peaks(sets, lengths, mode=params["peak_merge"], width=int(params["peak_width"]))
-        summary.update(peak_source=src, union_rule=rule, peaks_per_cell_type={ct: len(d) for ct, d in sets.items()})
+        summary.update(peak_source=src, union_rule=rule)
         cluster = None
+    summary["peaks_per_cell_type"] = {ct: len(d) for ct, d in sets.items()}
     log.info("%d union peaks (%s)", len(peaks), summary["union_rule"])
+    black = drop_blacklisted(peaks, params.get("blacklist"))
+    peaks = peaks[~black].reset_index(drop=True)
+    cluster = None if cluster is None else cluster[~black]
+    if peaks.empty:
+        raise InputError(params["blacklist"], "every union peak overlaps the blacklist",
+                         "check that the blacklist BED is of this genome build")
+    called = own_peaks(peaks, sets, names)
 
     donor_counts = np.zeros((len(peaks), len(sheet)), dtype=np.int64)
     prog = Progress(log, "tracks", total=len(sheet))
@@ -442,6 +497,7 @@ def cluster_peaks(sheet: pd.DataFrame, lengths: Mapping[str, int], tracks_dir: P
     if not keep.any():
         raise InputError(tracks_dir, "no insertion falls in any peak", "check that the peaks and BAMs use the same genome")
     peaks, counts, donor_counts = peaks[keep].reset_index(drop=True), counts[keep], donor_counts[keep]
+    called = called[keep]
     values, donor_values = peak_values(sheet, names, tracks_dir, peaks, params)
     acc = log_cpm(counts)
     spec = tau(acc)
@@ -453,11 +509,13 @@ def cluster_peaks(sheet: pd.DataFrame, lengths: Mapping[str, int], tracks_dir: P
                        silhouette={str(kk): v for kk, v in sil.items()})
     else:
         cluster = cluster[keep]
-    table = _peaks_table(peaks, names, acc, counts, spec, cluster, labels, values)
+    table = _peaks_table(peaks, names, acc, counts, spec, cluster, labels, values, called)
     write_parquet(table, outdir / "peaks.parquet")
     write_parquet(_donor_table(peaks, sheet, donor_counts, donor_values), outdir / "peaks_donor_counts.parquet")
     summary["peak_value_rule"] = params.get("predict_peak_value", "centre")
-    summary.update(_cluster_summary(table, names, labels), peaks_dropped_no_insertions=int(empty.sum()))
+    summary.update(_cluster_summary(table, names, labels), peaks_dropped_no_insertions=int(empty.sum()),
+                   peaks_dropped_blacklist=int(black.sum()),
+                   own_peaks_per_cell_type={ct: int(called[:, j].sum()) for j, ct in enumerate(names)})
     with atomic_path(outdir / "ldsc", is_dir=True) as tmp:  # replaces a previous run's files as a whole
         summary["ldsc"] = export_ldsc(table, tmp, bim=params.get("ldsc_bim"))
     write_json(summary, outdir / "cluster_peaks.summary.json")
@@ -487,7 +545,7 @@ def peak_values(sheet: pd.DataFrame, names: Sequence[str], tracks_dir: Path, pea
     return values, donor_values
 
 
-def _peaks_table(peaks, names, acc, counts, spec, cluster, labels, values) -> pd.DataFrame:
+def _peaks_table(peaks, names, acc, counts, spec, cluster, labels, values, called) -> pd.DataFrame:
     t = peaks.copy()
     for j, ct in enumerate(names):
         t[f"acc_{ct}"] = acc[:, j].astype(np.float32)
@@ -495,6 +553,8 @@ def _peaks_table(peaks, names, acc, counts, spec, cluster, labels, values) -> pd
         t[f"count_{ct}"] = counts[:, j]
     for j, ct in enumerate(names):
         t[f"value_{ct}"] = values[:, j].astype(np.float32)
+    for j, ct in enumerate(names):
+        t[f"called_{ct}"] = called[:, j]
     t["cluster"] = cluster.astype(np.int32)
     t["cluster_label"] = np.array(labels, dtype=object)[cluster]
     t["kind"] = np.where(cluster == 0, UBIQUITOUS, SPECIFIC)
@@ -543,7 +603,7 @@ def run_step(ctx: StepContext) -> dict:
 
 
 def _input_files(params: dict) -> list[str]:
-    files = [params[k] for k in ("fasta", "cluster_assignments") if params.get(k)]
+    files = [params[k] for k in ("fasta", "cluster_assignments", "blacklist") if params.get(k)]
     if params.get("input") and Path(params["input"]).exists():
         files += [f for f in read_samplesheet(params["input"], check_files=False)["peaks"] if f]
     return files
@@ -555,11 +615,13 @@ STEP = Step(
     needs=("insertions",),
     params={"peak_merge": "auto", "peak_width": 500, "peak_macs3_qvalue": 0.01, "peak_macs3_gsize": None,
             "cluster_k": None, "cluster_k_max": 12, "cluster_assignments": None, "ldsc_bim": None,
+            "blacklist": None,  # BED of artefact regions: union peaks overlapping it are dropped
             # the peak rule (caveat.peak_sites), shared with build_dataset and predict
             "predict_peak_value": "centre", "window_size": 1344, "window_stride": 192, "target_bin": 192},
     input_files=_input_files,
-    path_params=("cluster_assignments", "ldsc_bim"),
-    doc="union peaks, accessibility matrix, ubiquitous vs cell-type specific clusters, LDSC export",
+    path_params=("cluster_assignments", "ldsc_bim", "blacklist"),
+    doc="union peaks (blacklist dropped, own peaks per cell type), accessibility matrix, ubiquitous vs cell-type "
+        "specific clusters, LDSC export",
 )
 
 
@@ -574,6 +636,7 @@ def build_parser() -> argparse.ArgumentParser:
                       types={"peak_macs3_gsize": int, "cluster_k": int},
                       helps={"cluster_assignments": "BED: chrom, start, end, cluster",
                              "ldsc_bim": "PLINK .bim file or per-chromosome prefix",
+                             "blacklist": "BED of artefact regions: union peaks overlapping it are dropped",
                              "predict_peak_value": "peak value rule (centre: insertions summed over the centred "
                                                    "target_bin site, the study's)"})
     ap.add_argument("--contig-map", default=None)

@@ -43,6 +43,8 @@ RULES: dict[str, dict] = {
     "imbalance_test": {"enum": ["binomial", "betabinomial"]},
     "imbalance_null": {"enum": ["fixed", "estimate"]},
     "imbalance_null_ref_fraction": {"exclusiveMinimum": 0, "exclusiveMaximum": 1},
+    "imbalance_het_min_reads": {"minimum": 0},
+    "imbalance_max_depth_ratio": {"minimum": 0},
     "match_bins": {"minimum": 1},
     "match_target_ratio": {"minimum": 0},
     "match_min_bins": {"minimum": 1},

@@ -13,6 +13,7 @@ process CLUSTER_PEAKS {
     path contig_map
     path ldsc_bim, stageAs: 'ldsc_bim/*'   // PLINK .bim file(s), or []
     val ldsc_bim_arg                       // the --ldsc-bim path: ldsc_bim/<file or prefix>, or ''
+    path blacklist, stageAs: 'blacklist/*' // BED of artefact regions (union peaks overlapping it dropped), or []
 
     output:
     tuple val(meta), path('peaks.parquet'), emit: peaks
@@ -31,6 +32,7 @@ process CLUSTER_PEAKS {
     def assignments = cluster_assignments ? "--cluster-assignments ${cluster_assignments}" : ''
     def map_arg = contig_map ? "--contig-map ${contig_map}" : ''
     def bim_arg = ldsc_bim_arg ? "--ldsc-bim ${ldsc_bim_arg}" : ''
+    def blacklist_arg = blacklist ? "--blacklist ${blacklist}" : ''
     """
     # a real file here, so that the peaks paths in it resolve against this task's folder
     cat ${samplesheet} > samplesheet.task.csv
@@ -42,6 +44,7 @@ process CLUSTER_PEAKS {
         ${assignments} \\
         ${map_arg} \\
         ${bim_arg} \\
+        ${blacklist_arg} \\
         --outdir . \\
         ${args}
     """

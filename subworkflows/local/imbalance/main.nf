@@ -10,7 +10,8 @@ workflow IMBALANCE {
     take:
     counts       // [meta, counts parquet] per sample and chromosome
     cell_types   // list of cell types (samplesheet order)
-    peaks        // [meta, peaks.parquet]: strata for the sites
+    peaks        // [meta, peaks.parquet]: each cell type's own peaks (its testing family) and the strata
+    blacklist    // path, or []: het sites in these artefact regions are not tested
 
     main:
     ch_counts = counts
@@ -19,7 +20,7 @@ workflow IMBALANCE {
         .map { parquets -> [parquets] }   // combine concatenates list items: keep the list one element
         .combine(cell_types.map { names -> [names] })
         .map { parquets, names -> [[id: 'all'], parquets, names] }
-    CALL_IMBALANCE(ch_counts, peaks.map { _meta, parquet -> parquet })
+    CALL_IMBALANCE(ch_counts, peaks.map { _meta, parquet -> parquet }, blacklist)
 
     MATCH_NEGATIVES(CALL_IMBALANCE.out.imbalance)
 

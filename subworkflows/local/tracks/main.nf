@@ -20,6 +20,7 @@ workflow TRACKS {
     contig_map            // path, or []
     ldsc_bim              // .bim file(s), or []
     ldsc_bim_arg          // the --ldsc-bim path as the task sees it (ldsc_bim/<name>), or ''
+    blacklist             // path, or []: union peaks overlapping it are dropped
 
     main:
     ch_raw = samples.map { meta, bam, bai, _peaks -> [meta, bam, bai] }
@@ -51,7 +52,7 @@ workflow TRACKS {
         .combine(ch_all_tracks.map { tracks -> [tracks] })
         .combine(peak_beds.map { beds -> [beds] })
         .map { sheet, tracks, beds -> [[id: 'all'], sheet, tracks, beds] }
-    CLUSTER_PEAKS(ch_cluster_in, fasta, cluster_assignments, contig_map, ldsc_bim, ldsc_bim_arg)
+    CLUSTER_PEAKS(ch_cluster_in, fasta, cluster_assignments, contig_map, ldsc_bim, ldsc_bim_arg, blacklist)
 
     emit:
     bigwig       = INSERTIONS.out.bigwig              // [meta, sample bigWig]
