@@ -220,3 +220,44 @@ def test_executor_examples_reserve_gpus_only_for_tasks_with_an_accelerator(confi
         km = re.search(rf"^\s*{key}\s*=\s*(.+)$", body, re.M)
         assert km and km.group(1).strip().startswith("{ task.accelerator ?"), (config, key, km and km.group(1))
     assert "gpu" not in re.sub(r"withLabel:\s*'process_gpu'\s*\{.*", "", text, flags=re.S).replace("// ", ""), config
+
+
+# ---------------------------------------------------------------- module meta.yml / environment.yml
+
+import nf_meta  # noqa: E402
+
+MODULE_DIRS = sorted(p.parent for p in (REPO / "modules" / "local").glob("*/main.nf"))
+
+
+@pytest.mark.parametrize("module", MODULE_DIRS, ids=lambda p: p.name)
+def test_module_meta_yml_documents_the_declared_channels(module):
+    """nf-core module layout: meta.yml beside main.nf, its input/output/topics channels the
+    ones the process declares, element by element (tests/nf_meta.py)."""
+    meta = yaml.safe_load((module / "meta.yml").read_text())
+    assert nf_meta.meta_problems(meta, nf_meta.process_shapes(module / "main.nf")) == []
+
+
+def test_meta_check_fails_when_a_process_gains_an_input(tmp_path):
+    src = REPO / "modules" / "local" / "count_alleles" / "main.nf"
+    broken = tmp_path / "main.nf"
+    broken.write_text(src.read_text().replace("    path het_snps\n", "    path het_snps\n    path blacklist\n"))
+    meta = yaml.safe_load((src.parent / "meta.yml").read_text())
+    problems = nf_meta.meta_problems(meta, nf_meta.process_shapes(broken))
+    assert problems == ["COUNT_ALLELES: 2 input channels documented, main.nf declares 3"], problems
+    broken.write_text(src.read_text().replace('path("${meta.id}.parquet")', 'path("${meta.id}.counts.parquet")'))
+    problems = nf_meta.meta_problems(meta, nf_meta.process_shapes(broken))
+    assert any("output counts: documented ['meta', '${meta.id}.parquet']" in p for p in problems), problems
+
+
+@pytest.mark.parametrize("module", MODULE_DIRS, ids=lambda p: p.name)
+def test_module_environment_pins_what_it_runs(module):
+    """nf-core module environment.yml: conda-forge/bioconda channels, every package pinned to
+    containers/environment.yml's version, covering what the module runs (the imports of its
+    entry script's caveat code, the tools it calls)."""
+    env = yaml.safe_load((module / "environment.yml").read_text())
+    assert env["channels"] == ["conda-forge", "bioconda"]
+    runtime = _env_pins(REPO / "containers" / "environment.yml")
+    pins = _env_pins(module / "environment.yml")
+    assert {k: v for k, v in pins.items() if runtime.get(k) != v} == {}, "pins differ from containers/environment.yml"
+    missing = nf_meta.module_needs(module / "main.nf", REPO / "bin" / "caveat") - set(pins)
+    assert not missing, f"{module.name}/environment.yml lacks {sorted(missing)}"
