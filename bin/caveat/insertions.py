@@ -50,7 +50,7 @@ from .genome import fasta_lengths
 from .io import atomic_path, write_json
 from .log import Progress, get_logger
 from .samplesheet import cell_types, read_samplesheet
-from .tracks import read_runs, runs_to_sites
+from .tracks import add_runs, read_runs, runs_to_sites, verify_bigwig
 
 log = get_logger("insertions")
 
@@ -301,7 +301,7 @@ def sample_track(bam_path: str | Path, lengths: Mapping[str, int], out_bw: str |
             n_dups += int((~unique).sum())
             frags[chrom] = int(unique.sum())
             pos, cnt = site_counts(fragment_insertions(counted[unique]))
-            _add_runs(bw, chrom, *sites_to_runs(pos, cnt))
+            add_runs(bw, chrom, *sites_to_runs(pos, cnt), out_bw)
         bw.close()
         bam.close()
         verify_bigwig(tmp, lengths, {c: 2 * n for c, n in frags.items()}, out_bw)
@@ -317,52 +317,6 @@ def sample_track(bam_path: str | Path, lengths: Mapping[str, int], out_bw: str |
              ", ".join(f"{k}={v}" for k, v in dropped.items() if v) or "none")
     return {"records": n_records, "fragments": total, "fragments_by_chrom": frags,
             "insertions": 2 * total, "dropped": dict(dropped), "duplicates_removed": n_dups, "min_mapq": min_mapq}
-
-
-def verify_bigwig(path: str | Path, lengths: Mapping[str, int], expected: Mapping[str, int],
-                  final: str | Path) -> None:
-    """Reopen a just-written bigWig and check its header and per-contig totals.
-
-    ``pyBigWig``'s ``close()`` does not report a failed write (a full disk leaves a
-    truncated file), so the file is read back before it is renamed into place.
-
-    Parameters
-    ----------
-    path : path
-        The written (temporary) file.
-    lengths : dict
-        contig → length the header must hold, in order.
-    expected : dict
-        contig → insertions (sum of values × span) the track must hold.
-    final : path
-        The name the file is meant to get, for the message.
-    """
-    import pyBigWig
-
-    fix = "free disk space (or check the output filesystem) and rerun the step"
-    try:
-        bw = pyBigWig.open(str(path)) if Path(path).stat().st_size else None
-    except RuntimeError:  # pyBigWig's only error for an unreadable file
-        bw = None
-    if bw is None:
-        raise InputError(final, "the bigWig just written cannot be read back (truncated: disk full?)", fix)
-    try:
-        if list(bw.chroms().items()) != list(lengths.items()):
-            raise InputError(final, "the bigWig just written has the wrong contigs in its header", fix)
-        for chrom, want in expected.items():
-            got = bw.stats(chrom, 0, lengths[chrom], type="sum", exact=True)[0] if want else None
-            if want and (got is None or round(got) != want):
-                raise InputError(final, f"the bigWig just written holds {got or 0:.0f} insertions on {chrom}, "
-                                 f"not {want} (truncated write)", fix)
-    except RuntimeError as e:  # pyBigWig's error for unreadable data blocks
-        raise InputError(final, f"the bigWig just written cannot be read back ({e})", fix) from None
-    finally:
-        bw.close()
-
-
-def _add_runs(bw, chrom: str, starts: np.ndarray, ends: np.ndarray, values: np.ndarray) -> None:
-    if starts.size:
-        bw.addEntries([chrom] * starts.size, starts, ends=ends, values=values)
 
 
 def pseudobulk_track(sample_bws: Sequence[str | Path], lengths: Mapping[str, int], out_bw: str | Path) -> dict:
@@ -389,7 +343,7 @@ def pseudobulk_track(sample_bws: Sequence[str | Path], lengths: Mapping[str, int
                 cnt = np.concatenate([c for _, c in parts])
                 pos, cnt = site_counts(pos, cnt)
                 ins[chrom] = int(cnt.sum())
-                _add_runs(out, chrom, *sites_to_runs(pos, cnt))
+                add_runs(out, chrom, *sites_to_runs(pos, cnt), out_bw)
             out.close()
             verify_bigwig(tmp, lengths, ins, out_bw)
     finally:
