@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pysam
@@ -499,3 +500,17 @@ def test_per_sample_cli_and_summarize_rebuild_the_run_summary(tmp_path):
 @pytest.mark.demo
 def test_demo_run_track_totals(demo_sim, demo_run):
     assert check_track_totals(demo_sim, demo_run) > 0
+
+
+def test_corrupt_bam_block_is_an_error_naming_the_bam(tmp_path):
+    """A BAM that went bad after it was indexed (one flipped bit in a read block): htslib's
+    CRC error reaches the user as an error naming the BAM, and no track is left."""
+    rng = np.random.default_rng(8)
+    bam = _bam(tmp_path, "d", _random_pairs(rng, 6000))
+    data = bytearray(bam.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    bam.write_bytes(bytes(data))
+    os.utime(str(bam) + ".bai")  # the index stays newer than the BAM, as when the disk flipped the bit
+    with pytest.raises(InputError, match=r"d\.bam: reading c\d failed .*corrupt or cut short"):
+        sample_track(bam, LENGTHS, tmp_path / "o.bw", min_mapq=0)
+    assert not list(tmp_path.glob("*o.bw*"))

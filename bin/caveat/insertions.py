@@ -37,6 +37,7 @@ memory is bounded by one chromosome's fragments, never a genome-sized array.
 from __future__ import annotations
 
 import argparse
+import contextlib
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -96,6 +97,19 @@ def _read1_records(bam, chrom: str) -> tuple[np.ndarray, Counter]:
                 r.template_length, r.next_reference_id == r.reference_id))
     rec = np.array(rows, dtype=np.int64).reshape(-1, 7)
     return rec, Counter(records=n)
+
+
+def _read_or_blame(bam, chrom: str, bam_path) -> tuple[np.ndarray, Counter]:
+    """:func:`_read1_records`, with htslib's read errors (a block failing its CRC, a cut
+    file) as an error naming the BAM instead of a bare ``OSError``."""
+    try:
+        return _read1_records(bam, chrom)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            bam.close()
+        raise InputError(bam_path, f"reading {chrom} failed ({e.strerror or e}): the BAM is corrupt or cut short",
+                         "check it with `samtools quickcheck -v` and `samtools view -c`; re-create it "
+                         "from the aligner's output") from None
 
 
 def _classify(rec: np.ndarray, min_mapq: int) -> tuple[np.ndarray, dict[str, int]]:
@@ -291,7 +305,7 @@ def sample_track(bam_path: str | Path, lengths: Mapping[str, int], out_bw: str |
             if chrom not in in_bam:
                 frags[chrom] = 0
                 continue
-            rec, n = _read1_records(bam, chrom)
+            rec, n = _read_or_blame(bam, chrom, bam_path)
             keep, drop = _classify(rec, min_mapq)
             dropped.update(drop)
             n_records += n["records"]

@@ -18,6 +18,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from .errors import STORAGE_ERRNOS
+
 TMP_PREFIX = ".tmp-"
 
 
@@ -51,7 +53,7 @@ def atomic_path(path: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Pa
         else:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
-        if isinstance(e, OSError) and e.filename is None:
+        if isinstance(e, OSError) and e.filename is None and e.errno in STORAGE_ERRNOS:
             # a failed write() names no file: name the output it was for (full disk, size limit)
             raise OSError(e.errno, e.strerror, str(path)) from e
         raise
