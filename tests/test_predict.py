@@ -293,3 +293,30 @@ def test_tiny_run_peak_targets_are_pybigwig_sums_over_the_centred_site(tiny_run)
         with pyBigWig.open(str(tiny_run / "insertions" / f"{r['sample']}.bw")) as bw:
             assert r.value == pytest.approx(np.nansum(bw.values(p.chrom, int(c - 96), int(c + 96))), abs=1e-3)
     assert json.loads((tiny_run / "predict.summary.json").read_text())["peak_value"] == "centre"
+
+
+def test_predictions_do_not_depend_on_the_thread_count():
+    """Same model, same windows → the same bits with 1, 2 or 3 threads (torch's own thread count
+    and predict's), partial last batch included: a model and batch sizes for which torch's
+    multi-threaded forward gives other bits than its single-threaded one on common CPUs."""
+    cfg = ModelConfig(n_tasks=2, filters=32, filters_max=64, bottleneck=32, dense=64)
+    torch.manual_seed(0)
+    m = BassetModel(cfg)
+    rng = np.random.default_rng(5)
+    g = GenomeCodes.from_dict({"c": rng.integers(0, 4, 20_000).astype(np.uint8)})
+    a = g.abs_starts(["c"] * 13, rng.integers(0, 20_000 - 1344, 13))
+    from caveat.models import calibrate_batchnorm
+    from caveat.onehot import one_hot
+
+    calibrate_batchnorm(m, one_hot(torch.from_numpy(g.gather(a, 1344))))
+    was = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        ref = predict_windows(m, g, a, 1344, batch_size=5, threads=1)
+        for ambient, threads in ((2, 1), (2, 3), (1, 2)):
+            torch.set_num_threads(ambient)
+            assert np.array_equal(predict_windows(m, g, a, 1344, batch_size=5, threads=threads), ref)
+            assert torch.get_num_threads() == ambient          # restored after
+    finally:
+        torch.set_num_threads(was)
+    assert ref.shape == (13, 2) and np.isfinite(ref).all() and ref.std(0).min() > 0

@@ -374,3 +374,27 @@ def test_demo_direction_auroc_and_planted_effects(demo_run, demo_sim):
 def test_demo_fast_path_equals_plain_on_trained_checkpoint(demo_run):
     """Every offset of a window, the trained multitask checkpoint."""
     _fast_equals_plain_on_checkpoint(demo_run / "models" / "multitask" / "model.pt", np.arange(1344))
+
+
+def test_scores_do_not_depend_on_the_thread_count():
+    """Same model, same variants → the same bits with 1, 2 or 3 threads, fast ISM and plain
+    path, partial last chunk included (a model and chunk sizes whose multi-threaded forward
+    differs from the single-threaded one on common CPUs)."""
+    torch.manual_seed(0)
+    m = BassetModel(ModelConfig(n_tasks=2, filters=32, filters_max=64, bottleneck=32, dense=64))
+    calibrate_batchnorm(m, torch.nn.functional.one_hot(torch.randint(0, 4, (16, 1344)), 4).transpose(1, 2).float())
+    adapter = ModelAdapter(m, 1344, task_names=["A", "B"], batch_size=5)
+    ids = [_snv(p) for p in range(1500, 4500, 250)] + [f"chr1:{2001}:{GENOME_STR[2000]}:{GENOME_STR[2000]}AC"]
+    was = torch.get_num_threads()
+    try:
+        for fast in (True, False):
+            torch.set_num_threads(1)
+            v0, r0, a0, _ = score_table(adapter, GENOME, ids, fast=fast, batch_size=5, threads=1)
+            for ambient, threads in ((2, 1), (2, 3), (1, 2)):
+                torch.set_num_threads(ambient)
+                v, r, a, _ = score_table(adapter, GENOME, ids, fast=fast, batch_size=5, threads=threads)
+                assert v["variant_id"].tolist() == v0["variant_id"].tolist()
+                assert np.array_equal(r, r0) and np.array_equal(a, a0)
+            assert len(v0) == len(ids) and (r0 != a0).any()
+    finally:
+        torch.set_num_threads(was)

@@ -169,3 +169,58 @@ def test_single_task_cli(data):
     with pytest.raises(InputError, match="not a cell type"):
         main(["--windows", str(tmp / "windows.parquet"), "--summary", str(tmp / "build_dataset.summary.json"),
               "--fasta", str(st["fasta"]), "--regime", "single_task", "--cell-type", "Z", "--outdir", str(out)])
+
+
+def test_same_model_whatever_the_thread_count(data):
+    """The checkpoint's bytes do not depend on torch's ambient thread count (what --threads set
+    before): CPU training runs on train_cpu_threads threads. For this model 1 and 2 threads
+    give other bits (torch splits the batchnorm and weight-gradient reductions by thread)."""
+    tmp, st, (w, t, cts, g) = data
+    p = dict(SMALL_PARAMS, train_max_epochs=1, train_max_windows=160)
+    was = torch.get_num_threads()
+    blobs = []
+    try:
+        for k, ambient in enumerate((1, 2, 1)):
+            torch.set_num_threads(ambient)
+            train_regime("multitask", w, t, cts, g, p, tmp / f"thr{k}")
+            assert torch.get_num_threads() == ambient                   # restored after
+            blobs.append((tmp / f"thr{k}" / "models" / "multitask" / "model.pt").read_bytes())
+        torch.set_num_threads(1)
+        train_regime("multitask", w, t, cts, g, dict(p, train_cpu_threads=2), tmp / "thr_param2")
+    finally:
+        torch.set_num_threads(was)
+    assert blobs[0] == blobs[1] == blobs[2]
+    # the param is honoured: it ran on 2 threads (and still wrote a valid model)
+    assert load_checkpoint(tmp / "thr_param2" / "models" / "multitask" / "model.pt").cell_types == cts
+
+
+def test_regime_params_are_the_study_defaults():
+    """Defaults from the authors' Loeb et al. parameter files: multitask lr 0.005, batch 64;
+    single-task lr 0.0005, batch 256; SGD momentum 0.98, patience 3, 3-30 epochs, no clipping."""
+    from caveat.train import regime_params
+
+    assert (PARAMS["train_optimizer"], PARAMS["train_momentum"], PARAMS["train_patience"],
+            PARAMS["train_min_epochs"], PARAMS["train_max_epochs"], PARAMS["train_clip_norm"]) == ("sgd", 0.98, 3, 3, 30, 0)
+    for regime in ("multitask", "multitask_peaks", "multitask_nonubiquitous"):
+        rp = regime_params(PARAMS, regime)
+        assert (rp["train_lr"], rp["train_batch_size"]) == (0.005, 64)
+    rp = regime_params(PARAMS, "single_task")
+    assert (rp["train_lr"], rp["train_batch_size"]) == (0.0005, 256)
+    own = regime_params(dict(PARAMS, train_lr_single_task=0.01, train_batch_size_single_task=8), "single_task")
+    assert (own["train_lr"], own["train_batch_size"]) == (0.01, 8)
+
+
+def test_early_stopping_follows_basenji(data, monkeypatch):
+    """Stop once more than train_patience epochs in a row did not improve, never before
+    train_min_epochs (Basenji's trainer): a validation R that never improves after epoch 1
+    stops after epoch 1 + patience + 1, or at train_min_epochs if later."""
+    import caveat.train as tr
+
+    tmp, st, (w, t, cts, g) = data
+    monkeypatch.setattr(tr, "pearson_per_task", lambda p, y: np.zeros(y.shape[1]))   # never improves
+    p = dict(SMALL_PARAMS, train_max_epochs=9, train_max_windows=32, model_filters=4, model_filters_max=4,
+             model_tower_blocks=1, model_bottleneck=4, model_dense=4)
+    for patience, min_epochs, epochs in ((0, 1, 2), (2, 1, 4), (1, 6, 6), (3, 3, 5)):
+        s = tr.train_regime("multitask", w, t, cts, g, dict(p, train_patience=patience, train_min_epochs=min_epochs),
+                            tmp / f"es{patience}_{min_epochs}")
+        assert s["multitask"]["epochs"] == epochs, (patience, min_epochs)

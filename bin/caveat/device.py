@@ -1,9 +1,23 @@
 """Torch device helpers shared by the model steps (train, predict, score_variants): which
-device a ``*_device`` param names, and bf16 autocast. Neutral, so no step imports another."""
+device a ``*_device`` param names, bf16 autocast, and CPU thread control that keeps results
+independent of the thread count. Neutral, so no step imports another.
+
+Why thread control: on CPU, torch splits some reductions across its intra-op threads (oneDNN
+convolution weight gradients, batchnorm statistics, GEMMs, even some forward convolutions of
+small batches), so the same model on the same inputs gives different float bits with 1 and 2
+threads. Results must depend on the data, params and seed only, never on ``--threads``:
+
+* training runs its arithmetic on a fixed number of threads given by a param
+  (:func:`torch_threads`);
+* inference runs each batch on one thread and spreads whole batches over threads
+  (:func:`map_batches`), so every number is computed the same way whatever the thread count.
+"""
 
 from __future__ import annotations
 
 import contextlib
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterable, Iterator, TypeVar
 
 import torch
 
@@ -35,4 +49,38 @@ def autocast(device: torch.device, bf16: bool):
     return contextlib.nullcontext()
 
 
-__all__ = ["autocast", "resolve_device"]
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch intra-op threads, restoring the previous count after."""
+    was = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(n)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(was)
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def map_batches(fn: Callable[[T], R], items: Iterable[T], workers: int = 1,
+                device: torch.device | None = None) -> Iterator[R]:
+    """``fn`` over ``items``, results in order, each item computed by one CPU thread.
+
+    Torch runs single-threaded inside ``fn`` and up to ``workers`` items run at once on
+    Python threads (torch releases the GIL in its kernels), so a result never depends on
+    ``workers``: the thread count changes the speed, not the bits. On a GPU (``device``
+    not CPU) items run one at a time: the GPU's own results do not depend on CPU threads.
+    ``fn`` must not share mutable state between calls (or keep it per thread).
+    """
+    workers = 1 if device is not None and device.type != "cpu" else max(1, int(workers))
+    with torch_threads(1):
+        if workers == 1:
+            yield from map(fn, items)
+            return
+        with ThreadPoolExecutor(max_workers=workers) as ex:
+            yield from ex.map(fn, items)
+
+
+__all__ = ["autocast", "map_batches", "resolve_device", "torch_threads"]

@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 
 from .dataset_io import load_inputs
-from .device import autocast, resolve_device
+from .device import autocast, map_batches, resolve_device
 from .engine import Step, StepContext
 from .errors import InputError
 from .io import write_json, write_parquet
@@ -51,11 +51,14 @@ PARAMS = {"predict_average": True, "predict_batch_size": 256, "predict_peak_valu
 AVERAGE_SHIFTS = (-1, 0, 1)
 
 
-@torch.no_grad()
 def predict_windows(model: torch.nn.Module, genome: GenomeCodes, abs_starts: np.ndarray, length: int, *,
                     average: bool = True, batch_size: int = 256, device: torch.device | None = None,
-                    bf16: bool = False, label: str = "") -> np.ndarray:
+                    bf16: bool = False, label: str = "", threads: int = 1) -> np.ndarray:
     """Predict windows of the integer-coded genome.
+
+    Each batch of ``batch_size`` windows is computed on one CPU thread and up to
+    ``threads`` batches run at once (:func:`caveat.device.map_batches`), so the
+    predictions are the same bits whatever ``threads``.
 
     Parameters
     ----------
@@ -76,9 +79,9 @@ def predict_windows(model: torch.nn.Module, genome: GenomeCodes, abs_starts: np.
     device = device or next(model.parameters()).device
     model.eval()
     shifts = AVERAGE_SHIFTS if average else (0,)
-    out = []
-    prog = Progress(log, "windows", total=len(abs_starts), label=label)
-    for i in range(0, len(abs_starts), batch_size):
+
+    @torch.no_grad()
+    def batch(i: int) -> torch.Tensor:
         starts = abs_starts[i:i + batch_size]
         acc = None
         for s in shifts:
@@ -88,8 +91,13 @@ def predict_windows(model: torch.nn.Module, genome: GenomeCodes, abs_starts: np.
                 with autocast(device, bf16):
                     p = model(v).float()
                 acc = p if acc is None else acc + p
-        out.append((acc / (len(shifts) * (2 if average else 1))).cpu())
-        prog.update(len(starts))
+        return (acc / (len(shifts) * (2 if average else 1))).cpu()
+
+    out = []
+    prog = Progress(log, "windows", total=len(abs_starts), label=label)
+    for p in map_batches(batch, range(0, len(abs_starts), batch_size), threads, device):
+        out.append(p)
+        prog.update(len(p))
     prog.close()
     return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
 
@@ -192,7 +200,8 @@ def run_models(models: list, genome: GenomeCodes, abs_starts: np.ndarray, n_task
         preds[:, cols] = predict_windows(model, genome, abs_starts, params["window_size"],
                                          average=params["predict_average"], batch_size=params["predict_batch_size"],
                                          device=next(model.parameters()).device,
-                                         bf16=params.get("train_bf16", False), label=label)
+                                         bf16=params.get("train_bf16", False), label=label,
+                                         threads=params.get("threads", 1))
     return preds
 
 
@@ -259,9 +268,8 @@ def read_test_peaks(path: Path | None, windows: pd.DataFrame) -> pd.DataFrame | 
 
 def run_step(ctx: StepContext) -> dict:
     p = ctx.params
-    torch.set_num_threads(max(1, ctx.threads))
     s = run(ctx.outdir / "windows.parquet", ctx.outdir / "build_dataset.summary.json", Path(p["fasta"]),
-            ctx.outdir / "models", ctx.outdir / "peaks.parquet", list(p["regimes"]), p,
+            ctx.outdir / "models", ctx.outdir / "peaks.parquet", list(p["regimes"]), {**p, "threads": ctx.threads},
             ctx.out("predictions.parquet"))
     return {"rows": s["rows"], "test_windows": s["test_windows"], "test_peaks": s["test_peaks"]}
 
@@ -294,14 +302,14 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "centred on the peak vs insertions over the centred target_bin "
                                                    "site), or mean/sum over the windows tiling the peak",
                              "train_device": "auto, cpu, cuda, cuda:N"})
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="CPU threads: batches predicted at once (the predictions do not depend on it)")
     return ap
 
 
 def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
-    torch.set_num_threads(max(1, a.threads))
-    params = params_from_args(a, STEP.params)
+    params = {**params_from_args(a, STEP.params), "threads": max(1, a.threads)}
     run(Path(a.windows), Path(a.summary), Path(a.fasta), Path(a.models), Path(a.peaks) if a.peaks else None,
         a.regimes, params, Path(a.out))
     return 0

@@ -24,13 +24,14 @@ Any model mapping one-hot (N, 4, L) to (N, T) can be scored through the CLI
 from __future__ import annotations
 
 import argparse
+import threading
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from .device import resolve_device as _resolve_device
+from .device import map_batches, resolve_device as _resolve_device
 from .engine import Step, StepContext
 from .errors import InputError
 from .fast_ism import FastISM
@@ -146,9 +147,23 @@ def _predict_chunk(adapter: ModelAdapter, fism: FastISM | None, ref: np.ndarray,
     return (y_ref / k).cpu().numpy(), (y_alt / k).cpu().numpy()
 
 
+class _FastISMPerThread:
+    """One :class:`FastISM` per thread: its GEMM stem reuses an output buffer between calls,
+    so concurrent chunks must not share one."""
+
+    def __init__(self, layers):
+        self.layers, self._local = layers, threading.local()
+        self.get()                       # fail early (a model without a local convolution)
+
+    def get(self) -> FastISM:
+        if not hasattr(self._local, "fism"):
+            self._local.fism = FastISM(self.layers)
+        return self._local.fism
+
+
 def score_table(adapter: ModelAdapter, genome: dict[str, np.ndarray], variant_ids, *, rc: bool = True,
                 shifts=(-1, 0, 1), fast: bool = True, batch_size: int = 32,
-                label: str = "") -> tuple[pd.DataFrame, np.ndarray, np.ndarray, dict]:
+                label: str = "", threads: int = 1) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, dict]:
     """Score distinct variants with one model, for all its tasks.
 
     Parameters
@@ -166,6 +181,9 @@ def score_table(adapter: ModelAdapter, genome: dict[str, np.ndarray], variant_id
         Use the exact fast ISM path for SNVs when the model allows it.
     batch_size : int
         Distinct windows per chunk (REF sequences per forward pass).
+    threads : int
+        Chunks scored at once, each on one CPU thread (:func:`caveat.device.map_batches`):
+        the scores are the same bits whatever ``threads``.
 
     Returns
     -------
@@ -187,7 +205,7 @@ def score_table(adapter: ModelAdapter, genome: dict[str, np.ndarray], variant_id
     augs = [(r, s) for r in ((False, True) if rc else (False,)) for s in shifts]
     seq_len = adapter.seq_len
     centre = seq_len // 2 - 1
-    fism = FastISM(adapter.layers) if fast and adapter.layers is not None else None
+    fism = _FastISMPerThread(adapter.layers) if fast and adapter.layers is not None else None
     first, inverse = _window_keys(variants)
     window_rank = np.argsort(np.argsort(first, kind="stable"), kind="stable")[inverse]   # windows in sorted order
     chunk = window_rank // max(1, batch_size)
@@ -196,19 +214,25 @@ def score_table(adapter: ModelAdapter, genome: dict[str, np.ndarray], variant_id
     n_padded = 0
     progress = Progress(log, "variants", total=len(variants), label=label)
     bounds = np.flatnonzero(np.diff(chunk)) + 1          # chunk is non-decreasing (variants sorted)
-    spans = zip(np.r_[0, bounds], np.r_[bounds, len(variants)]) if len(variants) else ()
-    for lo, hi in spans:
-        rows = variants.iloc[lo:hi]
+    spans = list(zip(np.r_[0, bounds], np.r_[bounds, len(variants)])) if len(variants) else []
+
+    def score_span(span):
+        rows = variants.iloc[span[0]:span[1]]
         w = build_windows(genome, rows, seq_len=seq_len, centre=centre, max_shift=max_shift)
+        if not len(w.variants):
+            return rows, w, None, None
+        alt_codes = w.alt[:, centre + max_shift]
+        yr, ya = _predict_chunk(adapter, fism and fism.get(), w.ref, w.alt, w.is_snv, alt_codes, centre, seq_len,
+                                max_shift, augs)
+        return rows, w, yr, ya
+
+    for rows, w, yr, ya in map_batches(score_span, spans, threads, adapter.device):
         n_padded += w.padded
         for r, n in w.skipped.items():
             skipped[r] += n
         for r, ex in w.skipped_ids.items():
             examples.setdefault(r, []).extend(ex[: 5 - len(examples.get(r, []))])
-        if len(w.variants):
-            alt_codes = w.alt[:, centre + max_shift]
-            yr, ya = _predict_chunk(adapter, fism, w.ref, w.alt, w.is_snv, alt_codes, centre, seq_len,
-                                    max_shift, augs)
+        if yr is not None:
             kept.append(w.variants)
             refs.append(yr)
             alts.append(ya)
@@ -328,7 +352,6 @@ def model_jobs(outdir: Path, regimes: list[str], cell_types: list[str]) -> list[
 
 def run_step(ctx: StepContext) -> dict:
     p, out = ctx.params, ctx.outdir
-    torch.set_num_threads(max(1, ctx.threads))
     tables = [out / "variant_sets.parquet"] + [t for t in [out / "variant_sets_stratum_matched.parquet"] if t.exists()]
     sets = variants_to_score(tables)
     cell_types = sorted(sets["cell_type"].unique())
@@ -344,7 +367,8 @@ def run_step(ctx: StepContext) -> dict:
     in_fasta = _fasta_contigs(p["fasta"])
     genome = read_genome(p["fasta"], [c for c in contigs if c in in_fasta])
     device = resolve_device(p["score_device"])
-    kw = dict(rc=p["score_rc"], shifts=p["score_shifts"], fast=p["score_fast_ism"], batch_size=p["score_batch_size"])
+    kw = dict(rc=p["score_rc"], shifts=p["score_shifts"], fast=p["score_fast_ism"], batch_size=p["score_batch_size"],
+              threads=ctx.threads)
     scores, vcf_scores, summary = [], [], {}
     for regime, ct, ckpt in model_jobs(out, p["regimes"], cell_types):
         label = f"{regime}/{ct}" if ct else regime
@@ -417,7 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "score_device": "auto, cpu, cuda, cuda:N",
                              "score_fast_ism": "the fast ISM path (--no-fast-ism: plain path only, same numbers, "
                                                "slower)"})
-    ap.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="CPU threads: chunks scored at once (the scores do not depend on it)")
     ap.add_argument("--out", default="variant_scores.parquet", help="output Parquet")
     ap.add_argument("--summary", help="summary JSON (default: OUT with .summary.json)")
     ap.add_argument("--merge", nargs="+", metavar="PARQUET",
@@ -453,7 +478,6 @@ def main(argv=None) -> int:
         raise InputError("--model/--fasta", "both are needed to score", "pass --model MODEL --fasta GENOME.fa")
     if not a.variant_sets and not a.vcf:
         raise InputError("--variant-sets/--vcf", "nothing to score", "pass --variant-sets and/or --vcf")
-    torch.set_num_threads(max(1, a.threads))
     adapter = load_model(a.model, seq_len=a.seq_len, task_names=a.task_names, device=resolve_device(a.score_device),
                          batch_size=a.score_batch_size)
     if a.cell_type:
@@ -474,7 +498,8 @@ def main(argv=None) -> int:
     summary = {}
     for ids_i, wanted in wanted_all:
         v, yr, ya, info = score_table(adapter, genome, ids_i, rc=a.score_rc, shifts=a.score_shifts,
-                                      fast=a.score_fast_ism, batch_size=a.score_batch_size, label=a.regime)
+                                      fast=a.score_fast_ism, batch_size=a.score_batch_size, label=a.regime,
+                                      threads=max(1, a.threads))
         parts.append(long_rows(a.regime, v, yr, ya, adapter.task_names, wanted))
         summary["variant_sets" if wanted is not None else "vcf"] = info
     table = _sorted(pd.concat(parts, ignore_index=True).drop_duplicates(["regime", "cell_type", "variant_id"]))

@@ -10,8 +10,18 @@ Regimes (Kathail et al., Table 1), each written to ``models/<regime>/``:
 Poisson loss on softplus outputs; reverse-complement and ±``augment_shift`` bp
 shift augmentation; SGD with momentum (the study's Basenji default) or AdamW;
 early stopping on the validation mean Pearson R (per task, raw counts, as
-Basenji) with patience, the best epoch's weights kept. Deterministic on CPU
-for a given seed; bf16 autocast and optional ``torch.compile`` on GPU.
+Basenji) with Basenji's rule (stop once more than ``train_patience`` epochs in a
+row brought no improvement, never before ``train_min_epochs``), the best epoch's
+weights kept. Defaults are the authors' parameter files (docs/CONVENTIONS.md):
+multitask regimes lr 0.005, batch 64; single-task lr 0.0005, batch 256
+(``train_lr_single_task``, ``train_batch_size_single_task``); momentum 0.98,
+patience 3, 3 to 30 epochs, no gradient clipping.
+
+Determinism: the same data, params and seed give the same checkpoint bytes
+whatever ``--threads``. On CPU the arithmetic runs on ``train_cpu_threads``
+torch threads (torch splits some reductions by thread, so the bits depend on
+that count, which is therefore a param); on a GPU the CPU thread count plays no
+part, and bf16 autocast and ``torch.compile`` may be used.
 """
 
 from __future__ import annotations
@@ -27,7 +37,7 @@ import pandas as pd
 import torch
 
 from .dataset_io import load_inputs
-from .device import autocast, resolve_device
+from .device import autocast, resolve_device, torch_threads
 from .engine import Step, StepContext
 from .errors import InputError
 from .io import write_json, write_parquet
@@ -50,12 +60,16 @@ PARAMS = {
     "model_dropout": 0.2,
     "train_optimizer": "sgd",
     "train_lr": 0.005,
+    "train_lr_single_task": 0.0005,
     "train_momentum": 0.98,
     "train_weight_decay": 0.0,
-    "train_clip_norm": 2.0,
+    "train_clip_norm": 0.0,
     "train_batch_size": 64,
-    "train_max_epochs": 50,
-    "train_patience": 10,
+    "train_batch_size_single_task": 256,
+    "train_max_epochs": 30,
+    "train_min_epochs": 3,
+    "train_patience": 3,
+    "train_cpu_threads": 1,
     "train_device": "auto",
     "train_bf16": True,
     "train_compile": False,
@@ -67,6 +81,19 @@ PARAMS = {
 
 
 # ---------------------------------------------------------------- pieces
+
+
+#: params that single_task models take from their own ``*_single_task`` param
+SINGLE_TASK_PARAMS = ("train_lr", "train_batch_size")
+
+
+def regime_params(params: dict, regime: str) -> dict:
+    """The params a regime trains with: single_task uses ``train_lr_single_task`` and
+    ``train_batch_size_single_task`` (the study's single-task values), the others ``train_lr``
+    and ``train_batch_size``."""
+    if regime != "single_task":
+        return params
+    return {**params, **{k: params.get(f"{k}_single_task", params[k]) for k in SINGLE_TASK_PARAMS}}
 
 
 def regime_mask(windows: pd.DataFrame, regime: str) -> np.ndarray:
@@ -195,7 +222,8 @@ def fit(model: BassetModel, train_loader: WindowLoader, valid_loader: WindowLoad
             best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
         else:
             waited += 1
-            if waited >= params["train_patience"]:
+            # Basenji's rule (trainer.py): stop once unimproved > patience and epoch >= train_epochs_min
+            if waited > params["train_patience"] and epoch >= params.get("train_min_epochs", 1):
                 log.info("%s: early stop after epoch %d (best valid Pearson R %.4f)", label, epoch, best)
                 break
     history = pd.DataFrame(rows).astype({"epoch": np.int64, "train_loss": np.float64,
@@ -246,7 +274,9 @@ def train_model(genome: GenomeCodes, abs_starts: np.ndarray, targets: np.ndarray
     """Build, train and return the best model (on CPU) and its history. targets: (W, T)."""
     seed = int(params.get("seed", 0))
     length = params["window_size"]
-    with deterministic(seed, algorithms=device.type == "cpu"):
+    cpu = device.type == "cpu"
+    threads = torch_threads(params.get("train_cpu_threads", 1)) if cpu else contextlib.nullcontext()
+    with threads, deterministic(seed, algorithms=cpu):
         model = BassetModel(ModelConfig.from_params(params, targets.shape[1]))
         init_output_bias(model, targets[train_idx])
         log.info("%s: %s parameters, %d training and %d validation windows, device %s",
@@ -265,6 +295,7 @@ def train_regime(regime: str, windows: pd.DataFrame, targets: np.ndarray, cell_t
                  genome: GenomeCodes, params: dict, outdir: Path, only_cell_type: str | None = None) -> dict:
     """Train one regime's model(s) and write ``outdir/models/<regime>/…``; returns a summary."""
     device = resolve_device(params["train_device"])
+    params = regime_params(params, regime)
     abs_starts = genome.abs_starts(windows["chrom"].to_numpy(), windows["start"].to_numpy())
     train_idx, valid_idx, targets = regime_data(windows, targets, regime, params)
     jobs = [(ct, [j]) for j, ct in enumerate(cell_types)] if regime == "single_task" else [(None, list(range(len(cell_types))))]
@@ -298,7 +329,6 @@ def run_step(ctx: StepContext) -> dict:
     bad = [r for r in p["regimes"] if r not in REGIMES]
     if bad:
         raise InputError("params", f"unknown regime {bad[0]!r}", f"set `regimes` to a subset of {list(REGIMES)}")
-    torch.set_num_threads(max(1, ctx.threads))
     windows, targets, cts, genome = load_inputs(ctx.outdir / "windows.parquet",
                                                 ctx.outdir / "build_dataset.summary.json", Path(p["fasta"]))
     summary = {}
@@ -330,7 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--cell-type", help="single_task only: train this cell type's model only")
     ap.add_argument("--outdir", default=".", help="writes OUTDIR/models/<regime>/…")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="CPU threads of the task; the model does not depend on it (see --train-cpu-threads)")
     add_param_options(ap, {k: v for k, v in STEP.params.items() if k != "regimes"}, types={"train_max_windows": int})
     return ap
 
@@ -339,7 +370,6 @@ def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
     params = params_from_args(a, [k for k in STEP.params if k != "regimes"])
     params.update(seed=a.seed)
-    torch.set_num_threads(max(1, a.threads))
     windows, targets, cts, genome = load_inputs(Path(a.windows), Path(a.summary), Path(a.fasta))
     s = train_regime(a.regime, windows, targets, cts, genome, params, Path(a.outdir), a.cell_type)
     write_json({"models": s}, Path(a.outdir) / f"train.{a.regime}{'.' + a.cell_type if a.cell_type else ''}.summary.json")
