@@ -111,21 +111,40 @@ def test_helpers_match_brute_force():
     assert np.allclose(interval_sums(iv, qs, qs + 5), [dense[a:a + 5].sum() for a in qs])
 
 
+def _bw_total(path) -> float:
+    """Insertions of a whole bigWig, base by base (pyBigWig values, not intervals)."""
+    with pyBigWig.open(str(path)) as bw:
+        return float(sum(np.nansum(bw.values(c, 0, n, numpy=True)) for c, n in bw.chroms().items()))
+
+
 def test_windows_targets_equal_pybigwig(study, tmp_path):
+    """Targets = centre-bin insertions (pyBigWig) × the cell type's mean-depth factor
+    mean(N) / N_c, N = insertions of each whole track; with target_norm none, the raw sums."""
     out = build_small(study, tmp_path / "windows.parquet")
+    raw_out = build_small(study, tmp_path / "raw" / "windows.parquet", ["--target-norm", "none"])
     w, t = read_windows(out)
+    _, t_raw = read_windows(raw_out)
     summary = read_json(tmp_path / "build_dataset.summary.json")
     assert summary["cell_types"] == ["A", "B"]
     assert t.shape == (len(w), 2) and t.dtype == np.float32
     assert list(w.columns) == ["chrom", "start", "end", "split", "in_peak", "in_nonubiquitous_peak"]
+    totals = np.array([_bw_total(b) for b in study["bigwigs"]])
+    scale = totals.mean() / totals
+    assert totals[1] > 1.2 * totals[0]  # B is the deeper track: its targets are scaled down
+    np.testing.assert_allclose(summary["target_scale"]["scale"], scale, rtol=1e-12)
+    assert summary["target_scale"]["insertions"] == totals.tolist()
     rng = np.random.default_rng(0)
     for i in rng.choice(len(w), 40, replace=False):
         r = w.iloc[i]
         for j, bw_path in enumerate(study["bigwigs"]):
             with pyBigWig.open(str(bw_path)) as bw:
                 v = np.nan_to_num(bw.values(r.chrom, int(r.start) + 160, int(r.start) + 224, numpy=True)).sum()
-            assert t[i, j] == pytest.approx(v, rel=1e-5, abs=1e-4)
+            assert t_raw[i, j] == pytest.approx(v, rel=1e-5, abs=1e-4)
+            assert t[i, j] == pytest.approx(v * scale[j], rel=1e-5, abs=1e-4)
             assert v == study["signal"]["AB"[j]][r.chrom][r.start + 160:r.start + 224].sum()
+    # equal depth: both cell types' targets now sum to the same share of their common depth
+    np.testing.assert_allclose(t.sum(0, dtype=np.float64) / totals.mean(), t_raw.sum(0, dtype=np.float64) / totals,
+                               rtol=1e-5)
     # splits by chromosome
     assert set(w.loc[w.chrom == "chr2", "split"]) == {"valid"} and set(w.loc[w.chrom == "chr3", "split"]) == {"test"}
     assert set(w.loc[w.chrom.isin(["chr1", "chr4", "chr5"]), "split"]) == {"train"}
@@ -167,6 +186,67 @@ def test_blacklist_drops_overlapping_windows(study, tmp_path):
     assert lost == dropped["blacklist"] > 0
 
 
+def test_targets_normalised_and_clipped_equal_independent_numpy(study, tmp_path):
+    """Every window's targets = Basenji's soft clip then hard clip, at quantiles of the
+    depth-scaled targets (cpm here), computed from the planted signal arrays; the factors and
+    thresholds are recorded in the summary and in windows.parquet's metadata."""
+    from caveat.targets import apply_record, read_record
+
+    out = build_small(study, tmp_path / "windows.parquet", ["--target-norm", "cpm", "--target-clip-soft-quantile",
+                                                            "0.99", "--target-clip-quantile", "0.999"])
+    w, t = read_windows(out)
+    sig = study["signal"]
+    raw = np.array([[sig[ct][r.chrom][r.start + 160:r.start + 224].sum() for ct in "AB"] for r in w.itertuples()])
+    totals = np.array([sum(a.sum() for a in sig[ct].values()) for ct in "AB"])
+    x = raw * (1e6 / totals)
+    soft = np.quantile(x, 0.99, axis=0)
+    x = np.where(x > soft, soft + np.sqrt(np.maximum(x - soft, 0)), x)
+    hard = np.quantile(x, 0.999, axis=0)
+    x = np.minimum(x, hard)
+    np.testing.assert_allclose(t, x, rtol=1e-5, atol=1e-4)
+    assert (t.max(0) == pytest.approx(hard, rel=1e-5)) and (raw.max(0) * 1e6 / totals > hard).all()
+    rec = read_json(tmp_path / "build_dataset.summary.json")["target_scale"]
+    assert rec == read_record(out)
+    np.testing.assert_allclose(rec["clip_soft"], soft, rtol=1e-9)
+    np.testing.assert_allclose(rec["clip"], hard, rtol=1e-9)
+    # the record puts other raw sums (here the windows' own) on the targets' scale
+    np.testing.assert_allclose(apply_record(raw, rec), t, rtol=1e-5, atol=1e-4)
+
+
+def test_unmappable_windows_dropped_and_counted(study, tmp_path):
+    """Windows whose target bin is more than unmappable_max_fraction covered by the unmappable
+    BED are dropped (brute-force coverage), counted in the summary; the rest are kept."""
+    bed = tmp_path / "umap.bed"
+    bed.write_text("chr4\t5000\t5040\nchr4\t5020\t5100\nchr5\t100\t7000\nchr2\t300\t310\n")
+    chroms = ["--chroms", "chr2", "chr3", "chr4", "chr5"]
+    w0, _ = read_windows(build_small(study, tmp_path / "all" / "windows.parquet", chroms))
+    w, _ = read_windows(build_small(study, tmp_path / "windows.parquet",
+                                    [*chroms, "--unmappable-bed", str(bed), "--unmappable-max-fraction", "0.25"]))
+    cover = {c: np.zeros(study["length"], bool) for c in study["chroms"]}
+    for line in bed.read_text().splitlines():
+        c, a, b = line.split("\t")
+        cover[c][int(a):int(b)] = True
+    frac = np.array([cover[r.chrom][r.start + 160:r.start + 224].mean() for r in w0.itertuples()])
+    keep = frac <= 0.25
+    assert (~keep).sum() > 20 and (frac[keep] > 0).any()  # partly covered bins stay
+    pd.testing.assert_frame_equal(w, w0[keep].reset_index(drop=True))
+    summary = read_json(tmp_path / "build_dataset.summary.json")
+    assert summary["dropped"]["unmappable"] == int((~keep).sum())
+    with pytest.raises(InputError, match="nope.bed"):
+        build_small(study, tmp_path / "x.parquet", ["--unmappable-bed", str(tmp_path / "nope.bed")])
+
+
+def test_an_empty_track_cannot_be_scaled_and_is_named(study, tmp_path):
+    empty = tmp_path / "E.pseudobulk.bw"
+    with pyBigWig.open(str(empty), "w") as bw:
+        bw.addHeader([(c, study["length"]) for c in study["chroms"]])
+    with pytest.raises(InputError, match="E.pseudobulk.bw: pseudobulk track holds no insertion"):
+        main(["--fasta", str(study["fasta"]), "--bigwigs", str(study["bigwigs"][0]), str(empty), "--cell-types",
+              "A", "E", "--out", str(tmp_path / "w.parquet"), "--valid-chroms", "chr2", "--test-chroms", "chr3",
+              "--window-size", "384", "--window-stride", "64", "--target-bin", "64"])
+    assert not (tmp_path / "w.parquet").exists()
+
+
 def test_deterministic_bytes(study, tmp_path):
     a = build_small(study, tmp_path / "a" / "windows.parquet")
     b = build_small(study, tmp_path / "b" / "windows.parquet")
@@ -189,3 +269,45 @@ def test_bad_target_bin_and_cell_type_count(study, tmp_path):
         main(["--fasta", str(study["fasta"]), "--bigwigs", *map(str, study["bigwigs"]), "--cell-types", "A",
               "--out", str(tmp_path / "w.parquet")])
     assert not (tmp_path / "w.parquet").exists()
+
+
+# ---------------------------------------------------------------- on the simulated study
+def _centre_sums(bw_path, windows: pd.DataFrame, offset: int, width: int) -> np.ndarray:
+    """Insertions over each window's centre bin, from pyBigWig's per-base values, (W,)."""
+    out = np.zeros(len(windows))
+    with pyBigWig.open(str(bw_path)) as bw:
+        for chrom, idx in windows.groupby("chrom").indices.items():
+            v = np.concatenate([[0.0], np.cumsum(np.nan_to_num(bw.values(chrom, 0, bw.chroms(chrom), numpy=True)))])
+            s = windows["start"].to_numpy()[idx] + offset
+            out[idx] = v[s + width] - v[s]
+    return out
+
+
+def test_tiny_run_targets_are_depth_scaled_and_clipped_insertions(tiny_sim, tiny_run, tmp_path):
+    """The tiny run's targets = pseudobulk insertions over the centre bin (pyBigWig) × mean depth /
+    the cell type's depth; rebuilt with clipping, = numpy's soft clip then clip at the quantiles."""
+    from caveat.build_dataset import run
+    from caveat.params import load_params
+    from caveat.pipeline import pipeline_steps
+
+    w, t = read_windows(tiny_run / "windows.parquet")
+    summary = read_json(tiny_run / "build_dataset.summary.json")
+    cts = summary["cell_types"]
+    bws = [tiny_run / "insertions" / f"{ct}.pseudobulk.bw" for ct in cts]
+    p = load_params(tiny_sim / "params.yaml", {"outdir": str(tiny_run)}, pipeline_steps())
+    off, width = (p["window_size"] - p["target_bin"]) // 2, p["target_bin"]
+    raw = np.stack([_centre_sums(b, w, off, width) for b in bws], axis=1)
+    totals = np.array([_bw_total(b) for b in bws])
+    assert summary["target_scale"]["norm"] == "mean_depth" and summary["target_scale"]["clip"] is None
+    np.testing.assert_allclose(t, raw * (totals.mean() / totals), rtol=1e-5, atol=1e-4)
+    assert len(set(np.round(totals))) > 1  # the pseudobulks differ in depth
+    p2 = {**p, "target_clip_soft_quantile": 0.995, "target_clip_quantile": 0.9999}
+    run(p["fasta"], bws, cts, tiny_run / "peaks.parquet", tmp_path / "windows.parquet", p2)
+    w2, t2 = read_windows(tmp_path / "windows.parquet")
+    pd.testing.assert_frame_equal(w2, w)
+    x = raw * (totals.mean() / totals)
+    soft = np.quantile(x, 0.995, axis=0)
+    x = np.where(x > soft, soft + np.sqrt(np.maximum(x - soft, 0)), x)
+    x = np.minimum(x, np.quantile(x, 0.9999, axis=0))
+    np.testing.assert_allclose(t2, x, rtol=1e-5, atol=1e-4)
+    assert (t2 < t - 1e-3).any()  # the clip bites

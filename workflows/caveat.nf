@@ -56,6 +56,7 @@ workflow CAVEAT {
         .combine(IMBALANCE.out.stratum_matched.map { _meta, parquet -> parquet })
         .map { meta, sets, strata -> [meta, [sets, strata]] }
     ch_score_vcf = optionalFile(params.score_vcf)
+    ch_unmappable = optionalFile(params.unmappable_bed)
     MODELS(
         TRACKS.out.pseudobulk,
         TRACKS.out.peaks,
@@ -65,7 +66,8 @@ workflow CAVEAT {
         regimes,
         ch_blacklist,
         ch_score_vcf,
-        ch_contig_map
+        ch_contig_map,
+        ch_unmappable
     )
 
     ch_evaluate_in = MODELS.out.predictions

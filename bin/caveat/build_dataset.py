@@ -1,10 +1,15 @@
 """build_dataset: tile the genome into training windows with per-cell-type targets.
 
 Every chromosome is tiled into ``window_size`` (1344 bp) windows at
-``window_stride`` (192 bp); windows containing an N or overlapping a
-blacklist interval are dropped. A window's target for a cell type is the sum
-of that cell type's pseudobulk insertion bigWig over the window's centre
-``target_bin`` (192 bp; offset 576..768). Windows are split by chromosome
+``window_stride`` (192 bp); windows containing an N (assembly gaps), overlapping
+a ``blacklist`` interval, or whose centre target bin is more than
+``unmappable_max_fraction`` covered by the optional ``unmappable_bed`` (regions
+that reads cannot map to uniquely) are dropped, each counted under its first
+reason. A window's raw target for a cell type is the sum of that cell type's
+pseudobulk insertion bigWig over the window's centre ``target_bin`` (192 bp;
+offset 576..768); targets are then scaled to a common depth per cell type and
+optionally clipped (:mod:`caveat.targets`; factors and thresholds recorded in
+the summary and in ``windows.parquet``'s schema metadata). Windows are split by chromosome
 (valid chr7, chr14, chr15; test chr4, chr5; the rest train) and flagged
 ``in_peak`` / ``in_nonubiquitous_peak`` when their centre target bin overlaps
 a union peak / a cell-type specific (non-ubiquitous) peak: with stride equal
@@ -14,7 +19,8 @@ values).
 
 Output: ``windows.parquet`` (chrom, start, end, split, in_peak,
 in_nonubiquitous_peak, targets: fixed-size list<float32>, one per cell type
-in samplesheet order) and ``build_dataset.summary.json`` (counts, cell types).
+in samplesheet order) and ``build_dataset.summary.json`` (counts, cell types,
+windows dropped by reason, ``target_scale``).
 Sequences are never stored: the genome stays integer-coded (see
 :mod:`caveat.loader`).
 """
@@ -31,9 +37,11 @@ from .engine import Step, StepContext
 from .errors import InputError
 from .dataset_io import cell_types_of, read_windows  # noqa: F401  (their home is dataset_io)
 from .genome import fasta_lengths, read_genome
+from .intervals import read_bed
 from .io import atomic_path, write_json
 from .log import get_logger
 from .step_cli import add_param_options, params_from_args
+from .targets import NORMS, metadata, normalise_and_clip, track_total
 
 log = get_logger("build_dataset")
 
@@ -45,6 +53,11 @@ PARAMS = {
     "test_chroms": ["chr4", "chr5"],
     "blacklist": None,
     "dataset_chroms": None,  # optional list restricting the tiled contigs (default: every FASTA contig)
+    "unmappable_bed": None,  # BED of regions that are NOT uniquely mappable (Basenji's -u umap BED)
+    "unmappable_max_fraction": 0.5,  # Basenji's umap_t: drop when more of the target bin is unmappable
+    "target_norm": "mean_depth",  # per-cell-type depth scaling (caveat.targets)
+    "target_clip_soft_quantile": None,  # the study's targets file has no clip_soft
+    "target_clip_quantile": None,  # ... nor clip
 }
 SPLITS = ("train", "valid", "test")
 
@@ -129,6 +142,18 @@ def interval_sums(intervals, starts: np.ndarray, ends: np.ndarray) -> np.ndarray
     return integral(np.asarray(ends, dtype=np.float64)) - integral(np.asarray(starts, dtype=np.float64))
 
 
+def covered_fraction(bin_starts: np.ndarray, width: int, s: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """Share of each bin [bin_start, bin_start + width) covered by the union of intervals [s, e).
+
+    bin_starts : (B,) int; s, e : (R,) int, any order, may overlap → (B,) float64 in [0, 1].
+    """
+    if len(s) == 0:
+        return np.zeros(len(bin_starts))
+    ms, me = merge_intervals(np.asarray(s), np.asarray(e))
+    runs = np.column_stack([ms, me, np.ones(len(ms))]).tolist()
+    return interval_sums(runs, bin_starts, np.asarray(bin_starts) + width) / width
+
+
 def bigwig_bin_sums(bw_path: Path, chrom: str, bin_starts: np.ndarray, bin_size: int) -> np.ndarray:
     """Sum of a bigWig over [bin_start, bin_start + bin_size) for each bin, (B,) float32."""
     import pyBigWig
@@ -180,9 +205,10 @@ def read_bed_intervals(path: Path) -> pd.DataFrame:
 def build_windows(fasta: Path, bigwigs: list[Path], peaks: pd.DataFrame | None, *,
                   window_size: int = 1344, stride: int = 192, target_bin: int = 192,
                   valid_chroms=("chr7", "chr14", "chr15"), test_chroms=("chr4", "chr5"),
-                  blacklist: pd.DataFrame | None = None, chroms: list[str] | None = None
+                  blacklist: pd.DataFrame | None = None, chroms: list[str] | None = None,
+                  unmappable: pd.DataFrame | None = None, unmappable_max_fraction: float = 0.5
                   ) -> tuple[pd.DataFrame, np.ndarray, dict]:
-    """Tile the genome, drop N/blacklisted windows, compute targets and flags.
+    """Tile the genome, drop N/blacklisted/unmappable windows, compute raw targets and flags.
 
     Parameters
     ----------
@@ -197,15 +223,19 @@ def build_windows(fasta: Path, bigwigs: list[Path], peaks: pd.DataFrame | None, 
         chrom, start, end.
     chroms : list of str, optional
         Contigs to tile (default every FASTA contig).
+    unmappable : DataFrame or None
+        chrom, start, end of regions that are NOT uniquely mappable.
+    unmappable_max_fraction : float
+        A window is dropped when more than this share of its target bin is unmappable.
 
     Returns
     -------
     windows : DataFrame
         chrom, start, end, split, in_peak, in_nonubiquitous_peak (W rows).
     targets : numpy.ndarray
-        (W, T) float32.
+        (W, T) float32: raw insertion sums over each centre bin (before :mod:`caveat.targets`).
     dropped : dict
-        Counts of windows dropped by reason.
+        Counts of windows dropped by reason (n_bases, blacklist, unmappable; first reason only).
     """
     if target_bin > window_size or (window_size - target_bin) % 2:
         raise InputError("params", f"target_bin {target_bin} must be ≤ window_size {window_size} with an even difference",
@@ -215,7 +245,7 @@ def build_windows(fasta: Path, bigwigs: list[Path], peaks: pd.DataFrame | None, 
     check_splits(list(lengths), list(valid_chroms), list(test_chroms), fasta)
     offset = (window_size - target_bin) // 2
     frames, targets = [], []
-    dropped = {"n_bases": 0, "blacklist": 0, "short_contig": 0}
+    dropped = {"n_bases": 0, "blacklist": 0, "unmappable": 0, "short_contig": 0}
     for chrom in contigs:
         starts = tile_starts(lengths[chrom], window_size, stride)
         if len(starts) == 0:
@@ -229,6 +259,12 @@ def build_windows(fasta: Path, bigwigs: list[Path], peaks: pd.DataFrame | None, 
             black = overlaps(starts, starts + window_size, bl["start"].to_numpy(), bl["end"].to_numpy()) & keep
             dropped["blacklist"] += int(black.sum())
             keep &= ~black
+        if unmappable is not None and len(unmappable):
+            um = unmappable[unmappable["chrom"] == chrom]
+            frac = covered_fraction(starts + offset, target_bin, um["start"].to_numpy(), um["end"].to_numpy())
+            unmap = (frac > unmappable_max_fraction) & keep
+            dropped["unmappable"] += int(unmap.sum())
+            keep &= ~unmap
         starts = starts[keep]
         bins = starts + offset
         in_peak = np.zeros(len(starts), bool)
@@ -254,11 +290,12 @@ def build_windows(fasta: Path, bigwigs: list[Path], peaks: pd.DataFrame | None, 
     return windows, np.concatenate(targets).astype(np.float32), dropped
 
 
-def write_windows(windows: pd.DataFrame, targets: np.ndarray, path: Path) -> Path:
+def write_windows(windows: pd.DataFrame, targets: np.ndarray, path: Path, meta: dict | None = None) -> Path:
     """Write windows.parquet with ``targets`` as fixed-size list<float32>, atomically.
 
     Written like :func:`caveat.io.write_parquet` (zstd, no pandas metadata) but
-    keeping the Arrow schema, which is what records the fixed list size.
+    keeping the Arrow schema, which is what records the fixed list size; ``meta``
+    (bytes → bytes) is the schema's metadata (the target scale, :func:`caveat.targets.metadata`).
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -266,7 +303,7 @@ def write_windows(windows: pd.DataFrame, targets: np.ndarray, path: Path) -> Pat
     table = pa.Table.from_pandas(windows, preserve_index=False)
     flat = pa.array(np.ascontiguousarray(targets, dtype=np.float32).ravel(), type=pa.float32())
     table = table.append_column("targets", pa.FixedSizeListArray.from_arrays(flat, targets.shape[1]))
-    table = table.replace_schema_metadata(None)
+    table = table.replace_schema_metadata(meta)
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")
     return Path(path)
@@ -288,19 +325,38 @@ def _read_peaks(path: Path) -> pd.DataFrame | None:
     return pd.read_parquet(path, columns=["chrom", "start", "end", "kind"])
 
 
-def dataset_summary(windows: pd.DataFrame, cell_types: list[str], dropped: dict) -> dict:
+def dataset_summary(windows: pd.DataFrame, cell_types: list[str], dropped: dict, scale: dict) -> dict:
     by = windows.groupby("split")
     return {"cell_types": cell_types, "windows": len(windows),
             "windows_by_split": {s: int((windows["split"] == s).sum()) for s in SPLITS},
             "in_peak": int(windows["in_peak"].sum()),
             "in_nonubiquitous_peak": int(windows["in_nonubiquitous_peak"].sum()),
             "in_peak_by_split": {s: int(g["in_peak"].sum()) for s, g in by},
-            "dropped": dropped}
+            "dropped": dropped, "target_scale": scale}
+
+
+def scale_targets(bigwigs: list, raw: np.ndarray, cell_types: list[str], params: dict) -> tuple[np.ndarray, dict]:
+    """Raw centre-bin sums (W, T) → targets on one depth, clipped (:mod:`caveat.targets`), and the record."""
+    totals = np.array([track_total(b) for b in bigwigs], dtype=np.float64)
+    targets, rec = normalise_and_clip(raw, totals, list(cell_types), files=[str(b) for b in bigwigs],
+                                      norm=params["target_norm"],
+                                      clip_soft_quantile=params["target_clip_soft_quantile"],
+                                      clip_quantile=params["target_clip_quantile"])
+    for i, ct in enumerate(rec["cell_types"]):
+        log.info("targets %s: %.0f insertions genome-wide, scale %.4g (%s), soft clip above %s, clip at %s", ct,
+                 totals[i], rec["scale"][i], rec["norm"], _at(rec["clip_soft"], i), _at(rec["clip"], i))
+    return targets, rec
+
+
+def _at(values: list | None, i: int) -> str:
+    return "none" if values is None else f"{values[i]:.4g}"
 
 
 def run(fasta, bigwigs, cell_types, peaks_path, out, params: dict) -> dict:
     """Build and write windows.parquet + summary; returns the summary."""
     bl = read_bed_intervals(Path(params["blacklist"])) if params.get("blacklist") else None
+    um = read_bed(params["unmappable_bed"], what="unmappable region", allow_empty=True) \
+        if params.get("unmappable_bed") else None
     peaks = _read_peaks(Path(peaks_path)) if peaks_path else None
     for bw in bigwigs:
         if not Path(bw).exists():
@@ -309,11 +365,13 @@ def run(fasta, bigwigs, cell_types, peaks_path, out, params: dict) -> dict:
         Path(fasta), [Path(b) for b in bigwigs], peaks, window_size=params["window_size"],
         stride=params["window_stride"], target_bin=params["target_bin"],
         valid_chroms=params["valid_chroms"], test_chroms=params["test_chroms"], blacklist=bl,
-        chroms=params.get("dataset_chroms"))
+        chroms=params.get("dataset_chroms"), unmappable=um,
+        unmappable_max_fraction=params["unmappable_max_fraction"])
     log.info("read %s and %d bigWigs; %d windows kept, dropped %s", Path(fasta).name, len(bigwigs),
              len(windows), ", ".join(f"{v} for {k}" for k, v in dropped.items()))
-    write_windows(windows, targets, Path(out))
-    summary = dataset_summary(windows, list(cell_types), dropped)
+    targets, scale = scale_targets(list(bigwigs), targets, list(cell_types), params)
+    write_windows(windows, targets, Path(out), metadata(scale))
+    summary = dataset_summary(windows, list(cell_types), dropped, scale)
     write_json(summary, Path(out).parent / "build_dataset.summary.json")
     return summary
 
@@ -329,11 +387,12 @@ def run_step(ctx: StepContext) -> dict:
 
 
 def input_files(params: dict) -> list:
-    return [f for f in (params.get("fasta"), params.get("input"), params.get("blacklist")) if f]
+    return [f for f in (params.get("fasta"), params.get("input"), params.get("blacklist"),
+                        params.get("unmappable_bed")) if f]
 
 
 STEP = Step(name="build_dataset", run=run_step, needs=("insertions", "cluster_peaks"), params=PARAMS,
-            input_files=input_files, path_params=("blacklist",),
+            input_files=input_files, path_params=("blacklist", "unmappable_bed"),
             doc="1344 bp windows, centre-bin targets per cell type, chromosome splits")
 
 
@@ -344,9 +403,18 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--cell-types", nargs="+", required=True, help="cell types, in the order of --bigwigs")
     ap.add_argument("--peaks", help="peaks.parquet (union peaks with kind)")
     ap.add_argument("--out", default="windows.parquet", help="output windows.parquet")
-    add_param_options(ap, PARAMS, aliases={"dataset_chroms": ["--chroms"]}, types={"dataset_chroms": list},
+    add_param_options(ap, PARAMS, aliases={"dataset_chroms": ["--chroms"]},
+                      types={"dataset_chroms": list, "target_clip_soft_quantile": float,
+                             "target_clip_quantile": float},
+                      choices={"target_norm": NORMS},
                       helps={"blacklist": "BED of regions to exclude",
-                             "dataset_chroms": "contigs to tile (default all)"})
+                             "dataset_chroms": "contigs to tile (default all)",
+                             "unmappable_bed": "BED of regions that are not uniquely mappable",
+                             "unmappable_max_fraction": "drop a window when more than this share of its target bin "
+                                                        "is unmappable",
+                             "target_norm": "per-cell-type depth scaling of the targets",
+                             "target_clip_soft_quantile": "soft-clip targets above this quantile (default: none)",
+                             "target_clip_quantile": "clip targets at this quantile (default: none)"})
     return ap
 
 

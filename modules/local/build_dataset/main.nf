@@ -8,6 +8,7 @@ process BUILD_DATASET {
     tuple val(meta), val(cell_types), path(bigwigs, stageAs: 'insertions/*'), path(peaks)
     tuple path(fasta), path(fai)
     path blacklist
+    path unmappable, stageAs: 'unmappable/*'
 
     output:
     tuple val(meta), path('windows.parquet'), path('build_dataset.summary.json'), emit: windows
@@ -19,6 +20,7 @@ process BUILD_DATASET {
     script:
     def args = task.ext.args ?: ''
     def blacklist_arg = blacklist ? "--blacklist ${blacklist}" : ''
+    def unmappable_arg = unmappable ? "--unmappable-bed ${unmappable}" : ''
     """
     build_dataset.py \\
         --fasta ${fasta} \\
@@ -26,6 +28,7 @@ process BUILD_DATASET {
         --cell-types ${cell_types.join(' ')} \\
         --peaks ${peaks} \\
         ${blacklist_arg} \\
+        ${unmappable_arg} \\
         --out windows.parquet \\
         ${args}
     """

@@ -20,6 +20,7 @@ workflow MODELS {
     blacklist      // path, or []
     score_vcf      // path of a VCF whose variants are scored too, or []
     contig_map     // path (VCF contig → FASTA contig), or []
+    unmappable     // path: BED of regions that are not uniquely mappable, or []
 
     main:
     // targets in samplesheet cell-type order
@@ -31,7 +32,7 @@ workflow MODELS {
         .map { tracks, names -> [names, names.collect { name -> tracks.find { track -> track[0] == name }[1] }] }
         .combine(peaks.map { _meta, parquet -> parquet })
         .map { names, bigwigs, peaks_parquet -> [[id: 'all'], names, bigwigs, peaks_parquet] }
-    BUILD_DATASET(ch_dataset_in, fasta, blacklist)
+    BUILD_DATASET(ch_dataset_in, fasta, blacklist, unmappable)
 
     // one training unit per regime; single_task: one per cell type
     ch_train_units = cell_types
