@@ -113,16 +113,23 @@ def predicted_centre(predicted):
 
 
 def test_centre_rule_targets_are_the_centred_site_sums(predicted_centre):
-    """Peak target = insertions summed over the centred 64 bp site, from the simulated signal itself."""
+    """Peak target = insertions summed over the centred 64 bp site, from the simulated signal itself,
+    put on the training targets' scale (× the cell type's depth factor recorded in windows.parquet)."""
+    from caveat.targets import read_record
+
     tmp, st, df = predicted_centre
     peaks = df[df.kind == "peak"]
     pk = st["peaks_df"].set_index("peak_id")
+    rec = read_record(tmp / "windows.parquet")
+    scale = dict(zip(rec["cell_types"], rec["scale"]))
+    assert rec["clip"] is None and rec["clip_soft"] is None and scale["A"] != scale["B"]
     assert set(peaks.peak_id) == set(pk.index[pk.chrom == "chr3"])
     for _, r in peaks.sample(30, random_state=1).iterrows():
         p = pk.loc[r.peak_id]
         c = (p.start + p.end) // 2
         assert r.start == p.start and r.end == p.end
-        assert r.target == pytest.approx(st["signal"][r.cell_type]["chr3"][c - 32:c + 32].sum(), rel=1e-6)
+        want = st["signal"][r.cell_type]["chr3"][c - 32:c + 32].sum() * scale[r.cell_type]
+        assert r.target == pytest.approx(want, rel=1e-6)
 
 
 def test_centre_rule_predictions_come_from_peak_centred_windows(predicted_centre):
@@ -151,7 +158,10 @@ def test_predictions_table(predicted):
 
 
 def test_peak_values_sum_their_bins(predicted):
+    from caveat.targets import read_record
+
     tmp, st, w, t, df = predicted
+    scale = dict(zip(*(read_record(tmp / "windows.parquet")[k] for k in ("cell_types", "scale"))))
     peaks = df[(df.kind == "peak") & (df.regime == "single_task")]
     pk = st["peaks_df"].set_index("peak_id")
     assert set(peaks.peak_id) == set(pk.index[pk.chrom == "chr3"])
@@ -162,8 +172,9 @@ def test_peak_values_sum_their_bins(predicted):
         lo = (p.start - 160) // 64 * 64 + 160
         hi = -(-(p.end - 160) // 64) * 64 + 160
         assert r.start == p.start and r.end == p.end
-        # peak value: mean over the bins tiling the peak (insertions per bin)
-        assert r.target == pytest.approx(sig[r.cell_type]["chr3"][lo:hi].sum() / ((hi - lo) // 64), rel=1e-5)
+        # peak value: mean over the bins tiling the peak (insertions per bin, on the targets' scale)
+        want = sig[r.cell_type]["chr3"][lo:hi].sum() / ((hi - lo) // 64) * scale[r.cell_type]
+        assert r.target == pytest.approx(want, rel=1e-5)
     win = df[(df.kind == "window") & (df.regime == "single_task")]
     for _, one in peaks.iloc[:10].iterrows():
         p = pk.loc[one.peak_id]
@@ -274,16 +285,21 @@ def test_steps_run_in_the_local_engine(tmp_path):
 
 def test_tiny_run_peak_targets_are_pybigwig_sums_over_the_centred_site(tiny_run):
     """Must-hold of the study's peak rule: target = pseudobulk insertions over the centred 192 bp site, read
-    directly with pyBigWig; the donors' values (inter-donor bound) use the same site on their own tracks."""
+    directly with pyBigWig, × the cell type's target scale (the windows' depth factor); the donors' values
+    (inter-donor bound) use the same site on their own tracks."""
     import pyBigWig
 
+    from caveat.targets import read_record
+
+    rec = read_record(tiny_run / "windows.parquet")
+    scale = dict(zip(rec["cell_types"], rec["scale"]))
     pred = pd.read_parquet(tiny_run / "predictions.parquet")
     pk = pred[(pred.kind == "peak") & (pred.regime == pred.regime.iloc[0])]
     assert len(pk) > 20
     for _, r in pk.sample(min(40, len(pk)), random_state=3).iterrows():
         c = (r.start + r.end) // 2
         with pyBigWig.open(str(tiny_run / "insertions" / f"{r.cell_type}.pseudobulk.bw")) as bw:
-            want = np.nansum(bw.values(r.chrom, int(c - 96), int(c + 96)))
+            want = np.nansum(bw.values(r.chrom, int(c - 96), int(c + 96))) * scale[r.cell_type]
         assert r.target == pytest.approx(want, abs=1e-3)
     dc = pd.read_parquet(tiny_run / "peaks_donor_counts.parquet")
     peaks = pd.read_parquet(tiny_run / "peaks.parquet").set_index("peak_id")

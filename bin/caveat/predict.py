@@ -44,6 +44,7 @@ from .onehot import one_hot, reverse_complement
 from .peak_sites import centred_sites, check_rule
 from .regimes import REGIMES
 from .step_cli import add_param_options, params_from_args
+from .targets import peaks_on_target_scale
 
 log = get_logger("predict")
 
@@ -237,7 +238,7 @@ def tiled_peak_predictions(regime: str, tw: pd.DataFrame, tt: np.ndarray, preds:
 def run(windows_path: Path, summary_path: Path, fasta: Path, models_dir: Path, peaks_path: Path | None,
         regimes: list[str], params: dict, out: Path) -> dict:
     windows, targets, cts, genome = load_inputs(windows_path, summary_path, fasta)
-    peaks = read_test_peaks(peaks_path, windows)
+    peaks = peaks_on_target_scale(read_test_peaks(peaks_path, windows), windows_path, cts)  # targets' scale
     lengths = fasta_lengths(fasta)
     device = resolve_device(params.get("train_device", "auto"))
     frames = [predict_regime(r, models_dir, windows, targets, cts, genome, peaks, params, device, lengths)
