@@ -149,3 +149,90 @@ def test_bootstrap_average_precision_equals_resampled(ties):
         assert fast[b] == pytest.approx(average_precision_score(y[idx], s[idx]), abs=1e-12)
     # class sizes are kept in every resample
     assert np.allclose(w[:, y].sum(axis=1), y.sum())
+
+
+# ---------------------------------------------------------------- ranks, blocks, BH (issue 18 point 4)
+
+
+def test_spearman_equals_scipy_with_ties_and_nans():
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(5)
+    x = np.round(rng.normal(size=300), 1)
+    y = x + rng.normal(size=300)
+    x[[3, 7]] = np.nan
+    ok = np.isfinite(x)
+    assert M.spearman(x, y) == pytest.approx(spearmanr(x[ok], y[ok]).statistic, abs=1e-12)
+    assert np.isnan(M.spearman([1, 1, 1, 1], [1, 2, 3, 4]))
+
+
+def test_weighted_auc_equals_sklearn_on_each_resample():
+    y, s = _labelled(200, 4, ties=True)
+    blocks = np.arange(200) // 5
+    w = M.block_bootstrap_weights(blocks, 20, seed=1)
+    got = M.weighted_auc(w, y, s)
+    for b in range(20):
+        idx = np.repeat(np.arange(200), w[b].astype(int))
+        assert got[b] == pytest.approx(roc_auc_score(y[idx], s[idx]), abs=1e-12)
+    assert np.all(np.isnan(M.weighted_auc(np.ones((1, 3)), [True, True, True], [1.0, 2.0, 3.0])))
+
+
+def test_weighted_ap_equals_sklearn_on_block_resamples():
+    y, s = _labelled(150, 6)
+    w = M.block_bootstrap_weights(np.arange(150) // 3, 10, seed=2)
+    got = M.bootstrap_average_precision(y, s, weights=w)
+    for b in range(10):
+        idx = np.repeat(np.arange(150), w[b].astype(int))
+        assert got[b] == pytest.approx(average_precision_score(y[idx], s[idx]), abs=1e-12)
+
+
+def test_block_bootstrap_resamples_whole_blocks():
+    blocks = np.repeat([10, 3, 7, 3], [4, 2, 3, 2])  # block 3 split in two runs
+    w = M.block_bootstrap_weights(blocks, 50, seed=0)
+    assert w.shape == (50, blocks.size)
+    for row in w:
+        for b in np.unique(blocks):
+            assert len(set(row[blocks == b])) == 1  # every member of a block drawn equally often
+        assert sum(row[np.flatnonzero(blocks == b)[0]] for b in np.unique(blocks)) == 3  # 3 blocks drawn
+    labels = M.block_labels(["p1", None, None, "p1", None], ["chr1", "chr1", "chr1", "chr2", "chr2"],
+                            [5, 100, 9_999, 5, 150], 10_000)
+    assert labels[0] == labels[3] and labels[1] == labels[2] and len(set(labels)) == 3
+
+
+def test_block_bootstrap_ci_at_least_as_wide_as_variant_bootstrap_with_shared_windows():
+    """Variants of one peak share their window, hence their score and (mostly) their label: the
+    variant-level bootstrap treats them as independent and is too narrow."""
+    rng = np.random.default_rng(0)
+    n_peaks, per = 80, 8
+    peak_signal = rng.normal(size=n_peaks)
+    peak_label = rng.random(n_peaks) < 1 / (1 + np.exp(-1.5 * peak_signal))
+    blocks = np.repeat(np.arange(n_peaks), per)
+    y = np.where(rng.random(blocks.size) < 0.9, peak_label[blocks], ~peak_label[blocks])
+    s = peak_signal[blocks] + 0.05 * rng.normal(size=blocks.size)
+    widths = {}
+    for name, units in (("variant", np.arange(blocks.size)), ("block", blocks)):
+        boot = M.weighted_auc(M.block_bootstrap_weights(units, 400, seed=3), y, s)
+        lo, hi = M.percentile_ci(boot)
+        widths[name] = hi - lo
+    assert widths["block"] >= widths["variant"]
+    assert widths["block"] > 1.8 * widths["variant"]  # ~sqrt(8) with 8 variants per peak
+
+
+def test_bh_qvalues_equal_a_hand_computation():
+    p = np.array([0.01, 0.04, np.nan, 0.03, 0.20, 0.005])
+    # sorted finite: 0.005 0.01 0.03 0.04 0.20 (m = 5): raw p*m/rank = .025 .025 .05 .05 .20
+    expect = np.array([0.025, 0.05, np.nan, 0.05, 0.20, 0.025])
+    np.testing.assert_allclose(M.bh_qvalues(p), expect, rtol=1e-12)
+    np.testing.assert_allclose(M.bh_qvalues([0.9, 0.8]), [0.9, 0.9])  # monotone, capped
+
+
+def test_topk_accuracy_equals_an_independent_loop():
+    rng = np.random.default_rng(8)
+    pred = np.round(rng.normal(size=97), 1)
+    obs = pred + rng.normal(size=97)
+    for f in (0.1, 0.25, 0.5, 1.0):
+        k = int(np.ceil(f * 97))
+        ranked = sorted(range(97), key=lambda i: (-abs(pred[i]), i))[:k]
+        hits = sum(1 for i in ranked if (pred[i] > 0 and obs[i] > 0) or (pred[i] < 0 and obs[i] < 0))
+        acc, kk = M.topk_direction_accuracy(pred, obs, f)
+        assert kk == k and acc == pytest.approx(hits / k, abs=1e-12)

@@ -12,11 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 
 __all__ = [
     "pearson", "pearson_ci", "log2p1", "midrank", "delong_auc", "delong_paired", "auc_ci",
-    "average_precision", "bootstrap", "bootstrap_weights", "bootstrap_average_precision", "weighted_pearson", "percentile_ci", "match_histograms", "resample_to_histogram", "replicate_ceiling", "AUCResult",
+    "average_precision", "bootstrap", "bootstrap_weights", "bootstrap_average_precision", "weighted_pearson",
+    "percentile_ci", "match_histograms", "resample_to_histogram", "replicate_ceiling", "AUCResult",
+    "spearman", "block_labels", "block_bootstrap_weights", "weighted_auc", "weighted_statistic", "bh_qvalues",
+    "topk_direction_accuracy",
 ]
 
 
@@ -246,18 +250,23 @@ def bootstrap_weights(n: int, n_boot: int, seed: int = 0, strata=None) -> np.nda
     return w
 
 
-def bootstrap_average_precision(y_true, score, n_boot: int = 200, seed: int = 0, chunk: int = 64) -> np.ndarray:
-    """Class-stratified bootstrap distribution of :func:`average_precision`, shape (n_boot,).
+def bootstrap_average_precision(y_true, score, n_boot: int = 200, seed: int = 0, chunk: int = 64,
+                                weights: np.ndarray | None = None) -> np.ndarray:
+    """Bootstrap distribution of :func:`average_precision`, shape (n_boot,).
 
     Sorts once and evaluates every resample as multiplicity weights on the
     sorted items (a cumulative sum per resample), instead of re-sorting each.
+    ``weights`` ((n_boot, n) multiplicities, e.g. :func:`block_bootstrap_weights`)
+    replaces the default class-stratified item resampling; a resample without
+    positives gives NaN.
     """
     y = np.asarray(y_true).astype(bool)
     s = np.asarray(score, dtype=np.float64)
     order = np.argsort(-s, kind="mergesort")
     ys, ss = y[order], s[order]
     last = np.r_[np.flatnonzero(np.diff(ss)), ss.size - 1]
-    w_all = bootstrap_weights(y.size, n_boot, seed, strata=y)[:, order]
+    w_all = (bootstrap_weights(y.size, n_boot, seed, strata=y) if weights is None else weights)[:, order]
+    n_boot = len(w_all)
     out = np.empty(n_boot)
     for i in range(0, n_boot, chunk):
         w = w_all[i:i + chunk]
@@ -395,3 +404,144 @@ def replicate_ceiling(r: float, k: int) -> float:
     if not np.isfinite(r) or r <= 0:
         return float("nan") if not np.isfinite(r) else 0.0
     return float(np.sqrt(k * r / (1 + (k - 1) * r)))
+
+
+# ---------------------------------------------------------------- structure-aware uncertainty, ranks, BH
+
+
+def spearman(x, y) -> float:
+    """Spearman rank correlation of two (n,) arrays: Pearson R of their midranks.
+
+    Equal to ``scipy.stats.spearmanr`` (ties get average ranks); pairs with a
+    non-finite value are dropped first; NaN below 3 pairs or for a constant side.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 3:
+        return float("nan")
+    return pearson(midrank(x[ok]), midrank(y[ok]))
+
+
+def block_labels(peak_id, chrom, pos, block_bp: int) -> np.ndarray:
+    """The resampling unit of each variant: its peak, else a fixed genomic block.
+
+    Variants of one peak share input windows (and so predictions); a variant
+    outside every peak falls in the ``block_bp``-wide block ``⌊pos / block_bp⌋``
+    of its contig.
+
+    Parameters
+    ----------
+    peak_id : (n,) array-like of str or None
+    chrom : (n,) array-like of str
+    pos : (n,) array-like of int (1-based positions)
+    block_bp : int, > 0
+
+    Returns
+    -------
+    (n,) int64 array of block codes 0 … K−1 (sorted label order: deterministic).
+    """
+    if block_bp <= 0:
+        raise ValueError("block_bp must be > 0")
+    pk = pd.Series(list(peak_id), dtype=object)
+    locus = (pd.Series(list(chrom), dtype=object).astype(str) + ":"
+             + (np.asarray(pos, dtype=np.int64) // int(block_bp)).astype(str))
+    label = np.where(pk.notna().to_numpy(), "peak:" + pk.astype(str), "block:" + locus)
+    return pd.factorize(pd.Series(label), sort=True)[0].astype(np.int64)
+
+
+def block_bootstrap_weights(blocks, n_boot: int, seed: int = 0) -> np.ndarray:
+    """Multiplicities of each item when whole blocks are resampled, shape (n_boot, n), float64.
+
+    Each resample draws K blocks with replacement out of the K present; every
+    item of a drawn block enters once per draw. With one item per block this
+    is the ordinary bootstrap.
+
+    Parameters
+    ----------
+    blocks : (n,) int array of block codes (e.g. :func:`block_labels`)
+    """
+    codes = pd.factorize(pd.Series(np.asarray(blocks)), sort=True)[0]
+    k = int(codes.max()) + 1 if codes.size else 0
+    if k == 0:
+        return np.zeros((n_boot, 0))
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, k, (n_boot, k)) + (np.arange(n_boot) * k)[:, None]
+    counts = np.bincount(draws.ravel(), minlength=n_boot * k).reshape(n_boot, k)
+    return counts[:, codes].astype(np.float64)
+
+
+def weighted_auc(w: np.ndarray, y_true, score) -> np.ndarray:
+    """AUROC under each row of multiplicity weights ``w`` (B, n) → (B,), ties counted ½.
+
+    Equal to the AUROC of the resample each row describes; NaN where a row
+    leaves one class empty. Sorts once: O(B·n).
+    """
+    y = np.asarray(y_true).astype(bool)
+    s = np.asarray(score, dtype=np.float64)
+    order = np.argsort(s, kind="mergesort")
+    ss, ys, ws = s[order], y[order], w[:, order]
+    starts = np.r_[0, np.flatnonzero(np.diff(ss)) + 1]  # first item of each distinct score
+    pos = np.add.reduceat(ws * ys, starts, axis=1) if ss.size else np.zeros((len(w), 0))
+    neg = np.add.reduceat(ws * ~ys, starts, axis=1) if ss.size else np.zeros((len(w), 0))
+    below = np.cumsum(neg, axis=1) - neg
+    num = np.sum(pos * (below + 0.5 * neg), axis=1)
+    den = pos.sum(axis=1) * neg.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+
+
+def weighted_statistic(stat, w: np.ndarray, *arrays) -> np.ndarray:
+    """``stat(*resampled arrays)`` for each row of multiplicities ``w`` (B, n) → (B,).
+
+    The resample repeats item i ``w[b, i]`` times (in item order), so any
+    statistic (Spearman, top-k accuracy) can be bootstrapped over blocks.
+    """
+    arrays = [np.asarray(a) for a in arrays]
+    out = np.empty(len(w))
+    for b, row in enumerate(w):
+        idx = np.repeat(np.arange(row.size), row.astype(np.int64))
+        out[b] = stat(*(a[idx] for a in arrays)) if idx.size else np.nan
+    return out
+
+
+def bh_qvalues(p) -> np.ndarray:
+    """Benjamini–Hochberg adjusted p-values (q-values) of an (m,) array; NaNs stay NaN and are not counted.
+
+    q_(i) = min over j ≥ i of p_(j) · m / j (sorted ascending), capped at 1.
+    """
+    p = np.asarray(p, dtype=np.float64)
+    q = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    if ok.size == 0:
+        return q
+    order = ok[np.argsort(p[ok], kind="mergesort")]
+    m = ok.size
+    raw = p[order] * m / np.arange(1, m + 1)
+    q[order] = np.minimum(np.minimum.accumulate(raw[::-1])[::-1], 1.0)
+    return q
+
+
+def topk_direction_accuracy(pred_effect, obs_effect, fraction: float) -> tuple[float, int]:
+    """Direction accuracy among the top ``fraction`` of items by |predicted effect|.
+
+    Items are ranked by |pred_effect| (descending; ties keep input order), the
+    first ⌈fraction · n⌉ kept, and accuracy is the share whose predicted sign
+    equals the observed sign (a predicted effect of exactly 0 is never right).
+
+    Parameters
+    ----------
+    pred_effect, obs_effect : (n,) arrays (e.g. predicted and observed log ALT/REF)
+    fraction : float in (0, 1]
+
+    Returns
+    -------
+    (accuracy, k)
+    """
+    pe = np.asarray(pred_effect, dtype=np.float64)
+    oe = np.asarray(obs_effect, dtype=np.float64)
+    if pe.size == 0:
+        return float("nan"), 0
+    k = int(np.ceil(fraction * pe.size - 1e-9))
+    top = np.argsort(-np.abs(pe), kind="mergesort")[:k]
+    return float(np.mean(np.sign(pe[top]) == np.sign(oe[top]))), k
