@@ -244,9 +244,9 @@ def test_meta_check_fails_when_a_process_gains_an_input(tmp_path):
     meta = yaml.safe_load((src.parent / "meta.yml").read_text())
     problems = nf_meta.meta_problems(meta, nf_meta.process_shapes(broken))
     assert problems == ["COUNT_ALLELES: 2 input channels documented, main.nf declares 3"], problems
-    broken.write_text(src.read_text().replace('path("${meta.id}.parquet")', 'path("${meta.id}.counts.parquet")'))
+    broken.write_text(src.read_text().replace('path("${prefix}.parquet")', 'path("${prefix}.counts.parquet")'))
     problems = nf_meta.meta_problems(meta, nf_meta.process_shapes(broken))
-    assert any("output counts: documented ['meta', '${meta.id}.parquet']" in p for p in problems), problems
+    assert any("output counts: documented ['meta', '${prefix}.parquet']" in p for p in problems), problems
 
 
 @pytest.mark.parametrize("module", MODULE_DIRS, ids=lambda p: p.name)

@@ -10,13 +10,14 @@ process COUNT_ALLELES {
     path het_snps
 
     output:
-    tuple val(meta), path("${meta.id}.parquet"), emit: counts
+    tuple val(meta), path("${prefix}.parquet"), emit: counts
     tuple val("${task.process}"), val('caveat'), eval('count_alleles.py --version'), emit: versions_caveat, topic: versions
 
     when:
     task.ext.when == null || task.ext.when
 
     script:
+    prefix = task.ext.prefix ?: "${meta.id}"
     def args = task.ext.args ?: ''
     """
     count_alleles.py \\
@@ -26,12 +27,13 @@ process COUNT_ALLELES {
         --donor ${meta.donor} \\
         --cell-type ${meta.cell_type} \\
         --threads ${task.cpus} \\
-        --out ${meta.id}.parquet \\
+        --out ${prefix}.parquet \\
         ${args}
     """
 
     stub:
+    prefix = task.ext.prefix ?: "${meta.id}"
     """
-    touch ${meta.id}.parquet
+    touch ${prefix}.parquet
     """
 }

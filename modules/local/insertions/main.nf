@@ -9,28 +9,30 @@ process INSERTIONS {
     tuple path(fasta), path(fai)
 
     output:
-    tuple val(meta), path("${meta.id}.bw"), emit: bigwig
-    tuple val(meta), path("${meta.id}.insertions.json"), emit: stats
+    tuple val(meta), path("${prefix}.bw"), emit: bigwig
+    tuple val(meta), path("${prefix}.insertions.json"), emit: stats
     tuple val("${task.process}"), val('caveat'), eval('insertions.py --version'), emit: versions_caveat, topic: versions
 
     when:
     task.ext.when == null || task.ext.when
 
     script:
+    prefix = task.ext.prefix ?: "${meta.id}"
     def args = task.ext.args ?: ''
     """
     insertions.py \\
         --fasta ${fasta} \\
         --bam ${bam} \\
         --sample ${meta.id} \\
-        --out-bw ${meta.id}.bw \\
-        --stats ${meta.id}.insertions.json \\
+        --out-bw ${prefix}.bw \\
+        --stats ${prefix}.insertions.json \\
         ${args}
     """
 
     stub:
+    prefix = task.ext.prefix ?: "${meta.id}"
     """
-    touch ${meta.id}.bw
-    echo '{"sample": "${meta.id}", "fragments": 0}' > ${meta.id}.insertions.json
+    touch ${prefix}.bw
+    echo '{"sample": "${meta.id}", "fragments": 0}' > ${prefix}.insertions.json
     """
 }

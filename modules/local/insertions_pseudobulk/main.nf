@@ -9,27 +9,29 @@ process INSERTIONS_PSEUDOBULK {
     tuple path(fasta), path(fai)
 
     output:
-    tuple val(meta), path("${meta.id}.pseudobulk.bw"), emit: bigwig
-    tuple val(meta), path("${meta.id}.pseudobulk.json"), emit: stats
+    tuple val(meta), path("${prefix}.pseudobulk.bw"), emit: bigwig
+    tuple val(meta), path("${prefix}.pseudobulk.json"), emit: stats
     tuple val("${task.process}"), val('caveat'), eval('insertions.py --version'), emit: versions_caveat, topic: versions
 
     when:
     task.ext.when == null || task.ext.when
 
     script:
+    prefix = task.ext.prefix ?: "${meta.id}"
     def args = task.ext.args ?: ''
     """
     insertions.py \\
         --fasta ${fasta} \\
         --pseudobulk ${bigwigs} \\
-        --out-bw ${meta.id}.pseudobulk.bw \\
-        --stats ${meta.id}.pseudobulk.json \\
+        --out-bw ${prefix}.pseudobulk.bw \\
+        --stats ${prefix}.pseudobulk.json \\
         ${args}
     """
 
     stub:
+    prefix = task.ext.prefix ?: "${meta.id}"
     """
-    touch ${meta.id}.pseudobulk.bw
-    echo '{"cell_type": "${meta.id}"}' > ${meta.id}.pseudobulk.json
+    touch ${prefix}.pseudobulk.bw
+    echo '{"cell_type": "${meta.id}"}' > ${prefix}.pseudobulk.json
     """
 }

@@ -15,15 +15,16 @@ process SCORE_VARIANTS {
     path contig_map
 
     output:
-    tuple val(meta), path("variant_scores.${meta.id}.parquet"), emit: scores
-    tuple val(meta), path("variant_scores.${meta.id}.summary.json"), emit: summary
-    tuple val(meta), path("vcf_scores.${meta.id}.parquet"), emit: vcf_scores, optional: true
+    tuple val(meta), path("variant_scores.${prefix}.parquet"), emit: scores
+    tuple val(meta), path("variant_scores.${prefix}.summary.json"), emit: summary
+    tuple val(meta), path("vcf_scores.${prefix}.parquet"), emit: vcf_scores, optional: true
     tuple val("${task.process}"), val('caveat'), eval('score_variants.py --version'), emit: versions_caveat, topic: versions
 
     when:
     task.ext.when == null || task.ext.when
 
     script:
+    prefix = task.ext.prefix ?: "${meta.id}"
     def args = task.ext.args ?: ''
     def cell_type = meta.cell_type ? "--cell-type ${meta.cell_type}" : ''
     def map_arg = contig_map ? "--contig-map ${contig_map}" : ''
@@ -36,8 +37,8 @@ process SCORE_VARIANTS {
         --vcf ${score_vcf} \\
         ${map_arg} \\
         --threads ${task.cpus} \\
-        --out vcf_scores.${meta.id}.parquet \\
-        --summary vcf_scores.${meta.id}.summary.json \\
+        --out vcf_scores.${prefix}.parquet \\
+        --summary vcf_scores.${prefix}.summary.json \\
         ${args}
     """ : ''
     """
@@ -48,15 +49,16 @@ process SCORE_VARIANTS {
         --fasta ${fasta} \\
         --variant-sets ${variant_tables.join(' ')} \\
         --threads ${task.cpus} \\
-        --out variant_scores.${meta.id}.parquet \\
-        --summary variant_scores.${meta.id}.summary.json \\
+        --out variant_scores.${prefix}.parquet \\
+        --summary variant_scores.${prefix}.summary.json \\
         ${args}
     ${vcf_scores}
     """
 
     stub:
+    prefix = task.ext.prefix ?: "${meta.id}"
     """
-    touch variant_scores.${meta.id}.parquet
-    echo '{"rows": 0}' > variant_scores.${meta.id}.summary.json
+    touch variant_scores.${prefix}.parquet
+    echo '{"rows": 0}' > variant_scores.${prefix}.summary.json
     """
 }

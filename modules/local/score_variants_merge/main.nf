@@ -9,7 +9,7 @@ process SCORE_VARIANTS_MERGE {
     tuple val(meta), path(tables, stageAs: 'parts/*')
 
     output:
-    tuple val(meta), path("${meta.id}.parquet"), emit: scores
+    tuple val(meta), path("${prefix}.parquet"), emit: scores
     tuple val(meta), path("${meta.summary}"), emit: summary
     tuple val("${task.process}"), val('caveat'), eval('score_variants.py --version'), emit: versions_caveat, topic: versions
 
@@ -17,18 +17,20 @@ process SCORE_VARIANTS_MERGE {
     task.ext.when == null || task.ext.when
 
     script:
+    prefix = task.ext.prefix ?: "${meta.id}"
     def args = task.ext.args ?: ''
     """
     score_variants.py \\
         --merge ${tables} \\
-        --out ${meta.id}.parquet \\
+        --out ${prefix}.parquet \\
         --summary ${meta.summary} \\
         ${args}
     """
 
     stub:
+    prefix = task.ext.prefix ?: "${meta.id}"
     """
-    touch ${meta.id}.parquet
+    touch ${prefix}.parquet
     echo '{"rows": 0, "tables": 0}' > ${meta.summary}
     """
 }

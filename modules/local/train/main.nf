@@ -10,7 +10,7 @@ process TRAIN {
 
     output:
     tuple val(meta), path("models/${meta.model_path}"), emit: model
-    tuple val(meta), path("train.${meta.id}.summary.json"), emit: summary
+    tuple val(meta), path("train.${prefix}.summary.json"), emit: summary
     tuple val("${task.process}"), val('caveat'), eval('train.py --version'), emit: versions_caveat, topic: versions
     tuple val("${task.process}"), val('torch'), eval('python3 -c "import torch; print(torch.__version__)"'), emit: versions_torch, topic: versions
 
@@ -18,8 +18,11 @@ process TRAIN {
     task.ext.when == null || task.ext.when
 
     script:
+    prefix = task.ext.prefix ?: "${meta.id}"
     def args = task.ext.args ?: ''
     def cell_type = meta.cell_type ? "--cell-type ${meta.cell_type}" : ''
+    // train.py names its summary train.<regime>[.<cell type>].summary.json (= meta.id)
+    def rename = "${prefix}" == "${meta.id}" ? '' : "mv train.${meta.id}.summary.json train.${prefix}.summary.json"
     """
     train.py \\
         --windows ${windows} \\
@@ -30,12 +33,14 @@ process TRAIN {
         --threads ${task.cpus} \\
         --outdir . \\
         ${args}
+    ${rename}
     """
 
     stub:
+    prefix = task.ext.prefix ?: "${meta.id}"
     """
     mkdir -p models/${meta.model_path}
     touch models/${meta.model_path}/model.pt models/${meta.model_path}/history.parquet
-    echo '{"models": {}}' > train.${meta.id}.summary.json
+    echo '{"models": {}}' > train.${prefix}.summary.json
     """
 }

@@ -13,8 +13,8 @@ process WASP_REMAP {
     tuple path(index, stageAs: 'aligner_index/*'), val(index_prefix)
 
     output:
-    tuple val(meta), val(chrom), path("${meta.id}.${chrom}.bam"), path("${meta.id}.${chrom}.bam.bai"), emit: bam
-    tuple val(meta), path("${meta.id}.${chrom}.stats.json"), emit: stats
+    tuple val(meta), val(chrom), path("${prefix}.${chrom}.bam"), path("${prefix}.${chrom}.bam.bai"), emit: bam
+    tuple val(meta), path("${prefix}.${chrom}.stats.json"), emit: stats
     tuple val("${task.process}"), val('caveat'), eval('wasp_remap.py --version'), emit: versions_caveat, topic: versions
     tuple val("${task.process}"), val('bowtie2'), eval('bowtie2 --version 2>&1 | head -n 1 | sed "s/^.*version //"'), emit: versions_bowtie2, topic: versions
 
@@ -22,8 +22,8 @@ process WASP_REMAP {
     task.ext.when == null || task.ext.when
 
     script:
+    prefix = task.ext.prefix ?: "${meta.id}"
     def args = task.ext.args ?: ''
-    def prefix = "${meta.id}.${chrom}"
     // the het sites come from WASP_REMAP_SITES (the VCF is read once per run, not per task)
     """
     wasp_remap.py \\
@@ -36,15 +36,15 @@ process WASP_REMAP {
         --chrom ${chrom} \\
         --aligner-index aligner_index/${index_prefix} \\
         --threads ${task.cpus} \\
-        --out-bam ${prefix}.bam \\
-        --out-stats ${prefix}.stats.json \\
+        --out-bam ${prefix}.${chrom}.bam \\
+        --out-stats ${prefix}.${chrom}.stats.json \\
         ${args}
     """
 
     stub:
-    def prefix = "${meta.id}.${chrom}"
+    prefix = task.ext.prefix ?: "${meta.id}"
     """
-    touch ${prefix}.bam ${prefix}.bam.bai
-    echo '{"sample": "${meta.id}", "reads_in": 0}' > ${prefix}.stats.json
+    touch ${prefix}.${chrom}.bam ${prefix}.${chrom}.bam.bai
+    echo '{"sample": "${meta.id}", "reads_in": 0}' > ${prefix}.${chrom}.stats.json
     """
 }

@@ -10,28 +10,30 @@ process WASP_REMAP_GATHER {
     tuple val(meta), path(bams, stageAs: 'chroms/*'), path(stats, stageAs: 'chroms/*')
 
     output:
-    tuple val(meta), path("${meta.id}.bam"), path("${meta.id}.bam.bai"), emit: bam
-    tuple val(meta), path("${meta.id}.stats.json"), emit: stats
+    tuple val(meta), path("${prefix}.bam"), path("${prefix}.bam.bai"), emit: bam
+    tuple val(meta), path("${prefix}.stats.json"), emit: stats
     tuple val("${task.process}"), val('caveat'), eval('wasp_remap.py --version'), emit: versions_caveat, topic: versions
 
     when:
     task.ext.when == null || task.ext.when
 
     script:
+    prefix = task.ext.prefix ?: "${meta.id}"
     def args = task.ext.args ?: ''
     """
     wasp_remap.py \\
         --gather ${bams} \\
         --part-stats ${stats} \\
         --sample ${meta.id} \\
-        --out-bam ${meta.id}.bam \\
-        --out-stats ${meta.id}.stats.json \\
+        --out-bam ${prefix}.bam \\
+        --out-stats ${prefix}.stats.json \\
         ${args}
     """
 
     stub:
+    prefix = task.ext.prefix ?: "${meta.id}"
     """
-    touch ${meta.id}.bam ${meta.id}.bam.bai
-    echo '{"sample": "${meta.id}"}' > ${meta.id}.stats.json
+    touch ${prefix}.bam ${prefix}.bam.bai
+    echo '{"sample": "${meta.id}"}' > ${prefix}.stats.json
     """
 }
