@@ -457,7 +457,9 @@ def test_blacklist_and_depth_outliers_are_dropped_and_counted(tmp_path):
     cli = pd.read_parquet(tmp_path / "o.parquet")
     assert cli["variant_id"].tolist() == table["variant_id"].tolist()
     np.testing.assert_array_equal(cli["qvalue"], table["qvalue"])
-    assert json.loads((tmp_path / "o.json").read_text())["blacklist"] == {"regions": 3, "bp": 20 + 1 + 16000}
+    cli_summary = json.loads((tmp_path / "o.json").read_text())
+    assert cli_summary["blacklist"] == {"regions": 3, "bp": 20 + 1 + 16000}
+    assert cli_summary["params"]["blacklist"] == "blacklist.bed"  # no absolute path in an output
 
 
 def test_bad_blacklist_names_the_file_and_line(tmp_path):

@@ -522,7 +522,8 @@ def _summary(counts, read_sites, sites, table, per_ct, per_donor, per_sample, pa
     n_tested = int(len(table))
     dropped = {k: sum(c["dropped"][k] for c in per_ct.values()) for k in FILTERS}
     return {
-        "params": {k: params[k] for k in sorted(PARAMS)},
+        # a path param by file name: the same study in another folder writes the same summary
+        "params": {k: Path(params[k]).name if k == "blacklist" and params[k] else params[k] for k in sorted(PARAMS)},
         "n_count_rows": int(len(counts)),
         "n_sites": int(len(read_sites)),
         "n_tested": n_tested,
