@@ -10,7 +10,7 @@ import pytest
 
 from caveat.engine import StepContext
 from caveat.errors import InputError
-from caveat.match_negatives import (PARAMS, SPLIT_PARAMS, bin_values, depth_edges, main, match_depth,
+from caveat.match_negatives import (CARRY, PARAMS, SPLIT_PARAMS, bin_values, depth_edges, main, match_depth,
                                     match_negatives, match_strata, run_step)
 from test_call_imbalance import make_study, run as run_imbalance
 
@@ -138,7 +138,9 @@ def test_step_outputs_match_bins_per_cell_type(sets_run):
     for ct in ("ct_a", "ct_b"):
         s = sets[sets["cell_type"] == ct]
         t = imb[imb["cell_type"] == ct]
-        pos, neg = s[s["set"] == "positive"], s[s["set"] == "negative"]
+        pos, neg = s[s["set"] == "positive"], s[s["negative_set"] == "depth_matched"]
+        assert set(s.loc[s["set"] == "negative", "negative_set"]) <= {"depth_matched", "region_controlled"}
+        assert s.loc[s["set"] == "positive", "negative_set"].isna().all()
         # positives are all imbalanced sites, negatives are balanced ones, no overlap, no repeats
         assert set(pos["variant_id"]) == set(t.loc[t["label"] == "imbalanced", "variant_id"])
         assert set(neg["variant_id"]) <= set(t.loc[t["label"] == "balanced", "variant_id"])
@@ -183,11 +185,12 @@ def test_same_seed_same_bytes_other_seed_differs(sets_run, tmp_path):
     run_step(StepContext(params=params, outdir=outdir))
     assert (outdir / "variant_sets.parquet").read_bytes() == before
     out = tmp_path / "vs.parquet"
+    peaks = ["--peaks", str(outdir / "peaks.parquet")] if (outdir / "peaks.parquet").exists() else []
     main(["--imbalance", str(outdir / "imbalance.parquet"), "--out", str(out), "--stratum-out",
-          str(tmp_path / "st.parquet"), "--summary", str(tmp_path / "s.json"), "--seed", "0"])
+          str(tmp_path / "st.parquet"), "--summary", str(tmp_path / "s.json"), "--seed", "0", *peaks])
     assert out.read_bytes() == before  # the CLI is the same computation
     main(["--imbalance", str(outdir / "imbalance.parquet"), "--out", str(out), "--stratum-out",
-          str(tmp_path / "st.parquet"), "--summary", str(tmp_path / "s.json"), "--seed", "5"])
+          str(tmp_path / "st.parquet"), "--summary", str(tmp_path / "s.json"), "--seed", "5", *peaks])
     a, b = pd.read_parquet(outdir / "variant_sets.parquet"), pd.read_parquet(out)
     assert len(a) == len(b) and set(a["variant_id"]) != set(b["variant_id"])
 
@@ -211,3 +214,90 @@ def test_bad_params_and_missing_input(tmp_path):
                         {"match_target_ratio": -1}, 0)
     with pytest.raises(InputError, match="call_imbalance"):
         run_step(StepContext(params={**PARAMS, "seed": 0}, outdir=tmp_path))
+
+
+# ---------------------------------------------------------------- region-controlled negatives (issue 18 point 2)
+
+
+def test_region_controlled_negatives_come_from_the_positives_peaks(sets_run):
+    outdir, params = sets_run
+    imb = pd.read_parquet(outdir / "imbalance.parquet")
+    sets = pd.read_parquet(outdir / "variant_sets.parquet")
+    summary = json.loads((outdir / "match_negatives.summary.json").read_text())
+    assert summary["n_negative_region_controlled"] > 20
+    for ct in ("ct_a", "ct_b"):
+        s = sets[sets["cell_type"] == ct]
+        t = imb[imb["cell_type"] == ct]
+        reg = s[s["negative_set"] == "region_controlled"]
+        pos_peaks = set(s.loc[s["set"] == "positive", "peak_id"].dropna())
+        assert set(reg["variant_id"]) <= set(t.loc[t["label"] == "balanced", "variant_id"])
+        assert not reg["variant_id"].duplicated().any()
+        same = reg[reg["region_match"] == "same_peak"]
+        assert len(same) and set(same["peak_id"]) <= pos_peaks
+        # per peak never more than ratio × its positives; a peak short of balanced sites gave all it had
+        n_pos = s[s["set"] == "positive"].groupby("peak_id").size()
+        n_same = same.groupby("peak_id").size().reindex(n_pos.index, fill_value=0)
+        n_bal = t[t["label"] == "balanced"].groupby("peak_id").size().reindex(n_pos.index, fill_value=0)
+        np.testing.assert_array_equal(n_same, np.minimum(params["region_match_ratio"] * n_pos, n_bal))
+        info = summary["cell_types"][ct]["region_controlled"]
+        assert info["n_same_peak"] + info["n_matched_peak"] + info["n_unfilled"] == info["n_wanted"]
+        assert info["n_wanted"] == params["region_match_ratio"] * n_pos.sum()
+
+
+def _strong_peak_study(seed=0):
+    """Positives only in strong peaks; balanced sites in every peak, mostly weak ones; some strong peaks hold
+    positives but no balanced site (the fallback fills them from other strong peaks)."""
+    rng = np.random.default_rng(seed)
+    n_peaks = 400
+    strong = np.arange(n_peaks) < 100
+    peaks = pd.DataFrame({"peak_id": [f"pk{i:04d}" for i in range(n_peaks)], "start": np.arange(n_peaks) * 5000,
+                          "end": np.arange(n_peaks) * 5000 + 500,
+                          "value_A": np.where(strong, rng.lognormal(7, 0.2, n_peaks), rng.lognormal(2, 0.2, n_peaks))})
+    rows = []
+    for i in range(n_peaks):
+        n_pos = rng.integers(1, 4) if strong[i] else 0
+        n_bal = 0 if (strong[i] and i % 10 == 0) else (rng.integers(1, 6) if strong[i] else rng.integers(2, 9))
+        for j in range(n_pos + n_bal):
+            label = "imbalanced" if j < n_pos else "balanced"
+            pos = int(peaks.start[i] + rng.integers(0, 500))
+            rows.append({"cell_type": "A", "variant_id": f"chr1:{pos}:A:G", "chrom": "chr1", "pos": pos, "ref": "A",
+                         "alt": "G", "donor": "D1", "total": int(rng.integers(21, 200)),
+                         "ref_ratio": rng.choice([0.2, 0.8]) if label == "imbalanced" else 0.5,
+                         "pvalue": 0.5, "qvalue": 0.5, "label": label, "peak_id": peaks.peak_id[i],
+                         "peak_kind": "ubiquitous", "cluster": 0, "cluster_label": "ubiquitous",
+                         "stratum": "ubiquitous"})
+    return pd.DataFrame(rows)[list(CARRY)], peaks
+
+
+def test_region_controlled_auroc_is_chance_for_a_score_that_only_knows_strong_peaks():
+    from sklearn.metrics import roc_auc_score
+
+    imb, peaks = _strong_peak_study()
+    sets, _, summary = match_negatives(imb, {"match_bins": 5, "match_min_bins": 2}, 0, peaks=peaks)
+    strength = sets["peak_id"].map(peaks.set_index("peak_id")["value_A"])  # the score: peak strength only
+    pos = sets["set"] == "positive"
+    auc = {}
+    for name in ("depth_matched", "region_controlled"):
+        m = pos | (sets["negative_set"] == name)
+        auc[name] = roc_auc_score(pos[m], strength[m])
+    assert auc["depth_matched"] > 0.9
+    assert abs(auc["region_controlled"] - 0.5) < 0.1
+    reg = sets[sets["negative_set"] == "region_controlled"]
+    info = summary["cell_types"]["A"]["region_controlled"]
+    assert info["n_matched_peak"] > 0 and info["n_unfilled"] < 0.1 * info["n_wanted"]
+    assert info["n_same_peak"] + info["n_matched_peak"] + info["n_unfilled"] == info["n_wanted"] == pos.sum()
+    # the fallback stays in the positives' value range: matched-peak negatives come from strong peaks
+    strong = set(peaks.peak_id[:100])
+    assert set(reg.loc[reg["region_match"] == "matched_peak", "peak_id"]) <= strong
+    # without peaks.parquet the short peaks stay short
+    sets2, _, s2 = match_negatives(imb, {"match_bins": 5, "match_min_bins": 2}, 0)
+    i2 = s2["cell_types"]["A"]["region_controlled"]
+    assert i2["n_matched_peak"] == 0 and i2["n_unfilled"] == info["n_matched_peak"] + info["n_unfilled"]
+
+
+def test_region_match_ratio_zero_and_negative():
+    imb, peaks = _strong_peak_study(1)
+    sets, _, summary = match_negatives(imb, {"region_match_ratio": 0}, 0, peaks=peaks)
+    assert (sets["negative_set"] != "region_controlled").all() and summary["n_negative_region_controlled"] == 0
+    with pytest.raises(InputError, match="region_match_ratio"):
+        match_negatives(imb, {"region_match_ratio": -1}, 0)

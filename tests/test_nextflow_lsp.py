@@ -24,7 +24,8 @@ pytestmark = pytest.mark.skipif(shutil.which("java") is None,
 MISSING_INCLUDE = "include { NOT_A_MODULE } from '../modules/local/not_a_module/main'\n"
 UNDEFINED = "    ch_oops = channel.of(undefined_thing_xyz)\n"
 # (in another file: the type-checking phase runs only on files that resolve)
-WRONG_ARITY = ("MATCH_NEGATIVES(CALL_IMBALANCE.out.imbalance)", "MATCH_NEGATIVES(CALL_IMBALANCE.out.imbalance, peaks)")
+_MN = "MATCH_NEGATIVES(CALL_IMBALANCE.out.imbalance, peaks.map { _meta, parquet -> parquet }"
+WRONG_ARITY = (_MN + ")", _MN + ", peaks)")
 
 
 def _copy_nextflow_tree(dst: Path) -> None:

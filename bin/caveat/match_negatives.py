@@ -26,6 +26,26 @@ binned by ``|ref_ratio - 0.5|`` (``stratum_match_bins`` equal-width bins on
 stratum, drawn at random: both strata then have the same binned imbalance
 distribution. Variants in other cell types' specific peaks are left out.
 
+Region-controlled negatives (issue 18 point 2; beyond the study): a second
+negative set drawn from the **same peaks** as the positives, so that a score
+that only knows "this peak is strong/open" cannot separate the sets. For every
+peak holding positives, ``region_match_ratio ×`` its positive count of balanced
+sites of the same peak are drawn at random (``region_match = same_peak``).
+Where a peak has too few balanced sites, each of its positives' shortfall is
+drawn from balanced sites of other peaks in the same cell (``matched_peak``):
+``region_match_bins`` equal-count bins of the peak's value in this cell type
+(log2(value_<ct> + 1) of ``peaks.parquet``; ``acc_<ct>`` when there is no
+value column; quantiles of the positives' peaks; a peak outside the
+positives' value range is never drawn) × ``region_match_bins``
+equal-width bins of the distance to the peak centre (the summit of a union
+peak) relative to the half-width, on [0, 1]. A cell that runs short leaves
+the shortfall unfilled (counted). Without ``peaks.parquet`` only same-peak
+draws are made; positives outside every peak get none. These rows are
+``set = negative`` with ``negative_set = region_controlled``; the
+depth-matched ones have ``negative_set = depth_matched``; positives have a
+null ``negative_set`` (they enter both comparisons). A balanced site may be
+in both negative sets (two rows).
+
 Both tables carry ``split`` (train/valid/test by ``valid_chroms``/``test_chroms``)
 so that every variant metric can also be reported on the held-out chromosomes.
 
@@ -58,13 +78,16 @@ PARAMS = {
     "match_min_bins": 10,      # ... sparse bins always, dense ones down to this many bins
     "match_max_ratio": 0,      # cap on negatives per positive; 0 = as many as the bins allow
     "stratum_match_bins": 20,  # equal-width bins of |ref_ratio - 0.5| on [0, 0.5] for the Fig. 4B control
+    "region_match_ratio": 1,   # region-controlled negatives per positive, from the positive's own peak (0: none)
+    "region_match_bins": 5,    # fallback bins of peak value and of distance to the peak centre
 }
 SPLIT_PARAMS = {"valid_chroms": ["chr7", "chr14", "chr15"], "test_chroms": ["chr4", "chr5"]}
 CARRY = ("cell_type", "variant_id", "chrom", "pos", "ref", "alt", "donor", "total", "ref_ratio", "pvalue",
          "qvalue", "label", "peak_id", "peak_kind", "cluster", "cluster_label", "stratum")
-SETS_COLUMNS = ("cell_type", "variant_id", "chrom", "pos", "ref", "alt", "donor", "set", "match_bin", "total",
-                "ref_ratio", "pvalue", "qvalue", "peak_id", "peak_kind", "cluster", "cluster_label", "stratum",
-                "split")
+SETS_COLUMNS = ("cell_type", "variant_id", "chrom", "pos", "ref", "alt", "donor", "set", "negative_set",
+                "region_match", "match_bin", "total", "ref_ratio", "pvalue", "qvalue", "peak_id", "peak_kind",
+                "cluster", "cluster_label", "stratum", "split")
+DEPTH, REGION = "depth_matched", "region_controlled"
 STRATUM_COLUMNS = ("cell_type", "variant_id", "chrom", "pos", "ref", "alt", "donor", "peak_id", "peak_kind",
                    "cluster", "cluster_label", "stratum", "split", "label", "total", "ref_ratio",
                    "abs_ref_ratio_dev", "match_bin")
@@ -286,10 +309,118 @@ def match_strata(dev: np.ndarray, kind: np.ndarray, n_bins: int, rng: np.random.
             "before": {k: v.tolist() for k, v in counts.items()}, "per_kind_after": quota.tolist()}
 
 
+def peak_features(peaks: pd.DataFrame | None, cell_type: str) -> pd.DataFrame | None:
+    """peak_id → ``value`` (log2(peak value + 1) in this cell type), ``centre`` and ``half`` (bp), or None.
+
+    The value is ``value_<cell type>`` of ``peaks.parquet`` (else ``acc_<cell type>``);
+    the centre is the interval's midpoint (a union peak is centred on its summit).
+    """
+    if peaks is None:
+        return None
+    col = next((c for c in (f"value_{cell_type}", f"acc_{cell_type}") if c in peaks.columns), None)
+    if col is None or not {"peak_id", "start", "end"} <= set(peaks.columns):
+        return None
+    p = peaks.drop_duplicates("peak_id").set_index("peak_id")
+    v = p[col].to_numpy(np.float64)
+    value = np.log2(np.maximum(v, 0) + 1.0) if col.startswith("value_") else v
+    start, end = p["start"].to_numpy(np.float64), p["end"].to_numpy(np.float64)
+    return pd.DataFrame({"value": value, "centre": (start + end) / 2, "half": np.maximum((end - start) / 2, 1.0)},
+                        index=p.index)
+
+
+def _split_shortfall(peak_codes: np.ndarray, short: np.ndarray) -> np.ndarray:
+    """Each positive's share of its peak's shortfall (``short`` per peak code), summing to it exactly."""
+    order = np.argsort(peak_codes, kind="mergesort")
+    sc = peak_codes[order]
+    rank = np.arange(sc.size) - np.searchsorted(sc, sc, side="left")
+    n = np.bincount(peak_codes, minlength=short.size)[sc]
+    s = short[sc]
+    out = np.empty(peak_codes.size, np.int64)
+    out[order] = s // n + (rank < s % n)
+    return out
+
+
+def feature_cells(value: np.ndarray, rel_dist: np.ndarray, value_edges: np.ndarray, n_bins: int) -> np.ndarray:
+    """Cell (value bin × distance bin) of each site; -1 for a value outside the positives' range.
+
+    Parameters
+    ----------
+    value, rel_dist : (m,) arrays; rel_dist in [0, 1] (clipped)
+    value_edges : (k + 1,) increasing edges (quantiles of the positives' peak values; last bin closed)
+    """
+    vb = bin_values(np.asarray(value, dtype=np.float64), value_edges)
+    db = np.clip((np.clip(rel_dist, 0.0, 1.0) * n_bins).astype(np.int64), 0, n_bins - 1)
+    return np.where(vb >= 0, vb * n_bins + db, -1)
+
+
+def match_region(t: pd.DataFrame, feats: pd.DataFrame | None, ratio: int, n_bins: int,
+                 rng: np.random.Generator) -> dict:
+    """Region-controlled negatives of one cell type (rule in the module docstring).
+
+    Parameters
+    ----------
+    t : the cell type's rows of imbalance.parquet (m rows: label, peak_id, pos)
+    feats : :func:`peak_features` or None
+
+    Returns
+    -------
+    dict
+        ``same_peak``, ``matched_peak`` (bool, shape (m,): chosen balanced rows),
+        counts ``n_wanted``, ``n_same_peak``, ``n_matched_peak``, ``n_unfilled``,
+        ``n_positive_outside_peaks``.
+    """
+    pid = t["peak_id"].astype(object).where(t["peak_id"].notna(), None).to_numpy()
+    in_peak = pd.notna(pid)
+    is_pos = (t["label"] == "imbalanced").to_numpy() & in_peak
+    is_bal = (t["label"] == "balanced").to_numpy() & in_peak
+    codes, uniq = pd.factorize(pd.Series(pid[in_peak]), sort=True)
+    code = np.full(len(t), -1, np.int64)
+    code[in_peak] = codes
+    n_pos = np.bincount(code[is_pos], minlength=uniq.size)
+    quota = ratio * n_pos
+    same = np.zeros(len(t), bool)
+    same[is_bal] = take_per_bin(code[is_bal], quota, rng)
+    short = quota - np.bincount(code[same], minlength=uniq.size)
+    need = _split_shortfall(code[is_pos], short)
+    matched, unfilled = np.zeros(len(t), bool), int(need.sum())
+    if feats is not None and need.sum() > 0:
+        matched, unfilled = _fill_from_matched_peaks(t, feats, pid, is_pos, is_bal & ~same, need, n_bins, rng)
+    return {"same_peak": same, "matched_peak": matched, "n_wanted": int(quota.sum()),
+            "n_same_peak": int(same.sum()), "n_matched_peak": int(matched.sum()), "n_unfilled": unfilled,
+            "n_positive_outside_peaks": int(((t["label"] == "imbalanced").to_numpy() & ~in_peak).sum())}
+
+
+def _fill_from_matched_peaks(t, feats, pid, is_pos, cand, need, n_bins, rng) -> tuple[np.ndarray, int]:
+    """Draw each positive's shortfall from balanced sites of other peaks in its (value × distance) cell."""
+    known = np.array([p in feats.index for p in pid]) if len(pid) else np.zeros(0, bool)
+    f = feats.reindex(pd.Series(pid).where(known, None))
+    rel = np.abs(t["pos"].to_numpy(np.float64) - f["centre"].to_numpy()) / f["half"].to_numpy()
+    value = f["value"].to_numpy()
+    pos_idx = np.flatnonzero(is_pos)
+    ok_pos = known[pos_idx]
+    chosen = np.zeros(len(t), bool)
+    if not ok_pos.any():
+        return chosen, int(need.sum())
+    edges = np.unique(np.quantile(value[pos_idx[ok_pos]], np.linspace(0, 1, n_bins + 1)))
+    edges = edges if edges.size >= 2 else np.array([-np.inf, np.inf])  # one value: a single value bin
+    cells = np.full(len(t), -1, np.int64)
+    kn = np.flatnonzero(known)
+    cells[kn] = feature_cells(value[kn], rel[kn], edges, n_bins)
+    n_cells = (edges.size - 1) * n_bins
+    want = np.bincount(cells[pos_idx[ok_pos]], weights=need[ok_pos], minlength=n_cells).astype(np.int64)
+    c = np.flatnonzero(cand & known)
+    chosen[c] = take_per_bin(cells[c], want, rng)
+    return chosen, int(need.sum() - chosen.sum())
+
+
 # --------------------------------------------------------------------------- whole table
 def match_negatives(imbalance: pd.DataFrame, params: dict, seed: int,
-                    logger: logging.Logger = log) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """Depth-matched sets and stratum-matched sets for every cell type of ``imbalance``.
+                    logger: logging.Logger = log, peaks: pd.DataFrame | None = None
+                    ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Depth-matched (and region-controlled) sets and stratum-matched sets for every cell type of ``imbalance``.
+
+    ``peaks`` (``peaks.parquet``, optional) gives the peak values and centres
+    of the region-controlled fallback draw.
 
     Returns
     -------
@@ -311,15 +442,19 @@ def match_negatives(imbalance: pd.DataFrame, params: dict, seed: int,
                         cell_type_rng(seed, ct), target=params["match_target_ratio"],
                         min_bins=params["match_min_bins"])
         neg = bal[m["chosen"]]
-        sets.append(pd.concat([pos.assign(set="positive", match_bin=m["pos_bin"]),
-                               neg.assign(set="negative", match_bin=m["neg_bin"][m["chosen"]])],
-                              ignore_index=True))
+        parts = [pos.assign(set="positive", negative_set=None, region_match=None, match_bin=m["pos_bin"]),
+                 neg.assign(set="negative", negative_set=DEPTH, region_match=None, match_bin=m["neg_bin"][m["chosen"]])]
         _log_depth(logger, ct, len(pos), len(bal), len(neg), m, cap)
+        region = _region_set(t, peaks, ct, params, seed, logger)
+        if region is not None:
+            parts.append(region[0])
+        sets.append(pd.concat(parts, ignore_index=True))
         per_ct[ct] = {"n_positive": int(len(pos)), "n_balanced": int(len(bal)), "n_negative": int(len(neg)),
                       "n_balanced_below_range": int((m["neg_bin"] < 0).sum()),
                       **{k: m[k] for k in ("multiplier", "max_multiplier", "limiting_bin")},
                       "bins": {k: m.get(k) for k in ("edges", "bin_ranges", "merges", "unmerged_multiplier",
-                                                      "n_positive", "n_balanced", "n_negative")}}
+                                                      "n_positive", "n_balanced", "n_negative")},
+                      "region_controlled": None if region is None else region[1]}
         if has_strata:
             s, info = _strata(t, params["stratum_match_bins"], cell_type_rng(seed + 1, ct))
             strata.append(s)
@@ -334,21 +469,48 @@ def match_negatives(imbalance: pd.DataFrame, params: dict, seed: int,
     strata_df = _typed(pd.concat(strata, ignore_index=True) if strata else None, STRATUM_COLUMNS)
     summary = {"params": {k: params[k] for k in sorted({**PARAMS, **SPLIT_PARAMS})}, "seed": int(seed),
                "n_positive": int((sets_df["set"] == "positive").sum()),
-               "n_negative": int((sets_df["set"] == "negative").sum()),
+               "n_negative": int((sets_df["negative_set"] == DEPTH).sum()),
+               "n_negative_region_controlled": int((sets_df["negative_set"] == REGION).sum()),
                "multiplier": {ct: v["multiplier"] for ct, v in per_ct.items()},
                "has_peak_strata": bool(has_strata), "cell_types": per_ct,
                "message": None if len(imbalance) else "imbalance.parquet is empty: no sets to match"}
     return sets_df, strata_df, summary
 
 
+def _region_set(t: pd.DataFrame, peaks, ct: str, params: dict, seed: int, logger) -> tuple | None:
+    """Region-controlled negative rows of one cell type and their counts (None when switched off / no peaks)."""
+    if not params["region_match_ratio"]:
+        return None
+    if "peak_id" not in t.columns or t["peak_id"].isna().all():
+        logger.info("%s: no peak_id in imbalance.parquet: no region-controlled negatives", ct)
+        return None
+    feats = peak_features(peaks, ct)
+    r = match_region(t, feats, int(params["region_match_ratio"]), int(params["region_match_bins"]),
+                     cell_type_rng(seed + 2, ct))
+    rows = pd.concat([t[r["same_peak"]].assign(region_match="same_peak"),
+                      t[r["matched_peak"]].assign(region_match="matched_peak")], ignore_index=True)
+    rows = rows.assign(set="negative", negative_set=REGION, match_bin=-1)
+    info = {k: v for k, v in r.items() if k.startswith("n_")}
+    info["fallback"] = "peak value and distance to centre" if feats is not None else "none (no peaks.parquet)"
+    logger.info("%s: region-controlled negatives: %d wanted (%d× the positives in peaks), %d from the positives' "
+                "own peaks, %d from other peaks matched on peak value × distance to centre (%s), %d unfilled; "
+                "%d positive(s) outside every peak get none", ct, r["n_wanted"], params["region_match_ratio"],
+                r["n_same_peak"], r["n_matched_peak"], info["fallback"], r["n_unfilled"],
+                r["n_positive_outside_peaks"])
+    return rows, info
+
+
 def check_params(params: dict) -> None:
-    """Bin counts >= 1, a non-negative target and cap."""
-    for k in ("match_bins", "match_min_bins", "stratum_match_bins"):
+    """Bin counts >= 1, a non-negative target, cap and region ratio."""
+    for k in ("match_bins", "match_min_bins", "stratum_match_bins", "region_match_bins"):
         if params[k] < 1:
             raise InputError(k, f"{k} = {params[k]!r} must be >= 1", f"use e.g. {PARAMS[k]}")
     if params["match_target_ratio"] < 0:
         raise InputError("match_target_ratio", f"match_target_ratio = {params['match_target_ratio']!r} must be >= 0",
                          "use e.g. 7 (0: never merge depth bins)")
+    if params["region_match_ratio"] < 0:
+        raise InputError("region_match_ratio", f"region_match_ratio = {params['region_match_ratio']!r} must be >= 0",
+                         "use e.g. 1 (0: no region-controlled negatives)")
     if params["match_max_ratio"] is not None and params["match_max_ratio"] < 0:
         raise InputError("match_max_ratio", "must be >= 0 (0 = no cap)", "use 0 or a positive integer")
 
@@ -429,12 +591,28 @@ def read_imbalance(path: str | Path) -> pd.DataFrame:
     return df
 
 
+def read_peaks(path: str | Path) -> pd.DataFrame:
+    """peaks.parquet (peak_id, start, end, value_<ct>/acc_<ct>) for the region-controlled fallback."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "peaks table not found", "run cluster_peaks first or leave --peaks out")
+    df = pd.read_parquet(path)
+    missing = [c for c in ("peak_id", "start", "end") if c not in df.columns]
+    if missing:
+        raise InputError(path, f"missing column(s) {', '.join(missing)}", "regenerate it with cluster_peaks")
+    log.info("read %d peaks from %s", len(df), path.name)
+    return df
+
+
 # --------------------------------------------------------------------------- engine
 def run_step(ctx: StepContext) -> dict:
     """Local engine: ``imbalance.parquet`` → ``variant_sets.parquet`` (+ stratum-matched table)."""
     imb = read_imbalance(ctx.outdir / "imbalance.parquet")
     ctx.log.info("read %d tested sites from imbalance.parquet", len(imb))
-    sets, strata, summary = match_negatives(imb, ctx.params, ctx.params.get("seed", 0), ctx.log)
+    peaks = read_peaks(ctx.outdir / "peaks.parquet") if (ctx.outdir / "peaks.parquet").exists() else None
+    if peaks is None:
+        ctx.log.info("peaks.parquet not present: region-controlled negatives from the positives' own peaks only")
+    sets, strata, summary = match_negatives(imb, ctx.params, ctx.params.get("seed", 0), ctx.log, peaks=peaks)
     write_outputs(sets, strata, summary, ctx.out("variant_sets.parquet"),
                   ctx.out("variant_sets_stratum_matched.parquet"), ctx.out("match_negatives.summary.json"))
     return {"n_positive": summary["n_positive"], "n_negative": summary["n_negative"],
@@ -442,7 +620,7 @@ def run_step(ctx: StepContext) -> dict:
 
 
 # the seed is a common param; declaring it here puts it in the resume fingerprint
-STEP = Step(name="match_negatives", run=run_step, needs=("call_imbalance",),
+STEP = Step(name="match_negatives", run=run_step, needs=("call_imbalance",), optional_needs=("cluster_peaks",),
             params={**PARAMS, **SPLIT_PARAMS, "seed": 0},
             doc="balanced variants matched to the imbalanced ones on log depth → variant_sets.parquet")
 
@@ -455,19 +633,24 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", default="variant_sets.parquet")
     ap.add_argument("--stratum-out", default="variant_sets_stratum_matched.parquet")
     ap.add_argument("--summary", default="match_negatives.summary.json")
+    ap.add_argument("--peaks", help="peaks.parquet (peak values and centres for the region-controlled fallback)")
     add_param_options(ap, STEP.params,
                       aliases={"match_bins": ["--bins"],
                                "match_max_ratio": ["--max-ratio"], "stratum_match_bins": ["--stratum-bins"]},
                       helps={"match_target_ratio": "merge depth bins that limit the multiplier while it is below "
                                                    "this (0: never merge)",
                              "match_min_bins": "dense depth bins are merged down to this many (sparse ones always)",
-                             "match_max_ratio": "0 = no cap"})
+                             "match_max_ratio": "0 = no cap",
+                             "region_match_ratio": "region-controlled negatives per positive from its own peak "
+                                                   "(0: none)",
+                             "region_match_bins": "fallback bins of peak value and of distance to the peak centre"})
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     params = params_from_args(args, STEP.params)
-    sets, strata, summary = match_negatives(read_imbalance(args.imbalance), params, params["seed"])
+    peaks = read_peaks(args.peaks) if args.peaks else None
+    sets, strata, summary = match_negatives(read_imbalance(args.imbalance), params, params["seed"], peaks=peaks)
     write_outputs(sets, strata, summary, args.out, args.stratum_out, args.summary)
     return 0

@@ -50,6 +50,8 @@ RULES: dict[str, dict] = {
     "match_min_bins": {"minimum": 1},
     "match_max_ratio": {"minimum": 0},
     "stratum_match_bins": {"minimum": 1},
+    "region_match_ratio": {"minimum": 0},
+    "region_match_bins": {"minimum": 1},
     "peak_merge": {"enum": ["auto", "summit", "merge"]},
     "peak_width": {"minimum": 1},
     "peak_macs3_qvalue": {"maximum": 1, "exclusiveMinimum": 0},

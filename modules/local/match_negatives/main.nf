@@ -6,6 +6,7 @@ process MATCH_NEGATIVES {
 
     input:
     tuple val(meta), path(imbalance)
+    path(peaks)   // peaks.parquet: peak values and centres for the region-controlled negatives
 
     output:
     tuple val(meta), path('variant_sets.parquet'), emit: variant_sets
@@ -21,6 +22,7 @@ process MATCH_NEGATIVES {
     """
     match_negatives.py \\
         --imbalance ${imbalance} \\
+        --peaks ${peaks} \\
         --out variant_sets.parquet \\
         --stratum-out variant_sets_stratum_matched.parquet \\
         --summary match_negatives.summary.json \\

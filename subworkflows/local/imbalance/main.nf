@@ -22,7 +22,7 @@ workflow IMBALANCE {
         .map { parquets, names -> [[id: 'all'], parquets, names] }
     CALL_IMBALANCE(ch_counts, peaks.map { _meta, parquet -> parquet }, blacklist)
 
-    MATCH_NEGATIVES(CALL_IMBALANCE.out.imbalance)
+    MATCH_NEGATIVES(CALL_IMBALANCE.out.imbalance, peaks.map { _meta, parquet -> parquet })
 
     emit:
     imbalance    = CALL_IMBALANCE.out.imbalance       // [meta, imbalance.parquet]
