@@ -34,6 +34,7 @@ from .genome import CODE
 from .io import read_parquet, write_json, write_parquet
 from .log import Progress, get_logger
 from .samplesheet import read_samplesheet
+from .step_cli import add_param_options, params_from_args
 
 log = get_logger("count_alleles")
 
@@ -200,23 +201,51 @@ def run_step(ctx: StepContext) -> dict:
     sheet = read_samplesheet(p["input"])
     snps = read_parquet(ctx.outdir / "het_snps.parquet")
     donors = list(dict.fromkeys(sheet["donor"]))
-    tables, per = {}, {}
+    tables = {}
     # every sample is counted and checked before any table is written: a mix-up leaves no counts
     for row in sheet.itertuples():
         bam = ctx.outdir / "wasp" / f"{row.sample}.bam"
         c = _count_checked(bam, snps, row.sample, row.donor, p, p["input"], donors, ctx.threads)
         tables[row.sample] = counts_table(c, row.sample, row.donor, row.cell_type)
-        per[row.sample] = _summary(c, p)
+        fig = _summary(c, p)
         ctx.log.info("%s: read %s; %d het SNPs, %d covered; %d REF, %d ALT, %d other, %d conflicting-mate calls; "
                      "%s of %d well-covered sites show both alleles", row.sample, bam.name, len(c),
-                     per[row.sample]["covered"], per[row.sample]["ref"], per[row.sample]["alt"],
-                     per[row.sample]["other"], per[row.sample]["conflict"], per[row.sample]["both_alleles_share"],
-                     per[row.sample]["concordance_sites"])
+                     fig["covered"], fig["ref"], fig["alt"],
+                     fig["other"], fig["conflict"], fig["both_alleles_share"],
+                     fig["concordance_sites"])
     for sample, t in tables.items():
         write_parquet(t, ctx.out("counts", f"{sample}.parquet"))
-    write_json({"samples": len(sheet), "per_sample": per}, ctx.out("count_alleles.summary.json"))
+    summary = run_summary(tables.values(), p)
+    write_json(summary, ctx.out("count_alleles.summary.json"))
+    per = summary["per_sample"]
     return {"samples": len(sheet), "sites": int(sum(v["sites"] for v in per.values())),
             "ref_fraction": _ref_fraction(per)}
+
+
+def run_summary(tables, params: dict) -> dict:
+    """``count_alleles.summary.json``, for both engines: the local step (its tables in memory) and
+    ``count_alleles.py --summarize`` (Nextflow's COUNT_ALLELES_SUMMARY, the tables read back).
+
+    Parameters
+    ----------
+    tables : iterable of DataFrame
+        Each sample's ``counts/<sample>.parquet`` table (:func:`counts_table` columns), any order.
+    params : dict
+        ``concordance_min_reads`` (the covered-site threshold of the both-allele share).
+
+    Returns
+    -------
+    dict
+        ``samples`` and ``per_sample`` (sample → :func:`_summary` figures), samples sorted by name
+        so that the file does not depend on the order the tables came in.
+    """
+    per = {}
+    for t in tables:
+        sample = str(t["sample"].iloc[0]) if len(t) else str(t.attrs.get("sample", ""))
+        if sample in per:
+            raise InputError(t.attrs.get("path"), f"sample {sample!r} given twice", "pass each sample's counts once")
+        per[sample] = _summary(t, params)
+    return {"samples": len(per), "per_sample": dict(sorted(per.items()))}
 
 
 def _count_checked(bam, snps: pd.DataFrame, sample: str, donor: str, p: dict, file, donors: list[str],
@@ -261,12 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--sample")
     ap.add_argument("--donor")
     ap.add_argument("--cell-type")
-    ap.add_argument("--min-mapq", type=int, default=PARAMS["min_mapq"])
-    ap.add_argument("--min-base-quality", type=int, default=PARAMS["min_base_quality"])
-    ap.add_argument("--concordance-min-reads", type=int, default=PARAMS["concordance_min_reads"])
-    ap.add_argument("--concordance-min-both-alleles", type=float, default=PARAMS["concordance_min_both_alleles"],
-                    help="least share of covered het sites showing both alleles (else the sample's donor is wrong)")
-    ap.add_argument("--concordance-min-sites", type=int, default=PARAMS["concordance_min_sites"])
+    add_param_options(ap, PARAMS, helps={
+        "concordance_min_reads": "REF+ALT reads for a het site to count as covered (also with --summarize)",
+        "concordance_min_both_alleles": "least share of covered het sites showing both alleles (else the sample's "
+                                        "donor is wrong)"})
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", help="counts/<sample>.parquet; with --summarize: count_alleles.summary.json")
     ap.add_argument("--summarize", nargs="+", metavar="COUNTS",
@@ -274,14 +301,15 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def summarize(counts: list[str | Path], out: str | Path) -> dict:
-    """``count_alleles.summary.json`` as the local engine writes it, from the samples' tables."""
-    per = {}
+def summarize(counts: list[str | Path], out: str | Path, params: dict | None = None) -> dict:
+    """``count_alleles.summary.json`` as the local engine writes it (:func:`run_summary`), from the
+    samples' tables (a table without rows is named by its file: ``<sample>.parquet``)."""
+    tables = []
     for p in counts:
         c = read_parquet(p)
-        sample = str(c["sample"].iloc[0]) if len(c) else Path(p).name.removesuffix(".parquet")
-        per[sample] = _summary(c)
-    summary = {"samples": len(per), "per_sample": per}
+        c.attrs.update(path=str(p), sample=Path(p).name.removesuffix(".parquet"))
+        tables.append(c)
+    summary = run_summary(tables, {**PARAMS, **(params or {})})
     write_json(summary, out)
     return summary
 
@@ -292,7 +320,7 @@ def main(argv=None) -> int:
     if a.summarize:
         if not a.out:
             ap.error("--summarize needs --out")
-        summarize(a.summarize, a.out)
+        summarize(a.summarize, a.out, params_from_args(a, PARAMS))
         return 0
     missing = [o for o in ("bam", "het_snps", "sample", "donor", "cell_type", "out") if getattr(a, o) is None]
     if missing:
@@ -301,8 +329,7 @@ def main(argv=None) -> int:
     if not (snps["donor"] == a.donor).any():
         raise InputError(a.het_snps, f"donor {a.donor!r} has no het SNPs in this table",
                          "check the donor name against the VCF sample names")
-    p = {"min_mapq": a.min_mapq, "min_base_quality": a.min_base_quality,
-         **{k: getattr(a, k) for k in concordance.PARAMS}}
+    p = params_from_args(a, PARAMS)
     donors = list(dict.fromkeys(snps["donor"]))
     c = _count_checked(a.bam, snps, a.sample, a.donor, p, a.bam, donors, a.threads)
     write_parquet(counts_table(c, a.sample, a.donor, a.cell_type), a.out)
