@@ -1,0 +1,74 @@
+"""Task start-up (defect 12): what a Nextflow task pays before its work.
+
+Each task starts Python and imports its step; a numba kernel compiled without a cache costs
+~20 s more (measured on the tiny study: count_alleles on one sample 21.6 s with an empty
+NUMBA_CACHE_DIR, 4.7 s with the cache filled; docs/nextflow.md "Task start-up"). The tests
+keep the light steps free of torch and every kernel cached, and the cache folder set for tasks.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PKG = REPO / "bin" / "caveat"
+#: steps whose tasks run on every sample (or chromosome): they must not import torch
+LIGHT = ("caveat.cli", "caveat.count_alleles", "caveat.wasp_remap", "caveat.insertions", "caveat.call_imbalance",
+         "caveat.match_negatives")
+
+
+def _imported(module: str) -> set[str]:
+    code = f"import sys, json; import {module}; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=PKG.parent, capture_output=True, text=True, check=True,
+                         timeout=300)
+    return set(json.loads(out.stdout))
+
+
+def test_light_steps_do_not_import_torch():
+    heavy = {m: sorted(x for x in _imported(m) if x == "torch" or x.startswith("torch.")) for m in LIGHT}
+    assert {m: v[:3] for m, v in heavy.items() if v} == {}
+
+
+def test_the_check_sees_torch_where_it_is_imported():
+    assert "torch" in _imported("caveat.model_adapter")
+
+
+def njit_without_cache(root: Path = PKG) -> list[str]:
+    """``numba.njit``/``jit`` decorators in the package that do not pass ``cache=True``."""
+    out = []
+    for f in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if not isinstance(node, ast.FunctionDef):
+                continue
+            for d in node.decorator_list:
+                call = d if isinstance(d, ast.Call) else None
+                fn = call.func if call else d
+                name = fn.attr if isinstance(fn, ast.Attribute) else getattr(fn, "id", "")
+                if name not in ("njit", "jit"):
+                    continue
+                cached = call is not None and any(k.arg == "cache" and getattr(k.value, "value", None) is True
+                                                  for k in call.keywords)
+                if not cached:
+                    out.append(f"{f.relative_to(root)}:{node.lineno} {node.name}")
+    return out
+
+
+def test_every_numba_kernel_is_cached(tmp_path):
+    assert njit_without_cache() == []
+    (tmp_path / "k.py").write_text("import numba as nb\n@nb.njit(nogil=True)\ndef f(x):\n    return x\n")
+    assert njit_without_cache(tmp_path) == ["k.py:3 f"]
+
+
+def test_tasks_share_a_numba_cache_folder():
+    """nextflow.config's env {} gives every task NUMBA_CACHE_DIR, a folder that outlives the task
+    (below projectDir, not the task's own work dir)."""
+    text = (REPO / "nextflow.config").read_text()
+    env = re.search(r"^env\s*\{(.*?)^\}", text, re.M | re.S)
+    assert env, "no env {} block"
+    m = re.search(r"^\s*NUMBA_CACHE_DIR\s*=\s*\"([^\"]+)\"", env.group(1), re.M)
+    assert m and m.group(1).startswith("${projectDir}/"), m
