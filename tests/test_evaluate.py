@@ -71,7 +71,9 @@ def synthetic_outdir(out: Path, seed: int = 0, n_peaks: int = 600, n_var: int = 
     # variants: 1/8 imbalanced; the specific stratum has more strongly imbalanced sites (Fig. S4)
     sets, scores, imb = [], [], []
     for ct in CTS:
-        vid = np.array([f"chr4:{1000 + i}:A:G" for i in range(n_var)])
+        vpos = 1000 + np.arange(n_var) * 250  # three variants per 750 bp peak: they share windows
+        vid = np.array([f"chr4:{p}:A:G" for p in vpos])
+        vpeak = np.array([f"vpeak{i // 3:05d}" for i in range(n_var)], dtype=object)
         positive = rng.random(n_var) < 0.125
         vstratum = rng.choice(["ubiquitous", "specific", "other_specific"], n_var)
         vkind = np.where(vstratum == "ubiquitous", "ubiquitous", "specific")
@@ -79,10 +81,16 @@ def synthetic_outdir(out: Path, seed: int = 0, n_peaks: int = 600, n_var: int = 
         total = rng.integers(21, 200, n_var)
         ref_count = rng.binomial(total, 0.5 + effect)
         ref_ratio = ref_count / total
-        sets.append(pd.DataFrame({"cell_type": ct, "variant_id": vid, "set": np.where(positive, "positive", "negative"),
-                                  "match_bin": rng.integers(0, 20, n_var), "total": total, "ref_ratio": ref_ratio,
-                                  "peak_kind": vkind, "stratum": vstratum,
-                                  "split": np.where(np.arange(n_var) % 3 == 0, "test", "train")}))
+        t = pd.DataFrame({"cell_type": ct, "variant_id": vid, "chrom": "chr4", "pos": vpos, "peak_id": vpeak,
+                          "set": np.where(positive, "positive", "negative"),
+                          "negative_set": np.where(positive, None, "depth_matched"),
+                          "match_bin": rng.integers(0, 20, n_var), "total": total, "ref_ratio": ref_ratio,
+                          "peak_kind": vkind, "stratum": vstratum,
+                          "split": np.where(np.arange(n_var) % 3 == 0, "test", "train")})
+        # region-controlled negatives: the balanced variants of peaks holding a positive (a second row each)
+        pos_peaks = set(vpeak[positive])
+        region = t[~positive & np.isin(vpeak, list(pos_peaks))].assign(negative_set="region_controlled")
+        sets.append(pd.concat([t, region], ignore_index=True))
         imb.append(pd.DataFrame({"cell_type": ct, "variant_id": vid, "ref_count": ref_count,
                                  "alt_count": total - ref_count, "total": total, "ref_ratio": ref_ratio,
                                  "pvalue": rng.random(n_var), "qvalue": rng.random(n_var),
@@ -100,6 +108,7 @@ def synthetic_outdir(out: Path, seed: int = 0, n_peaks: int = 600, n_var: int = 
     # match_negatives' Fig. 4B table: variants in own/ubiquitous peaks, |ref_ratio - 0.5| histograms matched
     matched = []
     for t in sets:
+        t = t[t["negative_set"] != "region_controlled"]
         dev = np.abs(t["ref_ratio"].to_numpy() - 0.5)
         u, s = np.flatnonzero(t["stratum"] == "ubiquitous"), np.flatnonzero(t["stratum"] == "specific")
         iu, is_ = match_histograms(dev[u], dev[s], 0.025, seed=seed, lo=0.0)
@@ -275,7 +284,8 @@ def test_replicate_bound(metrics, synth):
 def test_variant_aurocs_recover_planted_signal(metrics, synth):
     sc = pd.read_parquet(synth / "variant_scores.parquet")
     sets = pd.read_parquet(synth / "variant_sets.parquet")
-    v = sc[(sc.regime == "multitask") & (sc.cell_type == "ctA")].merge(sets, on=["cell_type", "variant_id"])
+    v = sc[(sc.regime == "multitask") & (sc.cell_type == "ctA")].merge(
+        sets[sets.negative_set != "region_controlled"], on=["cell_type", "variant_id"])
     expect = roc_auc_score(v.set == "positive", np.abs(v.pred_ref_ratio - 0.5))
     row = _get(metrics, "imbalance_auroc", "multitask", "ctA")
     assert row.value == pytest.approx(expect, abs=1e-12) and row.n == len(v)
@@ -290,7 +300,7 @@ def test_variant_aurocs_recover_planted_signal(metrics, synth):
         assert test.reference == "multitask_peaks" and test.value > 0.2 and test.p_value < 1e-3
         # the direction task holds every imbalanced variant; strata by own cluster and test chromosomes
         # (a synthetic positive may sit at ref_ratio 0.5, which no FDR < 0.01 site does: it has no direction)
-        s = sets[sets.cell_type == ct]
+        s = sets[(sets.cell_type == ct) & (sets.negative_set != "region_controlled")]
         pos = (s.set == "positive") & (s.ref_ratio != 0.5)
         assert _get(metrics, "direction_auroc", "multitask", ct).n == int(pos.sum())
         for stratum, sel in (("specific", s.stratum == "specific"), ("specific_any", s.peak_kind == "specific"),
@@ -417,6 +427,147 @@ def test_a_missing_score_is_an_error_not_a_dropped_row(synth, tmp_path):
         E.main(["--scores", str(synth / "variant_scores.parquet"), "--variant-sets",
                 str(synth / "variant_sets.parquet"), "--stratum-sets", str(tmp_path / "st.parquet"), "--out", str(out)])
     assert not out.exists()
+
+
+# ---------------------------------------------------------------- beyond the paper (issue 18)
+
+
+def _hand_table(n=120, seed=4):
+    """One regime, one cell type: imbalanced variants with known predicted/observed effects, spread out
+    (one per block) and a few depth-matched negatives."""
+    rng = np.random.default_rng(seed)
+    pos = 1000 + np.arange(n) * 50_000
+    vid = [f"chr1:{p}:A:G" for p in pos]
+    total = rng.integers(21, 300, n)
+    ref = rng.binomial(total, rng.uniform(0.1, 0.9, n))
+    ref = np.where(ref * 2 == total, ref + 1, ref)  # no site exactly balanced
+    positive = np.arange(n) < 90
+    sets = pd.DataFrame({"cell_type": "A", "variant_id": vid, "chrom": "chr1", "pos": pos, "peak_id": None,
+                         "set": np.where(positive, "positive", "negative"), "total": total, "ref_ratio": ref / total})
+    lfc = np.round(np.log2((total - ref + 0.5) / (ref + 0.5)) * 0.5 + rng.normal(0, 0.6, n), 1)  # ties in |lfc|
+    lfc[:5] = 0.0
+    scores = pd.DataFrame({"regime": "multitask", "cell_type": "A", "variant_id": vid,
+                           "pred_ref_ratio": 1 / (1 + 2.0 ** lfc), "log2_fc": lfc})
+    return scores, sets, total[positive], ref[positive], lfc[positive]
+
+
+def test_effect_size_and_topk_equal_independent_computations():
+    from scipy.stats import spearmanr
+
+    scores, sets, total, ref, lfc = _hand_table()
+    m = E.evaluate(None, scores, sets, params={"evaluate_bootstrap": 50})
+    obs = np.log((total - ref + 0.5) / (ref + 0.5))  # ALT preference: the sign of a positive log2(ALT/REF)
+    row = _get(m, "effect_spearman", "multitask", "A")
+    assert row.value == pytest.approx(spearmanr(lfc, obs).statistic, abs=1e-12) and row.n == 90
+    assert row.value > 0.3 and row.ci_low < row.value < row.ci_high
+    assert _get(m, "effect_pearson", "multitask", "A").value == pytest.approx(np.corrcoef(lfc, obs)[0, 1], abs=1e-12)
+    # top-k: rank by |pred| (ties in table order: variant_id order here), accuracy of the sign
+    order = np.argsort(np.array(sets["variant_id"][:90]), kind="mergesort")
+    lfc_o, obs_o = lfc[order], obs[order]
+    for pct in (10, 25, 50, 100):
+        k = int(np.ceil(pct / 100 * 90))
+        ranked = sorted(range(90), key=lambda i: (-abs(lfc_o[i]), i))[:k]
+        hits = sum(1 for i in ranked if lfc_o[i] != 0 and np.sign(lfc_o[i]) == np.sign(obs_o[i]))
+        r = _get(m, f"direction_accuracy_top{pct}", "multitask", "A")
+        assert r.n == k and r.value == pytest.approx(hits / k, abs=1e-12)
+    # the sign convention: flipping the prediction flips the correlation
+    flipped = E.evaluate(None, scores.assign(log2_fc=-scores.log2_fc, pred_ref_ratio=1 - scores.pred_ref_ratio),
+                         sets, params={"evaluate_bootstrap": 20})
+    assert _get(flipped, "effect_spearman", "multitask", "A").value == pytest.approx(-row.value, abs=1e-12)
+
+
+def test_effect_size_without_log2_fc_uses_the_ratio(synth, metrics):
+    sc = pd.read_parquet(synth / "variant_scores.parquet").drop(columns=["log2_fc"])
+    sets = pd.read_parquet(synth / "variant_sets.parquet")
+    m = E.evaluate(None, sc[sc.regime == "single_task"], sets, params={"evaluate_bootstrap": 20})
+    for ct in CTS:
+        assert _get(m, "effect_spearman", "single_task", ct).value == pytest.approx(
+            _get(metrics, "effect_spearman", "single_task", ct).value, abs=1e-9)
+        assert _get(metrics, "effect_spearman", "single_task", ct).value > 0.5
+        assert abs(_get(metrics, "effect_spearman", "multitask_peaks", ct).value) < 0.2
+
+
+def test_region_controlled_auroc_side_by_side(metrics, synth):
+    sc = pd.read_parquet(synth / "variant_scores.parquet")
+    sets = pd.read_parquet(synth / "variant_sets.parquet")
+    for ct in CTS:
+        s = sets[(sets.cell_type == ct) & ((sets.set == "positive") | (sets.negative_set == "region_controlled"))]
+        v = s.merge(sc[(sc.regime == "single_task") & (sc.cell_type == ct)], on=["cell_type", "variant_id"])
+        row = _get(metrics, "imbalance_auroc_region_controlled", "single_task", ct)
+        assert row.value == pytest.approx(roc_auc_score(v.set == "positive", np.abs(v.pred_ref_ratio - 0.5)),
+                                          abs=1e-12)
+        assert row.n == len(v)
+        assert _get(metrics, "imbalance_auroc", "single_task", ct).n < len(sets[sets.cell_type == ct])
+
+
+def test_cross_cell_type_matrix_diagonal_is_the_per_cell_type_auroc(metrics, synth):
+    sc = pd.read_parquet(synth / "variant_scores.parquet")
+    sets = pd.read_parquet(synth / "variant_sets.parquet")
+    for regime in REGIMES:
+        for ct in CTS:
+            for cross, own in (("cross_imbalance_auroc", "imbalance_auroc"),
+                               ("cross_direction_auroc", "direction_auroc")):
+                d, o = _get(metrics, cross, regime, f"{ct}|{ct}"), _get(metrics, own, regime, ct)
+                assert d.value == o.value and d.n == o.n
+            for task in CTS + ["mean_of_tasks"]:
+                _get(metrics, "cross_imbalance_auroc", regime, f"{ct}|{task}")
+    # an off-diagonal cell: ctA's labels scored with ctC's task
+    s = sets[(sets.cell_type == "ctA") & (sets.negative_set != "region_controlled")]
+    t = sc[(sc.regime == "multitask") & (sc.cell_type == "ctC")][["variant_id", "pred_ref_ratio", "log2_fc"]]
+    v = s.merge(t, on="variant_id")
+    assert _get(metrics, "cross_imbalance_auroc", "multitask", "ctA|ctC").value == pytest.approx(
+        roc_auc_score(v.set == "positive", np.abs(v.pred_ref_ratio - 0.5)), abs=1e-12)
+    # the mean over tasks: mean log2(ALT/REF) back to a REF fraction
+    lfc = sc[sc.regime == "multitask"].pivot_table(index="variant_id", columns="cell_type", values="log2_fc")
+    mean = 1 / (1 + 2.0 ** lfc.mean(axis=1))
+    pos = s[(s.set == "positive") & (s.ref_ratio != 0.5)]
+    assert _get(metrics, "cross_direction_auroc", "multitask", "ctA|mean_of_tasks").value == pytest.approx(
+        roc_auc_score(pos.ref_ratio > 0.5, mean.reindex(pos.variant_id)), abs=1e-12)
+
+
+def test_cross_cell_type_skips_a_task_that_did_not_score_every_variant(synth):
+    sc = pd.read_parquet(synth / "variant_scores.parquet")
+    sets = pd.read_parquet(synth / "variant_sets.parquet")
+    sc = sc[(sc.regime == "multitask") & ~((sc.cell_type == "ctC") & (sc.variant_id == sc.variant_id.iloc[0]))]
+    sets = sets[sets.cell_type != "ctC"]
+    m = E.evaluate(None, sc, sets, params={"evaluate_bootstrap": 10})
+    cross = set(m.loc[m.metric == "cross_imbalance_auroc", "cell_type"])
+    assert {"ctA|ctA", "ctA|ctB", "ctB|ctA"} <= cross
+    assert not any(c.endswith("|ctC") or c.endswith("|mean_of_tasks") for c in cross)
+
+
+def test_regime_tests_get_bh_q_values(metrics):
+    t = metrics[metrics.metric.str.startswith("delong_")]
+    assert len(t) > 10 and metrics.loc[~metrics.metric.str.startswith("delong_"), "q_value"].isna().all()
+    p = t["p_value"].to_numpy()
+    m = len(p)
+    expect = np.empty(m)
+    for i in range(m):  # q_i = min over p_j >= p_i of p_j * m / rank_j
+        expect[i] = min(1.0, min(p[j] * m / (p <= p[j]).sum() for j in range(m) if p[j] >= p[i]))
+    np.testing.assert_allclose(t["q_value"].to_numpy(), expect, rtol=1e-12)
+    assert "delong_imbalance_auroc_region_controlled" in set(metrics.metric)
+
+
+def test_block_bootstrap_widens_cis_when_variants_share_peaks():
+    """Variants of one peak share their window, so their scores and labels: resampling peaks gives CIs at least
+    as wide as treating variants as independent (each variant its own block)."""
+    rng = np.random.default_rng(2)
+    n_peaks, per = 60, 6
+    sig = rng.normal(size=n_peaks)
+    lab = rng.random(n_peaks) < 1 / (1 + np.exp(-2 * sig))
+    peak = np.repeat([f"p{i:03d}" for i in range(n_peaks)], per)
+    pos = 1000 + np.arange(n_peaks * per) * 100_000
+    vid = [f"chr2:{p}:C:T" for p in pos]
+    y = np.repeat(lab, per)
+    sets = pd.DataFrame({"cell_type": "A", "variant_id": vid, "chrom": "chr2", "pos": pos, "peak_id": peak,
+                         "set": np.where(y, "positive", "negative")})
+    ratio = 0.5 + 0.1 * np.repeat(np.abs(sig), per) + rng.normal(0, 0.005, len(vid))
+    scores = pd.DataFrame({"regime": "multitask", "cell_type": "A", "variant_id": vid, "pred_ref_ratio": ratio})
+    width = {}
+    for name, s in (("peaks", sets), ("variants", sets.assign(peak_id=None))):
+        r = _get(E.evaluate(None, scores, s, params={"evaluate_bootstrap": 300}), "imbalance_auroc", "multitask", "A")
+        width[name] = r.ci_high - r.ci_low
+    assert width["peaks"] >= width["variants"] and width["peaks"] > 1.5 * width["variants"]
 
 
 # ---------------------------------------------------------------- demo must-holds of the study's definitions

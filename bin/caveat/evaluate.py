@@ -71,7 +71,15 @@ PARAMS = {
     "evaluate_height_bin": 0.5,      # width of log2(target+1) bins for the height-matched comparison
     "evaluate_bootstrap": 200,       # bootstrap replicates for AUPRC and over-correlation CIs
     "evaluate_ci_level": 0.95,
+    "evaluate_block_bp": 10_000,     # block bootstrap unit outside peaks (variants of one peak are one unit)
 }
+#: top-k direction accuracy: the share of imbalanced variants kept, ranked by |predicted effect|
+TOPK_FRACTIONS = (0.1, 0.25, 0.5, 1.0)
+DEPTH, REGION = "depth_matched", "region_controlled"
+MEAN_TASK = "mean_of_tasks"   # the cross-cell-type column scored with the mean over tasks
+#: variant task → (metric stem, suffix): metric = f"{stem}_{auroc|auprc}{suffix}"
+TASK_METRIC = {"imbalance": ("imbalance", ""), "imbalance_region": ("imbalance", "_region_controlled"),
+               "direction": ("direction", "")}
 COLUMNS = METRIC_COLUMNS
 
 PRED_COLS = ("regime", "kind", "chrom", "start", "end", "cell_type", "target", "prediction")
@@ -183,7 +191,8 @@ def _seed(seed: int, *keys: str) -> int:
 
 def _row(regime, metric, cell_type, stratum, value, ci=(np.nan, np.nan), n=0, p_value=np.nan, reference=None):
     return dict(regime=regime, metric=metric, cell_type=cell_type, stratum=stratum, value=float(value),
-                ci_low=float(ci[0]), ci_high=float(ci[1]), n=int(n), p_value=float(p_value), reference=reference)
+                ci_low=float(ci[0]), ci_high=float(ci[1]), n=int(n), p_value=float(p_value), reference=reference,
+                q_value=np.nan)
 
 
 # ---------------------------------------------------------------- reference accuracy
@@ -320,10 +329,13 @@ def variant_table(scores: pd.DataFrame, sets: pd.DataFrame, path="variant scores
     (e.g. an outside model without that task) skips that cell type, logged.
     """
     keys = ["cell_type", "variant_id"] if "cell_type" in scores.columns else ["variant_id"]
-    cols = [c for c in ("cell_type", "variant_id", "set", "ref_ratio", "peak_kind", "stratum", "split", "chrom")
-            if c in sets.columns]
-    rows = sets[cols].drop_duplicates(["cell_type", "variant_id"])
-    s = scores[["regime", *keys, "pred_ref_ratio"]].drop_duplicates(["regime", *keys])
+    cols = [c for c in ("cell_type", "variant_id", "set", "negative_set", "ref_ratio", "total", "peak_id", "pos",
+                        "peak_kind", "stratum", "split", "chrom") if c in sets.columns]
+    rows = sets[cols].drop_duplicates([c for c in ("cell_type", "variant_id", "negative_set") if c in cols])
+    rows = rows.assign(row_key=rows["variant_id"].astype(str) + "|" + (
+        rows["negative_set"].fillna("").astype(str) if "negative_set" in cols else ""))
+    score_cols = ["pred_ref_ratio"] + (["log2_fc"] if "log2_fc" in scores.columns else [])
+    s = scores[["regime", *keys, *score_cols]].drop_duplicates(["regime", *keys])
     parts = []
     for regime, g in s.groupby("regime", sort=False):
         v = rows.merge(g.drop(columns="regime"), on=keys, how="left").assign(regime=regime)
@@ -356,29 +368,49 @@ def variant_masks(g: pd.DataFrame) -> dict[str, np.ndarray]:
     return masks
 
 
-def _auc_rows(regime, metric, ct, stratum, y, score, level) -> list[dict]:
+def _auc_rows(regime, metric, ct, stratum, y, score, level, w=None) -> list[dict]:
+    """AUROC with a DeLong CI, or with the percentile CI of block-bootstrap weights ``w`` (B, n) when given."""
     res = M.delong_auc(y, score)
     if not np.isfinite(res.auc):
         return []
-    return [_row(regime, metric, ct, stratum, res.auc, res.ci(level), res.n_pos + res.n_neg)]
+    ci = res.ci(level) if w is None else M.percentile_ci(M.weighted_auc(w, y, score), level)
+    return [_row(regime, metric, ct, stratum, res.auc, ci, res.n_pos + res.n_neg)]
 
 
-def _auprc_row(regime, metric, ct, stratum, y, score, n_boot, seed, level) -> list[dict]:
+def _auprc_row(regime, metric, ct, stratum, y, score, n_boot, seed, level, w=None) -> list[dict]:
     if y.sum() == 0 or (~y).sum() == 0:
         return []
     ap = M.average_precision(y, score)
-    boot = M.bootstrap_average_precision(y, score, n_boot=n_boot, seed=seed)
+    boot = M.bootstrap_average_precision(y, score, n_boot=n_boot, seed=seed, weights=w)
     return [_row(regime, metric, ct, stratum, ap, M.percentile_ci(boot, level), len(y))]
+
+
+def variant_blocks(g: pd.DataFrame, block_bp: int) -> np.ndarray:
+    """Block-bootstrap unit of each variant row: its peak, else a ``block_bp`` genomic block (:func:`M.block_labels`).
+
+    Contig and position come from the table, else from the ``chrom:pos:ref:alt`` variant id.
+    """
+    parts = g["variant_id"].astype(str).str.split(":")
+    chrom = g["chrom"] if "chrom" in g.columns else parts.str[0]
+    pos = g["pos"] if "pos" in g.columns else pd.to_numeric(parts.str[1], errors="coerce").fillna(0)
+    peak = g["peak_id"] if "peak_id" in g.columns else pd.Series(None, index=g.index, dtype=object)
+    return M.block_labels(peak.to_numpy(), chrom.to_numpy(), np.asarray(pos, dtype=np.int64), block_bp)
+
+
+def _block_weights(g: pd.DataFrame, mask: np.ndarray, block_bp: int, n_boot: int, seed: int) -> np.ndarray:
+    return M.block_bootstrap_weights(variant_blocks(g[mask], block_bp), n_boot, seed)
 
 
 def task_rows(task: str, g: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     """Labels, scores and rows of one variant task on one regime × cell type's table.
 
     ``imbalance``: positives vs depth-matched negatives, score |pred_ref_ratio − 0.5|.
+    ``imbalance_region``: positives vs region-controlled negatives (same peaks), same score.
     ``direction``: **every** imbalanced variant, label observed ref_ratio > 0.5,
     score pred_ref_ratio (an imbalanced site never has ref_ratio exactly 0.5).
     """
-    if task == "imbalance":
+    if task in ("imbalance", "imbalance_region"):
+        g = g[negative_set_mask(g, REGION if task == "imbalance_region" else DEPTH)]
         y = (g["set"] == "positive").to_numpy()
         return y, np.abs(g["pred_ref_ratio"].to_numpy(np.float64) - 0.5), g
     rr = g["ref_ratio"].to_numpy(np.float64)
@@ -386,23 +418,44 @@ def task_rows(task: str, g: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, pd.Da
     return (sub["ref_ratio"].to_numpy(np.float64) > 0.5), sub["pred_ref_ratio"].to_numpy(np.float64), sub
 
 
+def negative_set_mask(g: pd.DataFrame, which: str) -> np.ndarray:
+    """Positives plus the ``which`` negatives (a table without ``negative_set``: every negative is depth-matched)."""
+    pos = (g["set"] == "positive").to_numpy()
+    if "negative_set" not in g.columns:
+        return pos | (which == DEPTH)
+    return pos | (g["negative_set"] == which).to_numpy()
+
+
 def variant_tasks(v: pd.DataFrame) -> list[str]:
-    return ["imbalance"] + (["direction"] if "ref_ratio" in v.columns else [])
+    region = "negative_set" in v.columns and (v["negative_set"] == REGION).any()
+    return ["imbalance"] + (["imbalance_region"] if region else []) + (["direction"] if "ref_ratio" in v.columns else [])
 
 
-def variant_accuracy(v: pd.DataFrame, n_boot: int, seed: int, level: float) -> list[dict]:
-    """AUROC/AUPRC of both variant tasks per regime × cell type × stratum."""
+def task_metric(task: str, kind: str) -> str:
+    """Metric name of a variant task: ``imbalance_auroc``, ``imbalance_auroc_region_controlled``, …"""
+    stem, suffix = TASK_METRIC[task]
+    return f"{stem}_{kind}{suffix}"
+
+
+def variant_accuracy(v: pd.DataFrame, n_boot: int, seed: int, level: float, block_bp: int) -> list[dict]:
+    """AUROC/AUPRC of every variant task per regime × cell type × stratum.
+
+    CIs: percentile of a block bootstrap (whole peaks, or ``block_bp`` blocks
+    outside peaks, resampled; the same resamples for AUROC and AUPRC).
+    """
     rows = []
     groups = list(v.groupby(["regime", "cell_type"], sort=False))
     prog = Progress(log, "regime×cell type", total=len(groups), label="variant metrics")
     for (regime, ct), g in groups:
-        g = g.sort_values("variant_id")
+        g = g.sort_values(["variant_id", "row_key"])
         for task in variant_tasks(v):
             y, score, sub = task_rows(task, g)
             for name, m in variant_masks(sub).items():
-                rows += _auc_rows(regime, f"{task}_auroc", ct, name, y[m], score[m], level)
-                rows += _auprc_row(regime, f"{task}_auprc", ct, name, y[m], score[m], n_boot,
-                                   _seed(seed, "auprc", regime, ct, task, name), level)
+                if not m.any():
+                    continue
+                w = _block_weights(sub, m, block_bp, n_boot, _seed(seed, "block", ct, task, name))
+                rows += _auc_rows(regime, task_metric(task, "auroc"), ct, name, y[m], score[m], level, w)
+                rows += _auprc_row(regime, task_metric(task, "auprc"), ct, name, y[m], score[m], n_boot, 0, level, w)
         prog.update()
     prog.close()
     return rows
@@ -439,8 +492,8 @@ def regime_tests(v: pd.DataFrame, level: float) -> list[dict]:
     rows = []
     regimes = regime_order(v["regime"].unique())
     for ct, gct in v.groupby("cell_type", sort=False):
-        wide = gct.pivot_table(index="variant_id", columns="regime", values="pred_ref_ratio", aggfunc="first")
-        info = gct.drop_duplicates("variant_id").set_index("variant_id").reindex(wide.index).reset_index()
+        wide = gct.pivot_table(index="row_key", columns="regime", values="pred_ref_ratio", aggfunc="first")
+        info = gct.drop_duplicates("row_key").set_index("row_key").reindex(wide.index).reset_index()
         for a, b in itertools.combinations([r for r in regimes if r in wide.columns], 2):
             both = wide[[a, b]].notna().all(axis=1).to_numpy()
             for task in variant_tasks(v):
@@ -451,9 +504,134 @@ def regime_tests(v: pd.DataFrame, level: float) -> list[dict]:
                     if y[m].all() or not y[m].any():
                         continue
                     t = M.delong_paired(y[m], sa[m], sb[m])
-                    rows.append(_row(a, f"delong_{task}_auroc", ct, name, t["diff"], (t["ci_low"], t["ci_high"]),
-                                     m.sum(), t["p_value"], reference=b))
+                    rows.append(_row(a, f"delong_{task_metric(task, 'auroc')}", ct, name, t["diff"],
+                                     (t["ci_low"], t["ci_high"]), m.sum(), t["p_value"], reference=b))
     return rows
+
+
+# ---------------------------------------------------------------- beyond the paper (issue 18): effect size, cross-task
+
+
+def predicted_effect(g: pd.DataFrame) -> np.ndarray:
+    """Predicted log2(ALT/REF) of the cell type's task: ``log2_fc`` when scored, else from pred_ref_ratio."""
+    if "log2_fc" in g.columns and g["log2_fc"].notna().all():
+        return g["log2_fc"].to_numpy(np.float64)
+    r = np.clip(g["pred_ref_ratio"].to_numpy(np.float64), 1e-300, 1 - 1e-16)
+    return np.log2(1 - r) - np.log2(r)
+
+
+def observed_effect(g: pd.DataFrame) -> np.ndarray:
+    """Observed ALT preference: −logit(REF fraction) = log((ALT + ½)/(REF + ½)) (natural log).
+
+    Counts are ``ref_ratio × total`` when ``total`` is known (the ½ keeps
+    all-REF/all-ALT sites finite), else the logit of ref_ratio clipped to
+    [0.001, 0.999]. Positive = ALT more accessible, the sign of a positive
+    predicted log2(ALT/REF): agreement is a positive correlation.
+    """
+    rr = g["ref_ratio"].to_numpy(np.float64)
+    if "total" in g.columns and g["total"].notna().all():
+        tot = g["total"].to_numpy(np.float64)
+        ref = np.round(rr * tot)
+        return np.log((tot - ref + 0.5) / (ref + 0.5))
+    rr = np.clip(rr, 1e-3, 1 - 1e-3)
+    return np.log((1 - rr) / rr)
+
+
+def effect_size_accuracy(v: pd.DataFrame, n_boot: int, seed: int, level: float, block_bp: int) -> list[dict]:
+    """Effect-size agreement and top-k direction accuracy among imbalanced variants.
+
+    Per regime × cell type × stratum (:func:`variant_masks`): ``effect_spearman``
+    and ``effect_pearson`` of predicted log2(ALT/REF) vs observed −logit(REF
+    fraction), and ``direction_accuracy_top<pct>`` for each fraction of
+    :data:`TOPK_FRACTIONS` (variants ranked by |predicted effect|). CIs:
+    percentile block bootstrap (peaks, else ``block_bp`` blocks).
+    """
+    if "ref_ratio" not in v.columns:
+        return []
+    rows = []
+    for (regime, ct), g in v.groupby(["regime", "cell_type"], sort=False):
+        g = g.sort_values(["variant_id", "row_key"])
+        rr = g["ref_ratio"].to_numpy(np.float64)
+        sub = g[(g["set"] == "positive").to_numpy() & np.isfinite(rr) & (rr != 0.5)]
+        pe, oe = predicted_effect(sub), observed_effect(sub)
+        for name, m in variant_masks(sub).items():
+            if m.sum() < 3:
+                continue
+            w = _block_weights(sub, m, block_bp, n_boot, _seed(seed, "effect", ct, name))
+            rows += _effect_rows(regime, ct, name, pe[m], oe[m], w, level)
+    return rows
+
+
+def _effect_rows(regime, ct, stratum, pe, oe, w, level) -> list[dict]:
+    """The Spearman, Pearson and top-k rows of one regime × cell type × stratum."""
+    n = len(pe)
+    out = []
+    for metric, f in (("effect_spearman", M.spearman), ("effect_pearson", M.pearson)):
+        r = f(pe, oe)
+        out.append(_row(regime, metric, ct, stratum, r, M.percentile_ci(M.weighted_statistic(f, w, pe, oe), level), n))
+    for frac in TOPK_FRACTIONS:
+        def acc(a, b, frac=frac):
+            return M.topk_direction_accuracy(a, b, frac)[0]
+        value, k = M.topk_direction_accuracy(pe, oe, frac)
+        out.append(_row(regime, f"direction_accuracy_top{round(frac * 100)}", ct, stratum, value,
+                        M.percentile_ci(M.weighted_statistic(acc, w, pe, oe), level), k))
+    return out
+
+
+def cross_cell_type(scores: pd.DataFrame, v: pd.DataFrame, level: float) -> list[dict]:
+    """Each cell type's labels scored with every task's predictions and with their mean.
+
+    The matrix of the authors' ``plot_allelic_imbalance_tasks.py``: for the
+    sets of cell type X (rows) and each task T (columns), ``cross_imbalance_auroc``
+    (positives vs depth-matched negatives, score |r_T − 0.5|) and
+    ``cross_direction_auroc`` (imbalanced variants, score r_T), with r_T the
+    task's pred_ref_ratio; ``cell_type`` is ``X|T``. ``X|mean_of_tasks`` scores with the
+    mean over tasks of log2(ALT/REF) (the geometric mean of ALT/REF ratios),
+    turned back into a REF fraction. DeLong CIs. A task that did not score
+    every variant of X's sets is left out for X (logged): never a subset.
+    The diagonal ``X|X`` equals ``imbalance_auroc`` / ``direction_auroc`` of X.
+    """
+    if "cell_type" not in scores.columns:
+        return []
+    rows = []
+    for regime, sr in scores.groupby("regime", sort=False):
+        sr = sr.assign(_e=predicted_effect(sr))
+        lfc, ratio = (sr.pivot_table(index="variant_id", columns="cell_type", values=c, aggfunc="first")
+                      for c in ("_e", "pred_ref_ratio"))
+        tasks = list(dict.fromkeys(sr["cell_type"]))
+        for ct, g in v[v["regime"] == regime].groupby("cell_type", sort=False):
+            g = g.sort_values(["variant_id", "row_key"])
+            ids = g["variant_id"].to_numpy()
+            eff, rat = lfc.reindex(ids), ratio.reindex(ids)
+            usable = [t for t in tasks if eff[t].notna().all()]
+            if len(usable) < len(tasks):
+                log.info("%s, %s sets: task(s) %s did not score every variant: cross-cell-type row leaves them out"
+                         " (score_variants must score every task for every variant)", regime, ct,
+                         ", ".join(t for t in tasks if t not in usable))
+            cols = {t: rat[t].to_numpy() for t in usable}
+            if len(usable) == len(tasks) and len(tasks) > 1:
+                cols[MEAN_TASK] = 1.0 / (1.0 + np.exp2(eff[tasks].to_numpy().mean(axis=1)))
+            for t, r in cols.items():
+                rows += _cross_rows(regime, f"{ct}|{t}", g.assign(pred_ref_ratio=r), level)
+    return rows
+
+
+def _cross_rows(regime, label, g, level) -> list[dict]:
+    rows = []
+    for task, metric in (("imbalance", "cross_imbalance_auroc"), ("direction", "cross_direction_auroc")):
+        if task == "direction" and "ref_ratio" not in g.columns:
+            continue
+        y, score, _ = task_rows(task, g)
+        rows += _auc_rows(regime, metric, label, "all", y, score, level)
+    return rows
+
+
+def add_q_values(df: pd.DataFrame) -> pd.DataFrame:
+    """``q_value``: Benjamini–Hochberg over every paired regime test (``delong_*`` rows) of the run."""
+    tests = df["metric"].str.startswith("delong_").to_numpy()
+    q = np.full(len(df), np.nan)
+    q[tests] = M.bh_qvalues(df["p_value"].to_numpy(np.float64)[tests])
+    return df.assign(q_value=q)
 
 
 # ---------------------------------------------------------------- the whole evaluation
@@ -461,7 +639,7 @@ def regime_tests(v: pd.DataFrame, level: float) -> list[dict]:
 
 def check_params(p: dict) -> None:
     """Bin widths and bootstrap size positive, CI level in (0, 1)."""
-    for k in ("evaluate_height_bin", "evaluate_bootstrap"):
+    for k in ("evaluate_height_bin", "evaluate_bootstrap", "evaluate_block_bp"):
         if not p[k] > 0:
             raise InputError(k, f"{k} = {p[k]!r} must be > 0", f"set {k} to a positive number (default {PARAMS[k]})")
     if not 0 < p["evaluate_ci_level"] < 1:
@@ -493,9 +671,12 @@ def evaluate(predictions: pd.DataFrame | None, scores: pd.DataFrame | None, sets
     if scores is not None and sets is not None:
         v = variant_table(scores, sets, scores_path)
         if len(v):
-            rows += variant_accuracy(v, n_boot, seed, level)
+            block_bp = int(p["evaluate_block_bp"])
+            rows += variant_accuracy(v, n_boot, seed, level, block_bp)
+            rows += effect_size_accuracy(v, n_boot, seed, level, block_bp)
+            rows += cross_cell_type(scores, v, level)
             rows += regime_tests(v, level)
-    df = pd.DataFrame(rows, columns=COLUMNS)
+    df = add_q_values(pd.DataFrame(rows, columns=COLUMNS))
     undefined = ~np.isfinite(df["value"].to_numpy(np.float64))
     if undefined.any():
         for r in df[undefined].head(10).itertuples(index=False):

@@ -91,6 +91,7 @@ RULES: dict[str, dict] = {
     "evaluate_height_bin": {"exclusiveMinimum": 0},
     "evaluate_bootstrap": {"minimum": 0},
     "evaluate_ci_level": {"exclusiveMinimum": 0, "exclusiveMaximum": 1},
+    "evaluate_block_bp": {"minimum": 1},
 }
 _BOUND_WORDS = {"minimum": (">=", lambda v, b: v >= b), "maximum": ("<=", lambda v, b: v <= b),
                 "exclusiveMinimum": (">", lambda v, b: v > b), "exclusiveMaximum": ("<", lambda v, b: v < b)}

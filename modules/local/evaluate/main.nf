@@ -1,5 +1,5 @@
 process EVALUATE {
-    // Reference accuracy, over-correlation and variant-effect AUROCs (DeLong CIs), by stratum.
+    // Reference accuracy, over-correlation, variant-effect AUROCs, effect sizes and cross-cell-type scores (block-bootstrap CIs), by stratum.
     tag "${meta.id}"
     label 'process_low'
     container 'ghcr.io/caveat-bench/caveat:0.1.0'
