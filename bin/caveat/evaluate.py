@@ -28,8 +28,7 @@ Metrics
   over peaks (log2(x+1)); stratum ``specific`` = A's own cluster(s); with
   ``pred_cross_pearson`` and ``target_cross_pearson``; bootstrap CI over peaks.
 - ``imbalance_auroc`` / ``imbalance_auprc``: imbalanced (positive) vs
-  depth-matched negatives, score |pred_ref_ratio − 0.5|; DeLong CI (bootstrap
-  for AUPRC).
+  depth-matched negatives, score |pred_ref_ratio − 0.5|.
 - ``direction_auroc`` / ``_auprc``: every imbalanced variant, score
   pred_ref_ratio, label observed ref_ratio > 0.5.
 - ``direction_auroc_strata`` (Fig. 4B): match_negatives'
@@ -38,7 +37,23 @@ Metrics
   distributions matched between the two — direction AUROC per stratum.
 - ``delong_<task>_auroc``: paired DeLong test between two regimes on the same
   variants (value = AUROC(regime) − AUROC(reference), CI of the difference,
-  ``p_value``).
+  ``p_value``; ``q_value``: Benjamini–Hochberg over every such test of the run).
+
+Beyond the paper (issue 18)
+- ``imbalance_auroc_region_controlled`` (/ ``_auprc_``): positives vs the
+  region-controlled negatives of match_negatives (balanced sites of the
+  positives' own peaks), next to the depth-matched ``imbalance_auroc``.
+- ``effect_spearman`` / ``effect_pearson``: imbalanced variants, predicted
+  log2(ALT/REF) of the cell type's task vs observed log((ALT+½)/(REF+½))
+  (−logit of the REF fraction): positive = agreement.
+- ``direction_accuracy_top<pct>``: direction accuracy among the top 10/25/50/100 %
+  of imbalanced variants by |predicted effect| (``n`` = k).
+- ``cross_imbalance_auroc`` / ``cross_direction_auroc`` (cell_type ``X|T``):
+  X's labels scored with task T's predictions, T = every task and
+  ``mean_of_tasks``; DeLong CIs.
+- Variant-metric CIs (AUROC, AUPRC, effect sizes, top-k) are percentile CIs
+  of a block bootstrap: whole peaks are resampled (variants of a peak share
+  windows), variants outside peaks in ``evaluate_block_bp`` blocks.
 
 A variant row without a score is an error, never silently dropped.
 """
@@ -461,7 +476,8 @@ def variant_accuracy(v: pd.DataFrame, n_boot: int, seed: int, level: float, bloc
     return rows
 
 
-def stratum_matched_accuracy(scores: pd.DataFrame, strata_sets: pd.DataFrame, path, level: float) -> list[dict]:
+def stratum_matched_accuracy(scores: pd.DataFrame, strata_sets: pd.DataFrame, path, level: float,
+                             n_boot: int = 200, seed: int = 0, block_bp: int = 10_000) -> list[dict]:
     """``direction_auroc_strata`` (Fig. 4B) on match_negatives' stratum-matched table.
 
     That table holds every tested heterozygous variant (REF+ALT > 20) in the
@@ -469,6 +485,7 @@ def stratum_matched_accuracy(scores: pd.DataFrame, strata_sets: pd.DataFrame, pa
     so both strata have the same binned |ref_ratio − 0.5| distribution; label
     observed ref_ratio > 0.5, score pred_ref_ratio. Every row must have a score.
     Strata: ``ubiquitous``, ``specific`` and both on test chromosomes only.
+    CIs: block bootstrap (peaks resampled whole).
     """
     t = strata_sets.assign(set="positive")  # every row enters the direction task
     v = variant_table(scores, t, path)
@@ -481,9 +498,10 @@ def stratum_matched_accuracy(scores: pd.DataFrame, strata_sets: pd.DataFrame, pa
         for k in KINDS:
             m = keep & (g["stratum"] == k).to_numpy()
             for name, mm in ((k, m), (f"{k}_test_chroms", None if test is None else m & test)):
-                if mm is not None:
+                if mm is not None and mm.any():
+                    w = _block_weights(g, mm, block_bp, n_boot, _seed(seed, "block_strata", ct, name))
                     rows += _auc_rows(regime, "direction_auroc_strata", ct, name, rr[mm] > 0.5,
-                                      g["pred_ref_ratio"].to_numpy(np.float64)[mm], level)
+                                      g["pred_ref_ratio"].to_numpy(np.float64)[mm], level, w)
     return rows
 
 
@@ -667,7 +685,8 @@ def evaluate(predictions: pd.DataFrame | None, scores: pd.DataFrame | None, sets
                 info = peak_pred.drop_duplicates("peak_id").set_index("peak_id")[["peak_kind", "cluster_label"]]
                 rows += replicate_accuracy(donor_counts, info, cts, level)
     if scores is not None and strata_sets is not None and len(strata_sets):
-        rows += stratum_matched_accuracy(scores, strata_sets, scores_path, level)
+        rows += stratum_matched_accuracy(scores, strata_sets, scores_path, level, n_boot, seed,
+                                         int(p["evaluate_block_bp"]))
     if scores is not None and sets is not None:
         v = variant_table(scores, sets, scores_path)
         if len(v):
