@@ -19,7 +19,8 @@ from caveat.io import write_parquet
 
 from test_evaluate import synthetic_outdir
 
-FIGURE_IDS = ["fig-headline", "fig-1bc", "fig-3ab", "fig-3cd", "fig-4ab", "fig-s4", "fig-s1", "fig-qc-wasp",
+FIGURE_IDS = ["fig-headline", "fig-1bc", "fig-3ab", "fig-3cd", "fig-4ab", "fig-s4", "fig-s1", "fig-negsets",
+              "fig-effect", "fig-cross", "fig-qc-wasp",
               "fig-qc-counts", "fig-qc-refratio", "fig-qc-pvalue", "fig-qc-clusters", "fig-qc-training"]
 
 
@@ -198,3 +199,21 @@ document.body.setAttribute('data-shown',String(shown.length));});</script></body
     expect = int(((m["metric"] == "overcorrelation") & m["stratum"].str.contains("specific")).sum())
     assert int(re.search(r'data-shown="(\d+)"', body).group(1)) == expect
     assert "data-js-errors" not in re.search(r"<html[^>]*>", dom).group(0)
+
+
+def test_report_shows_the_issue_18_analyses(full):
+    """Each new analysis has its figure with a caption saying what it measures; BH is stated; the cross-cell-type
+    heatmap matrix is the evaluate rows."""
+    from caveat import plots as P
+
+    text = (full / "report.html").read_text()
+    figs = _figures(text)
+    for fid in ("fig-negsets", "fig-effect", "fig-cross"):
+        assert "data:image/png;base64," in figs[fid] and "What it measures" in figs[fid], fid
+    tests = text[text.index("<figure id=delong-tests>"):]
+    assert "q (BH)" in tests and "Benjamini–Hochberg" in tests[:tests.index("</figure>")]
+    m = pd.read_parquet(full / "metrics.parquet")
+    mat = P.cross_matrix(m, "cross_imbalance_auroc", "multitask")
+    assert list(mat.index) == ["ctA", "ctB", "ctC"] and list(mat.columns) == ["ctA", "ctB", "ctC", "mean_of_tasks"]
+    own = m[(m.metric == "imbalance_auroc") & (m.regime == "multitask") & (m.stratum == "all")].set_index("cell_type")
+    np.testing.assert_array_equal(np.diag(mat.to_numpy()[:, :3]), own.loc[mat.index, "value"].to_numpy())

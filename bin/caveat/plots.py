@@ -310,6 +310,9 @@ def fig_counts(imb: pd.DataFrame | None, sets: pd.DataFrame | None) -> Figure | 
         return None
     fig = new_figure(9, 3.2)
     ax1, ax2 = fig.subplots(1, 2)
+    if sets is not None and "negative_set" in sets.columns and "set" in sets.columns:
+        sets = sets.assign(set=np.where(sets["negative_set"].notna(), "negative, " + sets["negative_set"].astype(str)
+                                        .str.replace("_", "-"), sets["set"].astype(str)))
     for ax, df, col, title in ((ax1, imb, "label", "sites per label"), (ax2, sets, "set", "variant sets")):
         if df is None or col not in df.columns:
             ax.set_title(f"{title}: not run", fontsize=10)
@@ -390,4 +393,91 @@ def fig_training(histories: dict[str, pd.DataFrame]) -> Figure | None:
     ax2.set_ylabel("validation mean Pearson R")
     ax1.legend(fontsize=6)
     ax2.legend(fontsize=6)
+    return fig
+
+
+# ---------------------------------------------------------------- beyond the paper (issue 18)
+
+NEGSET_LABEL = {"imbalance_auroc": "depth-matched negatives (study)",
+                "imbalance_auroc_region_controlled": "region-controlled negatives (same peaks)"}
+TOPK = (10, 25, 50, 100)
+
+
+def fig_negative_sets(m: pd.DataFrame) -> Figure | None:
+    """Imbalance AUROC against both negative sets, per regime (mean over cell types, mean CIs)."""
+    t = mean_over_cell_types(m[m["metric"].isin(list(NEGSET_LABEL)) & (m["stratum"] == "all")])
+    if t.empty or not (t["metric"] == "imbalance_auroc_region_controlled").any():
+        return None
+    regimes = regime_order(t["regime"].unique())
+    fig = new_figure(6.4, 3.4)
+    ax = fig.add_subplot()
+    colours = dict(zip(NEGSET_LABEL, ("#4C72B0", "#DD8452")))
+    _grouped_bars(ax, t, regimes, list(NEGSET_LABEL), colours, NEGSET_LABEL, series_col="metric")
+    ax.axhline(0.5, color="#999999", lw=0.8, ls="--")
+    ax.set_ylabel("imbalance AUROC")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def fig_effect_size(m: pd.DataFrame) -> Figure | None:
+    """(a) Spearman/Pearson of predicted vs observed effect per regime; (b) direction accuracy vs top-k %."""
+    eff = mean_over_cell_types(m[m["metric"].isin(["effect_spearman", "effect_pearson"]) & (m["stratum"] == "all")])
+    if eff.empty:
+        return None
+    regimes = regime_order(eff["regime"].unique())
+    fig = new_figure(9.5, 3.4)
+    ax1, ax2 = fig.subplots(1, 2)
+    _grouped_bars(ax1, eff, regimes, ["effect_spearman", "effect_pearson"],
+                  {"effect_spearman": "#4C72B0", "effect_pearson": "#55A868"},
+                  {"effect_spearman": "Spearman", "effect_pearson": "Pearson"}, series_col="metric")
+    ax1.axhline(0, color="#999999", lw=0.8)
+    ax1.set_ylabel("R, predicted vs observed ALT/REF effect")
+    ax1.legend(fontsize=7)
+    colours = regime_colours(regimes)
+    for r in regimes:
+        d = mean_over_cell_types(m[(m["regime"] == r) & (m["stratum"] == "all")
+                                   & m["metric"].isin([f"direction_accuracy_top{k}" for k in TOPK])])
+        d = d.set_index("metric").reindex([f"direction_accuracy_top{k}" for k in TOPK])
+        ax2.errorbar(TOPK, d["value"], yerr=_err(d.reset_index()), marker="o", color=colours[r], label=r,
+                     capsize=2, lw=1)
+    ax2.axhline(0.5, color="#999999", lw=0.8, ls="--")
+    ax2.set_xlabel("top % of imbalanced variants by |predicted effect|")
+    ax2.set_ylabel("direction accuracy")
+    ax2.invert_xaxis()
+    ax2.legend(fontsize=7)
+    return fig
+
+
+def cross_matrix(m: pd.DataFrame, metric: str, regime: str) -> pd.DataFrame:
+    """Label cell type (rows) × scoring task (columns) of ``metric`` for one regime."""
+    t = m[(m["metric"] == metric) & (m["regime"] == regime)]
+    if t.empty:
+        return pd.DataFrame()
+    parts = t["cell_type"].str.split("|", n=1, expand=True)
+    t = t.assign(label=parts[0], task=parts[1])
+    mat = t.pivot_table(index="label", columns="task", values="value", aggfunc="first")
+    cols = sorted(c for c in mat.columns if c in mat.index) + [c for c in mat.columns if c not in mat.index]
+    return mat.reindex(index=sorted(mat.index), columns=cols)
+
+
+def fig_cross_cell_type(m: pd.DataFrame, regime: str) -> Figure | None:
+    """Heatmaps: each cell type's imbalance / direction labels scored with every task's predictions."""
+    mats = [(k, cross_matrix(m, f"cross_{k}_auroc", regime)) for k in ("imbalance", "direction")]
+    mats = [(k, x) for k, x in mats if not x.empty]
+    if not mats:
+        return None
+    fig = new_figure(4.8 * len(mats), 0.5 * max(len(x) for _, x in mats) + 2.4)
+    for ax, (k, x) in zip(np.atleast_1d(fig.subplots(1, len(mats))), mats):
+        im = ax.imshow(x.to_numpy(np.float64), cmap="viridis", vmin=0.4, vmax=max(0.6, float(np.nanmax(x))))
+        ax.set_xticks(np.arange(x.shape[1]), list(x.columns), rotation=45, ha="right", fontsize=7)
+        ax.set_yticks(np.arange(x.shape[0]), list(x.index), fontsize=7)
+        for (i, j), v in np.ndenumerate(x.to_numpy(np.float64)):
+            if np.isfinite(v):
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6, color="w" if v < 0.6 else "k")
+        best = np.nanargmax(np.where(np.isfinite(x.to_numpy(np.float64)), x.to_numpy(np.float64), -np.inf), axis=1)
+        ax.scatter(best, np.arange(x.shape[0]), marker="s", s=160, facecolors="none", edgecolors="r", lw=1)
+        ax.set_title(f"{k} AUROC ({regime})", fontsize=9)
+        ax.set_xlabel("predictions of task")
+        ax.set_ylabel("labels of cell type")
+        fig.colorbar(im, ax=ax, shrink=0.8)
     return fig

@@ -144,7 +144,8 @@ def build_figures(d: dict) -> list[Figure]:
     var_txt = "needs variant scores (score_variants)"
     specs = [
         ("fig-headline", "Reference vs variant-effect accuracy per regime", "Each point: one training regime and "
-         "stratum, mean over cell types; bars are the mean 95% CIs (Fisher z for R, DeLong for AUROC).",
+         "stratum, mean over cell types; bars are the mean 95% CIs (Fisher z for R; for AUROC a block bootstrap "
+         "resampling whole peaks, as variants of one peak share windows).",
          lambda: P.fig_headline(m), "needs both reference and variant metrics"),
         ("fig-1bc", f"Fig. 1b,c — accuracy per cell type ({reg})", "Pearson R on held-out chromosomes (peaks: "
          "log2(x+1) of peak values under the peak rule in the summary of predict — by default the study's: one "
@@ -173,6 +174,26 @@ def build_figures(d: dict) -> list[Figure]:
         ("fig-s1", "Fig. S1 — peak heights", "log2(insertions + 1) at test-chromosome peaks (peak rule as above), "
          "own specific cluster vs ubiquitous, per cell type.",
          lambda: P.fig_s1(d["peak_pred"]), "needs peak predictions with clusters"),
+        ("fig-negsets", "Beyond the paper — imbalance AUROC against two negative sets", "What it measures: "
+         "whether the model tells imbalanced from balanced sites because of the allele or because of where the "
+         "site is. Depth-matched negatives (the study's) come from anywhere in the genome; region-controlled "
+         "negatives are balanced sites of the positives' own peaks (short peaks filled from peaks of similar value "
+         "and distance to the centre). A score that only knows 'strong peak' reaches a high depth-matched AUROC "
+         "and 0.5 on the region-controlled set. Mean over cell types, block-bootstrap 95% CIs.",
+         lambda: P.fig_negative_sets(m), "needs region-controlled negatives (match_negatives with peaks) and "
+                                         "variant scores"),
+        ("fig-effect", "Beyond the paper — effect size and accuracy by predicted magnitude", "What it measures: "
+         "(a) among imbalanced sites, how well the predicted log2(ALT/REF) of the cell type's task tracks the "
+         "observed log((ALT+½)/(REF+½)) (−logit of the REF fraction; positive = agreement), Spearman and Pearson; "
+         "(b) direction accuracy among the top 10/25/50/100% of imbalanced sites ranked by |predicted effect| "
+         "(DeepSEA/ExPecto style): a model whose confident calls are right rises to the left. Mean over cell "
+         "types, block-bootstrap 95% CIs.", lambda: P.fig_effect_size(m), var_txt),
+        ("fig-cross", f"Beyond the paper — which task predicts which cell type ({reg})", "What it measures: each "
+         "cell type's imbalance labels (rows) scored with every task's predictions (columns) and with the mean "
+         "over tasks (log2 ALT/REF averaged), as in the authors' plot_allelic_imbalance_tasks.py. Left: imbalance "
+         "AUROC (depth-matched negatives); right: direction AUROC. Red squares: the best column per row; the "
+         "diagonal is the per-cell-type AUROC. A missing column: that task did not score every variant of the "
+         "row's sets.", lambda: P.fig_cross_cell_type(m, reg), "needs every task's scores for every variant"),
         ("fig-qc-wasp", "QC — WASP filter", "Reads in, kept, remapped and dropped per sample (wasp/<sample>.stats.json).",
          lambda: P.fig_wasp(d["wasp"]), "wasp_remap not run"),
         ("fig-qc-counts", "QC — sites and variant sets", "Heterozygous sites per imbalance label and variant-set "
@@ -339,17 +360,21 @@ def delong_table(m: pd.DataFrame) -> str:
     if d.empty:
         return ""
     rows = []
+    n_tests = int(m["metric"].str.startswith("delong_").sum())
     for r in d.itertuples(index=False):
         p = f"{r.p_value:.2g}" if np.isfinite(r.p_value) else "–"
-        strong = " class=sig" if np.isfinite(r.p_value) and r.p_value < 0.05 else ""
+        q = getattr(r, "q_value", np.nan)
+        qs = f"{q:.2g}" if np.isfinite(q) else "–"
+        strong = " class=sig" if np.isfinite(q) and q < 0.05 else ""
         rows.append(f"<tr{strong}><td>{html.escape(r.metric[7:])}</td><td>{html.escape(str(r.cell_type))}</td>"
                     f"<td>{html.escape(r.regime)}</td><td>{html.escape(str(r.reference))}</td>"
-                    f"<td>{_fmt(r.value, r.ci_low, r.ci_high)}</td><td>{p}</td><td>{r.n}</td></tr>")
+                    f"<td>{_fmt(r.value, r.ci_low, r.ci_high)}</td><td>{p}</td><td>{qs}</td><td>{r.n}</td></tr>")
     return ("<figure id=delong-tests><h3>Regimes compared on the same variants (paired DeLong tests)</h3>"
             "<table class=delong><thead><tr><th>AUROC</th><th>cell type</th><th>regime</th><th>vs</th>"
-            "<th>ΔAUROC [95% CI]</th><th>p</th><th>n</th></tr></thead><tbody>" + "".join(rows) +
-            "</tbody></table><figcaption>Bold: p < 0.05 (two-sided, not corrected for the number of "
-            "comparisons).</figcaption></figure>")
+            "<th>ΔAUROC [95% CI]</th><th>p</th><th>q (BH)</th><th>n</th></tr></thead><tbody>" + "".join(rows) +
+            f"</tbody></table><figcaption>p: two-sided paired DeLong test (it treats variants as independent). "
+            f"q: Benjamini–Hochberg correction over all {n_tests} paired regime tests of this run (every task, "
+            f"cell type and stratum; the rows shown are stratum 'all'). Bold: q < 0.05.</figcaption></figure>")
 
 
 def metrics_table(m: pd.DataFrame) -> str:
@@ -439,8 +464,11 @@ def render(d: dict, figures: list[Figure], title: str) -> str:
 <section id=qc><h2>Quality control</h2>{''.join(figure_html(f) for f in qc)}
 <h3>Step summaries</h3>{summaries_html(d.get("summaries", {}))}</section>
 <section id=metrics><h2>Every metric</h2><p class=note>Click a column to sort; type to filter.
-CIs: Fisher z (Pearson), DeLong (AUROC, and the difference between regimes for delong_* rows with p_value),
-bootstrap percentile (AUPRC, over-correlation).</p>{metrics_table(m)}</section>
+CIs: Fisher z (Pearson R of peaks and windows); variant metrics (AUROC, AUPRC, effect-size R, top-k accuracy):
+percentile of a block bootstrap that resamples whole peaks (variants outside peaks: fixed genomic blocks), since
+variants of one peak share windows and predictions; cross_* AUROCs: DeLong; delong_* rows: the CI of the
+difference between two regimes, p_value and its Benjamini–Hochberg q_value over every paired test;
+over-correlation: bootstrap over peaks.</p>{metrics_table(m)}</section>
 </main><script>{SORT_JS}</script></body></html>
 """
 
