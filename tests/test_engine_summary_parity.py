@@ -1,0 +1,156 @@
+"""Each step's ``<step>.summary.json`` is the same under both engines.
+
+The local engine writes it inside the step; under Nextflow per-sample tasks write their figures
+and a summary task calls the entry script with ``--summarize``. This test runs, on the tiny
+study, the command lines the modules' ``script:`` blocks run (the per-sample commands, then the
+summary), with the options of ``conf/modules.config`` for the study's params, and compares the
+JSON with the local engine's (the ``tiny_run`` fixture). A guard test checks that the options used
+here are the ones the modules pass, so the two cannot drift apart.
+
+Steps covered: wasp_remap (WASP_REMAP_SITES → WASP_REMAP_SUMMARY, from the gathered per-sample
+stats, which WASP_REMAP_GATHER writes byte for byte as the local engine: tests/test_wasp_remap.py),
+count_alleles (COUNT_ALLELES per sample → COUNT_ALLELES_SUMMARY), insertions (INSERTIONS per
+sample, INSERTIONS_PSEUDOBULK per cell type → INSERTIONS_SUMMARY). No field is dropped from the
+comparison. Not covered: score_variants, whose SCORE_VARIANTS_MERGE summary ({rows, tables}) is
+not the local one ({rows, models, skipped, by_model}) — reported to the lead, its module is another
+agent's.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+import nf_parse
+
+HERE = Path(__file__).resolve().parent
+
+#: module → the options its script block passes (besides ext.args), as this test builds them
+OPTIONS = {
+    "WASP_REMAP_SITES": {"--vcf", "--fasta", "--contig-map", "--donor", "--out-het-snps", "--out-het-indels",
+                         "--out-summary", "--vcf-pass-only", "--no-vcf-pass-only"},
+    "WASP_REMAP_SUMMARY": {"--summarize", "--part-stats", "--sites-summary", "--out-summary"},
+    "COUNT_ALLELES": {"--bam", "--het-snps", "--sample", "--donor", "--cell-type", "--threads", "--out",
+                      "--min-mapq", "--min-base-quality", "--concordance-min-reads", "--concordance-min-both-alleles",
+                      "--concordance-min-sites"},
+    "COUNT_ALLELES_SUMMARY": {"--summarize", "--out", "--concordance-min-reads"},
+    "INSERTIONS": {"--fasta", "--bam", "--sample", "--out-bw", "--stats", "--insertions-min-mapq"},
+    "INSERTIONS_PSEUDOBULK": {"--fasta", "--pseudobulk", "--out-bw", "--stats"},
+    "INSERTIONS_SUMMARY": {"--summarize", "--input", "--out-summary", "--insertions-source", "--insertions-min-mapq"},
+}
+
+
+def test_the_commands_here_are_the_modules_commands():
+    mods = nf_parse.modules()
+    ext = nf_parse.ext_args()
+    for name, opts in OPTIONS.items():
+        inv = nf_parse.script_invocations(mods[name])
+        used = {o for i in inv for o in i.options} | set(ext.get(name, []))
+        assert used <= opts, (name, sorted(used - opts))
+        assert {o for o in opts if not o.startswith("--no-")} - {"--vcf-pass-only"} <= used | {"--vcf-pass-only"}, name
+
+
+def _cases(sim: Path, run: Path, work: Path, p: dict) -> list[list[list[str]]]:
+    """The command lines (caveat argv), in stages that depend on the previous ones."""
+    import pandas as pd
+
+    sheet = pd.read_csv(sim / "samplesheet.csv")
+    bam = {r.sample: str(sim / r.bam) for r in sheet.itertuples()}
+    donors = sorted(set(sheet["donor"]))
+    cts = sorted(set(sheet["cell_type"]))
+    fasta = p["fasta"]
+    sites = [
+        ["wasp_remap", "--vcf", p["vcf"], "--fasta", fasta, *(["--contig-map", p["contig_map"]] if p.get("contig_map") else []),
+         "--donor", *donors, "--out-het-snps", str(work / "het_snps.parquet"), "--out-het-indels",
+         str(work / "het_indels.parquet"), "--out-summary", str(work / "het_sites.summary.json"),
+         "--vcf-pass-only" if p["vcf_pass_only"] else "--no-vcf-pass-only"]]
+    count = [["count_alleles", "--bam", str(run / "wasp" / f"{r.sample}.bam"), "--het-snps", str(work / "het_snps.parquet"),
+              "--sample", r.sample, "--donor", r.donor, "--cell-type", r.cell_type, "--threads", "1",
+              "--out", str(work / "counts" / f"{r.sample}.parquet"), "--min-mapq", str(p["min_mapq"]),
+              "--min-base-quality", str(p["min_base_quality"]), "--concordance-min-reads", str(p["concordance_min_reads"]),
+              "--concordance-min-both-alleles", str(p["concordance_min_both_alleles"]),
+              "--concordance-min-sites", str(p["concordance_min_sites"])] for r in sheet.itertuples()]
+    tracks = [["insertions", "--fasta", fasta, "--bam", bam[r.sample], "--sample", r.sample,
+               "--out-bw", str(work / "ins" / f"{r.sample}.bw"), "--stats", str(work / "ins" / f"{r.sample}.insertions.json"),
+               "--insertions-min-mapq", str(p["insertions_min_mapq"])] for r in sheet.itertuples()]
+    pseudo = [["insertions", "--fasta", fasta, "--pseudobulk",
+               *sorted(str(work / "ins" / f"{s}.bw") for s in sheet.loc[sheet["cell_type"] == ct, "sample"]),
+               "--out-bw", str(work / "ins" / f"{ct}.pseudobulk.bw"), "--stats", str(work / "ins" / f"{ct}.pseudobulk.json")]
+              for ct in cts]
+    summaries = [
+        ["wasp_remap", "--summarize", "--part-stats", *sorted(str(f) for f in (run / "wasp").glob("*.stats.json")),
+         "--sites-summary", str(work / "het_sites.summary.json"), "--out-summary", str(work / "wasp_remap.summary.json")],
+        ["count_alleles", "--summarize", *sorted(str(work / "counts" / f"{s}.parquet") for s in sheet["sample"]),
+         "--out", str(work / "count_alleles.summary.json"), "--concordance-min-reads", str(p["concordance_min_reads"])],
+        ["insertions", "--summarize", *sorted([*(str(work / "ins" / f"{s}.insertions.json") for s in sheet["sample"]),
+                                               *(str(work / "ins" / f"{ct}.pseudobulk.json") for ct in cts)]), "--input",
+         str(sim / "samplesheet.csv"), "--out-summary", str(work / "insertions.summary.json"),
+         "--insertions-source", p["insertions_source"], "--insertions-min-mapq", str(p["insertions_min_mapq"])],
+    ]
+    return [sites + tracks, count + pseudo, summaries]
+
+
+def _run(stage: list[list[str]], work: Path, n: int) -> None:
+    spec = [{"id": str(i), "argv": argv, "cwd": str(work), "stdout": str(work / f"{n}.{i}.out"),
+             "stderr": str(work / f"{n}.{i}.err")} for i, argv in enumerate(stage)]
+    (work / f"cases{n}.json").write_text(json.dumps(spec))
+    subprocess.run([sys.executable, str(HERE / "cli_forkserver.py"), str(work / f"cases{n}.json"),
+                    str(work / f"results{n}.json")], check=True, timeout=900, cwd=work)
+    codes = json.loads((work / f"results{n}.json").read_text())
+    failed = {" ".join(stage[int(i)][:2]): (work / f"{n}.{i}.err").read_text()[-800:] for i, c in codes.items() if c}
+    assert not failed, failed
+
+
+@pytest.fixture(scope="module")
+def nextflow_summaries(tiny_sim, tiny_run, tmp_path_factory):
+    from caveat.params import load_params
+    from caveat.pipeline import pipeline_steps
+
+    p = load_params(tiny_sim / "params.yaml", {"outdir": str(tiny_run)}, pipeline_steps())
+    work = tmp_path_factory.mktemp("nf_summaries")
+    (work / "counts").mkdir()
+    (work / "ins").mkdir()
+    for n, stage in enumerate(_cases(tiny_sim, tiny_run, work, p)):
+        _run(stage, work, n)
+    return work
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("step", ["wasp_remap", "count_alleles", "insertions"])
+def test_summary_equals_the_local_engines(step, nextflow_summaries, tiny_run):
+    nf = json.loads((nextflow_summaries / f"{step}.summary.json").read_text())
+    local = json.loads((tiny_run / f"{step}.summary.json").read_text())
+    assert nf == local
+
+
+@pytest.mark.slow
+def test_count_alleles_summary_files_are_identical(nextflow_summaries, tiny_run):
+    """One function, samples sorted: the very same bytes, whatever order the tables came in."""
+    name = "count_alleles.summary.json"
+    assert (nextflow_summaries / name).read_bytes() == (tiny_run / name).read_bytes()
+
+
+def test_count_alleles_summary_follows_concordance_min_reads(tmp_path):
+    """--summarize uses the run's concordance_min_reads (it used the default before)."""
+    import pandas as pd
+
+    from caveat.count_alleles import main
+
+    t = pd.DataFrame({"sample": "S", "donor": "D", "cell_type": "c", "variant_id": ["a", "b", "c"],
+                      "chrom": "chr1", "pos": [1, 2, 3], "ref": "A", "alt": "G", "ref_count": [3, 6, 1],
+                      "alt_count": [0, 4, 1], "other_count": 0, "conflict_count": 0})
+    t.to_parquet(tmp_path / "S.parquet")
+    shares = {}
+    for n in (2, 8):
+        out = tmp_path / f"s{n}.json"
+        assert main(["--summarize", str(tmp_path / "S.parquet"), "--out", str(out), "--concordance-min-reads", str(n)]) == 0
+        s = json.loads(out.read_text())["per_sample"]["S"]
+        shares[n] = (s["both_alleles_share"], s["concordance_sites"])
+    # min 2 reads: all three sites covered, two show both alleles; min 8: only b (10 reads), which does
+    assert shares[2][1] == 3 and shares[8][1] == 1
+    assert shares[8][0] == 1.0 and abs(shares[2][0] - 2 / 3) < 1e-3
