@@ -49,13 +49,15 @@ def _pooled(sim: Path, snps: pd.DataFrame, min_mapq: int = 0) -> tuple[int, int]
 def test_layout_and_params(tiny_sim):
     for rel in ("genome.fa", "genome.fa.fai", "genome.1.bt2", "genome.rev.2.bt2", "genotypes.vcf.gz",
                 "genotypes.vcf.gz.tbi", "samplesheet.csv", "params.yaml", "truth/elements.parquet",
-                "truth/snps.parquet", "truth/motifs.json", "simulate.summary.json"):
+                "truth/snps.parquet", "truth/motifs.json", "simulate.summary.json", "truth/genotype_errors.parquet",
+                "truth/haplotype_shares.parquet"):
         assert (tiny_sim / rel).is_file(), rel
     import yaml
 
     params = yaml.safe_load((tiny_sim / "params.yaml").read_text())
     assert params["input"] == "samplesheet.csv" and params["aligner"] == "bowtie2"
     assert params["aligner_index"] == "genome" and params["seed"] == 7
+    assert "blacklist" not in params  # the presets plant no faults (tests/test_simulate_faults.py)
     sheet = read_samplesheet(tiny_sim / "samplesheet.csv")
     assert list(sheet["sample"]) == [f"{d}_{c}" for d in ("D1", "D2", "D3") for c in ("ctA", "ctB", "ctC")]
     # no absolute paths or temp names in any text output or BAM header
@@ -86,7 +88,7 @@ def test_bams_sorted_indexed_within_contigs(tiny_sim):
         with pysam.AlignmentFile(bam_path) as bam:
             assert bam.header["HD"]["SO"] == "coordinate"
             lengths = dict(zip(bam.references, bam.lengths))
-            assert set(lengths) == {f"chr{i}" for i in range(1, 23)}
+            assert list(lengths) == [f"chr{i}" for i in range(1, 23)]
             last = (-1, -1)
             n = 0
             for r in bam.fetch(until_eof=True):
@@ -137,12 +139,20 @@ def test_truth_tables_agree_with_vcf(tiny_sim):
                 for donor, s in rec.samples.items():
                     if None not in s["GT"] and s["GT"][0] != s["GT"][1]:
                         het.add((donor, f"{rec.chrom}:{rec.pos}:{rec.ref}:{rec.alts[0]}"))
-    assert set(zip(snps.donor, snps.variant_id)) == het
-    assert len(snps) == 3 * len(het)  # long: one row per cell type
+    # the VCF's hets are the true ones less the lost ones plus the false ones (genotype errors)
+    err = pd.read_parquet(tiny_sim / "truth" / "genotype_errors.parquet")
+    lost = set(zip(err.donor[err.kind == "lost_het"], err.variant_id[err.kind == "lost_het"]))
+    false = set(zip(err.donor[err.kind == "false_het"], err.variant_id[err.kind == "false_het"]))
+    true_het = set(zip(snps.donor, snps.variant_id))
+    assert lost <= true_het and not false & true_het
+    assert (true_het - lost) | false == het
+    assert set(zip(snps.donor[snps.genotype_error], snps.variant_id[snps.genotype_error])) == lost
+    assert len(snps) == 3 * len(true_het)  # long: one row per cell type
     row = snps.iloc[0]
-    assert re.fullmatch(r"chr\d+:\d+:[ACGT]+:[ACGT]+", row.variant_id)
+    assert re.fullmatch(r"chr(\d+|X):\d+:[ACGT]+:[ACGT]+", row.variant_id)
     assert int(row.variant_id.split(":")[1]) == row.pos + 1
-    assert ((snps.effect == "none") == (snps.expected_ref_fraction == 0.5)).all()
+    auto = snps[~snps.x_inactivation]  # chrX rows carry the X-inactivation label (tests/test_simulate_faults.py)
+    assert ((auto.effect == "none") == (auto.expected_ref_fraction == 0.5)).all()
     assert (snps.loc[snps.effect == "ref_favouring", "expected_ref_fraction"] > 0.5).all()
     assert snps.in_duplication.any() and snps.touches_motif.any() and snps.element.notna().any()
     # planted causal sites: motif breaks favour REF somewhere; every one touches a motif
@@ -151,7 +161,8 @@ def test_truth_tables_agree_with_vcf(tiny_sim):
 
 def test_expected_half_is_half_outside_duplications(tiny_sim):
     snps = pd.read_parquet(tiny_sim / "truth" / "snps.parquet")
-    s = snps[~snps.is_indel & ~snps.in_duplication & (snps.effect == "none") & snps.element.notna()]
+    s = snps[~snps.is_indel & ~snps.in_duplication & ~snps.in_artefact & (snps.effect == "none")
+             & snps.element.notna()]
     ref_n, alt_n = _pooled(tiny_sim, s)
     assert ref_n + alt_n > 3000
     assert 0.47 <= ref_n / (ref_n + alt_n) <= 0.53
@@ -159,7 +170,7 @@ def test_expected_half_is_half_outside_duplications(tiny_sim):
 
 def test_planted_effects_visible(tiny_sim):
     snps = pd.read_parquet(tiny_sim / "truth" / "snps.parquet")
-    s = snps[~snps.is_indel & ~snps.in_duplication]
+    s = snps[~snps.is_indel & ~snps.in_duplication & ~snps.in_artefact]
     r, a = _pooled(tiny_sim, s[s.effect == "ref_favouring"])
     assert r + a > 500 and r / (r + a) > 0.53
     r, a = _pooled(tiny_sim, s[s.effect == "alt_favouring"])
@@ -170,6 +181,7 @@ def test_duplications_bias_reference(tiny_sim):
     """Paralogous copies carrying ALT pull ALT reads away (MAPQ >= 10): REF fraction > 0.5."""
     snps = pd.read_parquet(tiny_sim / "truth" / "snps.parquet")
     s = snps[~snps.is_indel & snps.in_duplication & (snps.effect == "none")]
+    assert not s.in_artefact.any()
     r, a = _pooled(tiny_sim, s, min_mapq=10)
     assert r + a > 300 and r / (r + a) > 0.6
     summary = __import__("json").loads((tiny_sim / "simulate.summary.json").read_text())

@@ -10,16 +10,43 @@ background, sequenced with errors, and aligned with bowtie2 (so reference
 mapping bias, e.g. at paralogous sequence variants in segmental duplications,
 is real). The truth is written beside the data.
 
+With ``--faults`` (``presets.FAULTS_ON``; off in the presets for now) the study
+also carries the faults real data have (``simulate/faults.py``; each off when
+its rate or size is 0): genotype errors in the VCF
+(hom sites written as het, half of them in accessible elements, so their reads
+show one allele only; true hets written as hom), donor-to-donor variation of
+element accessibility (log-normal factor per donor × element), allelic
+overdispersion (per sample × element, the haplotype share of its fragments is a
+Beta draw around the planted share; ``expected_ref_fraction`` stays the planted
+mean), a chrX after chr22 with skewed X-inactivation per donor (imbalance that
+is not sequence-driven), and collapsed-repeat artefact regions on autosomes
+(reads of copies absent from the reference piled on one locus, each copy fixed
+for one allele at its sites), covered by ``blacklist.bed``.
+
 Output layout (``DIR``)::
 
-    genome.fa(.fai), genome.*.bt2     reference and its bowtie2 index
-    genotypes.vcf.gz(.tbi)            phased donors (+ multi-allelic, LowQual, missing-GT decoys)
+    genome.fa(.fai), genome.*.bt2     reference (chr1..chr22, chrX) and its bowtie2 index
+    genotypes.vcf.gz(.tbi)            phased donors as genotyped, errors included
+                                      (+ multi-allelic, LowQual, missing-GT decoys)
     bams/<donor>_<cell_type>.bam(.bai)
     peaks/<cell_type>.bed
+    blacklist.bed                     the artefact regions widened by ``blacklist_margin`` bp
     samplesheet.csv, params.yaml      ready for ``caveat run --params DIR/params.yaml``
-    truth/elements.parquet, truth/snps.parquet, truth/motifs.json
+                                      (``blacklist: blacklist.bed`` when there are artefact regions)
+    truth/elements.parquet            elements, reference accessibility per cell type,
+                                      ``donor_factor_<donor>`` (accessibility factor of each donor)
+    truth/snps.parquet                one row per donor × true het site × cell type: expected REF
+                                      fraction and effect (ref_favouring, alt_favouring, none,
+                                      x_inactivation), flags ``genotype_error`` (a true het the VCF
+                                      calls hom), ``x_inactivation``, ``in_artefact``, …
+    truth/genotype_errors.parquet     donor, variant_id, chrom, pos (0-based), ref, alt, true_gt,
+                                      vcf_gt, kind (false_het / lost_het), in_element
+    truth/haplotype_shares.parquet    per donor × cell type × element: planted and drawn
+                                      (overdispersed) share of fragments from the first haplotype
+    truth/artefact_regions.bed        the collapsed-repeat regions (BED4)
+    truth/motifs.json
     truth/donor_swap.json             with --swap-donors A,B: the samples whose donor label is wrong
-    simulate.summary.json
+    simulate.summary.json             sizes, counts of each fault (``faults``), observed REF fractions
 
 ``--swap-donors A,B`` writes a samplesheet that labels donor A's samples as B's
 and B's as A's (a sample mix-up, for the genotype concordance check); the BAMs
@@ -35,7 +62,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..log import Progress, get_logger
-from .presets import PRESET_PARAMS, PRESETS, get_preset
+from .presets import PRESET_PARAMS, PRESETS, Preset, get_preset, with_faults
 
 log = get_logger("simulate")
 
@@ -55,15 +82,21 @@ def _check_out(out: Path) -> None:
                          "choose a new or empty --out directory")
 
 
-def simulate(preset: str, seed: int, out, threads: int = 2, swap_donors: tuple[str, str] | None = None) -> dict:
+def simulate(preset, seed: int, out, threads: int = 2, swap_donors: tuple[str, str] | None = None,
+             faults: bool = False) -> dict:
     """Write a simulated study to ``out`` (replaced atomically). Returns the summary dict.
+
+    ``preset`` is a preset name or a :class:`~.presets.Preset` (e.g. one with a
+    fault switched off: ``dataclasses.replace(PRESETS["tiny"], false_het_rate=0)``);
+    ``faults`` switches every fault on (:func:`~.presets.with_faults`).
 
     ``swap_donors`` (two donor names) exchanges their labels in the samplesheet
     (see :func:`swap_donor_labels`).
     """
     from ..io import atomic_path, write_json
 
-    p = get_preset(preset)
+    p = preset if isinstance(preset, Preset) else get_preset(preset)
+    p = with_faults(p) if faults else p
     out = Path(out).resolve()  # tools below run with their own working directory
     _check_out(out)
     with atomic_path(out, is_dir=True) as tmp:
@@ -79,10 +112,11 @@ def _simulate_into(p, seed: int, d: Path, threads: int) -> dict:
     import pysam
 
     from ..io import write_json, write_parquet
-    from . import align, donors, elements, motifs, truth
+    from . import align, donors, elements, faults, motifs, truth
     from .genome import build_genome
 
-    rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(8)]
+    # one generator per purpose; the faults' own (8..) draw nothing when switched off
+    rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(14)]
     cts, dns = list(p.cell_types), list(p.donors)
     mot = motifs.make_motifs(rngs[0], cts)
     g = build_genome(rngs[1], p, mot)
@@ -93,18 +127,31 @@ def _simulate_into(p, seed: int, d: Path, threads: int) -> dict:
     pysam.faidx(str(d / "genome.fa"))
     align.build_index(d)
     acc_ref, acc_hap, site_eff = elements.element_accessibility(g, v, mot)
-    n_vcf = donors.write_vcf(rngs[3], g, v, dns, d / "genotypes.vcf.gz")
+    bio = faults.donor_biology(rngs[8], g, p, len(dns))
+    acc_hap = faults.apply_biology(acc_hap, g, bio)
+    gerr = faults.genotype_errors(rngs[9], g, v, p, acc_ref, dns)
+    n_vcf = donors.write_vcf(rngs[3], g, donors.Variants(v.sites, faults.vcf_alleles(v, gerr, dns)), dns,
+                             d / "genotypes.vcf.gz")
     (d / "peaks").mkdir()
     n_peaks = elements.write_peaks(rngs[4], g, acc_ref, cts, p.peak_threshold, d / "peaks")
-    samples, frag_stats = _reads_and_bams(rngs[5], p, g, v, acc_hap, d, threads)
+    art = faults.artefact_regions(rngs[10], g, v, p)
+    samples, frag_stats, shares = _reads_and_bams(rngs[5], p, g, v, acc_hap, d, threads,
+                                                  art=art, rng_od=rngs[11], rng_art=rngs[12])
     n_bg = int(round(p.background_fraction * p.fragments_per_sample))
     erf = truth.expected_ref_fraction(g, v, acc_hap, p.fragments_per_sample - n_bg, n_bg, p.read_len)
-    snps = truth.snps_table(g, v, erf, site_eff, dns, cts)
+    lost = set(zip(gerr.donor[gerr.kind == "lost_het"], gerr.site[gerr.kind == "lost_het"].astype(int)))
+    snps = truth.snps_table(g, v, erf, site_eff, dns, cts, faults={
+        "lost": lost, "in_artefact": art.site_mask(v.sites.gpos.to_numpy()), "xci": bio.xci})
     (d / "truth").mkdir()
     write_parquet(snps, d / "truth" / "snps.parquet")
-    write_parquet(truth.elements_table(g, acc_ref, cts), d / "truth" / "elements.parquet")
+    write_parquet(truth.elements_table(g, acc_ref, cts, dict(zip(dns, bio.factors))),
+                  d / "truth" / "elements.parquet")
     write_json(mot.to_json(cts), d / "truth" / "motifs.json")
-    _write_sheet_and_params(p, seed, d, samples)
+    write_parquet(gerr.drop(columns="site"), d / "truth" / "genotype_errors.parquet")
+    write_parquet(shares, d / "truth" / "haplotype_shares.parquet")
+    if len(art.regions):
+        faults.write_region_beds(art, g, p.blacklist_margin, d / "truth" / "artefact_regions.bed", d / "blacklist.bed")
+    _write_sheet_and_params(p, seed, d, samples, blacklist=len(art.regions) > 0)
     summary = {
         "preset": p.name, "seed": seed, "chromosomes": len(g.chroms), "genome_bp": int(len(g.seq)),
         "gap_bp": int((g.seq == 4).sum()), "duplications": len(g.dups), "motifs": len(mot.names),
@@ -116,54 +163,120 @@ def _simulate_into(p, seed: int, d: Path, threads: int) -> dict:
         "peaks": n_peaks, "fragments": frag_stats,
         "snps_rows": len(snps), "snps_by_effect": snps.effect.value_counts().sort_index().to_dict(),
         "aligner_args": align.BOWTIE2_ARGS,
+        "faults": _fault_summary(p, g, v, gerr, bio, art, snps, dns),
     }
     summary["observed"] = _observed(d, snps, samples)
+    summary["observed"]["false_het"] = _observed_false_hets(d, gerr, samples)
+    summary["observed"]["artefact_depth"] = _observed_artefact_depth(d, art.regions, g.elements, samples)
     log.info("REF fraction at expected-0.5 SNVs in duplications (MAPQ>=10): %s",
              summary["observed"].get("dup_expected_half_mapq10", {}).get("ref_fraction"))
     return summary
 
 
-def _reads_and_bams(rng, p, g, v, acc_hap, d: Path, threads: int):
-    from . import align, donors, fragments
+def _fault_summary(p, g, v, gerr, bio, art, snps, dns) -> dict:
+    """Counts of each planted fault (and its parameters) for ``simulate.summary.json``."""
+    from .genome import X_CHROM
+
+    het = v.alleles[:, 0] != v.alleles[:, 1]
+    on_x = (v.sites.chrom == X_CHROM).to_numpy()
+    kinds = gerr.groupby("kind").size().to_dict()
+    return {
+        "genotype_errors": {
+            "false_het_rate": p.false_het_rate, "lost_het_rate": p.lost_het_rate,
+            "false_het": int(kinds.get("false_het", 0)), "lost_het": int(kinds.get("lost_het", 0)),
+            "false_het_in_elements": int((gerr.in_element & (gerr.kind == "false_het")).sum()),
+            "vcf_het_sites_per_donor": {dn: int(het[i].sum()) + int(((gerr.donor == dn) & (gerr.kind == "false_het")).sum())
+                                        - int(((gerr.donor == dn) & (gerr.kind == "lost_het")).sum())
+                                        for i, dn in enumerate(dns)},
+        },
+        "donor_accessibility_sd": p.donor_accessibility_sd,
+        "donor_factor_log_sd_observed": float(np.log(bio.factors).std()) if bio.factors.size else None,
+        "allelic_overdispersion": p.allelic_overdispersion,
+        "x_inactivation": {
+            "chrom": X_CHROM if X_CHROM in g.chroms else None, "chrx_bp": int(p.chrx_bp) if X_CHROM in g.chroms else 0,
+            "xci_skew": p.xci_skew, "elements": int((g.elements.chrom == X_CHROM).sum()),
+            "het_sites_per_donor": {dn: int(het[i, on_x].sum()) for i, dn in enumerate(dns)},
+            "first_haplotype_active_share": {dn: (None if not np.isfinite(x) else round(float(x), 6))
+                                             for dn, x in zip(dns, bio.x_first_hap_share)},
+            "snps_rows": int(snps.x_inactivation.sum()),
+        },
+        "artefact_regions": {
+            "regions": len(art.regions), "bp": int((art.regions.end - art.regions.start).sum()),
+            "depth_per_sample": p.artefact_depth, "blacklist_margin": p.blacklist_margin,
+            "anchored_in_element": int(art.regions.anchor_in_element.sum()),
+            "sites": int(art.site_mask(v.sites.gpos.to_numpy()).sum()),
+            "snps_rows": int(snps.in_artefact.sum()),
+        },
+    }
+
+
+def _reads_and_bams(rng, p, g, v, acc_hap, d: Path, threads: int, art=None, rng_od=None, rng_art=None):
+    """Fragments, reads and a BAM per donor × cell type.
+
+    Returns the samples (name, donor, cell type), per-sample fragment counts, and
+    the overdispersed haplotype shares (DataFrame donor, cell_type, element,
+    planted_first_hap_share, drawn_first_hap_share)."""
+    import pandas as pd
+
+    from . import donors, faults, fragments
 
     (d / "bams").mkdir()
     fq = d / "fastq.tmp"
     fq.mkdir()
-    samples, stats = [], {}
+    samples, stats, shares = [], {}, []
+    lens, pl = fragments.length_pmf(p.read_len)
     prog = Progress(log, "samples", total=len(p.donors) * len(p.cell_types), every_s=5.0)
     for di, donor in enumerate(p.donors):
         haps = [donors.haplotype(g, v, di, h) for h in (0, 1)]
+        seqs, shifts = [h[0] for h in haps], [h[1] for h in haps]
+        if art is not None and len(art.regions):
+            seqs.append(art.copy_seq)
+            shifts.append(np.zeros_like)
         for k, ct in enumerate(p.cell_types):
             sample = f"{donor}_{ct}"
-            f = fragments.sample_fragments(rng, g, acc_hap[di, :, :, k], p.fragments_per_sample,
-                                           p.background_fraction, p.duplicate_rate, p.read_len)
-            r1, r2, q1, q2 = fragments.reads(rng, [h[0] for h in haps], [h[1] for h in haps], f, p.read_len)
-            names = np.array([f"{sample}:{i:09d}".encode() for i in range(len(f.start))])
-            fragments.write_fastq(fq / f"{sample}_R1.fq", names, r1, q1, 1)
-            fragments.write_fastq(fq / f"{sample}_R2.fq", names, r2, q2, 2)
-            res = align.align_sample(d, sample, donor, f"fastq.tmp/{sample}_R1.fq", f"fastq.tmp/{sample}_R2.fq",
-                                     f"bams/{sample}.bam", threads)
-            rate = [ln for ln in res["bowtie2"] if "overall alignment rate" in ln]
-            stats[sample] = {"fragments": int(len(f.start)), "from_elements": int(f.from_element.sum()),
-                             "pcr_duplicates": int(f.duplicate.sum()),
-                             "overall_alignment_rate": rate[0].split("%")[0] + "%" if rate else None}
-            log.info("%s: %s fragments (%s from elements, %s PCR duplicates), bowtie2 %s aligned",
-                     sample, f"{len(f.start):,}", f"{int(f.from_element.sum()):,}", f"{int(f.duplicate.sum()):,}",
-                     stats[sample]["overall_alignment_rate"])
-            (fq / f"{sample}_R1.fq").unlink()
-            (fq / f"{sample}_R2.fq").unlink()
+            acc, m, q = faults.overdisperse(rng_od, acc_hap[di, :, :, k], p.allelic_overdispersion)
+            shares.append(pd.DataFrame({"donor": donor, "cell_type": ct, "element": g.elements.element.to_numpy(),
+                                        "planted_first_hap_share": m, "drawn_first_hap_share": q}))
+            extra = None
+            if art is not None and len(art.regions) and p.artefact_depth > 0:
+                extra = faults.artefact_fragments(rng_art, art, p.artefact_depth, p.read_len, lens, pl)
+            f = fragments.sample_fragments(rng, g, acc, p.fragments_per_sample,
+                                           p.background_fraction, p.duplicate_rate, p.read_len, extra=extra)
+            stats[sample] = _align_one(rng, d, fq, sample, donor, seqs, shifts, f, p.read_len, threads)
             samples.append((sample, donor, ct))
             prog.update()
     prog.close()
     fq.rmdir()
-    return samples, stats
+    return samples, stats, pd.concat(shares, ignore_index=True)
+
+
+def _align_one(rng, d: Path, fq: Path, sample: str, donor: str, seqs, shifts, f, read_len: int, threads: int) -> dict:
+    """Reads of one sample's fragments, aligned into ``bams/<sample>.bam``. Returns its counts."""
+    from . import align, fragments
+
+    r1, r2, q1, q2 = fragments.reads(rng, seqs, shifts, f, read_len)
+    names = np.array([f"{sample}:{i:09d}".encode() for i in range(len(f.start))])
+    fragments.write_fastq(fq / f"{sample}_R1.fq", names, r1, q1, 1)
+    fragments.write_fastq(fq / f"{sample}_R2.fq", names, r2, q2, 2)
+    res = align.align_sample(d, sample, donor, f"fastq.tmp/{sample}_R1.fq", f"fastq.tmp/{sample}_R2.fq",
+                             f"bams/{sample}.bam", threads)
+    rate = [ln for ln in res["bowtie2"] if "overall alignment rate" in ln]
+    st = {"fragments": int(len(f.start)), "from_elements": int(f.from_element.sum()),
+          "from_artefacts": int(f.from_artefact.sum()), "pcr_duplicates": int(f.duplicate.sum()),
+          "overall_alignment_rate": rate[0].split("%")[0] + "%" if rate else None}
+    log.info("%s: %s fragments (%s from elements, %s from artefact copies, %s PCR duplicates), bowtie2 %s aligned",
+             sample, f"{len(f.start):,}", f"{st['from_elements']:,}", f"{st['from_artefacts']:,}",
+             f"{st['pcr_duplicates']:,}", st["overall_alignment_rate"])
+    (fq / f"{sample}_R1.fq").unlink()
+    (fq / f"{sample}_R2.fq").unlink()
+    return st
 
 
 def _observed(d: Path, snps, samples) -> dict:
     """Pooled REF fraction of reads at SNVs by truth stratum (the planted truth, seen in BAMs)."""
     from .truth import observed_ref_fraction
 
-    snv = snps[~snps.is_indel]
+    snv = snps[~snps.is_indel & ~snps.in_artefact]
     strata = {
         "dup_expected_half_mapq0": (snv.in_duplication & (snv.effect == "none"), 0),
         "dup_expected_half_mapq10": (snv.in_duplication & (snv.effect == "none"), 10),
@@ -171,6 +284,8 @@ def _observed(d: Path, snps, samples) -> dict:
         "nondup_expected_half_mapq10": (~snv.in_duplication & (snv.effect == "none") & snv.element.notna(), 10),
         "ref_favouring_mapq10": (~snv.in_duplication & (snv.effect == "ref_favouring"), 10),
         "alt_favouring_mapq10": (~snv.in_duplication & (snv.effect == "alt_favouring"), 10),
+        "x_inactivation_ref_high_mapq10": ((snv.effect == "x_inactivation") & (snv.expected_ref_fraction > 0.5), 10),
+        "x_inactivation_ref_low_mapq10": ((snv.effect == "x_inactivation") & (snv.expected_ref_fraction < 0.5), 10),
     }
     out = {}
     for name, (mask, mapq) in strata.items():
@@ -188,7 +303,37 @@ def _observed(d: Path, snps, samples) -> dict:
     return out
 
 
-def _write_sheet_and_params(p, seed: int, d: Path, samples) -> None:
+def _observed_false_hets(d: Path, gerr, samples) -> dict:
+    """Reads at false-het SNVs (a hom site the VCF calls het): how many show the
+    donor's true allele (the other one only by sequencing error)."""
+    from .truth import observed_ref_fraction
+
+    fh = gerr[(gerr.kind == "false_het") & (gerr.ref.str.len() == 1) & (gerr.alt.str.len() == 1)]
+    true_n = other_n = 0
+    for sample, donor, _ct in samples:
+        for gt, s in fh[fh.donor == donor].groupby("true_gt"):
+            r, a = observed_ref_fraction(d / "bams" / f"{sample}.bam", s, 10)
+            true_n, other_n = (true_n + r, other_n + a) if gt == "0|0" else (true_n + a, other_n + r)
+    n = true_n + other_n
+    return {"sites": int(len(fh)), "reads": n, "true_allele_fraction": true_n / n if n else None}
+
+
+def _observed_artefact_depth(d: Path, regions, elements, samples) -> dict:
+    """Read starts per kb in the artefact regions and in the elements, pooled over samples."""
+    import pysam
+
+    n_reg = n_el = 0
+    for sample, _donor, _ct in samples:
+        with pysam.AlignmentFile(str(d / "bams" / f"{sample}.bam")) as bam:
+            n_reg += sum(bam.count(c, s, e) for c, s, e in zip(regions.chrom, regions.start, regions.end))
+            n_el += sum(bam.count(c, s, e) for c, s, e in zip(elements.chrom, elements.start, elements.end))
+    bp_reg = int((regions.end - regions.start).sum())
+    bp_el = int((elements.end - elements.start).sum())
+    return {"regions_reads_per_kb": 1000 * n_reg / bp_reg if bp_reg else None,
+            "elements_reads_per_kb": 1000 * n_el / bp_el if bp_el else None}
+
+
+def _write_sheet_and_params(p, seed: int, d: Path, samples, blacklist: bool = False) -> None:
     import yaml
 
     from ..io import write_text
@@ -199,6 +344,8 @@ def _write_sheet_and_params(p, seed: int, d: Path, samples) -> None:
     write_text("\n".join(lines) + "\n", d / "samplesheet.csv")
     params = {"input": "samplesheet.csv", "fasta": "genome.fa", "vcf": "genotypes.vcf.gz", "outdir": "results",
               "aligner": "bowtie2", "aligner_index": "genome", "aligner_args": BOWTIE2_ARGS, "seed": seed}
+    if blacklist:
+        params["blacklist"] = "blacklist.bed"
     params.update(PRESET_PARAMS.get(p.name, {}))
     write_text(yaml.safe_dump(params, sort_keys=False), d / "params.yaml")
 
@@ -245,6 +392,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=1, help="random seed (same seed → byte-identical files)")
     ap.add_argument("--out", required=True, help="output directory (created; replaced if a previous simulation)")
     ap.add_argument("--threads", "-t", type=int, default=2, help="bowtie2 / samtools threads")
+    ap.add_argument("--faults", action="store_true",
+                    help="plant every fault real data have (genotype errors, donor variation, allelic "
+                         "overdispersion, chrX with X-inactivation, collapsed-repeat artefact regions + "
+                         "blacklist.bed); off in the presets until the pipeline's filters handle them")
     ap.add_argument("--swap-donors", metavar="A,B",
                     help="label donor A's samples as B's and B's as A's in the samplesheet (a sample mix-up; "
                          "truth in truth/donor_swap.json)")
@@ -256,6 +407,6 @@ def main(argv=None) -> int:
     swap = tuple(args.swap_donors.split(",")) if args.swap_donors else None
     if swap is not None and len(swap) != 2:
         raise InputError("--swap-donors", f"{args.swap_donors!r} is not two donors", "write --swap-donors D1,D2")
-    summary = simulate(args.preset, args.seed, args.out, threads=args.threads, swap_donors=swap)
+    summary = simulate(args.preset, args.seed, args.out, threads=args.threads, swap_donors=swap, faults=args.faults)
     print(f"simulated {summary['samples']} samples into {args.out}")
     return 0

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .genome import Genome
+from .genome import X_CHROM, Genome
 from .presets import Preset
 
 BASES = np.array(list("ACGTN"))
@@ -30,9 +30,10 @@ class Variants:
     alleles: np.ndarray
 
 
-def _site_positions(rng, g: Genome, p: Preset) -> np.ndarray:
-    total = len(g.seq)
-    return _usable(g, np.unique(rng.integers(0, total, rng.poisson(p.site_rate * total))))
+def _site_positions(rng, g: Genome, p: Preset, lo: int, hi: int) -> np.ndarray:
+    """~``site_rate``/bp usable positions in global [lo, hi)."""
+    n = hi - lo
+    return _usable(g, lo + np.unique(rng.integers(0, n, rng.poisson(p.site_rate * n))))
 
 
 def _extra_dup_positions(rng, g: Genome, p: Preset, taken: np.ndarray) -> np.ndarray:
@@ -104,21 +105,32 @@ def make_variants(rng: np.random.Generator, g: Genome, p: Preset) -> Variants:
     With ``dup_site_rate_factor`` > 1, duplication sources get extra sites drawn
     from a generator of their own after every other draw, so the other sites
     and their genotypes are the same as without them (reads are not: the extra
-    sites change haplotype sequences, hence accessibility and the read draws)."""
+    sites change haplotype sequences, hence accessibility and the read draws).
+    chrX's sites likewise come from a generator of their own, drawn last."""
     c = g.causal
     planted = pd.DataFrame({"gpos": c.gpos, "ref": BASES[c.ref.to_numpy()].astype(object),
                             "alt": BASES[c.alt.to_numpy()].astype(object), "is_indel": False,
                             "af": None, "causal": True})
-    sites, alleles = _genotyped(rng, g, p, _site_positions(rng, g, p), planted)
+    auto_end = int(g.offsets[g.chroms.index(X_CHROM)]) if X_CHROM in g.chroms else len(g.seq)
+    on_x = planted.gpos.to_numpy() >= auto_end
+    v = Variants(*_genotyped(rng, g, p, _site_positions(rng, g, p, 0, auto_end), planted[~on_x]))
+    planted_x = planted[on_x] if on_x.any() else None
     if p.dup_site_rate_factor > 1 and len(g.dups):
         extra_rng = np.random.default_rng(rng.integers(2**63))
-        extra = _extra_dup_positions(extra_rng, g, p, np.sort(sites.gpos.to_numpy()))
-        more, more_alleles = _genotyped(extra_rng, g, p, extra, None)
-        sites = pd.concat([sites, more], ignore_index=True)
-        alleles = np.concatenate([alleles, more_alleles], axis=2)
-        order = np.argsort(sites.gpos.to_numpy(), kind="stable")
-        sites, alleles = sites.iloc[order].reset_index(drop=True), alleles[:, :, order]
-    return Variants(sites, alleles)
+        extra = _extra_dup_positions(extra_rng, g, p, np.sort(v.sites.gpos.to_numpy()))
+        v = _merged(v, *_genotyped(extra_rng, g, p, extra, None))
+    if auto_end < len(g.seq):
+        x_rng = np.random.default_rng(rng.integers(2**63))
+        v = _merged(v, *_genotyped(x_rng, g, p, _site_positions(x_rng, g, p, auto_end, len(g.seq)), planted_x))
+    return v
+
+
+def _merged(v: Variants, more: pd.DataFrame, more_alleles: np.ndarray) -> Variants:
+    """``v`` plus further sites, in genome order."""
+    sites = pd.concat([v.sites, more], ignore_index=True)
+    alleles = np.concatenate([v.alleles, more_alleles], axis=2)
+    order = np.argsort(sites.gpos.to_numpy(), kind="stable")
+    return Variants(sites.iloc[order].reset_index(drop=True), alleles[:, :, order])
 
 
 def _genotyped(rng, g: Genome, p: Preset, pos: np.ndarray, planted: pd.DataFrame | None):

@@ -104,12 +104,12 @@ def write_peaks(rng, g: Genome, acc_ref: np.ndarray, cell_types, threshold: floa
         keep = (acc > threshold) & (rng.random(len(el)) > 0.05)
         sub = el[keep]
         jit = rng.normal(0, 25, (len(sub), 2)).round().astype(int)
-        lengths = g.lengths[sub.chrom.str[3:].astype(int).to_numpy() - 1]
+        ci = sub.chrom.map({c: i for i, c in enumerate(g.chroms)}).to_numpy()
         start = np.clip(sub.start.to_numpy() + jit[:, 0], 0, None)
-        end = np.minimum(np.maximum(sub.end.to_numpy() + jit[:, 1], start + 50), lengths)
+        end = np.minimum(np.maximum(sub.end.to_numpy() + jit[:, 1], start + 50), g.lengths[ci])
         score = np.clip((acc[keep] * 1000).round(), 0, 1000).astype(int)
         peaks = pd.DataFrame({"chrom": sub.chrom.to_numpy(), "start": start, "end": end, "score": score,
-                              "ci": sub.chrom.str[3:].astype(int).to_numpy()})
+                              "ci": ci + 1})
         peaks = pd.concat([peaks, _false_peaks(rng, g, max(1, int(0.03 * len(sub))))], ignore_index=True)
         peaks = peaks.sort_values(["ci", "start", "end"], kind="stable").reset_index(drop=True)
         lines = [f"{c}\t{s}\t{e}\t{ct}_peak{i + 1:05d}\t{sc}\t." for i, (c, s, e, sc)

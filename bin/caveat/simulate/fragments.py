@@ -70,7 +70,8 @@ class Fragments:
 
     Attributes
     ----------
-    start, end : int64 (n,) ; hap : int8 (n,) ; from_element : bool (n,) ; duplicate : bool (n,)
+    start, end : int64 (n,) ; hap : int8 (n,) (0, 1: the donor's haplotypes; 2: an artefact
+    region's absent copy) ; from_element : bool (n,) ; duplicate : bool (n,) ; from_artefact : bool (n,)
     """
 
     start: np.ndarray
@@ -78,15 +79,18 @@ class Fragments:
     hap: np.ndarray
     from_element: np.ndarray
     duplicate: np.ndarray
+    from_artefact: np.ndarray
 
 
 def sample_fragments(rng, g: Genome, acc_hap_dk: np.ndarray, n_total: int, bg_fraction: float,
-                     dup_rate: float, read_len: int) -> Fragments:
+                     dup_rate: float, read_len: int, extra: tuple | None = None) -> Fragments:
     """Draw one sample's fragments.
 
     Parameters
     ----------
     acc_hap_dk : float (2, n_elements) accessibility of each element on each haplotype
+    extra : (starts (m,), lengths (m,)) or None, fragments from artefact copies (haplotype 2),
+        added before PCR duplicates are drawn
     """
     n_bg = int(round(bg_fraction * n_total))
     n_el = n_total - n_bg
@@ -101,22 +105,23 @@ def sample_fragments(rng, g: Genome, acc_hap_dk: np.ndarray, n_total: int, bg_fr
     s_el = mid - L // 2
     # uniform background over non-gap sequence (rejection of spans over N or chromosome ends)
     s_bg, L_bg = _background(rng, g, n_bg, lens, pl)
-    start = np.concatenate([s_el, s_bg])
-    end = start + np.concatenate([L, L_bg])
-    hap = np.concatenate([hap_el, rng.integers(0, 2, n_bg)]).astype(np.int8)
-    from_el = np.concatenate([np.ones(n_el, bool), np.zeros(n_bg, bool)])
+    s_art, L_art = extra if extra is not None else (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    start = np.concatenate([s_el, s_bg, s_art])
+    end = start + np.concatenate([L, L_bg, L_art])
+    hap = np.concatenate([hap_el, rng.integers(0, 2, n_bg), np.full(len(s_art), 2)]).astype(np.int8)
+    from_el = np.concatenate([np.ones(n_el, bool), np.zeros(n_bg + len(s_art), bool)])
     dup = rng.random(len(start)) < dup_rate
     di = np.nonzero(dup)[0]
     start, end, hap, from_el = (np.concatenate([a, a[di]]) for a in (start, end, hap, from_el))
     is_dup = np.concatenate([np.zeros(len(dup), bool), np.ones(len(di), bool)])
     order = rng.permutation(len(start))  # sequencer order
-    return Fragments(start[order], end[order], hap[order], from_el[order], is_dup[order])
+    return Fragments(start[order], end[order], hap[order], from_el[order], is_dup[order], hap[order] == 2)
 
 
 def _background(rng, g: Genome, n: int, lens, pl) -> tuple[np.ndarray, np.ndarray]:
     nmask = np.concatenate([[0], np.cumsum(g.seq == 4)])
     chrom_end = np.repeat(g.offsets + g.lengths, g.lengths)
-    out_s, out_l, need = [], [], n
+    out_s, out_l, need = [np.zeros(0, np.int64)], [np.zeros(0, lens.dtype)], n
     while need > 0:
         s = rng.integers(0, len(g.seq), int(need * 1.2) + 10)
         L = rng.choice(lens, size=len(s), p=pl)
@@ -128,7 +133,8 @@ def _background(rng, g: Genome, n: int, lens, pl) -> tuple[np.ndarray, np.ndarra
 
 
 def reads(rng, hap_seqs: list, shifts: list, f: Fragments, read_len: int) -> tuple[np.ndarray, ...]:
-    """Read sequences and qualities (ASCII) of both mates.
+    """Read sequences and qualities (ASCII) of both mates; fragment ``f.hap == h`` is read
+    from ``hap_seqs[h]`` (at reference position + ``shifts[h]``).
 
     Returns
     -------
@@ -138,7 +144,7 @@ def reads(rng, hap_seqs: list, shifts: list, f: Fragments, read_len: int) -> tup
     r1 = np.empty((n, read_len), np.uint8)
     r2 = np.empty((n, read_len), np.uint8)
     ar = np.arange(read_len)
-    for h in (0, 1):
+    for h in range(len(hap_seqs)):
         m = f.hap == h
         hs = f.start[m] + shifts[h](f.start[m])
         he = f.end[m] + shifts[h](f.end[m])

@@ -1,5 +1,6 @@
-"""The simulated reference: chr1..chr22 at GC 40 %, assembly gaps, regulatory
-elements carrying motif sites, and segmental duplications.
+"""The simulated reference: chr1..chr22 (plus a modest chrX when
+``Preset.chrx_bp`` > 0) at GC 40 %, assembly gaps, regulatory elements carrying
+motif sites, and segmental duplications (on autosomes).
 
 Everything is held in one concatenated uint8 array (A0 C1 G2 T3 N4) with
 per-chromosome offsets ("global" coordinates), so sequence work is vectorised.
@@ -18,6 +19,7 @@ from .presets import HUMAN_MB, Preset
 CLASS_PROBS = {"ubiquitous": 0.32, "specific": 0.43, "background": 0.25}
 PAIR_FRACTION = 0.3        # specific elements active in two cell types
 MIN_CHROM_BP = 6000
+X_CHROM = "chrX"
 
 
 @dataclass
@@ -67,15 +69,15 @@ def _overlaps(s: int, e: int, taken: list, pad: int = 0) -> bool:
     return any(s < te + pad and ts < e + pad for ts, te in taken)
 
 
-def _layout_chrom(rng, length: int, p: Preset) -> tuple[list, list, list]:
-    """Place one gap, the duplication target deserts and the elements of one chromosome."""
+def _layout_chrom(rng, length: int, p: Preset, dups: bool = True) -> tuple[list, list, list]:
+    """Place one gap, the duplication target deserts (if ``dups``) and the elements of one chromosome."""
     taken: list = []
     glen = int(rng.integers(*p.gap_len))
     gs = int(rng.integers(int(0.15 * length), int(0.85 * length) - glen))
     gaps = [(gs, gs + glen)]
     taken.append((gs, gs + glen))
     deserts = []
-    for _ in range(int(rng.poisson(p.dups_per_chrom))):
+    for _ in range(int(rng.poisson(p.dups_per_chrom)) if dups else 0):
         dlen = int(rng.integers(*p.dup_len))
         for _try in range(20):
             ds = int(rng.integers(200, max(201, length - dlen - 200)))
@@ -172,21 +174,36 @@ def _plant_sites(rng, seq, elements: pd.DataFrame, motifs: Motifs, cell_types, c
 
 
 def build_genome(rng: np.random.Generator, p: Preset, motifs: Motifs) -> Genome:
-    """Lay out and write the reference (elements, sites, gaps, duplications)."""
-    chroms = [f"chr{i}" for i in range(1, 23)]
-    lengths = chrom_lengths(p.genome_bp)
+    """Lay out and write the reference (elements, sites, gaps, duplications).
+
+    chrX (``p.chrx_bp`` > 0) comes after chr22 and is drawn with a generator of
+    its own taken after every autosomal draw, so the autosomes are those of the
+    same study without it."""
+    auto = _build_part(rng, p, motifs, [f"chr{i}" for i in range(1, 23)], chrom_lengths(p.genome_bp), 0, True)
+    if p.chrx_bp <= 0:
+        return auto
+    x_rng = np.random.default_rng(rng.integers(2**63))
+    x = _build_part(x_rng, p, motifs, [X_CHROM], np.array([max(int(p.chrx_bp), MIN_CHROM_BP)]),
+                    len(auto.elements), False)
+    return _join(auto, x)
+
+
+def _build_part(rng, p: Preset, motifs: Motifs, chroms: list, lengths: np.ndarray, first_element: int,
+                dups: bool) -> Genome:
+    """The genome of ``chroms`` alone (global coordinates from 0), elements numbered
+    from ``first_element``; segmental duplications only if ``dups``."""
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     total = int(lengths.sum())
     bg = np.array([(1 - p.gc) / 2, p.gc / 2, p.gc / 2, (1 - p.gc) / 2])
     seq = rng.choice(4, size=total, p=bg).astype(np.uint8)
     gap_rows, desert_rows, el_rows = [], [], []
     for ci, (name, length, off) in enumerate(zip(chroms, lengths, offsets)):
-        gaps, deserts, els = _layout_chrom(rng, int(length), p)
+        gaps, deserts, els = _layout_chrom(rng, int(length), p, dups=dups)
         gap_rows += [(name, s, e, off + s, off + e) for s, e in gaps]
         desert_rows += [(ci, off + s, e - s) for s, e in deserts]
         el_rows += [(name, s, e, off + s, off + e) for s, e in sorted(els)]
     elements = pd.DataFrame(el_rows, columns=["chrom", "start", "end", "gstart", "gend"])
-    elements.insert(0, "element", [f"el{i:05d}" for i in range(len(elements))])
+    elements.insert(0, "element", [f"el{i:05d}" for i in range(first_element, first_element + len(elements))])
     classes, spec = _assign_classes(rng, len(elements), list(p.cell_types))
     elements.insert(4, "class", classes)
     elements["specific_to_t"] = spec
@@ -196,16 +213,35 @@ def build_genome(rng: np.random.Generator, p: Preset, motifs: Motifs) -> Genome:
     gaps = pd.DataFrame(gap_rows, columns=["chrom", "start", "end", "gstart", "gend"])
     for g in gaps.itertuples():
         seq[g.gstart:g.gend] = 4
-    dups = _duplicate(rng, seq, elements, desert_rows, p, lengths)
-    return Genome(chroms, lengths, offsets, seq, gaps, elements.drop(columns="specific_to_t"),
-                  instances, causal, dups)
+    dup = _duplicate(rng, seq, elements, desert_rows, p, dict(zip(chroms, lengths)))
+    return Genome(list(chroms), lengths, offsets, seq, gaps, elements.drop(columns="specific_to_t"),
+                  instances, causal, dup)
 
 
-def _duplicate(rng, seq, elements: pd.DataFrame, deserts: list, p: Preset, lengths) -> pd.DataFrame:
+def _join(a: Genome, b: Genome) -> Genome:
+    """``b``'s chromosomes after ``a``'s (its global coordinates shifted)."""
+    shift = len(a.seq)
+
+    def cat(x: pd.DataFrame, y: pd.DataFrame, cols) -> pd.DataFrame:
+        if not len(y):  # an empty frame's object columns would spoil x's dtypes
+            return x
+        y = y.assign(**{c: y[c].astype(np.int64) + shift for c in cols})
+        return y if not len(x) else pd.concat([x, y], ignore_index=True)
+
+    return Genome(a.chroms + b.chroms, np.concatenate([a.lengths, b.lengths]),
+                  np.concatenate([a.offsets, b.offsets + shift]), np.concatenate([a.seq, b.seq]),
+                  cat(a.gaps, b.gaps, ["gstart", "gend"]),
+                  cat(a.elements, b.elements, ["gstart", "gend", "center"]),
+                  cat(a.instances, b.instances, ["gstart"]), cat(a.causal, b.causal, ["gpos"]),
+                  cat(a.dups, b.dups, ["source_gstart", "target_gstart"]))
+
+
+def _duplicate(rng, seq, elements: pd.DataFrame, deserts: list, p: Preset, lengths: dict) -> pd.DataFrame:
     """Copy a region around an accessible element into each desert, at ~1 % divergence.
 
-    Sources are centred on ubiquitous elements first (most reads, so the
-    mapping bias they cause is visible in every cell type)."""
+    Sources are centred on ubiquitous autosomal elements first (most reads, so the
+    mapping bias they cause is visible in every cell type); ``lengths`` maps
+    chromosome name → length."""
     order = elements.index[elements["class"] == "ubiquitous"].to_numpy()
     order = np.concatenate([rng.permutation(order),
                             rng.permutation(elements.index[elements["class"] == "specific"].to_numpy())])
@@ -218,7 +254,7 @@ def _duplicate(rng, seq, elements: pd.DataFrame, deserts: list, p: Preset, lengt
             used += 1
             src = int(e.center) - ln // 2
             chrom_start = int(e.gstart - e.start)
-            chrom_end = chrom_start + int(lengths[int(e.chrom[3:]) - 1])
+            chrom_end = chrom_start + int(lengths[e.chrom])
             if src < chrom_start + 50 or src + ln > chrom_end or gap_mask[src:src + ln].any():
                 continue
             if _overlaps(src, src + ln, blocked):

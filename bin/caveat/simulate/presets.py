@@ -39,6 +39,32 @@ class Preset:
     duplicate_rate: float = 0.06
     read_len: int = 50
     peak_threshold: float = 0.10      # accessibility above which an element is a peak
+    # --- faults real data have (issue 15); a rate or size of 0 switches one off. All off by
+    # default and in the presets (their integration tests do not pass with them yet);
+    # FAULTS_ON / with_faults() / `caveat simulate --faults` switch them on ---
+    # genotype errors in the VCF, per donor as a share of its true het sites: hom-REF/hom-ALT
+    # sites written as het (half of them in accessible elements, where reads show n:0), and
+    # true hets written as hom (sites lost to the study)
+    false_het_rate: float = 0.0
+    lost_het_rate: float = 0.0
+    # donor-to-donor variation of element accessibility: log-normal factor (sd of its log,
+    # mean 1) per donor x element, the same on both haplotypes and in every cell type
+    donor_accessibility_sd: float = 0.0
+    # allelic overdispersion rho: per sample x element, the haplotype share of its fragments is
+    # Beta-distributed around the planted share m (mean m, variance rho m (1 - m))
+    allelic_overdispersion: float = 0.0
+    # chrX (bp, after chr22; 0 = none) and X-inactivation: per donor the share of cells whose
+    # active X is the first haplotype (GT left allele) is 0.5 +- U(xci_skew / 2, xci_skew) (0 = off)
+    chrx_bp: int = 0
+    xci_skew: float = 0.4
+    # collapsed-repeat artefact regions on autosomes: copies absent from the reference pile
+    # their reads at one locus (extra fragments, wholly inside the region, for a mean read depth
+    # of artefact_depth per sample, >10x the 99th percentile of depth at het sites; each copy
+    # fixed for one allele at each site there); a blacklist.bed covers them (+ margin)
+    artefact_regions: int = 0
+    artefact_len: tuple[int, int] = (150, 400)
+    artefact_depth: float = 1500.0
+    blacklist_margin: int = 100
 
 
 PRESETS: dict[str, Preset] = {
@@ -53,6 +79,22 @@ PRESETS: dict[str, Preset] = {
         background_fraction=0.2,
     ),
 }
+
+_FAULTS = {"false_het_rate": 0.03, "lost_het_rate": 0.02, "donor_accessibility_sd": 0.3,
+           "allelic_overdispersion": 0.02, "xci_skew": 0.4, "artefact_depth": 1500.0}
+#: Every fault switched on, per preset (tiny: 24 kb chrX, 2 artefact regions; demo: 150 kb, 5).
+FAULTS_ON: dict[str, dict] = {
+    "tiny": {**_FAULTS, "chrx_bp": 24000, "artefact_regions": 2},
+    "demo": {**_FAULTS, "chrx_bp": 150000, "artefact_regions": 5},
+}
+
+
+def with_faults(p: Preset) -> Preset:
+    """``p`` with every fault of :data:`FAULTS_ON` switched on (a preset not listed there gets tiny's)."""
+    import dataclasses
+
+    return dataclasses.replace(p, **FAULTS_ON.get(p.name, FAULTS_ON["tiny"]))
+
 
 #: Extra params merged into the simulated study's params.yaml (training sizes etc.).
 PRESET_PARAMS: dict[str, dict] = {

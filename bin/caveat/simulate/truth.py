@@ -8,18 +8,22 @@ import pandas as pd
 
 from .donors import Variants
 from .fragments import background_coverage, coverage_kernel
-from .genome import Genome
+from .genome import X_CHROM, Genome
 
 KERNEL_HALF = 1200
 
 
-def elements_table(g: Genome, acc_ref: np.ndarray, cell_types) -> pd.DataFrame:
-    """element, chrom, start, end, class, specific_to, acc_<cell_type> (reference sequence)."""
+def elements_table(g: Genome, acc_ref: np.ndarray, cell_types, donor_factors: dict | None = None) -> pd.DataFrame:
+    """element, chrom, start, end, class, specific_to, acc_<cell_type> (reference sequence),
+    donor_factor_<donor> (accessibility factor of that donor; from ``donor_factors``,
+    donor → float (n_elements,))."""
     el = g.elements
     out = el[["element", "chrom", "start", "end", "class", "specific_to"]].copy()
     out["n_motif_sites"] = el.element.map(g.instances.element.value_counts()).fillna(0).astype(int).to_numpy()
     for k, ct in enumerate(cell_types):
         out[f"acc_{ct}"] = acc_ref[:, k]
+    for dn, f in (donor_factors or {}).items():
+        out[f"donor_factor_{dn}"] = f
     return out
 
 
@@ -68,8 +72,19 @@ def expected_ref_fraction(g: Genome, v: Variants, acc_hap: np.ndarray, n_el: int
     return out
 
 
-def snps_table(g: Genome, v: Variants, erf: np.ndarray, site_eff: pd.DataFrame, donors, cell_types) -> pd.DataFrame:
-    """Long table: one row per donor × het site × cell type (see module docs of simulate)."""
+def snps_table(g: Genome, v: Variants, erf: np.ndarray, site_eff: pd.DataFrame, donors, cell_types,
+               faults: dict | None = None) -> pd.DataFrame:
+    """Long table: one row per donor × true het site × cell type (see module docs of simulate).
+
+    ``faults`` (optional): ``lost`` set of (donor, site) written as hom in the VCF
+    (column ``genotype_error``), ``in_artefact`` bool (n_sites,) (column
+    ``in_artefact``), ``xci`` bool: chrX rows get ``x_inactivation`` True, effect
+    "x_inactivation" and their expected REF fraction unrounded.
+    """
+    faults = faults or {}
+    lost = faults.get("lost", set())
+    in_art = faults.get("in_artefact", np.zeros(len(v.sites), bool))
+    on_x = (v.sites.chrom.to_numpy() == X_CHROM) & bool(faults.get("xci", False))
     s = v.sites
     el = g.elements
     gpos = s.gpos.to_numpy()
@@ -85,6 +100,7 @@ def snps_table(g: Genome, v: Variants, erf: np.ndarray, site_eff: pd.DataFrame, 
         for c, ct in enumerate(cell_types):
             f = erf[d, het, c]
             effect = np.where(f > 0.5 + 1e-9, "ref_favouring", np.where(f < 0.5 - 1e-9, "alt_favouring", "none"))
+            effect = np.where(on_x[het], "x_inactivation", effect)
             frames.append(pd.DataFrame({
                 "donor": donor, "variant_id": s.variant_id.to_numpy()[het], "chrom": s.chrom.to_numpy()[het],
                 "pos": s.pos.to_numpy()[het].astype(np.int64), "ref": s.ref.to_numpy()[het],
@@ -94,15 +110,13 @@ def snps_table(g: Genome, v: Variants, erf: np.ndarray, site_eff: pd.DataFrame, 
                 "paralog_carries_alt": s.psv.to_numpy()[het], "planted_causal": s.causal.to_numpy()[het],
                 "element": element[het], "element_class": eclass[het],
                 "haplotype_phase": np.where(v.alleles[d, 0, het], "1|0", "0|1"),
+                "genotype_error": np.array([(donor, int(i)) in lost for i in het], bool),
+                "x_inactivation": on_x[het], "in_artefact": in_art[het],
             }))
     out = pd.concat(frames, ignore_index=True)
-    return out.sort_values(["donor", "chrom", "pos", "cell_type"], key=_chrom_key, kind="stable").reset_index(drop=True)
-
-
-def _chrom_key(col: pd.Series) -> pd.Series:
-    if col.name == "chrom":
-        return col.str[3:].astype(int)
-    return col
+    rank = {c: i for i, c in enumerate(g.chroms)}
+    return out.sort_values(["donor", "chrom", "pos", "cell_type"], kind="stable",
+                           key=lambda col: col.map(rank) if col.name == "chrom" else col).reset_index(drop=True)
 
 
 def observed_ref_fraction(bam_path, sites: pd.DataFrame, min_mapq: int) -> tuple[int, int]:
