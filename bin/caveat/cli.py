@@ -95,12 +95,18 @@ def _user_error(e: BaseException) -> CaveatError | None:
 def run_entry(step_main) -> int:
     """Run a step's ``main`` from a ``bin/<step>.py`` entry script: logging on,
     user errors printed as one clear message (exit 1) instead of a traceback.
-    ``--version`` alone prints the package version (what Nextflow's versions topic records)."""
+    ``--version`` alone prints the package version (what Nextflow's versions topic records).
+
+    ``step_main`` is the ``main`` function, or the name of its module (``"caveat.train"``),
+    imported only after ``--version`` is answered: Nextflow asks every task for it, and the step
+    modules import torch, numba or pandas (seconds per task)."""
     if sys.argv[1:] == ["--version"]:
         print(__version__)
         return 0
     setup_logging(logging.INFO)
     try:
+        if isinstance(step_main, str):
+            step_main = importlib.import_module(step_main).main
         return int(step_main(sys.argv[1:]) or 0)
     except (CaveatError, OSError) as e:
         err = _user_error(e)
