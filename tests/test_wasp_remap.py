@@ -509,6 +509,51 @@ def test_contig_scatter_gathers_to_the_whole_byte_for_byte(study, filtered, tmp_
         wr.main(["--gather", str(parts[0]), "--sample", "s", "--out-bam", str(tmp_path / "x.bam")])
 
 
+def test_summary_is_one_function_in_natural_sample_order(tmp_path):
+    """``--summarize`` and the local step share :func:`wr.run_summary`: samples in natural order
+    (S2 before S10) whatever order the stats came in; a repeated or unnamed sample is refused."""
+    figs = dict.fromkeys(wr.SUMMARY_FIGURES, 1)
+    stats = []
+    for i, name in enumerate(["S10", "S2", "S1"]):
+        stats.append(tmp_path / f"{name}.stats.json")
+        stats[-1].write_text(json.dumps({"sample": name, **figs, "reads_out": i, "dropped_low_mapq": 3}))
+    sites = tmp_path / "sites.json"
+    sites.write_text(json.dumps({"het_snps": 5, "het_indels": 1, "vcf_skipped": {"multiallelic": 2}}))
+    outs = []
+    for order in (stats, stats[::-1]):
+        outs.append(tmp_path / f"summary{len(outs)}.json")
+        assert wr.main(["--summarize", "--part-stats", *map(str, order), "--sites-summary", str(sites),
+                        "--out-summary", str(outs[-1])]) == 0
+    assert outs[0].read_bytes() == outs[1].read_bytes()
+    got = json.loads(outs[0].read_text())   # write_json sorts keys: the file does not depend on the order either
+    assert got == {"samples": 3, "het_snps": 5, "het_indels": 1, "vcf_skipped": {"multiallelic": 2},
+                   "per_sample": {"S1": {**figs, "reads_out": 2}, "S2": {**figs, "reads_out": 1},
+                                  "S10": {**figs, "reads_out": 0}}}
+    in_memory = wr.run_summary([(p, json.loads(p.read_text())) for p in stats], json.loads(sites.read_text()), sites)
+    assert in_memory == got and list(in_memory["per_sample"]) == ["S1", "S2", "S10"]
+    with pytest.raises(InputError, match="given twice") as e:
+        wr.summarize([stats[0], stats[0]], sites, tmp_path / "x.json")
+    assert str(stats[0]) in str(e.value)
+    (tmp_path / "anon.json").write_text(json.dumps(figs))
+    with pytest.raises(InputError, match="without a sample name"):
+        wr.summarize([tmp_path / "anon.json"], sites, tmp_path / "x.json")
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_parser_follows_the_step_cli_rule():
+    """Every param is ``--`` + its name (old spellings still accepted) with the declared default."""
+    from caveat.step_cli import params_from_args
+
+    ap = wr.build_parser()
+    assert params_from_args(ap.parse_args([]), wr.PARAMS) == wr.PARAMS
+    a = ap.parse_args(["--max-snps-per-read", "3", "--wasp-max-versions", "9", "--no-vcf-pass-only",
+                       "--aligner", "bwa", "--aligner-args=-X 500"])
+    assert params_from_args(a, wr.PARAMS) == {**wr.PARAMS, "wasp_max_snps_per_read": 3, "wasp_max_versions": 9,
+                                              "vcf_pass_only": False, "aligner": "bwa", "aligner_args": "-X 500"}
+    with pytest.raises(SystemExit):
+        ap.parse_args(["--aligner", "star"])
+
+
 def test_nextflow_modes_rebuild_the_local_engine_outputs(tiny_sim, tiny_wasp, tmp_path):
     """het-sites mode + --summarize on the tiny study (and count_alleles --summarize) give the
     local engine's het_snps.parquet, het_indels.parquet, wasp_remap.summary.json and
@@ -521,7 +566,7 @@ def test_nextflow_modes_rebuild_the_local_engine_outputs(tiny_sim, tiny_wasp, tm
                     "--out-summary", str(tmp_path / "sites.json")]) == 0
     for name in ("het_snps.parquet", "het_indels.parquet"):
         assert (tmp_path / name).read_bytes() == (tiny_wasp / name).read_bytes(), name
-    stats = sorted((tiny_wasp / "wasp").glob("*.stats.json"))
+    stats = sorted((tiny_wasp / "wasp").glob("*.stats.json"))[::-1]  # the order does not matter
     assert len(stats) == len(sheet)
     assert wr.main(["--summarize", "--part-stats", *map(str, stats), "--sites-summary", str(tmp_path / "sites.json"),
                     "--out-summary", str(tmp_path / "wasp_remap.summary.json")]) == 0

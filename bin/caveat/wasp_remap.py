@@ -53,6 +53,7 @@ from .io import atomic_path, read_json, read_parquet, write_json, write_parquet
 from .log import Progress, get_logger
 from .read_versions import make_versions
 from .samplesheet import read_samplesheet
+from .step_cli import add_param_options, params_from_args
 
 log = get_logger("wasp_remap")
 
@@ -782,7 +783,7 @@ def run_step(ctx: StepContext) -> dict:
             check_contigs(names, fasta_contigs, what="BAM", file=row.bam, reference_file=p["fasta"])
     index = _aligner_index(p, ctx.outdir, ctx.threads)
     check_aligner(p["aligner"], index, p["aligner_args"])
-    per_sample = {}
+    per_sample = []
     for row in sheet.itertuples():
         ctx.log.info("sample %s (donor %s): WASP filter of %s", row.sample, row.donor, row.bam)
         st = wasp_filter(row.bam, snps[snps["donor"] == row.donor], indels[indels["donor"] == row.donor],
@@ -792,16 +793,69 @@ def run_step(ctx: StepContext) -> dict:
                          max_versions=p["wasp_max_versions"], seed=p["seed"], threads=ctx.threads,
                          fasta=p.get("fasta"), sample=row.sample)
         _log_stats(ctx.log, row.sample, st)
-        per_sample[row.sample] = {k: st[k] for k in ("reads_in", "reads_out", "sent_to_remap", "kept_after_remap",
-                                                     "duplicates_removed")}
+        per_sample.append((ctx.out("wasp", f"{row.sample}.stats.json"), st))
     # written once every BAM went through (a damaged record block fails inside the filter)
     write_parquet(snps, ctx.out("het_snps.parquet"))
     write_parquet(indels, ctx.out("het_indels.parquet"))
-    summary = {"samples": len(sheet), "het_snps": len(snps), "het_indels": len(indels),
-               "vcf_skipped": vstats["skipped"], "per_sample": per_sample}
+    summary = run_summary(per_sample, sites_figures(snps, indels, vstats), p["vcf"])
     write_json(summary, ctx.out("wasp_remap.summary.json"))
     return {"samples": len(sheet), "het_snps": len(snps),
-            "reads_out": sum(v["reads_out"] for v in per_sample.values())}
+            "reads_out": sum(v["reads_out"] for v in summary["per_sample"].values())}
+
+
+#: the figures of each sample's stats that ``wasp_remap.summary.json`` keeps
+SUMMARY_FIGURES = ("reads_in", "reads_out", "sent_to_remap", "kept_after_remap", "duplicates_removed")
+
+
+def natural_key(name: str) -> tuple:
+    """Sort key that orders digit runs by value: ``S2`` before ``S10``; ties broken by the name."""
+    parts = re.split(r"(\d+)", str(name))
+    return tuple(int(t) if i % 2 else t for i, t in enumerate(parts)), str(name)
+
+
+def sites_figures(snps: pd.DataFrame, indels: pd.DataFrame, vstats: dict) -> dict:
+    """The het-sites figures of the summary (what the het-sites mode writes to ``--out-summary``)."""
+    return {"het_snps": len(snps), "het_indels": len(indels), "vcf_skipped": vstats["skipped"]}
+
+
+def run_summary(sample_stats, sites: dict, sites_file: str | Path) -> dict:
+    """``wasp_remap.summary.json``, for both engines: the local step (each sample's stats in memory)
+    and ``wasp_remap.py --summarize`` (Nextflow's WASP_REMAP_SUMMARY, the stats read back).
+
+    Parameters
+    ----------
+    sample_stats : iterable of (path, dict)
+        Each sample's :func:`wasp_filter` figures with the ``wasp/<sample>.stats.json`` they are (or
+        were read from; named in errors), any order; each dict has ``sample``.
+    sites : dict
+        :func:`sites_figures`: ``het_snps``, ``het_indels``, ``vcf_skipped``.
+    sites_file : str or Path
+        Where ``sites`` came from (named in errors).
+
+    Returns
+    -------
+    dict
+        ``samples``, ``het_snps``, ``het_indels``, ``vcf_skipped`` and ``per_sample`` (sample →
+        :data:`SUMMARY_FIGURES`), samples in natural order (:func:`natural_key`), so the file does not
+        depend on the order the stats came in.
+    """
+    per_sample = {}
+    for where, st in sample_stats:
+        if not st.get("sample"):
+            raise InputError(where, "stats without a sample name", "pass the stats written by wasp_remap --gather")
+        if st["sample"] in per_sample:
+            raise InputError(where, f"sample {st['sample']!r} given twice", "pass each sample's stats once")
+        missing = [k for k in SUMMARY_FIGURES if k not in st]
+        if missing:
+            raise InputError(where, f"stats lack {', '.join(missing)}", "pass the stats written by wasp_remap --gather")
+        per_sample[st["sample"]] = {k: st[k] for k in SUMMARY_FIGURES}
+    missing = [k for k in ("het_snps", "het_indels", "vcf_skipped") if k not in sites]
+    if missing:
+        raise InputError(sites_file, f"lacks {', '.join(missing)}",
+                         "pass the --out-summary of wasp_remap's het-sites mode")
+    return {"samples": len(per_sample), "het_snps": sites["het_snps"], "het_indels": sites["het_indels"],
+            "vcf_skipped": sites["vcf_skipped"],
+            "per_sample": {k: per_sample[k] for k in sorted(per_sample, key=natural_key)}}
 
 
 def _log_stats(lg, sample, st):
@@ -843,16 +897,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--het-indels", help="het_indels.parquet")
     ap.add_argument("--fasta", help="reference FASTA (contig check)")
     ap.add_argument("--contig-map")
-    ap.add_argument("--vcf-pass-only", action=argparse.BooleanOptionalAction, default=PARAMS["vcf_pass_only"])
-    ap.add_argument("--aligner", default=PARAMS["aligner"], choices=("bowtie2", "bwa"))
-    ap.add_argument("--aligner-index", help="index prefix the reads were aligned with")
-    ap.add_argument("--aligner-args", default=PARAMS["aligner_args"])
-    ap.add_argument("--min-mapq", type=int, default=PARAMS["min_mapq"])
-    ap.add_argument("--wasp-max-snps-per-read", "--max-snps-per-read", dest="max_snps_per_read", type=int,
-                    default=PARAMS["wasp_max_snps_per_read"])
-    ap.add_argument("--wasp-max-versions", "--max-versions", dest="max_versions", type=int,
-                    default=PARAMS["wasp_max_versions"])
-    ap.add_argument("--seed", type=int, default=0)
+    add_param_options(ap, PARAMS, aliases={"wasp_max_snps_per_read": ["--max-snps-per-read"],
+                                           "wasp_max_versions": ["--max-versions"]},
+                      helps={"aligner_index": "index prefix the reads were aligned with",
+                             "vcf_pass_only": "het sites from PASS (or '.') VCF records only"})
+    ap.add_argument("--seed", type=int, default=0, help="the dedup lottery's seed (params.seed)")
     ap.add_argument("--chrom", action="append", help="contig(s) to process (default all)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out-bam", help="filtered BAM (indexed)")
@@ -886,23 +935,14 @@ def _het_sites_only(a: argparse.Namespace) -> int:
         write_parquet(indels, a.out_het_indels)
     write_parquet(snps, a.out_het_snps)
     if a.out_summary:
-        write_json({"het_snps": len(snps), "het_indels": len(indels), "vcf_skipped": vstats["skipped"]}, a.out_summary)
+        write_json(sites_figures(snps, indels, vstats), a.out_summary)
     return 0
 
 
 def summarize(sample_stats: list[str | Path], sites_summary: str | Path, out: str | Path) -> dict:
-    """``wasp_remap.summary.json`` as the local engine writes it, from every sample's
-    ``wasp/<sample>.stats.json`` and the het-sites figures (what a scattered run has)."""
-    sites = read_json(sites_summary)
-    per_sample = {}
-    for p in sample_stats:
-        st = read_json(p)
-        if not st.get("sample"):
-            raise InputError(p, "stats without a sample name", "pass the stats written by wasp_remap --gather")
-        per_sample[st["sample"]] = {k: st[k] for k in ("reads_in", "reads_out", "sent_to_remap", "kept_after_remap",
-                                                       "duplicates_removed")}
-    summary = {"samples": len(per_sample), "het_snps": sites["het_snps"], "het_indels": sites["het_indels"],
-               "vcf_skipped": sites["vcf_skipped"], "per_sample": per_sample}
+    """``wasp_remap.summary.json`` as the local engine writes it (:func:`run_summary`), from every
+    sample's ``wasp/<sample>.stats.json`` and the het-sites figures (what a scattered run has)."""
+    summary = run_summary(((p, read_json(p)) for p in sample_stats), read_json(sites_summary), sites_summary)
     write_json(summary, out)
     return summary
 
@@ -937,9 +977,10 @@ def main(argv=None) -> int:
                                            "vcf_pass_only": a.vcf_pass_only}, [donor])
     else:
         raise InputError(None, "no het sites given", "pass --vcf or --het-snps")
-    wasp_filter(a.bam, snps, indels, a.out_bam, a.out_stats, aligner=a.aligner, aligner_index=a.aligner_index,
-                aligner_args=a.aligner_args, min_mapq=a.min_mapq, max_snps=a.max_snps_per_read,
-                max_versions=a.max_versions, seed=a.seed, threads=a.threads, chroms=a.chrom, fasta=a.fasta,
+    p = params_from_args(a, PARAMS)
+    wasp_filter(a.bam, snps, indels, a.out_bam, a.out_stats, aligner=p["aligner"], aligner_index=p["aligner_index"],
+                aligner_args=p["aligner_args"], min_mapq=p["min_mapq"], max_snps=p["wasp_max_snps_per_read"],
+                max_versions=p["wasp_max_versions"], seed=a.seed, threads=a.threads, chroms=a.chrom, fasta=a.fasta,
                 sample=a.sample)
     if a.out_het_snps and a.vcf:  # written last: a failed run leaves nothing behind
         part = snps[snps["chrom"].isin(a.chrom)].reset_index(drop=True) if a.chrom else snps
