@@ -51,6 +51,7 @@ from .genome import fasta_lengths
 from .io import atomic_path, write_json
 from .log import Progress, get_logger
 from .samplesheet import cell_types, read_samplesheet
+from .step_cli import add_param_options, params_from_args
 from .tracks import add_runs, read_runs, runs_to_sites, verify_bigwig
 
 log = get_logger("insertions")
@@ -67,6 +68,8 @@ _READ1, _READ2, _SECONDARY, _QCFAIL, _DUP, _SUPPL = 0x40, 0x80, 0x100, 0x200, 0x
 DROP_REASONS = ("unpaired", "unmapped", "not_primary", "qc_fail", "duplicate",
                 "not_proper_pair", "low_mapq", "too_short")
 SOURCES = ("wasp", "raw")
+
+PARAMS = {"insertions_source": "raw", "insertions_min_mapq": 10}
 
 
 # ---------------------------------------------------------------- one chromosome
@@ -450,7 +453,7 @@ STEP = Step(
     needs=(),
     optional_needs=("wasp_remap",),
     optional_reads=_reads_wasp,
-    params={"insertions_source": "raw", "insertions_min_mapq": 10},
+    params=PARAMS,
     input_files=_input_files,
     doc="Tn5 insertion bigWigs per sample and pseudobulk per cell type",
 )
@@ -468,15 +471,14 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--bam", help="one sample's indexed BAM → its insertion track")
     ap.add_argument("--sample", default="", help="sample name (for logs)")
     ap.add_argument("--stats", help="write the sample's counting figures here (JSON)")
-    ap.add_argument("--insertions-min-mapq", "--min-mapq", dest="min_mapq", type=int,
-                    default=STEP.params["insertions_min_mapq"])
     ap.add_argument("--pseudobulk", nargs="+", metavar="BW", help="sample bigWigs to sum into a pseudobulk track")
     ap.add_argument("--summarize", nargs="+", metavar="STATS",
                     help="instead of a track: the run's summary from every sample's and cell type's --stats JSON")
     ap.add_argument("--input", help="with --summarize: the samplesheet (donor, cell type, pseudobulk members)")
-    ap.add_argument("--insertions-source", "--source", dest="source", default=STEP.params["insertions_source"],
-                    choices=SOURCES,
-                    help="with --summarize: the BAMs the tracks were built from")
+    add_param_options(ap, PARAMS, aliases={"insertions_min_mapq": ["--min-mapq"], "insertions_source": ["--source"]},
+                      helps={"insertions_min_mapq": "least MAPQ of a counted fragment's reads (also recorded by "
+                                                    "--summarize)",
+                             "insertions_source": "with --summarize: the BAMs the tracks were built from"})
     ap.add_argument("--out-summary", help="with --summarize: insertions.summary.json")
     return ap
 
@@ -508,7 +510,8 @@ def main(argv=None) -> int:
         if not (args.input and args.out_summary):
             ap.error("--summarize needs --input and --out-summary")
         sheet = read_samplesheet(args.input, check_files=False)
-        summarize(args.summarize, sheet, args.source, args.min_mapq, args.out_summary)
+        p = params_from_args(args, PARAMS)
+        summarize(args.summarize, sheet, p["insertions_source"], p["insertions_min_mapq"], args.out_summary)
         return 0
     if not (args.fasta and args.out_bw):
         ap.error("a track needs --fasta and --out-bw")
@@ -516,7 +519,7 @@ def main(argv=None) -> int:
         raise InputError(None, "give exactly one of --bam and --pseudobulk", "see `caveat insertions --help`")
     lengths = fasta_lengths(args.fasta)
     if args.bam:
-        st = sample_track(args.bam, lengths, args.out_bw, min_mapq=args.min_mapq, sample=args.sample)
+        st = sample_track(args.bam, lengths, args.out_bw, min_mapq=args.insertions_min_mapq, sample=args.sample)
     else:
         st = pseudobulk_track(args.pseudobulk, lengths, args.out_bw)
     if args.stats:
