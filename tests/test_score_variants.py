@@ -221,14 +221,20 @@ def test_run_step_writes_scores_for_every_set_row(tmp_path):
     run_step(StepContext(params=params, outdir=out))
     scores = read_parquet(out / "variant_scores.parquet")
     assert list(scores.columns) == SCORE_COLUMNS
-    # every set row scored per regime, the variant 10 bp from the contig end too (its window N-padded)
+    # every task scores every cell type's variants (the cross-cell-type matrix), in every regime; the
+    # variant 10 bp from the contig end too (its window N-padded)
+    every = {(t, v) for t in ("B", "T") for v in sets["variant_id"]}
+    assert every > set(map(tuple, sets[["cell_type", "variant_id"]].to_numpy()))
     for regime in ("single_task", "multitask"):
         got = scores[scores["regime"] == regime][["cell_type", "variant_id"]]
-        assert sorted(map(tuple, got.to_numpy())) == sorted(map(tuple, sets[["cell_type", "variant_id"]].to_numpy()))
+        assert sorted(map(tuple, got.to_numpy())) == sorted(every)
+    # a single-task model scores the other cell type's variants with its own weights
+    st = scores[scores["regime"] == "single_task"].set_index(["cell_type", "variant_id"])["ref_pred"]
+    assert st[("B", _snv(3000))] != st[("T", _snv(3000))]
     assert np.allclose(scores["pred_ref_ratio"], scores["ref_pred"] / (scores["ref_pred"] + scores["alt_pred"]))
     assert np.allclose(scores["log2_fc"], np.log2(scores["alt_pred"] / scores["ref_pred"]))
     js = json.loads((out / "score_variants.summary.json").read_text())
-    assert js["rows"] == len(scores) == 10 and js["skipped"] == 0
+    assert js["rows"] == len(scores) == 2 * 2 * 4 and js["skipped"] == 0   # regimes × tasks × distinct variants
     assert js["by_model"]["multitask"]["padded_with_n"] == 1
     vcf = read_parquet(out / "vcf_scores.parquet")
     assert len(vcf) == 3 * (2 + 1 + 1)          # 3 ALT alleles × every task of each model (multitask 2, B, T)
@@ -260,7 +266,7 @@ def test_cli_scores_an_outside_torchscript_model(tmp_path):
                  "--out", str(dest)]) == 0
     ext = read_parquet(dest)
     assert set(ext["regime"]) == {"external"} and set(ext["cell_type"]) == {"B", "T"}
-    assert len(ext) == 5 + 3 * 2                                       # every set row + VCF alleles × tasks
+    assert len(ext) == 4 * 2 + 3 * 2                                   # (distinct set variants + VCF alleles) × tasks
     # TorchScript runs the plain path; the same weights as an nn.Module take the fast path: same numbers
     v, r, a, info = score_table(ModelAdapter(model, 1344), {"chr1": GENOME["chr1"]}, [_snv(1000)])
     row = ext[(ext["variant_id"] == _snv(1000)) & (ext["cell_type"] == "T")].iloc[0]
@@ -311,11 +317,38 @@ def test_tiny_run_scores_every_variant_of_both_tables_in_every_regime(tiny_run):
         map(tuple, strata[["cell_type", "variant_id"]].to_numpy()))
     assert len(strata) and not set(map(tuple, strata[["cell_type", "variant_id"]].to_numpy())) <= set(
         map(tuple, sets[["cell_type", "variant_id"]].to_numpy()))  # the Fig. 4B table adds variants
+    cell_types = set(sets["cell_type"])
+    every = {(t, v) for t in cell_types for v in {v for _, v in want}}   # every task × every cell type's variants
+    assert len(cell_types) > 1 and every > want
     for regime, got in scores.groupby("regime"):
-        assert set(map(tuple, got[["cell_type", "variant_id"]].to_numpy())) == want, regime
+        assert set(map(tuple, got[["cell_type", "variant_id"]].to_numpy())) == every, regime
     for info in js["by_model"].values():
         assert sum(info["skipped"].values()) == 0 and info["scored"] == info["variants_in"]
     assert set(scores["regime"]) >= {"multitask"}
+
+
+def test_tiny_run_cross_cell_type_matrix_is_filled(tiny_run):
+    """Issue 18: every task scored every cell type's variants, so evaluate's cross-cell-type matrix
+    (rows ``X|T``: X's labels, task T's predictions) has its off-diagonal cells in every regime,
+    the single-task one included, and its diagonal ``X|X`` is X's own ``imbalance_auroc``."""
+    from caveat.evaluate import MEAN_TASK
+
+    m = read_parquet(tiny_run / "metrics.parquet")
+    own = m[(m["metric"] == "imbalance_auroc") & (m["stratum"] == "all")].set_index(["regime", "cell_type"])["value"]
+    cross = m[m["metric"] == "cross_imbalance_auroc"]
+    assert len(cross) and set(cross["regime"]) == set(own.index.get_level_values(0))
+    for regime, g in cross.groupby("regime"):
+        x, t = g["cell_type"].str.split("|").str[0], g["cell_type"].str.split("|").str[1]
+        rows = set(x)                                   # the cell types with both classes in their sets
+        tasks = set(t) - {MEAN_TASK}
+        assert len(tasks) > 1 and rows <= tasks, regime
+        assert set(zip(x, t)) == {(a, b) for a in rows for b in [*tasks, MEAN_TASK]}, regime
+        off = g[(x != t) & (t != MEAN_TASK)]
+        assert len(off) == len(rows) * (len(tasks) - 1) and off["value"].notna().all(), regime
+        diag = g[x == t]
+        assert len(diag) == len(rows)
+        for label, value in zip(diag["cell_type"], diag["value"]):
+            assert value == pytest.approx(own[(regime, label.split("|")[0])], abs=1e-12), (regime, label)
 
 
 def test_tiny_run_fast_path_equals_plain_on_trained_checkpoint(tiny_run):

@@ -9,6 +9,16 @@ complement and shifts −1, 0, +1 (``score_rc``, ``score_shifts``), then
   measured REF allele fraction (> 0.5: REF more accessible);
 * ``log2_fc = log2(alt_pred / ref_pred)`` — positive when ALT opens chromatin.
 
+Every task scores every cell type's variants: a multitask model's T tasks each
+get a row for every variant of the union of the cell types' sets, and a
+single-task model (one task = one cell type) scores the other cell types'
+variants too. evaluate's cross-cell-type matrix (cell type X's labels scored
+with task T's predictions, ``X|T``) needs those off-diagonal rows; the per-cell-type
+metrics use the rows whose task is the variant's own cell type. The table has
+(#tasks × #distinct variants) rows per model, so it grows by about the number of
+cell types over scoring each cell type's own variants only; each distinct
+window is still predicted once per model.
+
 Speed: each distinct window (a position shared by several ALT alleles, or a
 variant tested in several cell types) is predicted once per regime for all
 tasks; REF windows run in full once and SNV ALTs take the exact fast ISM path
@@ -264,13 +274,20 @@ def ratios(ref_pred: np.ndarray, alt_pred: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 def long_rows(regime: str, variants: pd.DataFrame, ref_pred: np.ndarray, alt_pred: np.ndarray,
-              task_names: list[str], wanted: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Scores as rows (regime, cell_type, variant_id, …), one per variant and task.
+              task_names: list[str]) -> pd.DataFrame:
+    """Scores as rows (regime, cell_type, variant_id, …), one per variant and task: K × T rows.
+
+    Every task keeps every variant, whichever cell type's set it came from (the cross-cell-type
+    matrix needs them); ``cell_type`` is the task's name.
 
     Parameters
     ----------
-    wanted : pandas.DataFrame, optional
-        (cell_type, variant_id) pairs to keep (a variant's sets); default every task.
+    variants : pandas.DataFrame
+        K scored variants (``variant_id``), in the row order of the predictions.
+    ref_pred, alt_pred : numpy.ndarray
+        float, shape (K, T).
+    task_names : list of str
+        T task names.
     """
     k, t = ref_pred.shape
     ratio, lfc = ratios(ref_pred, alt_pred)
@@ -279,8 +296,6 @@ def long_rows(regime: str, variants: pd.DataFrame, ref_pred: np.ndarray, alt_pre
                        "variant_id": np.repeat(variants["variant_id"].to_numpy(), t),
                        "ref_pred": ref_pred.reshape(-1), "alt_pred": alt_pred.reshape(-1),
                        "pred_ref_ratio": ratio.reshape(-1), "log2_fc": lfc.reshape(-1)})
-    if wanted is not None:
-        df = df.merge(wanted[["cell_type", "variant_id"]].drop_duplicates(), on=["cell_type", "variant_id"])
     return df[SCORE_COLUMNS]
 
 
@@ -373,9 +388,9 @@ def run_step(ctx: StepContext) -> dict:
     for regime, ct, ckpt in model_jobs(out, p["regimes"], cell_types):
         label = f"{regime}/{ct}" if ct else regime
         adapter = load_model(ckpt, device=device, batch_size=p["score_batch_size"])
-        wanted = sets if ct is None else sets[sets["cell_type"] == ct]
-        v, yr, ya, info = score_table(adapter, genome, wanted["variant_id"], label=label, **kw)
-        scores.append(long_rows(regime, v, yr, ya, adapter.task_names, wanted))
+        # every model scores every cell type's variants (the cross-cell-type matrix): see the module docstring
+        v, yr, ya, info = score_table(adapter, genome, sets["variant_id"], label=label, **kw)
+        scores.append(long_rows(regime, v, yr, ya, adapter.task_names))
         if vcf_ids:
             v, yr, ya, vinfo = score_table(adapter, genome, vcf_ids, label=f"{label} (vcf)", **kw)
             vcf_scores.append(long_rows(regime, v, yr, ya, adapter.task_names))
@@ -427,7 +442,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--variant-sets", nargs="+", metavar="PARQUET",
                     help="variant tables (variant_sets.parquet, variant_sets_stratum_matched.parquet): score the "
                          "union of their (cell type, variant) rows")
-    ap.add_argument("--cell-type", help="single-task model: the cell type it predicts (only its set rows)")
+    ap.add_argument("--cell-type", help="single-task model: the cell type it predicts (its task's name; it scores "
+                                         "every cell type's variants, as every task does)")
     ap.add_argument("--vcf", help="score every ALT allele of this VCF, rows for every task")
     ap.add_argument("--contig-map", help="two-column TSV: contig name in the VCF → name in the FASTA")
     ap.add_argument("--task-names", nargs="+", help="output names of a TorchScript model (default task0…)")
@@ -484,11 +500,9 @@ def main(argv=None) -> int:
         adapter.task_names = [a.cell_type] if adapter.n_tasks == 1 else adapter.task_names
     parts, wanted_all = [], []
     if a.variant_sets:
-        sets = variants_to_score(a.variant_sets)
-        wanted = sets[sets["cell_type"] == a.cell_type] if a.cell_type else sets
-        wanted_all.append((wanted["variant_id"], wanted))
+        wanted_all.append((variants_to_score(a.variant_sets)["variant_id"], "variant_sets"))
     if a.vcf:
-        wanted_all.append((vcf_variant_ids(a.vcf, read_contig_map(a.contig_map)), None))
+        wanted_all.append((vcf_variant_ids(a.vcf, read_contig_map(a.contig_map)), "vcf"))
     ids = pd.unique(pd.concat([pd.Series(list(i), dtype=object) for i, _ in wanted_all]))
     try:
         contigs = set(parse_variant_ids(ids)["chrom"])
@@ -496,12 +510,12 @@ def main(argv=None) -> int:
         raise InputError(", ".join(a.variant_sets or []) or a.vcf, str(e), "variant ids must be chrom:pos1:ref:alt") from None
     genome = read_genome(a.fasta, sorted(contigs & _fasta_contigs(a.fasta)))
     summary = {}
-    for ids_i, wanted in wanted_all:
+    for ids_i, kind in wanted_all:
         v, yr, ya, info = score_table(adapter, genome, ids_i, rc=a.score_rc, shifts=a.score_shifts,
                                       fast=a.score_fast_ism, batch_size=a.score_batch_size, label=a.regime,
                                       threads=max(1, a.threads))
-        parts.append(long_rows(a.regime, v, yr, ya, adapter.task_names, wanted))
-        summary["variant_sets" if wanted is not None else "vcf"] = info
+        parts.append(long_rows(a.regime, v, yr, ya, adapter.task_names))
+        summary[kind] = info
     table = _sorted(pd.concat(parts, ignore_index=True).drop_duplicates(["regime", "cell_type", "variant_id"]))
     write_parquet(table, a.out)
     summary_path = a.summary or str(Path(a.out).with_suffix("")) + ".summary.json"
