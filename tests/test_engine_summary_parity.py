@@ -10,10 +10,9 @@ here are the ones the modules pass, so the two cannot drift apart.
 Steps covered: wasp_remap (WASP_REMAP_SITES → WASP_REMAP_SUMMARY, from the gathered per-sample
 stats, which WASP_REMAP_GATHER writes byte for byte as the local engine: tests/test_wasp_remap.py),
 count_alleles (COUNT_ALLELES per sample → COUNT_ALLELES_SUMMARY), insertions (INSERTIONS per
-sample, INSERTIONS_PSEUDOBULK per cell type → INSERTIONS_SUMMARY). No field is dropped from the
-comparison. Not covered: score_variants, whose SCORE_VARIANTS_MERGE summary ({rows, tables}) is
-not the local one ({rows, models, skipped, by_model}) — reported to the lead, its module is another
-agent's.
+sample, INSERTIONS_PSEUDOBULK per cell type → INSERTIONS_SUMMARY), score_variants (SCORE_VARIANTS
+per trained model → SCORE_VARIANTS_MERGE, which also gives the local variant_scores.parquet). No
+field is dropped from the comparison.
 """
 
 from __future__ import annotations
@@ -42,6 +41,10 @@ OPTIONS = {
     "INSERTIONS": {"--fasta", "--bam", "--sample", "--out-bw", "--stats", "--insertions-min-mapq"},
     "INSERTIONS_PSEUDOBULK": {"--fasta", "--pseudobulk", "--out-bw", "--stats"},
     "INSERTIONS_SUMMARY": {"--summarize", "--input", "--out-summary", "--insertions-source", "--insertions-min-mapq"},
+    "SCORE_VARIANTS": {"--model", "--regime", "--cell-type", "--fasta", "--variant-sets", "--vcf", "--contig-map",
+                       "--out-vcf", "--threads", "--out", "--summary", "--score-rc", "--no-score-rc", "--score-shifts",
+                       "--score-batch-size", "--score-device", "--score-fast-ism", "--no-score-fast-ism"},
+    "SCORE_VARIANTS_MERGE": {"--merge", "--merge-vcf", "--out-vcf", "--model-summaries", "--out", "--summary"},
 }
 
 
@@ -93,7 +96,36 @@ def _cases(sim: Path, run: Path, work: Path, p: dict) -> list[list[list[str]]]:
          str(sim / "samplesheet.csv"), "--out-summary", str(work / "insertions.summary.json"),
          "--insertions-source", p["insertions_source"], "--insertions-min-mapq", str(p["insertions_min_mapq"])],
     ]
-    return [sites + tracks, count + pseudo, summaries]
+    score, merge = _score_cases(run, work, p)
+    return [sites + tracks + score, count + pseudo, summaries + merge]
+
+
+def _score_cases(run: Path, work: Path, p: dict) -> tuple[list[list[str]], list[list[str]]]:
+    """SCORE_VARIANTS per trained model (TRAIN's fan-out: a regime, single_task per cell type), then
+    SCORE_VARIANTS_MERGE, with SCORE_VARIANTS' ext.args for the study's params."""
+    ext = ["--score-rc" if p["score_rc"] else "--no-score-rc", "--score-shifts", *map(str, p["score_shifts"]),
+           "--score-batch-size", str(p["score_batch_size"]), "--score-device", p["score_device"],
+           "--score-fast-ism" if p["score_fast_ism"] else "--no-score-fast-ism"]
+    tables = [str(run / "variant_sets.parquet"), str(run / "variant_sets_stratum_matched.parquet")]
+    score, vcf_tables = [], []
+    for model in sorted((run / "models").glob("**/model.pt")):
+        unit = model.parent.relative_to(run / "models").parts     # (regime,) or (single_task, cell type)
+        name = "_".join(unit)
+        vcf = []
+        if p.get("score_vcf"):
+            vcf_tables.append(str(work / "scores" / f"vcf_scores.{name}.parquet"))
+            vcf = ["--vcf", p["score_vcf"], *(["--contig-map", p["contig_map"]] if p.get("contig_map") else []),
+                   "--out-vcf", vcf_tables[-1]]
+        score.append(["score_variants", "--model", str(model), "--regime", unit[0],
+                      *(["--cell-type", unit[1]] if len(unit) > 1 else []), "--fasta", p["fasta"], "--variant-sets",
+                      *tables, *vcf, "--threads", "1", "--out", str(work / "scores" / f"variant_scores.{name}.parquet"),
+                      "--summary", str(work / "scores" / f"variant_scores.{name}.summary.json"), *ext])
+    names = ["_".join(m.parent.relative_to(run / "models").parts) for m in (run / "models").glob("**/model.pt")]
+    merge = [["score_variants", "--merge", *sorted(str(work / "scores" / f"variant_scores.{n}.parquet") for n in names),
+              *(["--merge-vcf", *sorted(vcf_tables), "--out-vcf", str(work / "vcf_scores.parquet")] if vcf_tables else []),
+              "--model-summaries", *sorted(str(work / "scores" / f"variant_scores.{n}.summary.json") for n in names),
+              "--out", str(work / "variant_scores.parquet"), "--summary", str(work / "score_variants.summary.json")]]
+    return score, merge
 
 
 def _run(stage: list[list[str]], work: Path, n: int) -> None:
@@ -114,15 +146,15 @@ def nextflow_summaries(tiny_sim, tiny_run, tmp_path_factory):
 
     p = load_params(tiny_sim / "params.yaml", {"outdir": str(tiny_run)}, pipeline_steps())
     work = tmp_path_factory.mktemp("nf_summaries")
-    (work / "counts").mkdir()
-    (work / "ins").mkdir()
+    for sub in ("counts", "ins", "scores"):
+        (work / sub).mkdir()
     for n, stage in enumerate(_cases(tiny_sim, tiny_run, work, p)):
         _run(stage, work, n)
     return work
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("step", ["wasp_remap", "count_alleles", "insertions"])
+@pytest.mark.parametrize("step", ["wasp_remap", "count_alleles", "insertions", "score_variants"])
 def test_summary_equals_the_local_engines(step, nextflow_summaries, tiny_run):
     nf = json.loads((nextflow_summaries / f"{step}.summary.json").read_text())
     local = json.loads((tiny_run / f"{step}.summary.json").read_text())
@@ -130,12 +162,20 @@ def test_summary_equals_the_local_engines(step, nextflow_summaries, tiny_run):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("step", ["wasp_remap", "count_alleles"])
+@pytest.mark.parametrize("step", ["wasp_remap", "count_alleles", "score_variants"])
 def test_summary_files_are_identical(step, nextflow_summaries, tiny_run):
     """One function per step (``run_summary``), samples sorted: the very same bytes, whatever order
     the per-sample files came in (wasp_remap's stats are passed in reverse order here)."""
     name = f"{step}.summary.json"
     assert (nextflow_summaries / name).read_bytes() == (tiny_run / name).read_bytes()
+
+
+@pytest.mark.slow
+def test_merged_score_tables_are_the_local_ones(nextflow_summaries, tiny_run):
+    """SCORE_VARIANTS_MERGE's table is the local variant_scores.parquet byte for byte (every task ×
+    every cell type's variants; the scores do not depend on the thread count)."""
+    for name in ("variant_scores.parquet", *(["vcf_scores.parquet"] if (tiny_run / "vcf_scores.parquet").exists() else [])):
+        assert (nextflow_summaries / name).read_bytes() == (tiny_run / name).read_bytes(), name
 
 
 def test_count_alleles_summary_follows_concordance_min_reads(tmp_path):

@@ -278,11 +278,56 @@ def test_cli_scores_an_outside_torchscript_model(tmp_path):
     dest2 = tmp_path / "ext_mt.parquet"
     assert main(["--model", str(out / "models/multitask/model.pt"), "--regime", "multitask", "--fasta", params["fasta"],
                  "--variant-sets", str(out / "variant_sets.parquet"), "--out", str(dest2)]) == 0
-    assert main(["--merge", str(dest), str(dest2), "--out", str(merged)]) == 0
+    sums = [str(tmp_path / "ext.summary.json"), str(tmp_path / "ext_mt.summary.json")]
+    assert main(["--merge", str(dest), str(dest2), "--model-summaries", *sums, "--out", str(merged)]) == 0
     assert len(read_parquet(merged)) == len(ext) + len(read_parquet(dest2))
+    assert json.loads((tmp_path / "merged.summary.json").read_text())["models"] == 2
     with pytest.raises(InputError, match="duplicated rows"):
-        main(["--merge", str(dest), str(dest), "--out", str(tmp_path / "dup.parquet")])
+        main(["--merge", str(dest), str(dest), "--model-summaries", *sums, "--out", str(tmp_path / "dup.parquet")])
     assert not (tmp_path / "dup.parquet").exists()
+
+
+def _per_model_commands(out, params, work):
+    """SCORE_VARIANTS' command line for each model of ``_study`` (one task per model)."""
+    cmds = []
+    for regime, ct in (("multitask", None), ("single_task", "B"), ("single_task", "T")):
+        name = f"{regime}_{ct}" if ct else regime
+        model = out / "models" / regime / (ct or "") / "model.pt"
+        cmds.append(["--model", str(model), "--regime", regime, *(["--cell-type", ct] if ct else []),
+                     "--fasta", params["fasta"], "--variant-sets", str(out / "variant_sets.parquet"),
+                     "--vcf", params["score_vcf"], "--out-vcf", str(work / f"vcf_scores.{name}.parquet"),
+                     "--threads", "1", "--out", str(work / f"variant_scores.{name}.parquet"),
+                     "--summary", str(work / f"variant_scores.{name}.summary.json"),
+                     "--score-batch-size", str(params["score_batch_size"]), "--score-device", "cpu"])
+    return cmds
+
+
+def test_per_model_tasks_and_merge_give_the_local_step_outputs(tmp_path):
+    """Nextflow's path (one scoring call per model, then --merge) writes the local step's
+    variant_scores.parquet, vcf_scores.parquet and score_variants.summary.json byte for byte:
+    one summary function (run_summary) for both, whatever order the parts come in."""
+    out, params, _ = _study(tmp_path, with_vcf=True)
+    run_step(StepContext(params=params, outdir=out))
+    work = tmp_path / "nf"
+    work.mkdir()
+    for argv in _per_model_commands(out, params, work):
+        assert main(argv) == 0
+    parts = sorted(work.glob("variant_scores.*.parquet"))[::-1]
+    merged = ["--merge", *map(str, parts), "--merge-vcf", *map(str, sorted(work.glob("vcf_scores.*.parquet"))),
+              "--out-vcf", str(work / "vcf_scores.parquet"), "--out", str(work / "variant_scores.parquet"),
+              "--summary", str(work / "score_variants.summary.json")]
+    sums = sorted(map(str, work.glob("variant_scores.*.summary.json")))
+    assert main([*merged, "--model-summaries", *sums]) == 0
+    for name in ("variant_scores.parquet", "vcf_scores.parquet", "score_variants.summary.json"):
+        assert (work / name).read_bytes() == (out / name).read_bytes(), name
+    js = json.loads((out / "score_variants.summary.json").read_text())
+    assert set(js["by_model"]) == {"multitask", "single_task/B", "single_task/T"} and js["models"] == 3
+    assert js["vcf_rows"] == 3 * 4 and "seconds" not in js["by_model"]["multitask"]["vcf"]
+    # a summary missing or given twice is refused, and nothing is written
+    for bad, match in ((sums[:2], "summaries count"), ([*sums, sums[0]], "in two summaries")):
+        with pytest.raises(InputError, match=match):
+            main([*merged[:-2], "--summary", str(work / "bad.json"), "--model-summaries", *bad])
+        assert not (work / "bad.json").exists()
 
 
 def test_bad_inputs_raise_input_errors(tmp_path):

@@ -46,7 +46,7 @@ from .engine import Step, StepContext
 from .errors import InputError
 from .fast_ism import FastISM
 from .genome import COMPLEMENT, read_contig_map, read_genome
-from .io import read_parquet, write_json, write_parquet
+from .io import read_json, read_parquet, write_json, write_parquet
 from .log import Progress, get_logger
 from .model_adapter import ModelAdapter, load_model
 from .onehot import one_hot
@@ -384,30 +384,106 @@ def run_step(ctx: StepContext) -> dict:
     device = resolve_device(p["score_device"])
     kw = dict(rc=p["score_rc"], shifts=p["score_shifts"], fast=p["score_fast_ism"], batch_size=p["score_batch_size"],
               threads=ctx.threads)
-    scores, vcf_scores, summary = [], [], {}
+    scores, vcf_scores, by_model = [], [], {}
     for regime, ct, ckpt in model_jobs(out, p["regimes"], cell_types):
-        label = f"{regime}/{ct}" if ct else regime
+        label = model_label(regime, ct)
         adapter = load_model(ckpt, device=device, batch_size=p["score_batch_size"])
         # every model scores every cell type's variants (the cross-cell-type matrix): see the module docstring
         v, yr, ya, info = score_table(adapter, genome, sets["variant_id"], label=label, **kw)
         scores.append(long_rows(regime, v, yr, ya, adapter.task_names))
+        vinfo = None
         if vcf_ids:
             v, yr, ya, vinfo = score_table(adapter, genome, vcf_ids, label=f"{label} (vcf)", **kw)
             vcf_scores.append(long_rows(regime, v, yr, ya, adapter.task_names))
-            info["vcf"] = vinfo
-        summary[label] = info
+        by_model[label] = model_entry(info, vinfo)
     table = _sorted(pd.concat(scores, ignore_index=True) if scores else pd.DataFrame(columns=SCORE_COLUMNS))
     write_parquet(table, out / "variant_scores.parquet")
-    result = {"rows": int(len(table)), "models": len(summary),
-              "skipped": int(sum(sum(i["skipped"].values()) for i in summary.values()))}
-    if vcf_ids:
-        vt = _sorted(pd.concat(vcf_scores, ignore_index=True))
+    vt = _sorted(pd.concat(vcf_scores, ignore_index=True)) if vcf_ids else None
+    if vt is not None:
         write_parquet(vt, out / "vcf_scores.parquet")
-        result["vcf_rows"] = int(len(vt))
-    write_json({**result, "by_model": {k: {kk: vv for kk, vv in v.items() if kk not in ("seconds", "variants_per_s")}
-                                       for k, v in summary.items()}},
-               out / "score_variants.summary.json")
-    return result
+    summary = run_summary(by_model, len(table), None if vt is None else len(vt))
+    write_json(summary, out / "score_variants.summary.json")
+    return {k: v for k, v in summary.items() if k != "by_model"}
+
+
+#: score_table figures that change from run to run: left out of the summaries
+TIMINGS = ("seconds", "variants_per_s")
+
+
+def model_label(regime: str, cell_type: str | None) -> str:
+    """A model's key in the summary: the regime, ``regime/cell type`` for a single-task model."""
+    return f"{regime}/{cell_type}" if cell_type else regime
+
+
+def model_entry(info: dict | None, vcf_info: dict | None = None) -> dict:
+    """One model's ``by_model`` entry: :func:`score_table`'s figures for the variant sets, with
+    ``vcf`` those of the ``score_vcf`` alleles; timings left out (the file is deterministic)."""
+    entry = {k: v for k, v in (info or {}).items() if k not in TIMINGS}
+    if vcf_info is not None:
+        entry["vcf"] = {k: v for k, v in vcf_info.items() if k not in TIMINGS}
+    return entry
+
+
+def run_summary(by_model: dict, rows: int, vcf_rows: int | None = None) -> dict:
+    """``score_variants.summary.json``, for both engines: the local step (every model in one
+    process) and ``score_variants.py --merge`` (Nextflow's SCORE_VARIANTS_MERGE, from each
+    SCORE_VARIANTS task's one-model summary, itself this function over one model).
+
+    Parameters
+    ----------
+    by_model : dict
+        :func:`model_label` → :func:`model_entry`.
+    rows, vcf_rows : int
+        Rows of the score table and of the VCF score table (``None``: no ``score_vcf``).
+
+    Returns
+    -------
+    dict
+        ``rows``, ``models``, ``skipped`` (variant-set variants left unscored, all models),
+        ``vcf_rows`` (with a VCF) and ``by_model``, models in regime order then by label.
+    """
+    order = {r: i for i, r in enumerate(REGIMES)}
+
+    def key(label: str):
+        regime = label.split("/", 1)[0]
+        return order.get(regime, len(order)), label
+
+    out = {"rows": int(rows), "models": len(by_model),
+           "skipped": int(sum(sum(e.get("skipped", {}).values()) for e in by_model.values()))}
+    if vcf_rows is not None:
+        out["vcf_rows"] = int(vcf_rows)
+    out["by_model"] = {k: by_model[k] for k in sorted(by_model, key=key)}
+    return out
+
+
+def merge_summaries(summaries, rows: int, vcf_rows: int | None) -> dict:
+    """The run's summary from the one-model summaries of the SCORE_VARIANTS tasks.
+
+    Parameters
+    ----------
+    summaries : list of (path, dict)
+        Each task's ``--summary`` JSON (:func:`run_summary` over its model) and its file.
+    rows, vcf_rows : int
+        Rows of the merged tables (``vcf_rows`` ``None`` without VCF tables): the summaries' row
+        counts must add up to them, else the summaries are not those of the tables.
+    """
+    by_model, got_rows, got_vcf = {}, 0, 0
+    for where, s in summaries:
+        if "by_model" not in s or "rows" not in s:
+            raise InputError(where, "not a score_variants summary (no rows/by_model)",
+                             "pass the --summary JSONs the scoring tasks wrote")
+        for label, entry in s["by_model"].items():
+            if label in by_model:
+                raise InputError(where, f"model {label!r} in two summaries", "pass each model's summary once")
+            by_model[label] = entry
+        got_rows += int(s["rows"])
+        got_vcf += int(s.get("vcf_rows", 0))
+    names = ", ".join(str(w) for w, _ in summaries)
+    if got_rows != rows or got_vcf != (vcf_rows or 0):
+        raise InputError(names, f"the summaries count {got_rows} score rows and {got_vcf} VCF score rows, the "
+                                f"merged tables hold {rows} and {vcf_rows or 0}",
+                         "pass the summaries written together with the merged tables")
+    return run_summary(by_model, rows, vcf_rows)
 
 
 def _fasta_contigs(fasta) -> set[str]:
@@ -445,6 +521,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--cell-type", help="single-task model: the cell type it predicts (its task's name; it scores "
                                          "every cell type's variants, as every task does)")
     ap.add_argument("--vcf", help="score every ALT allele of this VCF, rows for every task")
+    ap.add_argument("--out-vcf", help="with --vcf: write the VCF's scores here (vcf_scores.parquet), not into --out; "
+                                      "with --merge: the merged --merge-vcf tables")
     ap.add_argument("--contig-map", help="two-column TSV: contig name in the VCF → name in the FASTA")
     ap.add_argument("--task-names", nargs="+", help="output names of a TorchScript model (default task0…)")
     ap.add_argument("--seq-len", type=int, default=1344, help="input length of a TorchScript model")
@@ -462,12 +540,17 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", default="variant_scores.parquet", help="output Parquet")
     ap.add_argument("--summary", help="summary JSON (default: OUT with .summary.json)")
     ap.add_argument("--merge", nargs="+", metavar="PARQUET",
-                    help="instead of scoring: concatenate per-model score tables into OUT (Nextflow's collect)")
+                    help="instead of scoring: concatenate per-model score tables into OUT (Nextflow's collect) and "
+                         "write the run's summary from --model-summaries")
+    ap.add_argument("--merge-vcf", nargs="+", metavar="PARQUET",
+                    help="with --merge: the per-model VCF score tables, concatenated into --out-vcf")
+    ap.add_argument("--model-summaries", nargs="+", metavar="JSON",
+                    help="with --merge: every per-model --summary JSON (one per table)")
     return ap
 
 
-def merge_tables(paths: list[str], out: str, summary: str | None = None) -> int:
-    """Concatenate per-model score tables (one per regime/cell type) into one sorted table."""
+def _concat_tables(paths) -> pd.DataFrame:
+    """Per-model score tables → one sorted table; a (regime, task, variant) row twice is refused."""
     parts = []
     for p in paths:
         df = read_parquet(p)
@@ -481,24 +564,46 @@ def merge_tables(paths: list[str], out: str, summary: str | None = None) -> int:
         r = table[dup].iloc[0]
         raise InputError(", ".join(map(str, paths)), f"{int(dup.sum())} duplicated rows, e.g. {r['regime']}/{r['cell_type']}/{r['variant_id']}",
                          "merge each regime × cell type table once")
+    return table
+
+
+def merge_tables(paths: list[str], out: str, summary: str | None, model_summaries: list[str],
+                 vcf_paths: list[str] | None = None, out_vcf: str | None = None) -> dict:
+    """Concatenate per-model score tables (one per regime / single-task cell type) into the local
+    engine's ``variant_scores.parquet`` (and ``vcf_scores.parquet``) and write its summary
+    (:func:`merge_summaries` of the per-model ``model_summaries``). Nothing is written on an error."""
+    table = _concat_tables(paths)
+    vt = _concat_tables(vcf_paths) if vcf_paths else None
+    result = merge_summaries([(p, read_json(p)) for p in model_summaries], len(table),
+                             None if vt is None else len(vt))
     write_parquet(table, out)
-    write_json({"rows": int(len(table)), "tables": len(paths)}, summary or str(Path(out).with_suffix("")) + ".summary.json")
-    return 0
+    if vt is not None:
+        write_parquet(vt, out_vcf)
+    write_json(result, summary or str(Path(out).with_suffix("")) + ".summary.json")
+    return result
 
 
 def main(argv=None) -> int:
-    a = build_parser().parse_args(argv)
+    ap = build_parser()
+    a = ap.parse_args(argv)
     if a.merge:
-        return merge_tables(a.merge, a.out, a.summary)
+        if not a.model_summaries:
+            ap.error("--merge needs --model-summaries (the per-model --summary JSONs)")
+        if bool(a.merge_vcf) != bool(a.out_vcf):
+            ap.error("--merge-vcf and --out-vcf go together")
+        merge_tables(a.merge, a.out, a.summary, a.model_summaries, a.merge_vcf, a.out_vcf)
+        return 0
     if not a.model or not a.fasta:
         raise InputError("--model/--fasta", "both are needed to score", "pass --model MODEL --fasta GENOME.fa")
     if not a.variant_sets and not a.vcf:
         raise InputError("--variant-sets/--vcf", "nothing to score", "pass --variant-sets and/or --vcf")
+    if a.out_vcf and not a.vcf:
+        ap.error("--out-vcf needs --vcf")
     adapter = load_model(a.model, seq_len=a.seq_len, task_names=a.task_names, device=resolve_device(a.score_device),
                          batch_size=a.score_batch_size)
     if a.cell_type:
         adapter.task_names = [a.cell_type] if adapter.n_tasks == 1 else adapter.task_names
-    parts, wanted_all = [], []
+    wanted_all = []
     if a.variant_sets:
         wanted_all.append((variants_to_score(a.variant_sets)["variant_id"], "variant_sets"))
     if a.vcf:
@@ -509,21 +614,23 @@ def main(argv=None) -> int:
     except ValueError as e:
         raise InputError(", ".join(a.variant_sets or []) or a.vcf, str(e), "variant ids must be chrom:pos1:ref:alt") from None
     genome = read_genome(a.fasta, sorted(contigs & _fasta_contigs(a.fasta)))
-    summary = {}
+    parts, infos = {}, {}
     for ids_i, kind in wanted_all:
-        v, yr, ya, info = score_table(adapter, genome, ids_i, rc=a.score_rc, shifts=a.score_shifts,
-                                      fast=a.score_fast_ism, batch_size=a.score_batch_size, label=a.regime,
-                                      threads=max(1, a.threads))
-        parts.append(long_rows(a.regime, v, yr, ya, adapter.task_names))
-        summary[kind] = info
-    table = _sorted(pd.concat(parts, ignore_index=True).drop_duplicates(["regime", "cell_type", "variant_id"]))
+        v, yr, ya, infos[kind] = score_table(adapter, genome, ids_i, rc=a.score_rc, shifts=a.score_shifts,
+                                             fast=a.score_fast_ism, batch_size=a.score_batch_size, label=a.regime,
+                                             threads=max(1, a.threads))
+        parts[kind] = long_rows(a.regime, v, yr, ya, adapter.task_names)
+    vt = _sorted(parts.pop("vcf")) if a.out_vcf else None
+    table = _sorted(pd.concat(parts.values(), ignore_index=True).drop_duplicates(["regime", "cell_type", "variant_id"]))
+    # one model's summary, as the local engine writes the run's (--merge joins them)
+    entry = model_entry(infos.get("variant_sets"), infos.get("vcf"))
+    summary = run_summary({model_label(a.regime, a.cell_type): entry}, len(table), None if vt is None else len(vt))
     write_parquet(table, a.out)
-    summary_path = a.summary or str(Path(a.out).with_suffix("")) + ".summary.json"
-    write_json({"rows": int(len(table)), "by_input": {k: {kk: vv for kk, vv in v.items()
-                                                        if kk not in ("seconds", "variants_per_s")}
-                                                    for k, v in summary.items()}}, summary_path)
+    if vt is not None:
+        write_parquet(vt, a.out_vcf)
+    write_json(summary, a.summary or str(Path(a.out).with_suffix("")) + ".summary.json")
     return 0
 
 
-__all__ = ["STEP", "augment", "build_parser", "long_rows", "main", "merge_tables", "ratios", "run_step", "score_table",
-           "vcf_variant_ids"]
+__all__ = ["STEP", "augment", "build_parser", "long_rows", "main", "merge_summaries", "merge_tables", "model_entry",
+           "ratios", "run_step", "run_summary", "score_table", "vcf_variant_ids"]

@@ -27,20 +27,11 @@ process SCORE_VARIANTS {
     prefix = task.ext.prefix ?: "${meta.id}"
     def args = task.ext.args ?: ''
     def cell_type = meta.cell_type ? "--cell-type ${meta.cell_type}" : ''
+    // the VCF's contig names → the FASTA's (read only with --vcf)
     def map_arg = contig_map ? "--contig-map ${contig_map}" : ''
-    def vcf_scores = score_vcf ? """
-    score_variants.py \\
-        --model ${model_dir}/model.pt \\
-        --regime ${meta.regime} \\
-        ${cell_type} \\
-        --fasta ${fasta} \\
-        --vcf ${score_vcf} \\
-        ${map_arg} \\
-        --threads ${task.cpus} \\
-        --out vcf_scores.${prefix}.parquet \\
-        --summary vcf_scores.${prefix}.summary.json \\
-        ${args}
-    """ : ''
+    // one call: the VCF's scores go to their own table, the summary covers both (as one model's
+    // entry of the local engine's score_variants.summary.json; SCORE_VARIANTS_MERGE joins them)
+    def vcf_args = score_vcf ? "--vcf ${score_vcf} --out-vcf vcf_scores.${prefix}.parquet" : ''
     """
     score_variants.py \\
         --model ${model_dir}/model.pt \\
@@ -48,11 +39,12 @@ process SCORE_VARIANTS {
         ${cell_type} \\
         --fasta ${fasta} \\
         --variant-sets ${variant_tables.join(' ')} \\
+        ${vcf_args} \\
+        ${map_arg} \\
         --threads ${task.cpus} \\
         --out variant_scores.${prefix}.parquet \\
         --summary variant_scores.${prefix}.summary.json \\
         ${args}
-    ${vcf_scores}
     """
 
     stub:

@@ -59,23 +59,14 @@ workflow MODELS {
         .combine(variant_tables.map { _meta, tables -> [tables] })   // one list element, not two
     SCORE_VARIANTS(ch_score_in, fasta, score_vcf, contig_map)
 
-    // one table per kind, as the local engine writes: variant_scores.parquet (+ vcf_scores.parquet)
-    ch_merge_in = SCORE_VARIANTS.out.scores
-        .map { _meta, parquet -> parquet }
-        .toSortedList()
-        .map { parquets -> [[id: 'variant_scores', summary: 'score_variants.summary.json'], parquets] }
-        .mix(
-            SCORE_VARIANTS.out.vcf_scores
-                .map { _meta, parquet -> parquet }
-                .toSortedList()
-                .filter { parquets -> parquets.size() > 0 }
-                .map { parquets -> [[id: 'vcf_scores', summary: 'vcf_scores.summary.json'], parquets] }
-        )
+    // one merge, as the local engine writes them: variant_scores.parquet (+ vcf_scores.parquet) and
+    // score_variants.summary.json from the per-model tables and summaries
+    ch_merge_in = SCORE_VARIANTS.out.scores.map { _meta, parquet -> parquet }.toSortedList()
+        .map { parquets -> [parquets] }   // combine concatenates list items: keep the list one element
+        .combine(SCORE_VARIANTS.out.vcf_scores.map { _meta, parquet -> parquet }.toSortedList().map { parquets -> [parquets] })
+        .combine(SCORE_VARIANTS.out.summary.map { _meta, json -> json }.toSortedList().map { jsons -> [jsons] })
+        .map { tables, vcf_tables, summaries -> [[id: 'variant_scores'], tables, vcf_tables, summaries] }
     SCORE_VARIANTS_MERGE(ch_merge_in)
-    ch_merged = SCORE_VARIANTS_MERGE.out.scores.branch { meta, _parquet ->
-        variant: meta.id == 'variant_scores'
-        vcf: true
-    }
 
     emit:
     windows        = BUILD_DATASET.out.windows     // [meta, windows.parquet, build_dataset.summary.json]
@@ -84,7 +75,7 @@ workflow MODELS {
     train_summary  = TRAIN.out.summary             // [meta, train.<unit>.summary.json]
     predictions    = PREDICT.out.predictions       // [meta, predictions.parquet]
     predict_summary = PREDICT.out.summary          // [meta, predict.summary.json]
-    scores         = ch_merged.variant             // [meta, variant_scores.parquet]
-    vcf_scores     = ch_merged.vcf                 // [meta, vcf_scores.parquet] (with params.score_vcf)
-    score_summary  = SCORE_VARIANTS_MERGE.out.summary.filter { meta, _json -> meta.id == 'variant_scores' }   // [meta, score_variants.summary.json]
+    scores         = SCORE_VARIANTS_MERGE.out.scores       // [meta, variant_scores.parquet]
+    vcf_scores     = SCORE_VARIANTS_MERGE.out.vcf_scores   // [meta, vcf_scores.parquet] (with params.score_vcf)
+    score_summary  = SCORE_VARIANTS_MERGE.out.summary      // [meta, score_variants.summary.json]
 }
