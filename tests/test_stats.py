@@ -104,6 +104,29 @@ def test_fit_betabinom_recovers_overdispersion_and_calibrates(rho):
     assert np.mean(pb <= 0.01) > 0.03  # the binomial over-calls
 
 
+@pytest.mark.parametrize("rho0", [0.005, 0.02])
+def test_fit_betabinom_null_finds_the_null_component(rho0):
+    from caveat.stats import fit_betabinom_null
+
+    rng = np.random.default_rng(3)
+    m = 4000
+    n = rng.integers(20, 250, m)
+    null = rng.random(m) < 0.7
+    a0, b0 = betabinom_shapes(0.5, rho0)
+    # imbalanced sites: 0.5 +- 0.1-0.35 (either allele), with the same overdispersion
+    mid = 0.5 + rng.uniform(0.1, 0.35, m) * rng.choice([-1, 1], m)
+    alt = rng.beta(mid * (1 / rho0 - 1), (1 - mid) * (1 / rho0 - 1))
+    k = rng.binomial(n, np.where(null, rng.beta(a0, b0, m), alt))
+    fit = fit_betabinom_null(k, n)
+    assert abs(fit["rho"] - rho0) / rho0 < 0.3
+    assert fit["null_share"] == pytest.approx(0.7, abs=0.08)
+    assert fit_betabinom(k, n)["rho"] > 2 * fit["rho"]  # the all-sites fit counts signal as noise
+    # only null sites: BIC keeps one component, whose rho is the plain fit's
+    one = fit_betabinom_null(k[null], n[null])
+    assert one["null_share"] == 1.0 and one["rho_alt"] is None
+    assert one["rho"] == pytest.approx(fit_betabinom(k[null], n[null])["rho"], rel=1e-3)
+
+
 def test_fit_binomial_mean_recovers_reference_bias():
     rng = np.random.default_rng(5)
     n = rng.integers(21, 200, 5000)
