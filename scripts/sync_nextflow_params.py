@@ -73,7 +73,8 @@ INPUTS_UNLESS_SIMULATED = {
 #: Types of params whose default is null (the default cannot tell).
 NULL_DEFAULT_TYPES = {
     "target_clip_soft_quantile": "number", "target_clip_quantile": "number",
-    "cluster_k": "integer", "train_max_windows": "integer", "peak_macs3_gsize": "integer",
+    "cluster_k": "integer", "train_max_windows": "integer", "train_epoch_batches": "integer",
+    "peak_macs3_gsize": "integer",
     "dataset_chroms": "array", "match_max_ratio": "number", "imbalance_chroms": "array",
 }
 

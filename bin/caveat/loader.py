@@ -131,10 +131,76 @@ class WindowLoader:
         return -(-len(self.abs_starts) // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        rng = np.random.default_rng([self.seed, self.epoch])
-        order = rng.permutation(len(self.abs_starts)) if self.shuffle else np.arange(len(self.abs_starts))
+        rng, order = self.pass_order(self.epoch)
         for i in range(0, len(order), self.batch_size):
-            idx = order[i:i + self.batch_size]
-            codes = augment_codes(self.genome, self.abs_starts[idx], self.length, rng,
-                                  max_shift=self.max_shift, rc=self.rc)
-            yield torch.from_numpy(codes), torch.from_numpy(np.ascontiguousarray(self.targets[idx]))
+            yield self.batch(order[i:i + self.batch_size], rng)
+
+    def pass_order(self, epoch: int) -> tuple[np.random.Generator, np.ndarray]:
+        """The generator of pass ``epoch`` (seeded by (seed, epoch)) after it drew the pass's
+        window order, and that order, (W,) int64."""
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(len(self.abs_starts)) if self.shuffle else np.arange(len(self.abs_starts))
+        return rng, order
+
+    def batch(self, idx: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Windows ``idx`` (B,) as (codes (B, length) uint8, targets (B, T) float32), augmented with ``rng``."""
+        codes = augment_codes(self.genome, self.abs_starts[idx], self.length, rng,
+                              max_shift=self.max_shift, rc=self.rc)
+        return torch.from_numpy(codes), torch.from_numpy(np.ascontiguousarray(self.targets[idx]))
+
+
+class BatchStream:
+    """A loader's passes end to end, drawn a given number of batches at a time.
+
+    Pass ``p`` (1, 2, ...) is exactly what the loader yields for ``set_epoch(p)``: its seeded
+    window order and augmentation. :meth:`take` continues where the previous call stopped, so
+    epochs of k batches walk through every window over successive epochs (Basenji's
+    ``train_epoch_batches``); k = ``len(loader)`` makes every epoch one whole pass. The
+    position and the pass's generator state round-trip through :meth:`state_dict`, so a
+    resumed run draws the same batches as an uninterrupted one.
+
+    Parameters
+    ----------
+    loader : WindowLoader
+    """
+
+    def __init__(self, loader: WindowLoader):
+        self.loader = loader
+        self.pass_, self.next_batch = 1, 0
+        self._rng: np.random.Generator | None = None
+        self._order: np.ndarray | None = None
+
+    def _advance(self) -> tuple[np.ndarray, np.random.Generator]:
+        """Window indices (B,) of the next batch and the generator that augments it; moves on."""
+        if self._rng is None:
+            self._rng, self._order = self.loader.pass_order(self.pass_)
+        bs, rng = self.loader.batch_size, self._rng
+        idx = self._order[self.next_batch * bs:(self.next_batch + 1) * bs]
+        self.next_batch += 1
+        if self.next_batch >= len(self.loader):
+            self.pass_, self.next_batch, self._rng, self._order = self.pass_ + 1, 0, None, None
+        return idx, rng
+
+    def take(self, k: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The next ``k`` batches (codes (B, length) uint8, targets (B, T) float32)."""
+        if len(self.loader) == 0:
+            raise ValueError("BatchStream over a loader without windows")
+        for _ in range(k):
+            yield self.loader.batch(*self._advance())
+
+    def windows_ahead(self, k: int) -> int:
+        """Windows in the next ``k`` batches (the stream is not moved)."""
+        n, bs, nb = len(self.loader.abs_starts), self.loader.batch_size, len(self.loader)
+        return sum(min(bs, n - ((self.next_batch + i) % nb) * bs) for i in range(k))
+
+    def state_dict(self) -> dict:
+        """Position and generator state (plain ints and strings; JSON-serialisable)."""
+        rng = None if self._rng is None else self._rng.bit_generator.state
+        return {"pass": self.pass_, "next_batch": self.next_batch, "rng": rng}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.pass_, self.next_batch = int(state["pass"]), int(state["next_batch"])
+        self._rng, self._order = None, None
+        if state["rng"] is not None:
+            self._rng, self._order = self.loader.pass_order(self.pass_)
+            self._rng.bit_generator.state = state["rng"]

@@ -17,6 +17,17 @@ multitask regimes lr 0.005, batch 64; single-task lr 0.0005, batch 256
 (``train_lr_single_task``, ``train_batch_size_single_task``); momentum 0.98,
 patience 3, 3 to 30 epochs, no gradient clipping.
 
+Epochs: one pass over the training windows, or ``train_epoch_batches`` batches (Basenji's
+``train_epoch_batches``) drawn from the seeded passes end to end, so successive short epochs
+still see every window (:class:`caveat.loader.BatchStream`).
+
+Resume: after every epoch the model's folder holds a resume checkpoint (model, optimizer,
+early-stopping state, best weights, history, data-stream position, RNG states;
+:mod:`caveat.train_resume`); a rerun after a kill continues after the last completed epoch
+and writes the same ``model.pt`` and ``history.parquet`` bytes as an uninterrupted run (on
+CPU). A checkpoint of other params or data is refused. The summary says whether a model
+resumed and after which epoch.
+
 Determinism: the same data, params and seed give the same checkpoint bytes
 whatever ``--threads``. On CPU the arithmetic runs on ``train_cpu_threads``
 torch threads (torch splits some reductions by thread, so the bits depend on
@@ -30,6 +41,7 @@ import argparse
 import contextlib
 import copy
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,14 +53,18 @@ from .device import autocast, resolve_device, torch_threads
 from .engine import Step, StepContext
 from .errors import InputError
 from .io import write_json, write_parquet
-from .loader import GenomeCodes, WindowLoader
+from .loader import BatchStream, GenomeCodes, WindowLoader
 from .log import Progress, get_logger
 from .models import BassetModel, ModelConfig, count_parameters, save_checkpoint
 from .onehot import one_hot
 from .regimes import REGIMES
 from .step_cli import add_param_options, params_from_args
+from .train_resume import (clear_resume, load_resume, resume_path, rng_states, run_digest, save_resume,
+                           set_rng_states)
 
 log = get_logger("train")
+
+HISTORY_COLUMNS = ["epoch", "train_loss", "valid_loss", "valid_pearson"]
 
 PARAMS = {
     "regimes": list(REGIMES),
@@ -74,6 +90,7 @@ PARAMS = {
     "train_bf16": True,
     "train_compile": False,
     "train_max_windows": None,
+    "train_epoch_batches": None,
     "train_permute_targets": False,
     "augment_rc": True,
     "augment_shift": 3,
@@ -168,11 +185,11 @@ def init_output_bias(model: BassetModel, targets: np.ndarray) -> None:
 # ---------------------------------------------------------------- the loop
 
 
-def train_epoch(model, step_model, loader, opt, device, params, progress: Progress) -> float:
-    """One pass over the training loader; returns the mean training loss."""
+def train_epoch(model, step_model, batches, opt, device, params, progress: Progress) -> float:
+    """One epoch over ``batches`` (an iterable of (codes, targets)); returns the mean training loss."""
     model.train()
     total, n = 0.0, 0
-    for codes, y in loader:
+    for codes, y in batches:
         x = one_hot(codes.to(device, non_blocking=True))
         y = y.to(device, non_blocking=True)
         with autocast(device, params["train_bf16"]):
@@ -189,9 +206,77 @@ def train_epoch(model, step_model, loader, opt, device, params, progress: Progre
     return total / max(n, 1)
 
 
+@dataclass
+class FitState:
+    """Where training stands after ``epoch`` completed epochs (what a resume checkpoint holds
+    besides the model, optimizer, data stream and RNG states).
+
+    Attributes
+    ----------
+    epoch : int
+        Completed epochs.
+    rows : list of dict
+        History rows so far (epoch, train_loss, valid_loss, valid_pearson).
+    best : float
+        Best validation mean Pearson R so far (-inf before any finite one).
+    best_state : dict or None
+        State dict (CPU tensors) of the best epoch so far.
+    waited : int
+        Epochs in a row without improvement (early stopping).
+    stopped : bool
+        Early stopping ended training.
+    """
+
+    epoch: int = 0
+    rows: list = field(default_factory=list)
+    best: float = -np.inf
+    best_state: dict | None = None
+    waited: int = 0
+    stopped: bool = False
+
+
+def early_stopping_update(st: FitState, model: torch.nn.Module, params: dict, label: str) -> None:
+    """Keep the epoch's weights if its validation R is the best so far, else count it as unimproved
+    and stop by Basenji's rule (trainer.py): unimproved > patience and epoch >= train_epochs_min."""
+    r = st.rows[-1]["valid_pearson"]
+    if st.best_state is None or (np.isfinite(r) and r > st.best):
+        st.best, st.waited = (r if np.isfinite(r) else st.best), 0
+        st.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+        return
+    st.waited += 1
+    if st.waited > params["train_patience"] and st.epoch >= params.get("train_min_epochs", 1):
+        st.stopped = True
+        log.info("%s: early stop after epoch %d (best valid Pearson R %.4f)", label, st.epoch, st.best)
+
+
+def save_fit_checkpoint(path: Path, digest: str, st: FitState, model: torch.nn.Module,
+                        opt: torch.optim.Optimizer, stream: BatchStream, device: torch.device) -> None:
+    """Write the resume checkpoint after epoch ``st.epoch``: model, optimizer (momentum / Adam
+    moments; the learning rate is constant, so there is no scheduler), early-stopping state,
+    best weights, history, data-stream position and every RNG state."""
+    save_resume(path, digest, {
+        "epoch": st.epoch, "rows": st.rows, "best": st.best, "waited": st.waited, "stopped": st.stopped,
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "best_state": st.best_state,
+        "optimizer": opt.state_dict(), "rng": rng_states(device, {"stream": stream.state_dict()})})
+
+
+def load_fit_checkpoint(path: Path, digest: str, model: torch.nn.Module, opt: torch.optim.Optimizer,
+                        stream: BatchStream, device: torch.device) -> FitState:
+    """Restore model, optimizer, data stream and RNGs from ``path``; return the training state."""
+    obj = load_resume(path, digest)
+    model.load_state_dict(obj["model"])
+    opt.load_state_dict(obj["optimizer"])
+    stream.load_state_dict(set_rng_states(obj["rng"], device)["stream"])
+    return FitState(epoch=int(obj["epoch"]), rows=list(obj["rows"]), best=float(obj["best"]),
+                    best_state=obj["best_state"], waited=int(obj["waited"]), stopped=bool(obj["stopped"]))
+
+
 def fit(model: BassetModel, train_loader: WindowLoader, valid_loader: WindowLoader, valid_targets: np.ndarray,
-        params: dict, device: torch.device, label: str = "") -> tuple[dict, pd.DataFrame]:
-    """Train with early stopping on the validation mean Pearson R.
+        params: dict, device: torch.device, label: str = "", checkpoint: Path | None = None,
+        digest: str = "") -> tuple[dict, pd.DataFrame, int | None]:
+    """Train with early stopping on the validation mean Pearson R, ``train_epoch_batches``
+    batches per epoch (default: one pass over the training windows), resuming from and
+    writing a checkpoint after every epoch at ``checkpoint`` (when given).
 
     Returns
     -------
@@ -199,36 +284,41 @@ def fit(model: BassetModel, train_loader: WindowLoader, valid_loader: WindowLoad
         State dict of the best epoch (CPU tensors).
     history : DataFrame
         epoch, train_loss, valid_loss, valid_pearson.
+    resumed_from : int or None
+        The epoch the run resumed after (None: trained from the start).
     """
     model.to(device)
     step_model = torch.compile(model) if params["train_compile"] and device.type == "cuda" else model
     opt = make_optimizer(model, params)
-    rows, best, best_state, waited = [], -np.inf, None, 0
+    stream = BatchStream(train_loader)
+    st, resumed_from = FitState(), None
+    if checkpoint is not None and checkpoint.exists():
+        st = load_fit_checkpoint(checkpoint, digest, model, opt, stream, device)
+        resumed_from = st.epoch
+        log.info("%s: resuming after epoch %d from %s", label, st.epoch, checkpoint)
+    n_batches = params.get("train_epoch_batches") or len(train_loader)
     vt = torch.from_numpy(valid_targets)
-    for epoch in range(1, params["train_max_epochs"] + 1):
-        train_loader.set_epoch(epoch)
-        prog = Progress(log, "seqs", total=len(train_loader.abs_starts), label=f"{label} epoch {epoch}")
-        train_loss = train_epoch(model, step_model, train_loader, opt, device, params, prog)
+    epochs = Progress(log, "epochs", total=params["train_max_epochs"] - st.epoch, every_s=0,
+                      label=f"{label} (ETA at train_max_epochs)")
+    while not st.stopped and st.epoch < params["train_max_epochs"]:
+        st.epoch += 1
+        prog = Progress(log, "windows", total=stream.windows_ahead(n_batches), label=f"{label} epoch {st.epoch}")
+        train_loss = train_epoch(model, step_model, stream.take(n_batches), opt, device, params, prog)
         prog.close()
         pred = predict_loader(model, valid_loader, device, params["train_bf16"])
         valid_loss = float(poisson_loss(torch.from_numpy(pred), vt))
         per_task = pearson_per_task(pred, valid_targets)
         r = float(np.nanmean(per_task)) if np.isfinite(per_task).any() else float("nan")
-        rows.append({"epoch": epoch, "train_loss": train_loss, "valid_loss": valid_loss, "valid_pearson": r})
+        st.rows.append({"epoch": st.epoch, "train_loss": train_loss, "valid_loss": valid_loss, "valid_pearson": r})
         log.info("%s epoch %d: train loss %.4f, valid loss %.4f, valid mean Pearson R %.4f",
-                 label, epoch, train_loss, valid_loss, r)
-        if best_state is None or (np.isfinite(r) and r > best):
-            best, waited = (r if np.isfinite(r) else best), 0
-            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
-        else:
-            waited += 1
-            # Basenji's rule (trainer.py): stop once unimproved > patience and epoch >= train_epochs_min
-            if waited > params["train_patience"] and epoch >= params.get("train_min_epochs", 1):
-                log.info("%s: early stop after epoch %d (best valid Pearson R %.4f)", label, epoch, best)
-                break
-    history = pd.DataFrame(rows).astype({"epoch": np.int64, "train_loss": np.float64,
-                                         "valid_loss": np.float64, "valid_pearson": np.float64})
-    return best_state, history
+                 label, st.epoch, train_loss, valid_loss, r)
+        early_stopping_update(st, model, params, label)
+        if checkpoint is not None:
+            save_fit_checkpoint(checkpoint, digest, st, model, opt, stream, device)
+        epochs.update(1)
+    history = pd.DataFrame(st.rows, columns=HISTORY_COLUMNS).astype(
+        {"epoch": np.int64, "train_loss": np.float64, "valid_loss": np.float64, "valid_pearson": np.float64})
+    return st.best_state, history, resumed_from
 
 
 # ---------------------------------------------------------------- regimes
@@ -268,13 +358,38 @@ def regime_data(windows: pd.DataFrame, targets: np.ndarray, regime: str, params:
     return train_idx, valid_idx, targets
 
 
+def _data_arrays(genome: GenomeCodes, abs_starts: np.ndarray, targets: np.ndarray, length: int,
+                 splits: tuple[np.ndarray, ...], chunk: int = 4096):
+    """Positions (n,), targets (n, T) and sequence codes (chunks of (≤chunk, length)) of each split."""
+    for idx in splits:
+        yield abs_starts[idx]
+        yield targets[idx]
+        for i in range(0, len(idx), chunk):
+            yield genome.gather(abs_starts[idx[i:i + chunk]], length)
+
+
+def training_digest(params: dict, device: torch.device, genome: GenomeCodes, abs_starts: np.ndarray,
+                    targets: np.ndarray, train_idx: np.ndarray, valid_idx: np.ndarray) -> str:
+    """What a model's training depends on, as a digest: the step's params (as the regime uses
+    them), the seed, the device type, and the training and validation windows' positions,
+    sequences and targets ((W, T), this model's columns)."""
+    settings = {k: params.get(k) for k in STEP.params if k != "regimes"}
+    settings.update(seed=int(params.get("seed", 0)), device=device.type)
+    return run_digest(settings, _data_arrays(genome, abs_starts, targets, params["window_size"],
+                                             (train_idx, valid_idx)))
+
+
 def train_model(genome: GenomeCodes, abs_starts: np.ndarray, targets: np.ndarray, train_idx: np.ndarray,
-                valid_idx: np.ndarray, params: dict, device: torch.device, label: str
-                ) -> tuple[BassetModel, pd.DataFrame]:
-    """Build, train and return the best model (on CPU) and its history. targets: (W, T)."""
+                valid_idx: np.ndarray, params: dict, device: torch.device, label: str,
+                folder: Path | None = None) -> tuple[BassetModel, pd.DataFrame, int | None]:
+    """Build, train and return the best model (on CPU), its history and the epoch it resumed
+    after (None: from the start). targets: (W, T). With ``folder``, a resume checkpoint is kept
+    there after every epoch (:mod:`caveat.train_resume`) and a run finds and continues it."""
     seed = int(params.get("seed", 0))
     length = params["window_size"]
     cpu = device.type == "cpu"
+    checkpoint = None if folder is None else resume_path(folder)
+    digest = training_digest(params, device, genome, abs_starts, targets, train_idx, valid_idx) if folder else ""
     threads = torch_threads(params.get("train_cpu_threads", 1)) if cpu else contextlib.nullcontext()
     with threads, deterministic(seed, algorithms=cpu):
         model = BassetModel(ModelConfig.from_params(params, targets.shape[1]))
@@ -286,14 +401,16 @@ def train_model(genome: GenomeCodes, abs_starts: np.ndarray, targets: np.ndarray
                              max_shift=params["augment_shift"], rc=params["augment_rc"])
         valid = WindowLoader(genome, abs_starts[valid_idx], targets[valid_idx], length,
                              batch_size=max(params["train_batch_size"], 256))
-        state, history = fit(model, train, valid, targets[valid_idx], params, device, label)
+        state, history, resumed_from = fit(model, train, valid, targets[valid_idx], params, device, label,
+                                           checkpoint, digest)
     model.load_state_dict(state)
-    return model.cpu().eval(), history
+    return model.cpu().eval(), history, resumed_from
 
 
 def train_regime(regime: str, windows: pd.DataFrame, targets: np.ndarray, cell_types: list[str],
                  genome: GenomeCodes, params: dict, outdir: Path, only_cell_type: str | None = None) -> dict:
-    """Train one regime's model(s) and write ``outdir/models/<regime>/…``; returns a summary."""
+    """Train one regime's model(s) and write ``outdir/models/<regime>/…``; returns a summary.
+    A model whose run was killed resumes from its last epoch's checkpoint."""
     device = resolve_device(params["train_device"])
     params = regime_params(params, regime)
     abs_starts = genome.abs_starts(windows["chrom"].to_numpy(), windows["start"].to_numpy())
@@ -309,18 +426,22 @@ def train_regime(regime: str, windows: pd.DataFrame, targets: np.ndarray, cell_t
         label = f"{regime}/{ct}" if ct else regime
         folder = outdir / "models" / regime / (ct or "")
         t0 = time.monotonic()
-        model, history = train_model(genome, abs_starts, np.ascontiguousarray(targets[:, cols]), train_idx,
-                                     valid_idx, params, device, label)
+        model, history, resumed_from = train_model(genome, abs_starts, np.ascontiguousarray(targets[:, cols]),
+                                                   train_idx, valid_idx, params, device, label, folder)
         best = history.loc[history["valid_pearson"].idxmax()] if history["valid_pearson"].notna().any() else history.iloc[-1]
         save_checkpoint(model, folder / "model.pt", cell_types=[cell_types[j] for j in cols],
                         extra={"regime": regime, "best_epoch": int(best["epoch"])})
         write_parquet(history, folder / "history.parquet")
+        clear_resume(folder)
         out[label] = {"epochs": len(history), "best_epoch": int(best["epoch"]),
                       "best_valid_pearson": float(best["valid_pearson"]), "train_windows": len(train_idx),
-                      "valid_windows": len(valid_idx), "parameters": count_parameters(model)}
+                      "valid_windows": len(valid_idx), "parameters": count_parameters(model),
+                      "batches_per_epoch": int(params.get("train_epoch_batches")
+                                               or -(-len(train_idx) // params["train_batch_size"])),
+                      "resumed": resumed_from is not None, "resumed_from_epoch": resumed_from}
         # wall time is logged, never written: outputs must be byte-identical across identical runs
-        log.info("%s: trained in %.1f s (best epoch %d of %d)", label, time.monotonic() - t0,
-                 int(best["epoch"]), len(history))
+        log.info("%s: trained in %.1f s (best epoch %d of %d%s)", label, time.monotonic() - t0,
+                 int(best["epoch"]), len(history), "" if resumed_from is None else f", resumed after {resumed_from}")
     return out
 
 
@@ -362,7 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1,
                     help="CPU threads of the task; the model does not depend on it (see --train-cpu-threads)")
-    add_param_options(ap, {k: v for k, v in STEP.params.items() if k != "regimes"}, types={"train_max_windows": int})
+    add_param_options(ap, {k: v for k, v in STEP.params.items() if k != "regimes"}, types={"train_max_windows": int, "train_epoch_batches": int})
     return ap
 
 

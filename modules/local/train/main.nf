@@ -18,6 +18,8 @@ process TRAIN {
     task.ext.when == null || task.ext.when
 
     script:
+    // train.py keeps a resume checkpoint after every epoch (models/<model>/.tmp-resume/last.pt) and
+    // continues from one it finds; a retry runs in a new work dir without it, so it starts over.
     prefix = task.ext.prefix ?: "${meta.id}"
     def args = task.ext.args ?: ''
     def cell_type = meta.cell_type ? "--cell-type ${meta.cell_type}" : ''
