@@ -22,7 +22,6 @@ workflow CAVEAT {
     ch_contig_map = optionalFile(params.contig_map)
     ALLELE_COUNTS(
         PREPARE_INPUTS.out.samples,
-        PREPARE_INPUTS.out.chroms,
         PREPARE_INPUTS.out.fasta,
         PREPARE_INPUTS.out.vcf,
         PREPARE_INPUTS.out.index,

@@ -30,6 +30,7 @@ RULES: dict[str, dict] = {
     "aligner": {"enum": ["bowtie2", "bwa"]},
     "wasp_max_snps_per_read": {"minimum": 1},
     "wasp_max_versions": {"minimum": 1},
+    "wasp_group_bp": {"minimum": 1},
     "min_mapq": {"minimum": 0},
     "min_base_quality": {"minimum": 0},
     "concordance_min_reads": {"minimum": 1},

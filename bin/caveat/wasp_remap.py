@@ -22,8 +22,9 @@ Outputs: ``het_snps.parquet``, ``het_indels.parquet``, ``wasp/<sample>.bam``
 
 The entry script also runs the pieces of a scattered run (Nextflow): the het
 sites alone (no ``--bam``), the filter on one contig (``--chrom``), the join of
-a sample's contig parts (``--gather``, byte for byte the whole-BAM output) and
-the run summary (``--summarize``).
+a sample's contig parts (``--gather``, byte for byte the whole-BAM output), the
+run summary (``--summarize``) and the contig groups the filter is scattered over
+(``--plan-groups``, :mod:`caveat.contig_groups`).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ import pandas as pd
 from . import __version__
 from . import bam_records as br
 from .aligner import align, build_index, check_aligner
+from .contig_groups import plan_groups, write_plan
 from .engine import Step, StepContext
 from .errors import InputError
 from .genome import CODE, check_contigs, fasta_lengths, read_contig_map
@@ -65,6 +67,9 @@ PARAMS = {
     "wasp_max_versions": 64,
     "min_mapq": 10,
     "vcf_pass_only": True,
+    # Nextflow only (WASP_REMAP_PLAN): bases per WASP_REMAP task's contig group (caveat.contig_groups);
+    # the local engine filters each sample in one go and does not read it
+    "wasp_group_bp": 50_000_000,
 }
 
 # record decisions (codes are also the precedence when two mates disagree: lower wins)
@@ -883,11 +888,12 @@ STEP = Step(name="wasp_remap", run=run_step, params=PARAMS, input_files=_input_f
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="wasp_remap", description=__doc__.splitlines()[0],
-        epilog="Three modes. Filter (default): one sample's BAM (--bam --sample --donor --aligner-index "
+        epilog="Five modes. Filter (default): one sample's BAM (--bam --sample --donor --aligner-index "
                "--out-bam --out-stats), optionally one contig at a time (--chrom). Het sites only (no --bam): "
                "--vcf --donor D [D ...] --out-het-snps [--out-het-indels] write the tables the local engine "
                "writes. Gather (--gather): join a sample's per-contig parts into --out-bam/--out-stats. Summarize "
-               "(--summarize): the run's wasp_remap.summary.json from the samples' stats.")
+               "(--summarize): the run's wasp_remap.summary.json from the samples' stats. Plan (--plan-groups BAM ...): "
+               "the contig groups of a scattered run (--fai, --wasp-group-bp) → --out-groups TSV.")
     ap.add_argument("--version", action="version", version=f"caveat {__version__}")
     ap.add_argument("--bam", help="the sample's coordinate-sorted, indexed BAM")
     ap.add_argument("--sample", help="sample name (recorded in the stats)")
@@ -900,7 +906,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_param_options(ap, PARAMS, aliases={"wasp_max_snps_per_read": ["--max-snps-per-read"],
                                            "wasp_max_versions": ["--max-versions"]},
                       helps={"aligner_index": "index prefix the reads were aligned with",
-                             "vcf_pass_only": "het sites from PASS (or '.') VCF records only"})
+                             "vcf_pass_only": "het sites from PASS (or '.') VCF records only",
+                             "wasp_group_bp": "with --plan-groups: most bases per contig group (a longer contig is "
+                                              "a group alone)"})
     ap.add_argument("--seed", type=int, default=0, help="the dedup lottery's seed (params.seed)")
     ap.add_argument("--chrom", action="append", help="contig(s) to process (default all)")
     ap.add_argument("--threads", type=int, default=1)
@@ -918,6 +926,11 @@ def build_parser() -> argparse.ArgumentParser:
                          "sample's stats (--part-stats) and the het-sites mode's --out-summary (--sites-summary)")
     ap.add_argument("--sites-summary", help="with --summarize: the het-sites mode's summary JSON")
     ap.add_argument("--out-summary", help="het-sites mode: its figures (JSON); --summarize: wasp_remap.summary.json")
+    ap.add_argument("--plan-groups", nargs="+", metavar="BAM",
+                    help="instead of filtering: group the contigs with reads in these BAMs (indexes beside them) for "
+                         "a scattered run; the filter then runs once per group with one --chrom per contig")
+    ap.add_argument("--fai", help="with --plan-groups: the reference's .fai (contig lengths)")
+    ap.add_argument("--out-groups", help="with --plan-groups: the TSV written (group_id<TAB>contig,contig,...)")
     return ap
 
 
@@ -950,6 +963,10 @@ def summarize(sample_stats: list[str | Path], sites_summary: str | Path, out: st
 def main(argv=None) -> int:
     ap = build_parser()
     a = ap.parse_args(argv)
+    if a.plan_groups:
+        _require(ap, a, "--plan-groups", ("--fai", "--out-groups"))
+        write_plan(plan_groups(a.fai, a.plan_groups, a.wasp_group_bp), a.out_groups)
+        return 0
     if a.summarize:
         _require(ap, a, "--summarize", ("--part-stats", "--sites-summary", "--out-summary"))
         summarize(a.part_stats, a.sites_summary, a.out_summary)

@@ -1,5 +1,5 @@
 process WASP_REMAP_GATHER {
-    // Joins one sample's per-chromosome WASP output into what the local engine writes:
+    // Joins one sample's per-group WASP output (WASP_REMAP's parts) into what the local engine writes:
     // wasp/<sample>.bam (+ .bai; the parts' records moved as they are, byte for byte the
     // whole-BAM result) and wasp/<sample>.stats.json (the filter's figures summed).
     tag "${meta.id}"
@@ -7,7 +7,7 @@ process WASP_REMAP_GATHER {
     container 'ghcr.io/caveat-bench/caveat:0.1.0'
 
     input:
-    tuple val(meta), path(bams, stageAs: 'chroms/*'), path(stats, stageAs: 'chroms/*')
+    tuple val(meta), path(bams, stageAs: 'parts/*'), path(stats, stageAs: 'parts/*')
 
     output:
     tuple val(meta), path("${prefix}.bam"), path("${prefix}.bam.bai"), emit: bam

@@ -1,6 +1,6 @@
 /*
  * PREPARE_INPUTS: the samplesheet (validated by nf-schema against assets/schema_input.json),
- * the genome, the genotypes, the contigs to scatter over and the aligner index WASP remaps with:
+ * the genome, the genotypes and the aligner index WASP remaps with:
  * the user's files, or (simulate set, as -profile test sets it) a study SIMULATE writes first.
  */
 
@@ -76,12 +76,6 @@ workflow PREPARE_INPUTS {
     // tests/test_nextflow_runtime.py::test_no_workflow_declares_an_emitted_name_with_def)
     ch_cell_types = ch_rows.map { rows -> rows.collect { row -> row[0].cell_type }.unique() }
 
-    // scatter over the FASTA's contigs (the .fai's first column)
-    ch_chroms = ch_fasta
-        .map { _fa, fai -> fai }
-        .splitCsv(sep: '\t')
-        .map { row -> row[0] }
-
     emit:
     samples     = ch_samples       // [meta, bam, bai, peaks]
     samplesheet = ch_samplesheet   // path
@@ -89,7 +83,6 @@ workflow PREPARE_INPUTS {
     cell_types  = ch_cell_types    // list of cell types
     fasta       = ch_fasta         // [fasta, fai]
     vcf         = ch_vcf           // [vcf, tbi]
-    chroms      = ch_chroms        // contig name
     index       = ch_index         // [index files, prefix]
     blacklist   = ch_blacklist     // the simulated study's blacklist.bed, or [] (none, or the user's data)
 }
