@@ -17,6 +17,7 @@ import pytest
 import torch
 
 import caveat.train as tr
+from caveat.engine import StepContext
 from caveat.errors import InputError
 from caveat.loader import BatchStream, WindowLoader
 from caveat.simulate.presets import PRESET_PARAMS
@@ -239,3 +240,29 @@ def test_checkpoint_of_other_params_or_data_is_refused(data, monkeypatch):
     # deleting it starts over
     ckpt.unlink()
     assert tr.train_regime("multitask", w, t, cts, g, p, out)["multitask"]["resumed"] is False
+
+
+def test_step_rerun_does_not_retrain_finished_models(data, monkeypatch, tmp_path):
+    """The local step killed while training its second regime: the rerun rewrites the first
+    regime's model from its kept final checkpoint (no epoch trained again, same bytes), resumes
+    the second, and leaves no checkpoint once all are written."""
+    tmp, st, _ = data
+    for name in ("windows.parquet", "build_dataset.summary.json"):
+        (tmp_path / name).symlink_to(tmp / name)
+    p = dict(PARAMS, regimes=["multitask", "multitask_peaks"], fasta=str(st["fasta"]), train_max_epochs=2)
+    ctx = StepContext(params=p, outdir=tmp_path)
+    with monkeypatch.context() as m:
+        _interrupt_after(m, "train_epoch", 4)                      # epoch 2 of multitask_peaks
+        with pytest.raises(Interrupted):
+            tr.run_step(ctx)
+    first = (tmp_path / "models" / "multitask" / "model.pt").read_bytes()
+    assert resume_path(tmp_path / "models" / "multitask").exists()
+    epochs = []
+    real = tr.train_epoch
+    monkeypatch.setattr(tr, "train_epoch", lambda *a, **k: epochs.append(1) or real(*a, **k))
+    tr.run_step(ctx)
+    assert len(epochs) == 1                                        # multitask_peaks' epoch 2 only
+    models = json.loads((tmp_path / "train.summary.json").read_text())["models"]
+    assert [models[r]["resumed_from_epoch"] for r in ("multitask", "multitask_peaks")] == [2, 1]
+    assert (tmp_path / "models" / "multitask" / "model.pt").read_bytes() == first
+    assert not list((tmp_path / "models").rglob(RESUME_DIR))

@@ -59,8 +59,8 @@ from .models import BassetModel, ModelConfig, count_parameters, save_checkpoint
 from .onehot import one_hot
 from .regimes import REGIMES
 from .step_cli import add_param_options, params_from_args
-from .train_resume import (clear_resume, load_resume, resume_path, rng_states, run_digest, save_resume,
-                           set_rng_states)
+from .train_resume import (clear_resume, clear_resume_below, load_resume, resume_path, rng_states, run_digest,
+                           save_resume, set_rng_states)
 
 log = get_logger("train")
 
@@ -408,9 +408,13 @@ def train_model(genome: GenomeCodes, abs_starts: np.ndarray, targets: np.ndarray
 
 
 def train_regime(regime: str, windows: pd.DataFrame, targets: np.ndarray, cell_types: list[str],
-                 genome: GenomeCodes, params: dict, outdir: Path, only_cell_type: str | None = None) -> dict:
+                 genome: GenomeCodes, params: dict, outdir: Path, only_cell_type: str | None = None,
+                 keep_resume: bool = False) -> dict:
     """Train one regime's model(s) and write ``outdir/models/<regime>/…``; returns a summary.
-    A model whose run was killed resumes from its last epoch's checkpoint."""
+    A model whose run was killed resumes from its last epoch's checkpoint. ``keep_resume``
+    leaves a finished model's checkpoint for the caller to clear once all its models are
+    written (:func:`caveat.train_resume.clear_resume_below`), so a rerun after a kill later in
+    the step rewrites the finished ones without training them again."""
     device = resolve_device(params["train_device"])
     params = regime_params(params, regime)
     abs_starts = genome.abs_starts(windows["chrom"].to_numpy(), windows["start"].to_numpy())
@@ -432,7 +436,8 @@ def train_regime(regime: str, windows: pd.DataFrame, targets: np.ndarray, cell_t
         save_checkpoint(model, folder / "model.pt", cell_types=[cell_types[j] for j in cols],
                         extra={"regime": regime, "best_epoch": int(best["epoch"])})
         write_parquet(history, folder / "history.parquet")
-        clear_resume(folder)
+        if not keep_resume:
+            clear_resume(folder)
         out[label] = {"epochs": len(history), "best_epoch": int(best["epoch"]),
                       "best_valid_pearson": float(best["valid_pearson"]), "train_windows": len(train_idx),
                       "valid_windows": len(valid_idx), "parameters": count_parameters(model),
@@ -454,9 +459,10 @@ def run_step(ctx: StepContext) -> dict:
                                                 ctx.outdir / "build_dataset.summary.json", Path(p["fasta"]))
     summary = {}
     for regime in p["regimes"]:
-        summary.update(train_regime(regime, windows, targets, cts, genome, p, ctx.outdir))
+        summary.update(train_regime(regime, windows, targets, cts, genome, p, ctx.outdir, keep_resume=True))
     write_json({"models": summary, "regimes": list(p["regimes"]), "cell_types": cts},
                ctx.out("train.summary.json"))
+    clear_resume_below(ctx.outdir / "models")
     return {f"{k}.valid_pearson": round(v["best_valid_pearson"], 3) for k, v in summary.items()}
 
 
@@ -492,6 +498,7 @@ def main(argv=None) -> int:
     params = params_from_args(a, [k for k in STEP.params if k != "regimes"])
     params.update(seed=a.seed)
     windows, targets, cts, genome = load_inputs(Path(a.windows), Path(a.summary), Path(a.fasta))
-    s = train_regime(a.regime, windows, targets, cts, genome, params, Path(a.outdir), a.cell_type)
+    s = train_regime(a.regime, windows, targets, cts, genome, params, Path(a.outdir), a.cell_type, keep_resume=True)
     write_json({"models": s}, Path(a.outdir) / f"train.{a.regime}{'.' + a.cell_type if a.cell_type else ''}.summary.json")
+    clear_resume_below(Path(a.outdir) / "models" / a.regime)
     return 0

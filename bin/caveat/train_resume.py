@@ -5,8 +5,10 @@ are serialised in memory, written under a temporary name and renamed), so a kill
 leaves either the previous epoch's checkpoint or the new one. The ``.tmp-`` prefix keeps it out
 of the local engine's view (:mod:`caveat.engine` skips ``.tmp-*``): it is never taken for a step
 output, and it survives a failed step (which otherwise loses what it wrote), so the rerun can
-resume. It is removed once the model's final files are written. Under Nextflow a retried task
-runs in a new work directory, so it starts over unless the checkpoint is copied there.
+resume. It is removed once the model's final files are written (by a step that writes several
+models, once all are written, so a rerun rewrites the finished ones without training them). Under
+Nextflow a retried task runs in a new work directory, so it starts over unless the checkpoint is
+copied there.
 
 The checkpoint stores a digest of the run's params and data (:func:`run_digest`); resuming
 with a checkpoint of another digest is refused, since the result would match neither run.
@@ -42,6 +44,14 @@ def resume_path(folder: str | Path) -> Path:
 def clear_resume(folder: str | Path) -> None:
     """Remove ``folder``'s resume checkpoint (the model is complete)."""
     shutil.rmtree(Path(folder) / RESUME_DIR, ignore_errors=True)
+
+
+def clear_resume_below(root: str | Path) -> None:
+    """Remove every resume checkpoint below ``root`` (all its models are complete)."""
+    root = Path(root)
+    if root.is_dir():
+        for d in sorted(root.rglob(RESUME_DIR)):
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def run_digest(settings: dict, arrays: Iterable[np.ndarray]) -> str:
@@ -108,5 +118,5 @@ def load_resume(path: Path, digest: str) -> dict:
     return obj
 
 
-__all__ = ["RESUME_DIR", "clear_resume", "load_resume", "resume_path", "rng_states", "run_digest",
+__all__ = ["RESUME_DIR", "clear_resume", "clear_resume_below", "load_resume", "resume_path", "rng_states", "run_digest",
            "save_resume", "set_rng_states"]
