@@ -6,6 +6,8 @@ a single fancy-index gather of (N, L) codes at (shifted) window starts, with
 reverse complement applied to a random half on the codes; one-hot encoding
 happens afterwards on the model's device (:func:`caveat.onehot.one_hot`).
 Nothing one-hot is ever materialised for the whole dataset.
+:class:`BatchStream` draws a loader's seeded passes end to end, k batches at a
+time (training epochs capped at ``train_epoch_batches``), with a resumable state.
 """
 
 from __future__ import annotations

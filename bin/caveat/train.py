@@ -489,7 +489,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1,
                     help="CPU threads of the task; the model does not depend on it (see --train-cpu-threads)")
-    add_param_options(ap, {k: v for k, v in STEP.params.items() if k != "regimes"}, types={"train_max_windows": int, "train_epoch_batches": int})
+    add_param_options(ap, {k: v for k, v in STEP.params.items() if k != "regimes"},
+                      types={"train_max_windows": int, "train_epoch_batches": int})
     return ap
 
 
