@@ -18,29 +18,17 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
-
-import pytest
 
 import nf_lsp
 import nf_parse
 from caveat import contig_groups as cg
 from caveat import wasp_remap as wr
+from test_nextflow_runtime import groovy_jar, needs_java  # noqa: F401  (a fixture, and its skip mark)
 
 REPO = Path(__file__).resolve().parents[1]
 SUB = REPO / "subworkflows" / "local" / "allele_counts" / "main.nf"
-
-needs_java = pytest.mark.skipif(shutil.which("java") is None,
-                                reason="Java >= 17 not installed: running Groovy needs it")
-
-
-@pytest.fixture(scope="module")
-def groovy_jar():
-    if nf_lsp.find_jar() is None:
-        subprocess.run([str(REPO / "scripts" / "fetch_nextflow_ls.sh")], check=True, timeout=600)
-    return nf_lsp.find_jar()
 
 
 def _closure_after(text: str, anchor: str) -> str:
