@@ -17,14 +17,36 @@ import yaml
 from caveat.simulate.presets import FAULTS_ON, PRESETS
 
 
+#: The tiny preset (every fault on) with the demo's overdispersion, rho 0.02: the tiny
+#: preset's milder 0.005 would not stand out of the binomial noise of its few balanced sites
+FAULTY = dataclasses.replace(PRESETS["tiny"], allelic_overdispersion=FAULTS_ON["demo"]["allelic_overdispersion"])
+
+
 @pytest.fixture(scope="module")
 def faulty(tmp_path_factory) -> Path:
-    """``caveat simulate --preset tiny --seed 7 --faults``: every fault on."""
+    """The tiny study, seed 7, every fault on (:data:`FAULTY`)."""
     from caveat.simulate import simulate
 
     out = tmp_path_factory.mktemp("faulty")
-    simulate("tiny", seed=7, out=out, faults=True)
+    simulate(FAULTY, seed=7, out=out)
     return out
+
+
+def test_presets_plant_every_fault():
+    """The presets carry every fault (the tests of the pipeline see them); ``--no-faults``
+    (``without_faults``) gives the clean study."""
+    from caveat.simulate.presets import without_faults
+
+    for name, p in PRESETS.items():
+        on = {k: getattr(p, k) for k in FAULTS_ON[name]}
+        assert on == FAULTS_ON[name] and all(v for k, v in on.items())
+        off = without_faults(p)
+        assert off.false_het_rate == off.lost_het_rate == off.allelic_overdispersion == 0
+        assert off.chrx_bp == off.artefact_regions == 0 and off.donor_accessibility_sd == 0
+    from caveat.simulate import build_parser
+
+    assert build_parser().parse_args(["--out", "x", "--no-faults"]).faults is False
+    assert build_parser().parse_args(["--out", "x"]).faults is True
 
 
 def _bases(bam: pysam.AlignmentFile, chrom: str, pos: int, min_mapq: int = 10) -> list:
@@ -192,7 +214,7 @@ def test_donor_variation_and_overdispersion_in_study(faulty):
     balanced sites are overdispersed (chi-square per site well above binomial's 1)."""
     s = _summary(faulty)["faults"]
     rho = s["allelic_overdispersion"]
-    assert rho == FAULTS_ON["tiny"]["allelic_overdispersion"] and s["donor_accessibility_sd"] == 0.3
+    assert rho == FAULTY.allelic_overdispersion and s["donor_accessibility_sd"] == 0.3
     sh = pd.read_parquet(faulty / "truth" / "haplotype_shares.parquet")
     m, q = sh.planted_first_hap_share, sh.drawn_first_hap_share
     z = ((q - m) / np.sqrt(m * (1 - m)))[(m > 0) & (m < 1)]
@@ -233,13 +255,14 @@ def faultless(tmp_path_factory) -> Path:
     return out
 
 
-def test_faults_deterministic(faulty, tmp_path):
-    """Same seed → byte-identical study, faults included (``--faults`` on the CLI)."""
+def test_faults_deterministic(tiny_sim, tmp_path):
+    """Same seed → byte-identical study, faults included (the CLI against the tests' tiny study)."""
     import hashlib
 
     from caveat.simulate import main
 
-    assert main(["--preset", "tiny", "--seed", "7", "--faults", "--out", str(tmp_path / "again")]) == 0
+    faulty = tiny_sim
+    assert main(["--preset", "tiny", "--seed", "7", "--out", str(tmp_path / "again")]) == 0
     files = sorted(p.relative_to(faulty) for p in faulty.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(tmp_path / "again") for p in (tmp_path / "again").rglob("*") if p.is_file())
     differ = [str(f) for f in files if hashlib.sha256((faulty / f).read_bytes()).digest()

@@ -10,8 +10,8 @@ background, sequenced with errors, and aligned with bowtie2 (so reference
 mapping bias, e.g. at paralogous sequence variants in segmental duplications,
 is real). The truth is written beside the data.
 
-With ``--faults`` (``presets.FAULTS_ON``; off in the presets for now) the study
-also carries the faults real data have (``simulate/faults.py``; each off when
+The presets' studies also carry (``presets.FAULTS_ON``; ``--no-faults`` for a clean
+study) the faults real data have (``simulate/faults.py``; each off when
 its rate or size is 0): genotype errors in the VCF
 (hom sites written as het, half of them in accessible elements, so their reads
 show one allele only; true hets written as hom), donor-to-donor variation of
@@ -62,7 +62,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..log import Progress, get_logger
-from .presets import PRESET_PARAMS, PRESETS, Preset, get_preset, with_faults
+from .presets import PRESET_PARAMS, PRESETS, Preset, get_preset, without_faults
 
 log = get_logger("simulate")
 
@@ -83,12 +83,12 @@ def _check_out(out: Path) -> None:
 
 
 def simulate(preset, seed: int, out, threads: int = 2, swap_donors: tuple[str, str] | None = None,
-             faults: bool = False) -> dict:
+             faults: bool = True) -> dict:
     """Write a simulated study to ``out`` (replaced atomically). Returns the summary dict.
 
     ``preset`` is a preset name or a :class:`~.presets.Preset` (e.g. one with a
     fault switched off: ``dataclasses.replace(PRESETS["tiny"], false_het_rate=0)``);
-    ``faults`` switches every fault on (:func:`~.presets.with_faults`).
+    ``faults=False`` switches every fault off (:func:`~.presets.without_faults`).
 
     ``swap_donors`` (two donor names) exchanges their labels in the samplesheet
     (see :func:`swap_donor_labels`).
@@ -96,7 +96,7 @@ def simulate(preset, seed: int, out, threads: int = 2, swap_donors: tuple[str, s
     from ..io import atomic_path, write_json
 
     p = preset if isinstance(preset, Preset) else get_preset(preset)
-    p = with_faults(p) if faults else p
+    p = p if faults else without_faults(p)
     out = Path(out).resolve()  # tools below run with their own working directory
     _check_out(out)
     with atomic_path(out, is_dir=True) as tmp:
@@ -392,10 +392,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=1, help="random seed (same seed → byte-identical files)")
     ap.add_argument("--out", required=True, help="output directory (created; replaced if a previous simulation)")
     ap.add_argument("--threads", "-t", type=int, default=2, help="bowtie2 / samtools threads")
-    ap.add_argument("--faults", action="store_true",
-                    help="plant every fault real data have (genotype errors, donor variation, allelic "
-                         "overdispersion, chrX with X-inactivation, collapsed-repeat artefact regions + "
-                         "blacklist.bed); off in the presets until the pipeline's filters handle them")
+    ap.add_argument("--no-faults", dest="faults", action="store_false",
+                    help="a clean study: none of the faults real data have, which the presets plant "
+                         "(genotype errors, donor variation, allelic overdispersion, chrX with "
+                         "X-inactivation, collapsed-repeat artefact regions + blacklist.bed)")
     ap.add_argument("--swap-donors", metavar="A,B",
                     help="label donor A's samples as B's and B's as A's in the samplesheet (a sample mix-up; "
                          "truth in truth/donor_swap.json)")
