@@ -7,9 +7,11 @@ summary), with the options of ``conf/modules.config`` for the study's params, an
 JSON with the local engine's (the ``tiny_run`` fixture). A guard test checks that the options used
 here are the ones the modules pass, so the two cannot drift apart.
 
-Steps covered: wasp_remap (WASP_REMAP_SITES → WASP_REMAP_SUMMARY, from the gathered per-sample
-stats, which WASP_REMAP_GATHER writes byte for byte as the local engine: tests/test_wasp_remap.py),
-count_alleles (COUNT_ALLELES per sample → COUNT_ALLELES_SUMMARY), insertions (INSERTIONS per
+Steps covered: wasp_remap (WASP_REMAP_SITES and WASP_REMAP_PLAN once, WASP_REMAP per sample ×
+contig group with a ``wasp_group_bp`` that splits the tiny genome into several multi-contig groups,
+WASP_REMAP_GATHER per sample — whose BAM and stats must be the local engine's byte for byte —
+then WASP_REMAP_SUMMARY from the gathered stats), count_alleles (COUNT_ALLELES per sample, on the
+gathered BAMs → COUNT_ALLELES_SUMMARY), insertions (INSERTIONS per
 sample, INSERTIONS_PSEUDOBULK per cell type → INSERTIONS_SUMMARY), score_variants (SCORE_VARIANTS
 per trained model → SCORE_VARIANTS_MERGE, which also gives the local variant_scores.parquet). No
 field is dropped from the comparison.
@@ -33,6 +35,11 @@ HERE = Path(__file__).resolve().parent
 OPTIONS = {
     "WASP_REMAP_SITES": {"--vcf", "--fasta", "--contig-map", "--donor", "--out-het-snps", "--out-het-indels",
                          "--out-summary", "--vcf-pass-only", "--no-vcf-pass-only"},
+    "WASP_REMAP_PLAN": {"--plan-groups", "--fai", "--out-groups", "--wasp-group-bp"},
+    "WASP_REMAP": {"--bam", "--het-snps", "--het-indels", "--sample", "--donor", "--chrom", "--aligner-index",
+                   "--threads", "--out-bam", "--out-stats", "--aligner", "--aligner-args", "--wasp-max-snps-per-read",
+                   "--wasp-max-versions", "--min-mapq", "--seed"},
+    "WASP_REMAP_GATHER": {"--gather", "--part-stats", "--sample", "--out-bam", "--out-stats"},
     "WASP_REMAP_SUMMARY": {"--summarize", "--part-stats", "--sites-summary", "--out-summary"},
     "COUNT_ALLELES": {"--bam", "--het-snps", "--sample", "--donor", "--cell-type", "--threads", "--out",
                       "--min-mapq", "--min-base-quality", "--concordance-min-reads", "--concordance-min-both-alleles",
@@ -71,8 +78,10 @@ def _cases(sim: Path, run: Path, work: Path, p: dict) -> list[list[list[str]]]:
         ["wasp_remap", "--vcf", p["vcf"], "--fasta", fasta, *(["--contig-map", p["contig_map"]] if p.get("contig_map") else []),
          "--donor", *donors, "--out-het-snps", str(work / "het_snps.parquet"), "--out-het-indels",
          str(work / "het_indels.parquet"), "--out-summary", str(work / "het_sites.summary.json"),
-         "--vcf-pass-only" if p["vcf_pass_only"] else "--no-vcf-pass-only"]]
-    count = [["count_alleles", "--bam", str(run / "wasp" / f"{r.sample}.bam"), "--het-snps", str(work / "het_snps.parquet"),
+         "--vcf-pass-only" if p["vcf_pass_only"] else "--no-vcf-pass-only"],
+        ["wasp_remap", "--plan-groups", *(bam[s] for s in sorted(bam)), "--fai", f"{fasta}.fai",
+         "--out-groups", str(work / "wasp_groups.tsv"), "--wasp-group-bp", str(p["wasp_group_bp"])]]
+    count = [["count_alleles", "--bam", str(work / "wasp" / f"{r.sample}.bam"), "--het-snps", str(work / "het_snps.parquet"),
               "--sample", r.sample, "--donor", r.donor, "--cell-type", r.cell_type, "--threads", "1",
               "--out", str(work / "counts" / f"{r.sample}.parquet"), "--min-mapq", str(p["min_mapq"]),
               "--min-base-quality", str(p["min_base_quality"]), "--concordance-min-reads", str(p["concordance_min_reads"]),
@@ -86,8 +95,8 @@ def _cases(sim: Path, run: Path, work: Path, p: dict) -> list[list[list[str]]]:
                "--out-bw", str(work / "ins" / f"{ct}.pseudobulk.bw"), "--stats", str(work / "ins" / f"{ct}.pseudobulk.json")]
               for ct in cts]
     summaries = [
-        ["wasp_remap", "--summarize", "--part-stats", *sorted((str(f) for f in (run / "wasp").glob("*.stats.json")),
-                                                              reverse=True),
+        ["wasp_remap", "--summarize", "--part-stats", *sorted((str(work / "wasp" / f"{s}.stats.json")
+                                                               for s in sheet["sample"]), reverse=True),
          "--sites-summary", str(work / "het_sites.summary.json"), "--out-summary", str(work / "wasp_remap.summary.json")],
         ["count_alleles", "--summarize", *sorted(str(work / "counts" / f"{s}.parquet") for s in sheet["sample"]),
          "--out", str(work / "count_alleles.summary.json"), "--concordance-min-reads", str(p["concordance_min_reads"])],
@@ -97,7 +106,37 @@ def _cases(sim: Path, run: Path, work: Path, p: dict) -> list[list[list[str]]]:
          "--insertions-source", p["insertions_source"], "--insertions-min-mapq", str(p["insertions_min_mapq"])],
     ]
     score, merge = _score_cases(run, work, p)
-    return [sites + tracks + score, count + pseudo, summaries + merge]
+    return [sites + tracks + score, WASP_STAGES, count + pseudo, summaries + merge]
+
+
+#: placeholder for the WASP filter and gather stages, built from the plan stage 0 writes
+WASP_STAGES: list = []
+
+
+def _wasp_cases(sim: Path, work: Path, p: dict) -> tuple[list[list[str]], list[list[str]]]:
+    """WASP_REMAP per sample × group of the plan (with WASP_REMAP's ext.args), then
+    WASP_REMAP_GATHER per sample, as the modules' script blocks run them."""
+    import pandas as pd
+
+    from caveat.contig_groups import read_plan
+
+    plan = read_plan(work / "wasp_groups.tsv")
+    ext = ["--aligner", p["aligner"], f"--aligner-args={p['aligner_args']}", "--wasp-max-snps-per-read",
+           str(p["wasp_max_snps_per_read"]), "--wasp-max-versions", str(p["wasp_max_versions"]),
+           "--min-mapq", str(p["min_mapq"]), "--seed", str(p["seed"])]
+    filters, gathers = [], []
+    for r in pd.read_csv(sim / "samplesheet.csv").itertuples():
+        parts = [work / "parts" / f"{r.sample}.{gid}" for gid in plan]
+        filters += [["wasp_remap", "--bam", str(sim / r.bam), "--het-snps", str(work / "het_snps.parquet"),
+                     "--het-indels", str(work / "het_indels.parquet"), "--sample", r.sample, "--donor", r.donor,
+                     *(w for c in contigs for w in ("--chrom", c)), "--aligner-index", p["aligner_index"],
+                     "--threads", "1", "--out-bam", f"{part}.bam", "--out-stats", f"{part}.stats.json", *ext]
+                    for part, contigs in zip(parts, plan.values())]
+        gathers.append(["wasp_remap", "--gather", *(f"{x}.bam" for x in parts), "--part-stats",
+                        *(f"{x}.stats.json" for x in parts), "--sample", r.sample,
+                        "--out-bam", str(work / "wasp" / f"{r.sample}.bam"),
+                        "--out-stats", str(work / "wasp" / f"{r.sample}.stats.json")])
+    return filters, gathers
 
 
 def _score_cases(run: Path, work: Path, p: dict) -> tuple[list[list[str]], list[list[str]]]:
@@ -145,11 +184,17 @@ def nextflow_summaries(tiny_sim, tiny_run, tmp_path_factory):
     from caveat.pipeline import pipeline_steps
 
     p = load_params(tiny_sim / "params.yaml", {"outdir": str(tiny_run)}, pipeline_steps())
+    # a user's wasp_group_bp small enough to cut the tiny genome (22 contigs, 260 kb) into
+    # several groups of several contigs each: the gather then joins multi-contig parts
+    p = {**p, "wasp_group_bp": 40_000}
     work = tmp_path_factory.mktemp("nf_summaries")
-    for sub in ("counts", "ins", "scores"):
+    for sub in ("counts", "ins", "scores", "parts", "wasp"):
         (work / sub).mkdir()
-    for n, stage in enumerate(_cases(tiny_sim, tiny_run, work, p)):
-        _run(stage, work, n)
+    n = 0
+    for stage in _cases(tiny_sim, tiny_run, work, p):
+        for sub in _wasp_cases(tiny_sim, work, p) if stage is WASP_STAGES else [stage]:
+            _run(sub, work, n)
+            n += 1
     return work
 
 
@@ -168,6 +213,20 @@ def test_summary_files_are_identical(step, nextflow_summaries, tiny_run):
     the per-sample files came in (wasp_remap's stats are passed in reverse order here)."""
     name = f"{step}.summary.json"
     assert (nextflow_summaries / name).read_bytes() == (tiny_run / name).read_bytes()
+
+
+@pytest.mark.slow
+def test_group_scatter_gathers_to_the_local_wasp_outputs(nextflow_summaries, tiny_run):
+    """WASP_REMAP per sample × contig group, then WASP_REMAP_GATHER: each sample's BAM (+ index)
+    and stats are the local engine's byte for byte, with several multi-contig groups."""
+    from caveat.contig_groups import read_plan
+
+    plan = read_plan(nextflow_summaries / "wasp_groups.tsv")
+    assert len(plan) >= 3 and max(len(c) for c in plan.values()) >= 2, plan
+    gathered = sorted((nextflow_summaries / "wasp").iterdir())
+    assert len(gathered) == 3 * len(list((tiny_run / "wasp").glob("*.bam")))
+    for f in gathered:
+        assert f.read_bytes() == (tiny_run / "wasp" / f.name).read_bytes(), f.name
 
 
 @pytest.mark.slow
