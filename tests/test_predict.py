@@ -84,7 +84,8 @@ def predicted(tmp_path_factory):
     torch.set_num_threads(1)
     w, t, cts, g = load_inputs(tmp / "windows.parquet", tmp / "build_dataset.summary.json", st["fasta"])
     p = dict(PARAMS, seed=0, window_size=384, model_filters=8, model_filters_max=8, model_tower_blocks=2,
-             model_bottleneck=8, model_dense=8, train_max_epochs=1, train_max_windows=64, train_device="cpu")
+             model_bottleneck=8, model_dense=8, train_max_epochs=1, train_max_windows=64, train_device="cpu",
+             train_replicates=1)
     for regime in ("multitask", "single_task"):
         train_regime(regime, w, t, cts, g, p, tmp)
     main(["--windows", str(tmp / "windows.parquet"), "--summary", str(tmp / "build_dataset.summary.json"),

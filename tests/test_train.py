@@ -20,7 +20,8 @@ from test_build_dataset import build_small, make_study
 
 SMALL_PARAMS = dict(PARAMS, seed=0, window_size=384, model_filters=16, model_filters_max=32,
                     model_tower_blocks=3, model_bottleneck=16, model_dense=32, train_optimizer="adamw",
-                    train_lr=0.002, train_batch_size=32, train_max_epochs=6, train_patience=3, train_device="cpu")
+                    train_lr=0.002, train_batch_size=32, train_max_epochs=6, train_patience=3, train_device="cpu",
+                    train_replicates=1)
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +160,8 @@ def test_single_task_cli(data):
     main(["--windows", str(tmp / "windows.parquet"), "--summary", str(tmp / "build_dataset.summary.json"),
           "--fasta", str(st["fasta"]), "--regime", "single_task", "--outdir", str(out), "--window-size", "384",
           "--model-filters", "8", "--model-filters-max", "8", "--model-tower-blocks", "2", "--model-bottleneck", "8",
-          "--model-dense", "8", "--train-max-epochs", "1", "--train-max-windows", "64", "--train-device", "cpu"])
+          "--model-dense", "8", "--train-max-epochs", "1", "--train-max-windows", "64", "--train-device", "cpu",
+          "--train-replicates", "1"])
     written = json.loads((out / "train.single_task.summary.json").read_text())
     assert set(written["models"]) == {"single_task/A", "single_task/B"} and _timing_keys(written) == []
     for ct in ("A", "B"):
@@ -224,3 +226,74 @@ def test_early_stopping_follows_basenji(data, monkeypatch):
         s = tr.train_regime("multitask", w, t, cts, g, dict(p, train_patience=patience, train_min_epochs=min_epochs),
                             tmp / f"es{patience}_{min_epochs}")
         assert s["multitask"]["epochs"] == epochs, (patience, min_epochs)
+
+
+# ---------------------------------------------------------------- replicates (issue 18.1)
+
+
+def _state_bytes(model) -> list[bytes]:
+    return [v.numpy().tobytes() for v in model.state_dict().values()]
+
+
+def test_replicates_differ_and_each_reproduces_from_its_recorded_seed(data):
+    """Two replicates of one regime: models/<regime>/rep<k>/, seeds seed and seed + 1000 recorded in
+    the checkpoint and the summary, different weights; each one's weights come back bit for bit
+    from a fresh training with its recorded seeds (replicate 1 of a run seeded with it)."""
+    from caveat.train import train_model
+
+    tmp, st, (w, t, cts, g) = data
+    p = dict(SMALL_PARAMS, seed=5, train_max_epochs=1, train_max_windows=160, train_replicates=2)
+    summary = train_regime("multitask", w, t, cts, g, p, tmp / "reps")
+    assert set(summary) == {"multitask/rep1", "multitask/rep2"}
+    models = [load_checkpoint(tmp / "reps" / "models" / "multitask" / f"rep{k}" / "model.pt") for k in (1, 2)]
+    assert [m.extra["seed"] for m in models] == [5, 1005] and [m.extra["replicate"] for m in models] == [1, 2]
+    assert [summary[f"multitask/rep{k}"]["seed"] for k in (1, 2)] == [5, 1005]
+    assert all(m.extra["data_seed"] == 5 for m in models)
+    assert _state_bytes(models[0]) != _state_bytes(models[1])
+    abs_starts = g.abs_starts(w["chrom"].to_numpy(), w["start"].to_numpy())
+    for m in models:
+        tr_idx, va_idx, tt = regime_data(w, t, "multitask", dict(p, seed=m.extra["data_seed"]))
+        again, _, _ = train_model(g, abs_starts, tt, tr_idx, va_idx, dict(p, seed=m.extra["seed"]),
+                                  resolve_device("cpu"), "again")
+        assert _state_bytes(again) == _state_bytes(m)
+
+
+def test_single_task_replicates_layout_and_cli(data):
+    """single_task with 2 replicates: models/single_task/rep<k>/<cell type>/; the CLI trains one
+    replicate and names its summary train.<regime>.<cell type>.rep<k>.summary.json."""
+    tmp, st, _ = data
+    out = tmp / "st_reps"
+    main(["--windows", str(tmp / "windows.parquet"), "--summary", str(tmp / "build_dataset.summary.json"),
+          "--fasta", str(st["fasta"]), "--regime", "single_task", "--cell-type", "A", "--replicate", "2",
+          "--outdir", str(out), "--window-size", "384", "--model-filters", "8", "--model-filters-max", "8",
+          "--model-tower-blocks", "2", "--model-bottleneck", "8", "--model-dense", "8", "--train-max-epochs", "1",
+          "--train-max-windows", "64", "--train-device", "cpu", "--train-replicates", "2", "--seed", "3"])
+    written = json.loads((out / "train.single_task.A.rep2.summary.json").read_text())
+    assert set(written["models"]) == {"single_task/rep2/A"} and written["models"]["single_task/rep2/A"]["seed"] == 1003
+    assert load_checkpoint(out / "models" / "single_task" / "rep2" / "A" / "model.pt").cell_types == ["A"]
+    with pytest.raises(InputError, match="outside"):
+        main(["--windows", str(tmp / "windows.parquet"), "--summary", str(tmp / "build_dataset.summary.json"),
+              "--fasta", str(st["fasta"]), "--regime", "multitask", "--replicate", "3", "--train-replicates", "2",
+              "--outdir", str(out)])
+
+
+def test_local_engine_trains_replicates_in_parallel_to_the_same_bits(data):
+    """run_step with --threads 2 trains the models in two worker processes: the same model.pt
+    bytes as one after another in this process."""
+    from caveat.engine import StepContext
+    from caveat.train import parallel_models, run_step
+
+    tmp, st, _ = data
+    p = dict(SMALL_PARAMS, regimes=["multitask"], fasta=str(st["fasta"]), train_max_epochs=1,
+             train_max_windows=96, train_replicates=2)
+    assert parallel_models(2, p) == 2 and parallel_models(2, dict(p, train_cpu_threads=2)) == 1
+    blobs = {}
+    for threads in (1, 2):
+        out = tmp / f"engine{threads}"
+        out.mkdir()
+        for f in ("windows.parquet", "build_dataset.summary.json"):
+            (out / f).write_bytes((tmp / f).read_bytes())
+        run_step(StepContext(params=p, outdir=out, threads=threads))
+        blobs[threads] = [(out / "models" / "multitask" / f"rep{k}" / "model.pt").read_bytes() for k in (1, 2)]
+        assert json.loads((out / "train.summary.json").read_text())["replicates"] == 2
+    assert blobs[1] == blobs[2] and blobs[1][0] != blobs[1][1]

@@ -30,7 +30,7 @@ MODEL_KEYS = ("model_filters", "model_filters_max", "model_tower_blocks", "model
 #: the tiny preset's model and optimizer, 3 epochs of 3 batches (5 batches make a pass over 160 windows)
 TINY = {k: PRESET_PARAMS["tiny"][k] for k in MODEL_KEYS}
 PARAMS = dict(tr.PARAMS, **TINY, seed=0, window_size=384, train_device="cpu", train_max_epochs=3,
-              train_min_epochs=1, train_patience=5, train_max_windows=160, train_epoch_batches=3)
+              train_min_epochs=1, train_patience=5, train_max_windows=160, train_epoch_batches=3, train_replicates=1)
 
 
 @pytest.fixture(scope="module")

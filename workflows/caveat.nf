@@ -66,7 +66,8 @@ workflow CAVEAT {
         ch_blacklist,
         ch_score_vcf,
         ch_contig_map,
-        ch_unmappable
+        ch_unmappable,
+        params.train_replicates as int
     )
 
     ch_evaluate_in = MODELS.out.predictions

@@ -87,6 +87,7 @@ RULES: dict[str, dict] = {
     "train_cpu_threads": {"minimum": 1},
     "train_max_windows": {"minimum": 1},
     "train_epoch_batches": {"minimum": 1},
+    "train_replicates": {"minimum": 1},
     "augment_shift": {"minimum": 0},
     "predict_batch_size": {"minimum": 1},
     "score_batch_size": {"minimum": 1},

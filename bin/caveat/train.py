@@ -1,6 +1,8 @@
 """train: fit Basset-style models under the study's four training regimes.
 
-Regimes (Kathail et al., Table 1), each written to ``models/<regime>/``:
+Regimes (Kathail et al., Table 1), each written to ``models/<regime>/`` (with
+``train_replicates`` > 1: ``models/<regime>/rep<k>/``, single_task
+``models/single_task/rep<k>/<cell_type>/``; :func:`caveat.regimes.model_path`):
 
 - ``single_task``: one model per cell type on all windows (``models/single_task/<cell_type>/``)
 - ``multitask``: one model, every cell type, all windows
@@ -16,6 +18,14 @@ weights kept. Defaults are the authors' parameter files (docs/CONVENTIONS.md):
 multitask regimes lr 0.005, batch 64; single-task lr 0.0005, batch 256
 (``train_lr_single_task``, ``train_batch_size_single_task``); momentum 0.98,
 patience 3, 3 to 30 epochs, no gradient clipping.
+
+Replicates: every regime (every single-task cell type) is trained ``train_replicates``
+times (the study trained three), replicate k with seed ``seed + 1000 (k − 1)``
+(:func:`caveat.regimes.replicate_seed`: weights, batch order, augmentation, dropout);
+the training windows (``train_max_windows`` subsample) come from ``seed`` and are the
+same for every replicate. Both seeds are recorded in the checkpoint and the summary. The
+local engine trains models in parallel processes as ``--threads`` allows
+(``--threads`` // ``train_cpu_threads`` at once); the bits do not depend on it.
 
 Epochs: one pass over the training windows, or ``train_epoch_batches`` batches (Basenji's
 ``train_epoch_batches``) drawn from the seeded passes end to end, so successive short epochs
@@ -40,7 +50,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,7 +69,7 @@ from .loader import BatchStream, GenomeCodes, WindowLoader
 from .log import Progress, get_logger
 from .models import BassetModel, ModelConfig, count_parameters, save_checkpoint
 from .onehot import one_hot
-from .regimes import REGIMES
+from .regimes import REGIMES, model_path, model_units, replicate_seed
 from .step_cli import add_param_options, params_from_args
 from .train_resume import (clear_resume, clear_resume_below, load_resume, resume_path, rng_states, run_digest,
                            save_resume, set_rng_states)
@@ -92,6 +104,7 @@ PARAMS = {
     "train_max_windows": None,
     "train_epoch_batches": None,
     "train_permute_targets": False,
+    "train_replicates": 3,
     "augment_rc": True,
     "augment_shift": 3,
 }
@@ -409,14 +422,17 @@ def train_model(genome: GenomeCodes, abs_starts: np.ndarray, targets: np.ndarray
 
 def train_regime(regime: str, windows: pd.DataFrame, targets: np.ndarray, cell_types: list[str],
                  genome: GenomeCodes, params: dict, outdir: Path, only_cell_type: str | None = None,
-                 keep_resume: bool = False) -> dict:
-    """Train one regime's model(s) and write ``outdir/models/<regime>/…``; returns a summary.
-    A model whose run was killed resumes from its last epoch's checkpoint. ``keep_resume``
-    leaves a finished model's checkpoint for the caller to clear once all its models are
-    written (:func:`caveat.train_resume.clear_resume_below`), so a rerun after a kill later in
-    the step rewrites the finished ones without training them again."""
+                 keep_resume: bool = False, replicates=None) -> dict:
+    """Train one regime's model(s) and write ``outdir/models/<model path>/…``; returns a summary
+    keyed by model path (:func:`caveat.regimes.model_path`). ``replicates``: the replicate
+    numbers to train (default 1 … ``train_replicates``). A model whose run was killed resumes
+    from its last epoch's checkpoint. ``keep_resume`` leaves a finished model's checkpoint for
+    the caller to clear once all its models are written
+    (:func:`caveat.train_resume.clear_resume_below`), so a rerun after a kill later in the step
+    rewrites the finished ones without training them again."""
     device = resolve_device(params["train_device"])
     params = regime_params(params, regime)
+    n_reps = int(params.get("train_replicates", 1))
     abs_starts = genome.abs_starts(windows["chrom"].to_numpy(), windows["start"].to_numpy())
     train_idx, valid_idx, targets = regime_data(windows, targets, regime, params)
     jobs = [(ct, [j]) for j, ct in enumerate(cell_types)] if regime == "single_task" else [(None, list(range(len(cell_types))))]
@@ -425,29 +441,77 @@ def train_regime(regime: str, windows: pd.DataFrame, targets: np.ndarray, cell_t
         if not jobs:
             raise InputError("--cell-type", f"{only_cell_type!r} is not a cell type of the dataset",
                              f"use one of {cell_types}")
+    reps = list(range(1, n_reps + 1)) if replicates is None else [int(k) for k in replicates]
+    bad = [k for k in reps if not 1 <= k <= n_reps]
+    if bad:
+        raise InputError("--replicate", f"replicate {bad[0]} is outside 1…train_replicates ({n_reps})",
+                         "pass a replicate number between 1 and train_replicates")
     out = {}
-    for ct, cols in jobs:
-        label = f"{regime}/{ct}" if ct else regime
-        folder = outdir / "models" / regime / (ct or "")
-        t0 = time.monotonic()
-        model, history, resumed_from = train_model(genome, abs_starts, np.ascontiguousarray(targets[:, cols]),
-                                                   train_idx, valid_idx, params, device, label, folder)
-        best = history.loc[history["valid_pearson"].idxmax()] if history["valid_pearson"].notna().any() else history.iloc[-1]
-        save_checkpoint(model, folder / "model.pt", cell_types=[cell_types[j] for j in cols],
-                        extra={"regime": regime, "best_epoch": int(best["epoch"])})
-        write_parquet(history, folder / "history.parquet")
-        if not keep_resume:
-            clear_resume(folder)
-        out[label] = {"epochs": len(history), "best_epoch": int(best["epoch"]),
-                      "best_valid_pearson": float(best["valid_pearson"]), "train_windows": len(train_idx),
-                      "valid_windows": len(valid_idx), "parameters": count_parameters(model),
-                      "batches_per_epoch": int(params.get("train_epoch_batches")
-                                               or -(-len(train_idx) // params["train_batch_size"])),
-                      "resumed": resumed_from is not None, "resumed_from_epoch": resumed_from}
-        # wall time is logged, never written: outputs must be byte-identical across identical runs
-        log.info("%s: trained in %.1f s (best epoch %d of %d%s)", label, time.monotonic() - t0,
-                 int(best["epoch"]), len(history), "" if resumed_from is None else f", resumed after {resumed_from}")
+    for k in reps:
+        rep_params = {**params, "seed": replicate_seed(params.get("seed", 0), k)}
+        for ct, cols in jobs:
+            label = model_path(regime, ct, k, n_reps)
+            out[label] = train_one(genome, abs_starts, np.ascontiguousarray(targets[:, cols]), train_idx, valid_idx,
+                                   rep_params, device, label, outdir / "models" / label,
+                                   {"regime": regime, "replicate": k, "cell_types": [cell_types[j] for j in cols],
+                                    "data_seed": int(params.get("seed", 0))}, keep_resume)
     return out
+
+
+def train_one(genome: GenomeCodes, abs_starts: np.ndarray, targets: np.ndarray, train_idx: np.ndarray,
+              valid_idx: np.ndarray, params: dict, device, label: str, folder: Path, meta: dict,
+              keep_resume: bool) -> dict:
+    """Train, save (``model.pt`` with the replicate and both seeds, ``history.parquet``) and
+    summarise one model; ``params["seed"]`` is the replicate's seed. targets: (W, T')."""
+    t0 = time.monotonic()
+    model, history, resumed_from = train_model(genome, abs_starts, targets, train_idx, valid_idx, params, device,
+                                               label, folder)
+    best = history.loc[history["valid_pearson"].idxmax()] if history["valid_pearson"].notna().any() else history.iloc[-1]
+    seeds = {"replicate": meta["replicate"], "seed": int(params["seed"]), "data_seed": meta["data_seed"]}
+    save_checkpoint(model, folder / "model.pt", cell_types=meta["cell_types"],
+                    extra={"regime": meta["regime"], "best_epoch": int(best["epoch"]), **seeds})
+    write_parquet(history, folder / "history.parquet")
+    if not keep_resume:
+        clear_resume(folder)
+    # wall time is logged, never written: outputs must be byte-identical across identical runs
+    log.info("%s: trained in %.1f s (best epoch %d of %d%s)", label, time.monotonic() - t0,
+             int(best["epoch"]), len(history), "" if resumed_from is None else f", resumed after {resumed_from}")
+    return {"epochs": len(history), "best_epoch": int(best["epoch"]),
+            "best_valid_pearson": float(best["valid_pearson"]), "train_windows": len(train_idx),
+            "valid_windows": len(valid_idx), "parameters": count_parameters(model),
+            "batches_per_epoch": int(params.get("train_epoch_batches")
+                                     or -(-len(train_idx) // params["train_batch_size"])),
+            "resumed": resumed_from is not None, "resumed_from_epoch": resumed_from, **seeds}
+
+
+def _unit_job(args: tuple) -> dict:
+    """One (regime, cell type, replicate) model in a worker process: load the inputs, train, save."""
+    windows_path, summary_path, params, outdir, (regime, ct, k) = args
+    windows, targets, cts, genome = load_inputs(windows_path, summary_path, Path(params["fasta"]))
+    return train_regime(regime, windows, targets, cts, genome, params, outdir, ct, keep_resume=True, replicates=[k])
+
+
+def parallel_models(threads: int, params: dict) -> int:
+    """Models trained at once by the local engine: ``threads`` // ``train_cpu_threads`` (≥ 1)."""
+    return max(1, int(threads) // max(1, int(params.get("train_cpu_threads", 1))))
+
+
+def train_all(ctx: StepContext, cell_types: list[str], load) -> dict:
+    """Every (regime, cell type, replicate) model, :func:`parallel_models` at a time in spawned
+    worker processes (each loads the inputs itself), else one after another in this process.
+    ``load``: () → (windows, targets, cell types, genome)."""
+    p, outdir = ctx.params, ctx.outdir
+    units = model_units(p["regimes"], cell_types, int(p["train_replicates"]))
+    width = min(parallel_models(ctx.threads, p), len(units))
+    if width <= 1:
+        windows, targets, cts, genome = load()
+        return {k: v for regime in p["regimes"]
+                for k, v in train_regime(regime, windows, targets, cts, genome, p, outdir, keep_resume=True).items()}
+    log.info("training %d models, %d at a time", len(units), width)
+    jobs = [(outdir / "windows.parquet", outdir / "build_dataset.summary.json", p, outdir, u) for u in units]
+    with ProcessPoolExecutor(width, mp_context=multiprocessing.get_context("spawn")) as ex:
+        parts = list(ex.map(_unit_job, jobs))
+    return {k: v for part in parts for k, v in part.items()}
 
 
 def run_step(ctx: StepContext) -> dict:
@@ -455,13 +519,15 @@ def run_step(ctx: StepContext) -> dict:
     bad = [r for r in p["regimes"] if r not in REGIMES]
     if bad:
         raise InputError("params", f"unknown regime {bad[0]!r}", f"set `regimes` to a subset of {list(REGIMES)}")
-    windows, targets, cts, genome = load_inputs(ctx.outdir / "windows.parquet",
-                                                ctx.outdir / "build_dataset.summary.json", Path(p["fasta"]))
-    summary = {}
-    for regime in p["regimes"]:
-        summary.update(train_regime(regime, windows, targets, cts, genome, p, ctx.outdir, keep_resume=True))
-    write_json({"models": summary, "regimes": list(p["regimes"]), "cell_types": cts},
-               ctx.out("train.summary.json"))
+
+    def load():
+        return load_inputs(ctx.outdir / "windows.parquet", ctx.outdir / "build_dataset.summary.json", Path(p["fasta"]))
+
+    windows, targets, cts, genome = load()   # checks the inputs before any worker starts
+    del windows, targets, genome
+    summary = train_all(ctx, cts, load)
+    write_json({"models": summary, "regimes": list(p["regimes"]), "cell_types": cts,
+                "replicates": int(p["train_replicates"])}, ctx.out("train.summary.json"))
     clear_resume_below(ctx.outdir / "models")
     return {f"{k}.valid_pearson": round(v["best_valid_pearson"], 3) for k, v in summary.items()}
 
@@ -485,6 +551,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--fasta", required=True, help="reference genome FASTA")
     ap.add_argument("--regime", required=True, choices=REGIMES)
     ap.add_argument("--cell-type", help="single_task only: train this cell type's model only")
+    ap.add_argument("--replicate", type=int, help="train this replicate only (1 … train_replicates; default: all)")
     ap.add_argument("--outdir", default=".", help="writes OUTDIR/models/<regime>/…")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1,
@@ -499,7 +566,16 @@ def main(argv=None) -> int:
     params = params_from_args(a, [k for k in STEP.params if k != "regimes"])
     params.update(seed=a.seed)
     windows, targets, cts, genome = load_inputs(Path(a.windows), Path(a.summary), Path(a.fasta))
-    s = train_regime(a.regime, windows, targets, cts, genome, params, Path(a.outdir), a.cell_type, keep_resume=True)
-    write_json({"models": s}, Path(a.outdir) / f"train.{a.regime}{'.' + a.cell_type if a.cell_type else ''}.summary.json")
+    reps = None if a.replicate is None else [a.replicate]
+    s = train_regime(a.regime, windows, targets, cts, genome, params, Path(a.outdir), a.cell_type, keep_resume=True,
+                     replicates=reps)
+    write_json({"models": s}, Path(a.outdir) / f"train.{unit_id(a.regime, a.cell_type, a.replicate, params)}.summary.json")
     clear_resume_below(Path(a.outdir) / "models" / a.regime)
     return 0
+
+
+def unit_id(regime: str, cell_type: str | None, replicate: int | None, params: dict) -> str:
+    """The CLI summary's name part (= the Nextflow task's meta.id): ``<regime>[.<cell type>][.rep<k>]``,
+    the replicate named only with ``train_replicates`` > 1."""
+    rep = f".rep{replicate}" if replicate is not None and int(params.get("train_replicates", 1)) > 1 else ""
+    return f"{regime}{'.' + cell_type if cell_type else ''}{rep}"

@@ -110,7 +110,7 @@ PRESET_PARAMS: dict[str, dict] = {
     "tiny": {
         "model_filters": 8, "model_filters_max": 16, "model_tower_blocks": 6, "model_bottleneck": 8,
         "model_dense": 16, "train_optimizer": "adamw", "train_lr": 0.002, "train_batch_size": 32,
-        "train_max_epochs": 2, "train_patience": 2,
+        "train_max_epochs": 2, "train_patience": 2, "train_replicates": 1,
         # single-task models get the multitask values: the study's 0.0005 / 256 is one or two
         # steps per epoch on a study this size
         "train_lr_single_task": 0.002, "train_batch_size_single_task": 32,
@@ -120,7 +120,7 @@ PRESET_PARAMS: dict[str, dict] = {
         "model_filters": 16, "model_filters_max": 32, "model_tower_blocks": 6, "model_bottleneck": 16,
         "model_dense": 32, "model_dropout": 0.1, "train_optimizer": "adamw", "train_lr": 0.005,
         "train_batch_size": 64, "train_max_epochs": 12, "train_patience": 2, "train_min_epochs": 1,
-        "train_clip_norm": 2.0, "train_max_windows": 6000,
+        "train_clip_norm": 2.0, "train_max_windows": 6000, "train_replicates": 1,
         "train_lr_single_task": 0.005, "train_batch_size_single_task": 64,
         # the demo plants allelic overdispersion rho 0.02 (FAULTS_ON): the study's binomial test
         # calls overdispersed balanced sites (FDP ~0.06 on the demo); the beta-binomial with the

@@ -1,5 +1,5 @@
 process TRAIN {
-    // One training regime's model (single_task: one cell type's model) — a GPU task.
+    // One training regime's model (single_task: one cell type's model), one replicate — a GPU task.
     tag "${meta.id}"
     label 'process_gpu'
     container "${task.accelerator ? 'ghcr.io/caveat-bench/caveat-gpu:0.1.0' : 'ghcr.io/caveat-bench/caveat:0.1.0'}"
@@ -23,7 +23,8 @@ process TRAIN {
     prefix = task.ext.prefix ?: "${meta.id}"
     def args = task.ext.args ?: ''
     def cell_type = meta.cell_type ? "--cell-type ${meta.cell_type}" : ''
-    // train.py names its summary train.<regime>[.<cell type>].summary.json (= meta.id)
+    def replicate = meta.replicate ? "--replicate ${meta.replicate}" : ''
+    // train.py names its summary train.<regime>[.<cell type>][.rep<k>].summary.json (= meta.id)
     def rename = "${prefix}" == "${meta.id}" ? '' : "mv train.${meta.id}.summary.json train.${prefix}.summary.json"
     """
     train.py \\
@@ -32,6 +33,7 @@ process TRAIN {
         --fasta ${fasta} \\
         --regime ${meta.regime} \\
         ${cell_type} \\
+        ${replicate} \\
         --threads ${task.cpus} \\
         --outdir . \\
         ${args}

@@ -1,6 +1,9 @@
 /*
- * MODELS: training windows, one GPU task per training regime (single_task: one per
- * cell type), reference predictions, and variant scoring per regime.
+ * MODELS: training windows, one GPU task per training regime and replicate (single_task: one
+ * per cell type and replicate), reference predictions, and variant scoring per model.
+ * Replicates: models/<regime>/rep<k>[/<cell type>] with train_replicates > 1, else
+ * models/<regime>[/<cell type>] (caveat.regimes.model_path); replicate k trains with
+ * seed + 1000 (k - 1) (train.py --replicate).
  */
 
 include { BUILD_DATASET  } from '../../../modules/local/build_dataset/main'
@@ -21,6 +24,7 @@ workflow MODELS {
     score_vcf      // path of a VCF whose variants are scored too, or []
     contig_map     // path (VCF contig → FASTA contig), or []
     unmappable     // path: BED of regions that are not uniquely mappable, or []
+    n_replicates   // int: train_replicates
 
     main:
     // targets in samplesheet cell-type order
@@ -34,13 +38,18 @@ workflow MODELS {
         .map { names, bigwigs, peaks_parquet -> [[id: 'all'], names, bigwigs, peaks_parquet] }
     BUILD_DATASET(ch_dataset_in, fasta, blacklist, unmappable)
 
-    // one training unit per regime; single_task: one per cell type
+    // one training unit per regime and replicate; single_task: one per cell type and replicate
+    // (id = train.py's summary name, model_path = caveat.regimes.model_path)
     ch_train_units = cell_types
         .flatMap { names ->
             regimes.collectMany { regime ->
-                regime == 'single_task'
-                    ? names.collect { name -> [id: "single_task.${name}", regime: regime, cell_type: name, model_path: "single_task/${name}"] }
-                    : [[id: regime, regime: regime, cell_type: null, model_path: regime]]
+                (1..n_replicates).collectMany { k ->
+                    def rep_dir = n_replicates > 1 ? "/rep${k}" : ''
+                    def rep_id = n_replicates > 1 ? ".rep${k}" : ''
+                    regime == 'single_task'
+                        ? names.collect { name -> [id: "single_task.${name}${rep_id}", regime: regime, cell_type: name, replicate: k, model_path: "single_task${rep_dir}/${name}"] }
+                        : [[id: "${regime}${rep_id}", regime: regime, cell_type: null, replicate: k, model_path: "${regime}${rep_dir}"]]
+                }
             }
         }
     ch_train_in = ch_train_units
@@ -70,7 +79,7 @@ workflow MODELS {
 
     emit:
     windows        = BUILD_DATASET.out.windows     // [meta, windows.parquet, build_dataset.summary.json]
-    models         = TRAIN.out.model               // [meta(regime, cell_type, model_path), model folder]
+    models         = TRAIN.out.model               // [meta(regime, cell_type, replicate, model_path), model folder]
     trained        = ch_trained                    // [model paths, model folders]
     train_summary  = TRAIN.out.summary             // [meta, train.<unit>.summary.json]
     predictions    = PREDICT.out.predictions       // [meta, predictions.parquet]
