@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from caveat.errors import InputError
-from caveat.intervals import contains_points, merge_intervals, overlap_pairs, overlaps, read_bed
+from caveat.intervals import contains_points, merge_intervals, overlap_pairs, overlaps, read_bed, sort_intervals
 
 GENOME = {"chr1": 10_000, "chr2": 5_000}
 
@@ -72,8 +72,10 @@ def test_overlap_pairs_and_overlaps_equal_brute_force():
     rng = np.random.default_rng(3)
     for _ in range(5):
         a, b = _random_intervals(rng, 60), _random_intervals(rng, 45)
+        b.loc[b.index[:3], "chrom"] = "chr3"  # contigs of one side only
         ia, ib = overlap_pairs(a, b)
-        assert set(zip(ia.tolist(), ib.tolist())) == _brute_pairs(a, b)
+        assert list(zip(ia.tolist(), ib.tolist())) == sorted(_brute_pairs(a, b),
+                                                               key=lambda p: (p[0], b.start[p[1]], p[1]))
         expect = np.zeros(len(a), bool)
         expect[list({i for i, _ in _brute_pairs(a, b)})] = True
         np.testing.assert_array_equal(overlaps(a, b), expect)
@@ -84,6 +86,42 @@ def test_half_open_bookends_do_not_overlap():
     b = pd.DataFrame({"chrom": ["chr1", "chr1"], "start": [20, 0], "end": [30, 10]})
     assert not overlaps(a, b)[0]
     assert overlap_pairs(a, b)[0].size == 0
+
+
+def _brute_merge(df, order, gap):
+    out = []
+    for c in order:
+        for s, e in sorted(df.loc[df.chrom == c, ["start", "end"]].itertuples(index=False)):
+            if out and out[-1][0] == c and s <= out[-1][2] + gap:
+                out[-1][2] = max(out[-1][2], e)
+            else:
+                out.append([c, s, e])
+    return out
+
+
+@pytest.mark.parametrize("gap", [0, 7])
+def test_merge_and_sort_equal_brute_force(gap):
+    rng = np.random.default_rng(gap)
+    for _ in range(5):
+        df = _random_intervals(rng, 80)
+        order = ["chr2", "chr1"]
+        assert merge_intervals(df, order, gap=gap).values.tolist() == _brute_merge(df, order, gap)
+        rank = df.chrom.map({"chr2": 0, "chr1": 1})
+        expect = df.assign(r=rank).sort_values(["r", "start", "end"], kind="stable").drop(columns="r")
+        pd.testing.assert_frame_equal(sort_intervals(df, order), expect.reset_index(drop=True))
+    assert merge_intervals(df).chrom.iloc[0] == "chr1"  # default order: lexicographic
+    with pytest.raises(ValueError, match="chr2"):
+        merge_intervals(df, ["chr1"])
+
+
+def test_contains_points_equal_brute_force():
+    rng = np.random.default_rng(5)
+    m = merge_intervals(_random_intervals(rng, 40), ["chr1", "chr2"])
+    chrom = rng.choice(["chr1", "chr2", "chr9"], 500)
+    pos = rng.integers(0, 1200, 500)
+    expect = [next((j for j, r in enumerate(m.itertuples()) if r.chrom == c and r.start <= p < r.end), -1)
+              for c, p in zip(chrom, pos)]
+    assert contains_points(m, chrom, pos).tolist() == expect
 
 
 def test_merge_intervals_and_contains_points():
