@@ -150,3 +150,14 @@ def test_bh_matches_statsmodels_and_ignores_nan():
     assert np.isnan(q[-2:]).all()
     np.testing.assert_allclose(q[:-2], ref, rtol=1e-12)
     assert bh_qvalues(np.array([])).size == 0
+
+
+def test_bh_equals_the_step_up_rule_with_ties_and_rounding_above_one():
+    """q_(i) = min over j >= i of p_(j) m / j, capped at 1; ties, and a p a hair above 1, accepted."""
+    rng = np.random.default_rng(5)
+    p = np.round(rng.random(400) ** 3, 2)  # many ties
+    p[:3] = 1.0 + 1e-15
+    srt = np.sort(p)
+    step_up = np.minimum(np.minimum.accumulate((srt * p.size / np.arange(1, p.size + 1))[::-1])[::-1], 1.0)
+    expect = step_up[np.searchsorted(srt, p, side="right") - 1]  # ties share the last rank's value
+    np.testing.assert_allclose(bh_qvalues(p), expect, rtol=1e-12)

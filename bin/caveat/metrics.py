@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .stats import bh_qvalues  # noqa: F401  (one BH for the package; listed in __all__)
+
 __all__ = [
     "pearson", "pearson_ci", "log2p1", "midrank", "delong_auc", "delong_paired", "auc_ci",
     "average_precision", "bootstrap", "bootstrap_weights", "bootstrap_average_precision", "weighted_pearson",
@@ -503,23 +505,6 @@ def weighted_statistic(stat, w: np.ndarray, *arrays) -> np.ndarray:
         idx = np.repeat(np.arange(row.size), row.astype(np.int64))
         out[b] = stat(*(a[idx] for a in arrays)) if idx.size else np.nan
     return out
-
-
-def bh_qvalues(p) -> np.ndarray:
-    """Benjamini–Hochberg adjusted p-values (q-values) of an (m,) array; NaNs stay NaN and are not counted.
-
-    q_(i) = min over j ≥ i of p_(j) · m / j (sorted ascending), capped at 1.
-    """
-    p = np.asarray(p, dtype=np.float64)
-    q = np.full(p.shape, np.nan)
-    ok = np.flatnonzero(np.isfinite(p))
-    if ok.size == 0:
-        return q
-    order = ok[np.argsort(p[ok], kind="mergesort")]
-    m = ok.size
-    raw = p[order] * m / np.arange(1, m + 1)
-    q[order] = np.minimum(np.minimum.accumulate(raw[::-1])[::-1], 1.0)
-    return q
 
 
 def topk_direction_accuracy(pred_effect, obs_effect, fraction: float) -> tuple[float, int]:

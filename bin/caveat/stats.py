@@ -367,27 +367,31 @@ def fit_binomial_mean(k, n) -> float:
 
 # --------------------------------------------------------------------------- multiple testing
 def bh_qvalues(pvalues) -> np.ndarray:
-    """Benjamini–Hochberg adjusted p-values (q-values), as ``statsmodels`` ``fdr_bh``.
+    """Benjamini–Hochberg adjusted p-values (q-values): ``scipy.stats.false_discovery_control``
+    (``method="bh"``) on the non-NaN entries; equal to ``statsmodels`` ``fdr_bh``.
+
+    scipy rather than hand-written code: on 10 M p-values it ran as fast as the sort-based
+    version here before (within 10 %), and scipy is imported already; ``statsmodels`` ran ~25 %
+    faster but costs ~1 s more import per task (``benchmarks/bench_libraries.py``,
+    ``docs/benchmarks.md``).
 
     Parameters
     ----------
     pvalues : array_like, shape (m,)
-        NaN entries are ignored (their q-value is NaN) and do not count in ``m``.
+        NaN entries are ignored (their q-value is NaN) and do not count in ``m``. Values are
+        clipped to [0, 1] first (rounding can leave a p-value a hair above 1; q caps at 1 anyway).
 
     Returns
     -------
     ndarray, shape (m,)
     """
+    from scipy.stats import false_discovery_control
+
     p = np.asarray(pvalues, dtype=np.float64)
     q = np.full(p.shape, np.nan)
-    ok = np.flatnonzero(~np.isnan(p))
-    m = ok.size
-    if m == 0:
-        return q
-    order = np.argsort(p[ok], kind="stable")
-    ranked = p[ok][order] * m / np.arange(1, m + 1)
-    ranked = np.minimum.accumulate(ranked[::-1])[::-1]
-    q[ok[order]] = np.minimum(ranked, 1.0)
+    ok = ~np.isnan(p)
+    if ok.any():
+        q[ok] = false_discovery_control(np.clip(p[ok], 0.0, 1.0), method="bh")
     return q
 
 
