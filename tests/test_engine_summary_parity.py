@@ -48,7 +48,7 @@ OPTIONS = {
     "INSERTIONS": {"--fasta", "--bam", "--sample", "--out-bw", "--stats", "--insertions-min-mapq"},
     "INSERTIONS_PSEUDOBULK": {"--fasta", "--pseudobulk", "--out-bw", "--stats"},
     "INSERTIONS_SUMMARY": {"--summarize", "--input", "--out-summary", "--insertions-source", "--insertions-min-mapq"},
-    "SCORE_VARIANTS": {"--model", "--regime", "--cell-type", "--fasta", "--variant-sets", "--vcf", "--contig-map",
+    "SCORE_VARIANTS": {"--model", "--regime", "--replicate", "--train-replicates", "--cell-type", "--fasta", "--variant-sets", "--vcf", "--contig-map",
                        "--out-vcf", "--threads", "--out", "--summary", "--score-rc", "--no-score-rc", "--score-shifts",
                        "--score-batch-size", "--score-device", "--score-fast-ism", "--no-score-fast-ism"},
     "SCORE_VARIANTS_MERGE": {"--merge", "--merge-vcf", "--out-vcf", "--model-summaries", "--out", "--summary"},

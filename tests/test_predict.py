@@ -91,7 +91,8 @@ def predicted(tmp_path_factory):
     main(["--windows", str(tmp / "windows.parquet"), "--summary", str(tmp / "build_dataset.summary.json"),
           "--fasta", str(st["fasta"]), "--models", str(tmp / "models"), "--peaks", str(st["peaks"]),
           "--regimes", "multitask", "single_task", "--out", str(tmp / "predictions.parquet"),
-          "--window-size", "384", "--target-bin", "64", "--device", "cpu", "--peak-value", "mean"])
+          "--window-size", "384", "--target-bin", "64", "--device", "cpu", "--peak-value", "mean",
+          "--train-replicates", "1"])
     return tmp, st, w, t, pd.read_parquet(tmp / "predictions.parquet")
 
 
@@ -109,7 +110,7 @@ def predicted_centre(predicted):
     main(["--windows", str(tmp / "windows.parquet"), "--summary", str(tmp / "build_dataset.summary.json"),
           "--fasta", str(st["fasta"]), "--models", str(tmp / "models"), "--peaks", str(tmp / "peaks_values.parquet"),
           "--regimes", "multitask", "--out", str(tmp / "predictions_centre.parquet"),
-          "--window-size", "384", "--target-bin", "64", "--device", "cpu"])
+          "--window-size", "384", "--target-bin", "64", "--device", "cpu", "--train-replicates", "1"])
     return tmp, st, pd.read_parquet(tmp / "predictions_centre.parquet")
 
 
@@ -149,8 +150,8 @@ def test_centre_rule_predictions_come_from_peak_centred_windows(predicted_centre
 
 def test_predictions_table(predicted):
     tmp, st, w, t, df = predicted
-    assert list(df.columns) == ["regime", "kind", "peak_id", "chrom", "start", "end", "cell_type", "target", "prediction"]
-    assert set(df.chrom) == {"chr3"} and set(df.regime) == {"multitask", "single_task"}
+    assert list(df.columns) == ["regime", "replicate", "kind", "peak_id", "chrom", "start", "end", "cell_type", "target", "prediction"]
+    assert set(df.chrom) == {"chr3"} and set(df.regime) == {"multitask", "single_task"} and set(df.replicate) == {"rep1"}
     n_test = int((w.split == "test").sum())
     win = df[(df.kind == "window") & (df.regime == "multitask")]
     assert len(win) == 2 * n_test and win.peak_id.isna().all() and (win.prediction >= 0).all()
@@ -267,20 +268,26 @@ def test_steps_run_in_the_local_engine(tmp_path):
                        "target_bin": 64, "valid_chroms": ["chr2"], "test_chroms": ["chr3"], "model_filters": 8,
                        "model_filters_max": 8, "model_tower_blocks": 2, "model_bottleneck": 8, "model_dense": 8,
                        "train_max_epochs": 1, "train_max_windows": 48, "train_device": "cpu",
-                       "regimes": ["multitask", "multitask_peaks"]}, steps)
+                       "regimes": ["multitask", "multitask_peaks"], "train_replicates": 2}, steps)
     run_pipeline(steps, params, out)
     df = pd.read_parquet(out / "predictions.parquet")
     assert set(df.regime) == {"multitask", "multitask_peaks"} and set(df.kind) == {"window", "peak"}
     for f in ("build_dataset.summary.json", "train.summary.json", "predict.summary.json",
-              "models/multitask/model.pt", "models/multitask_peaks/history.parquet"):
+              "models/multitask/rep1/model.pt", "models/multitask_peaks/rep2/history.parquet"):
         assert (out / f).exists(), f
+    # every replicate predicts the same rows; different seeds give different predictions
+    reps = {k: g.drop(columns=["replicate", "prediction"]).reset_index(drop=True)
+            for k, g in df.groupby("replicate")}
+    assert set(reps) == {"rep1", "rep2"} and reps["rep1"].equals(reps["rep2"])
+    pr = {k: g["prediction"].to_numpy() for k, g in df[df.regime == "multitask"].groupby("replicate")}
+    assert not np.array_equal(pr["rep1"], pr["rep2"])
     # a regime with no training windows fails clearly and leaves no model behind
     pk = pd.read_parquet(out / "peaks.parquet").assign(kind="ubiquitous")
     pk.to_parquet(out / "peaks.parquet")
     from caveat.errors import InputError
 
     with pytest.raises(InputError, match="multitask_nonubiquitous.*no training windows"):
-        run_pipeline(steps, dict(params, regimes=["multitask_nonubiquitous"]), out)
+        run_pipeline(steps, dict(params, regimes=["multitask_nonubiquitous"], train_replicates=1), out)
     assert not (out / "models" / "multitask_nonubiquitous").exists()
 
 

@@ -330,6 +330,47 @@ def test_per_model_tasks_and_merge_give_the_local_step_outputs(tmp_path):
         assert not (work / "bad.json").exists()
 
 
+def test_replicates_are_scored_per_model_and_merge_to_the_local_step_outputs(tmp_path):
+    """train_replicates 2: every replicate model scores every variant (rows rep1, rep2; summary keys
+    multitask/rep<k>, single_task/rep<k>/<cell type>), and the per-model calls (--replicate,
+    --train-replicates) merged give the local step's files byte for byte."""
+    out, params, _ = _study(tmp_path)
+    params = dict(params, train_replicates=2)
+    for k in (1, 2):
+        save_checkpoint(_small_basset(2, seed=10 * k), out / "models" / "multitask" / f"rep{k}" / "model.pt",
+                        cell_types=["B", "T"])
+        for i, ct in enumerate(["B", "T"]):
+            save_checkpoint(_small_basset(1, seed=10 * k + 1 + i), out / "models" / "single_task" / f"rep{k}" / ct /
+                            "model.pt", cell_types=[ct])
+    run_step(StepContext(params=params, outdir=out))
+    scores = read_parquet(out / "variant_scores.parquet")
+    assert list(scores.columns) == SCORE_COLUMNS and set(scores["replicate"]) == {"rep1", "rep2"}
+    r1, r2 = (scores[scores["replicate"] == r].reset_index(drop=True) for r in ("rep1", "rep2"))
+    assert r1.drop(columns=["replicate", "ref_pred", "alt_pred", "pred_ref_ratio", "log2_fc"]).equals(
+        r2.drop(columns=["replicate", "ref_pred", "alt_pred", "pred_ref_ratio", "log2_fc"]))
+    assert not np.allclose(r1["ref_pred"], r2["ref_pred"])            # other weights, other scores
+    js = json.loads((out / "score_variants.summary.json").read_text())
+    assert set(js["by_model"]) == {f"{m}/rep{k}{c}" for k in (1, 2) for m, c in
+                                   (("multitask", ""), ("single_task", "/B"), ("single_task", "/T"))}
+    work = tmp_path / "nf"
+    work.mkdir()
+    for k in (1, 2):
+        for regime, ct in (("multitask", None), ("single_task", "B"), ("single_task", "T")):
+            name = f"{regime}_{ct}_rep{k}" if ct else f"{regime}_rep{k}"
+            model = out / "models" / regime / f"rep{k}" / (ct or "") / "model.pt"
+            assert main(["--model", str(model), "--regime", regime, *(["--cell-type", ct] if ct else []),
+                         "--replicate", str(k), "--train-replicates", "2", "--fasta", params["fasta"],
+                         "--variant-sets", str(out / "variant_sets.parquet"), "--score-device", "cpu",
+                         "--score-batch-size", str(params["score_batch_size"]),
+                         "--out", str(work / f"variant_scores.{name}.parquet"),
+                         "--summary", str(work / f"variant_scores.{name}.summary.json")]) == 0
+    assert main(["--merge", *map(str, sorted(work.glob("variant_scores.*.parquet"))), "--out",
+                 str(work / "variant_scores.parquet"), "--summary", str(work / "score_variants.summary.json"),
+                 "--model-summaries", *map(str, sorted(work.glob("variant_scores.*.summary.json")))]) == 0
+    for name in ("variant_scores.parquet", "score_variants.summary.json"):
+        assert (work / name).read_bytes() == (out / name).read_bytes(), name
+
+
 def test_bad_inputs_raise_input_errors(tmp_path):
     out, params, _ = _study(tmp_path)
     with pytest.raises(InputError, match="nothing to score"):

@@ -17,9 +17,13 @@ Peaks (``predict_peak_value``, rules in :mod:`caveat.peak_sites`):
   the tiled test windows whose centre bin overlaps the peak. A sum scales with
   peak width, so width alone makes targets and predictions correlate.
 
-Output ``predictions.parquet``: regime, kind ∈ {window, peak}, peak_id (null
-for windows), chrom, start, end (the peak's own interval for peaks), cell_type,
-target, prediction.
+Replicates: every replicate model of a regime (``train_replicates``; folders
+:func:`caveat.regimes.model_path`) predicts the same windows and peaks, its rows
+labelled ``replicate`` = ``rep<k>``; evaluate averages them into the ensemble.
+
+Output ``predictions.parquet``: regime, replicate, kind ∈ {window, peak}, peak_id
+(null for windows), chrom, start, end (the peak's own interval for peaks),
+cell_type, target, prediction.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from .genome import fasta_lengths
 from .models import load_checkpoint
 from .onehot import one_hot, reverse_complement
 from .peak_sites import centred_sites, check_rule
-from .regimes import REGIMES
+from .regimes import REGIMES, model_path, replicate_label
 from .step_cli import add_param_options, params_from_args
 from .targets import peaks_on_target_scale
 
@@ -159,27 +163,31 @@ def long_format(regime: str, kind: str, frame: pd.DataFrame, targets: np.ndarray
         "target": targets.astype(np.float32).ravel(), "prediction": preds.astype(np.float32).ravel()})
 
 
-def regime_models(models_dir: Path, regime: str, cell_types: list[str], device) -> list[tuple[torch.nn.Module, list[int]]]:
-    """(model, target columns) pairs of a regime: one multitask model or one per cell type."""
+def regime_models(models_dir: Path, regime: str, cell_types: list[str], device, replicate: int = 1,
+                  n_replicates: int = 1) -> list[tuple[torch.nn.Module, list[int]]]:
+    """(model, target columns) pairs of one replicate of a regime: one multitask model or one per cell type."""
     if regime != "single_task":
-        m = load_checkpoint(models_dir / regime / "model.pt", device)
+        path = models_dir / model_path(regime, None, replicate, n_replicates) / "model.pt"
+        m = load_checkpoint(path, device)
         if m.cell_types != cell_types:
-            raise InputError(models_dir / regime / "model.pt", f"model cell types {m.cell_types} differ from the dataset's {cell_types}",
+            raise InputError(path, f"model cell types {m.cell_types} differ from the dataset's {cell_types}",
                              "retrain on this dataset")
         return [(m, list(range(len(cell_types))))]
-    return [(load_checkpoint(models_dir / regime / ct / "model.pt", device), [j]) for j, ct in enumerate(cell_types)]
+    return [(load_checkpoint(models_dir / model_path(regime, ct, replicate, n_replicates) / "model.pt", device), [j])
+            for j, ct in enumerate(cell_types)]
 
 
 def predict_regime(regime: str, models_dir: Path, windows: pd.DataFrame, targets: np.ndarray,
                    cell_types: list[str], genome: GenomeCodes, peaks: pd.DataFrame | None, params: dict,
-                   device, lengths: dict | None = None) -> pd.DataFrame:
-    """Long-format window and peak predictions of one regime on the test split.
+                   device, lengths: dict | None = None, replicate: int = 1) -> pd.DataFrame:
+    """Long-format window and peak predictions of one replicate of a regime on the test split
+    (``replicate`` column ``rep<k>``).
 
     ``lengths`` (contig → bp) drops peaks whose centred window runs off a contig.
     """
     test = windows.index[windows["split"] == "test"].to_numpy()
     tw = windows.loc[test].reset_index(drop=True)
-    models = regime_models(models_dir, regime, cell_types, device)
+    models = regime_models(models_dir, regime, cell_types, device, replicate, int(params.get("train_replicates", 1)))
     preds = run_models(models, genome, genome.abs_starts(tw["chrom"].to_numpy(), tw["start"].to_numpy()),
                        len(cell_types), params, regime)
     tt = targets[test]
@@ -190,7 +198,9 @@ def predict_regime(regime: str, models_dir: Path, windows: pd.DataFrame, targets
             frames.append(centred_peak_predictions(regime, models, genome, peaks, cell_types, params, lengths))
         else:
             frames.append(tiled_peak_predictions(regime, tw, tt, preds, peaks, cell_types, params, how))
-    return pd.concat(frames, ignore_index=True)
+    df = pd.concat(frames, ignore_index=True)
+    df.insert(1, "replicate", replicate_label(replicate))
+    return df
 
 
 def run_models(models: list, genome: GenomeCodes, abs_starts: np.ndarray, n_tasks: int, params: dict,
@@ -241,14 +251,16 @@ def run(windows_path: Path, summary_path: Path, fasta: Path, models_dir: Path, p
     peaks = peaks_on_target_scale(read_test_peaks(peaks_path, windows), windows_path, cts)  # targets' scale
     lengths = fasta_lengths(fasta)
     device = resolve_device(params.get("train_device", "auto"))
-    frames = [predict_regime(r, models_dir, windows, targets, cts, genome, peaks, params, device, lengths)
-              for r in regimes]
+    n_reps = int(params.get("train_replicates", 1))
+    frames = [predict_regime(r, models_dir, windows, targets, cts, genome, peaks, params, device, lengths, k)
+              for r in regimes for k in range(1, n_reps + 1)]
     df = pd.concat(frames, ignore_index=True)
     write_parquet(df, out)
-    summary = {"rows": len(df), "regimes": list(regimes), "averaged": bool(params["predict_average"]),
-               "peak_value": params.get("predict_peak_value", "centre"),
-               "test_windows": int((df["kind"] == "window").sum() // max(len(cts) * len(regimes), 1)),
-               "test_peaks": int((df["kind"] == "peak").sum() // max(len(cts) * len(regimes), 1))}
+    per_model = max(len(cts) * len(regimes) * n_reps, 1)
+    summary = {"rows": len(df), "regimes": list(regimes), "replicates": n_reps,
+               "averaged": bool(params["predict_average"]), "peak_value": params.get("predict_peak_value", "centre"),
+               "test_windows": int((df["kind"] == "window").sum() // per_model),
+               "test_peaks": int((df["kind"] == "peak").sum() // per_model)}
     write_json(summary, Path(out).parent / "predict.summary.json")
     return summary
 
@@ -281,7 +293,7 @@ def input_files(params: dict) -> list:
 
 STEP = Step(name="predict", run=run_step, needs=("train",), params={**PARAMS, "window_size": 1344, "target_bin": 192,
                                                                      "regimes": list(REGIMES), "train_device": "auto",
-                                                                     "train_bf16": True},
+                                                                     "train_bf16": True, "train_replicates": 3},
             input_files=input_files, doc="reference predictions on the test chromosomes")
 
 
@@ -290,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--windows", required=True, help="windows.parquet")
     ap.add_argument("--summary", required=True, help="build_dataset.summary.json")
     ap.add_argument("--fasta", required=True)
-    ap.add_argument("--models", required=True, help="folder holding <regime>/model.pt")
+    ap.add_argument("--models", required=True, help="folder holding <regime>[/rep<k>]/model.pt")
     ap.add_argument("--peaks", help="peaks.parquet")
     ap.add_argument("--out", default="predictions.parquet")
     add_param_options(ap, STEP.params,

@@ -26,6 +26,11 @@ tasks; REF windows run in full once and SNV ALTs take the exact fast ISM path
 share the same batches of the plain path. Variants stream through in chunks
 of ``score_batch_size`` windows, so memory is bounded whatever their number.
 
+Replicates: every replicate model of a regime (``train_replicates``) scores every variant;
+its rows carry ``replicate`` = ``rep<k>`` and its summary key is its folder under
+``models/`` (:func:`caveat.regimes.model_path`). evaluate averages the replicates' REF and
+ALT predictions into the ensemble.
+
 Any model mapping one-hot (N, 4, L) to (N, T) can be scored through the CLI
 (``--model`` a caveat checkpoint or TorchScript file); see
 :mod:`caveat.model_adapter`.
@@ -50,7 +55,7 @@ from .io import read_json, read_parquet, write_json, write_parquet
 from .log import Progress, get_logger
 from .model_adapter import ModelAdapter, load_model
 from .onehot import one_hot
-from .regimes import REGIMES
+from .regimes import REGIMES, model_path, model_units, replicate_label
 from .step_cli import add_param_options
 from .variant_windows import SKIP_REASONS, build_windows, parse_variant_ids
 
@@ -65,7 +70,7 @@ PARAMS = {
     "score_fast_ism": True,
     "score_vcf": None,
 }
-SCORE_COLUMNS = ["regime", "cell_type", "variant_id", "ref_pred", "alt_pred", "pred_ref_ratio", "log2_fc"]
+SCORE_COLUMNS = ["regime", "replicate", "cell_type", "variant_id", "ref_pred", "alt_pred", "pred_ref_ratio", "log2_fc"]
 
 
 # ---------------------------------------------------------------- augmentations
@@ -274,8 +279,8 @@ def ratios(ref_pred: np.ndarray, alt_pred: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 def long_rows(regime: str, variants: pd.DataFrame, ref_pred: np.ndarray, alt_pred: np.ndarray,
-              task_names: list[str]) -> pd.DataFrame:
-    """Scores as rows (regime, cell_type, variant_id, …), one per variant and task: K × T rows.
+              task_names: list[str], replicate: str = "rep1") -> pd.DataFrame:
+    """Scores as rows (regime, replicate, cell_type, variant_id, …), one per variant and task: K × T rows.
 
     Every task keeps every variant, whichever cell type's set it came from (the cross-cell-type
     matrix needs them); ``cell_type`` is the task's name.
@@ -291,7 +296,7 @@ def long_rows(regime: str, variants: pd.DataFrame, ref_pred: np.ndarray, alt_pre
     """
     k, t = ref_pred.shape
     ratio, lfc = ratios(ref_pred, alt_pred)
-    df = pd.DataFrame({"regime": regime,
+    df = pd.DataFrame({"regime": regime, "replicate": replicate,
                        "cell_type": np.tile(np.asarray(task_names, dtype=object), k),
                        "variant_id": np.repeat(variants["variant_id"].to_numpy(), t),
                        "ref_pred": ref_pred.reshape(-1), "alt_pred": alt_pred.reshape(-1),
@@ -351,17 +356,15 @@ def variants_to_score(paths) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def model_jobs(outdir: Path, regimes: list[str], cell_types: list[str]) -> list[tuple[str, str | None, Path]]:
-    """(regime, cell_type or None, checkpoint) for every model to score with."""
-    jobs = []
-    for regime in regimes:
-        if regime == "single_task":
-            jobs.extend((regime, ct, outdir / "models" / regime / ct / "model.pt") for ct in cell_types)
-        else:
-            jobs.append((regime, None, outdir / "models" / regime / "model.pt"))
-    missing = [str(p) for _, _, p in jobs if not p.exists()]
+def model_jobs(outdir: Path, regimes: list[str], cell_types: list[str], n_replicates: int = 1
+               ) -> list[tuple[str, str | None, int, Path]]:
+    """(regime, cell_type or None, replicate, checkpoint) for every model to score with."""
+    jobs = [(r, ct, k, outdir / "models" / model_path(r, ct, k, n_replicates) / "model.pt")
+            for r, ct, k in model_units(regimes, cell_types, n_replicates)]
+    missing = [str(p) for *_, p in jobs if not p.exists()]
     if missing:
-        raise InputError(missing[0], "model checkpoint not found", "run the train step for every regime in `regimes`")
+        raise InputError(missing[0], "model checkpoint not found",
+                         "run the train step for every regime in `regimes` (with the same train_replicates)")
     return jobs
 
 
@@ -385,16 +388,17 @@ def run_step(ctx: StepContext) -> dict:
     kw = dict(rc=p["score_rc"], shifts=p["score_shifts"], fast=p["score_fast_ism"], batch_size=p["score_batch_size"],
               threads=ctx.threads)
     scores, vcf_scores, by_model = [], [], {}
-    for regime, ct, ckpt in model_jobs(out, p["regimes"], cell_types):
-        label = model_label(regime, ct)
+    n_reps = int(p.get("train_replicates", 1))
+    for regime, ct, k, ckpt in model_jobs(out, p["regimes"], cell_types, n_reps):
+        label, rep = model_path(regime, ct, k, n_reps), replicate_label(k)
         adapter = load_model(ckpt, device=device, batch_size=p["score_batch_size"])
         # every model scores every cell type's variants (the cross-cell-type matrix): see the module docstring
         v, yr, ya, info = score_table(adapter, genome, sets["variant_id"], label=label, **kw)
-        scores.append(long_rows(regime, v, yr, ya, adapter.task_names))
+        scores.append(long_rows(regime, v, yr, ya, adapter.task_names, rep))
         vinfo = None
         if vcf_ids:
             v, yr, ya, vinfo = score_table(adapter, genome, vcf_ids, label=f"{label} (vcf)", **kw)
-            vcf_scores.append(long_rows(regime, v, yr, ya, adapter.task_names))
+            vcf_scores.append(long_rows(regime, v, yr, ya, adapter.task_names, rep))
         by_model[label] = model_entry(info, vinfo)
     table = _sorted(pd.concat(scores, ignore_index=True) if scores else pd.DataFrame(columns=SCORE_COLUMNS))
     write_parquet(table, out / "variant_scores.parquet")
@@ -410,9 +414,11 @@ def run_step(ctx: StepContext) -> dict:
 TIMINGS = ("seconds", "variants_per_s")
 
 
-def model_label(regime: str, cell_type: str | None) -> str:
-    """A model's key in the summary: the regime, ``regime/cell type`` for a single-task model."""
-    return f"{regime}/{cell_type}" if cell_type else regime
+def model_label(regime: str, cell_type: str | None, replicate: int | None = None, n_replicates: int = 1) -> str:
+    """A model's key in the summary: its folder under ``models/`` (:func:`caveat.regimes.model_path`:
+    the regime, ``/rep<k>`` with several replicates, ``/<cell type>`` for a single-task model);
+    a model given without a replicate (an outside model) is keyed by regime and cell type only."""
+    return model_path(regime, cell_type, replicate or 1, n_replicates if replicate else 1)
 
 
 def model_entry(info: dict | None, vcf_info: dict | None = None) -> dict:
@@ -495,14 +501,15 @@ def _fasta_contigs(fasta) -> set[str]:
 def _sorted(df: pd.DataFrame) -> pd.DataFrame:
     order = {r: i for i, r in enumerate(REGIMES)}
     df = df.assign(_r=df["regime"].map(order).fillna(len(order)))
-    return df.sort_values(["_r", "regime", "cell_type", "variant_id"], kind="stable").drop(columns="_r").reset_index(drop=True)
+    return df.sort_values(["_r", "regime", "replicate", "cell_type", "variant_id"], kind="stable").drop(columns="_r").reset_index(drop=True)
 
 
 def input_files(params: dict) -> list:
     return [f for f in (params.get("fasta"), params.get("score_vcf")) if f]
 
 
-STEP = Step(name="score_variants", run=run_step, needs=("train", "match_negatives"), params=PARAMS,
+STEP = Step(name="score_variants", run=run_step, needs=("train", "match_negatives"),
+            params={**PARAMS, "train_replicates": 3},
             input_files=input_files, path_params=("score_vcf",),
             doc="REF vs ALT centre-bin predictions for every tested variant (ISM)")
 
@@ -518,6 +525,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--variant-sets", nargs="+", metavar="PARQUET",
                     help="variant tables (variant_sets.parquet, variant_sets_stratum_matched.parquet): score the "
                          "union of their (cell type, variant) rows")
+    ap.add_argument("--replicate", type=int, help="the model's replicate number (rows labelled rep<k>; default: "
+                                                  "rep1, and the summary key has no replicate)")
+    ap.add_argument("--train-replicates", type=int, default=STEP.params["train_replicates"],
+                    help="with --replicate: replicates per regime of the run (the summary key names the "
+                         "replicate when > 1)")
     ap.add_argument("--cell-type", help="single-task model: the cell type it predicts (its task's name; it scores "
                                          "every cell type's variants, as every task does)")
     ap.add_argument("--vcf", help="score every ALT allele of this VCF, rows for every task")
@@ -559,11 +571,12 @@ def _concat_tables(paths) -> pd.DataFrame:
             raise InputError(p, f"missing column(s) {sorted(missing)}", "merge tables written by score_variants")
         parts.append(df[SCORE_COLUMNS])
     table = _sorted(pd.concat(parts, ignore_index=True))
-    dup = table.duplicated(["regime", "cell_type", "variant_id"])
+    dup = table.duplicated(["regime", "replicate", "cell_type", "variant_id"])
     if dup.any():
         r = table[dup].iloc[0]
-        raise InputError(", ".join(map(str, paths)), f"{int(dup.sum())} duplicated rows, e.g. {r['regime']}/{r['cell_type']}/{r['variant_id']}",
-                         "merge each regime × cell type table once")
+        raise InputError(", ".join(map(str, paths)), f"{int(dup.sum())} duplicated rows, e.g. "
+                         f"{r['regime']}/{r['replicate']}/{r['cell_type']}/{r['variant_id']}",
+                         "merge each regime × replicate × cell type table once")
     return table
 
 
@@ -619,12 +632,13 @@ def main(argv=None) -> int:
         v, yr, ya, infos[kind] = score_table(adapter, genome, ids_i, rc=a.score_rc, shifts=a.score_shifts,
                                              fast=a.score_fast_ism, batch_size=a.score_batch_size, label=a.regime,
                                              threads=max(1, a.threads))
-        parts[kind] = long_rows(a.regime, v, yr, ya, adapter.task_names)
+        parts[kind] = long_rows(a.regime, v, yr, ya, adapter.task_names, replicate_label(a.replicate or 1))
     vt = _sorted(parts.pop("vcf")) if a.out_vcf else None
     table = _sorted(pd.concat(parts.values(), ignore_index=True).drop_duplicates(["regime", "cell_type", "variant_id"]))
     # one model's summary, as the local engine writes the run's (--merge joins them)
     entry = model_entry(infos.get("variant_sets"), infos.get("vcf"))
-    summary = run_summary({model_label(a.regime, a.cell_type): entry}, len(table), None if vt is None else len(vt))
+    label = model_label(a.regime, a.cell_type, a.replicate, a.train_replicates)
+    summary = run_summary({label: entry}, len(table), None if vt is None else len(vt))
     write_parquet(table, a.out)
     if vt is not None:
         write_parquet(vt, a.out_vcf)

@@ -27,6 +27,8 @@ process SCORE_VARIANTS {
     prefix = task.ext.prefix ?: "${meta.id}"
     def args = task.ext.args ?: ''
     def cell_type = meta.cell_type ? "--cell-type ${meta.cell_type}" : ''
+    // the replicate labels the rows (rep<k>) and, with --train-replicates > 1 (ext.args), the summary key
+    def replicate = meta.replicate ? "--replicate ${meta.replicate}" : ''
     // the VCF's contig names → the FASTA's (read only with --vcf)
     def map_arg = contig_map ? "--contig-map ${contig_map}" : ''
     // one call: the VCF's scores go to their own table, the summary covers both (as one model's
@@ -37,6 +39,7 @@ process SCORE_VARIANTS {
         --model ${model_dir}/model.pt \\
         --regime ${meta.regime} \\
         ${cell_type} \\
+        ${replicate} \\
         --fasta ${fasta} \\
         --variant-sets ${variant_tables.join(' ')} \\
         ${vcf_args} \\
