@@ -9,6 +9,14 @@ few array operations, not a Python object.
 Record layout (SAM spec §4.2), offsets after ``block_size``: refID 0, pos 4,
 l_read_name 8, mapq 9, bin 10, n_cigar_op 12, flag 14, l_seq 16,
 next_refID 20, next_pos 24, tlen 28, read_name 32, cigar, seq, qual, tags.
+
+Why hand-written (``benchmarks/bench_libraries.py``, ``docs/benchmarks.md``; 1.5 M reads):
+decoding the fixed fields of every record into arrays is 4.4× faster than
+``pysam`` iteration (2.3× through ``samtools view -u``) and 1.3× faster than
+``oxbow`` (Arrow), with the same values; and no library hands back each
+record's raw bytes next to its fields, which the WASP filter passes through
+unchanged. BGZF inflate with per-block CRC32/ISIZE checks (ISA-L) runs 1.7×
+faster than htslib's reader and names the damaged block's offset.
 """
 
 from __future__ import annotations
@@ -687,7 +695,14 @@ _BLOCK = 0xFF00  # uncompressed bytes per BGZF block (as htslib)
 
 def bgzf_compress(data: bytes) -> bytes:
     """BGZF blocks of ``data`` (no EOF marker): one block per ``_BLOCK`` bytes of ``data``, each
-    a raw deflate stream of zlib level ``_LEVEL``, so the bytes depend on ``data`` only."""
+    a raw deflate stream of zlib level ``_LEVEL``, so the bytes depend on ``data`` only.
+
+    Measured against htslib (``pysam.libcbgzf.BGZFile``, mode ``wb1``) on 204 MB of records:
+    with pip's pysam (htslib on the same system zlib) the blocks are byte-identical and htslib
+    is 1.3× faster. Kept for now because htslib's bytes depend on how pysam was built
+    (bioconda's htslib deflates with libdeflate: other bytes) and it always appends the EOF
+    block, which the headerless parts of :class:`BamWriter` must not have.
+    """
     out = []
     for i in range(0, len(data), _BLOCK):
         part = data[i:i + _BLOCK]

@@ -134,6 +134,12 @@ def delong_auc(y_true, score) -> AUCResult:
     -------
     AUCResult
         ``auc`` equals ``sklearn.metrics.roc_auc_score``; NaN when one class is empty.
+
+    Notes
+    -----
+    Hand-written because no maintained library gives the DeLong variance (sklearn, scipy and
+    statsmodels give the AUROC only). With the variance it takes 1.1× the time of
+    ``roc_auc_score`` alone on 1 M scores (``benchmarks/bench_libraries.py``).
     """
     pos, neg = _split(y_true, score)
     m, n = pos.shape[1], neg.shape[1]
@@ -477,7 +483,9 @@ def weighted_auc(w: np.ndarray, y_true, score) -> np.ndarray:
     """AUROC under each row of multiplicity weights ``w`` (B, n) → (B,), ties counted ½.
 
     Equal to the AUROC of the resample each row describes; NaN where a row
-    leaves one class empty. Sorts once: O(B·n).
+    leaves one class empty. Sorts once: O(B·n); 5.6× faster than a loop of
+    ``sklearn.metrics.roc_auc_score(..., sample_weight=row)`` for 200 × 100 k
+    (``benchmarks/bench_libraries.py``).
     """
     y = np.asarray(y_true).astype(bool)
     s = np.asarray(score, dtype=np.float64)

@@ -371,8 +371,8 @@ def bh_qvalues(pvalues) -> np.ndarray:
     (``method="bh"``) on the non-NaN entries; equal to ``statsmodels`` ``fdr_bh``.
 
     scipy rather than hand-written code: on 10 M p-values it ran as fast as the sort-based
-    version here before (within 10 %), and scipy is imported already; ``statsmodels`` ran ~25 %
-    faster but costs ~1 s more import per task (``benchmarks/bench_libraries.py``,
+    version here before (within 10 %), and scipy is imported already; ``statsmodels`` ran
+    18–27 % faster but adds 1–2 s of import to a task's start (``benchmarks/bench_libraries.py``,
     ``docs/benchmarks.md``).
 
     Parameters
