@@ -138,27 +138,41 @@ def synth(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def metrics(synth) -> pd.DataFrame:
+def metrics_all(synth) -> pd.DataFrame:
     ctx = StepContext(params={**E.STEP.params, "seed": 0}, outdir=synth)
     E.run_step(ctx)
     return pd.read_parquet(synth / "metrics.parquet")
 
 
+@pytest.fixture(scope="module")
+def metrics(metrics_all) -> pd.DataFrame:
+    """The ensemble's rows (one replicate here: the same numbers as rep1's, with the run's q-values)."""
+    return metrics_all[metrics_all.replicate == "ensemble"].drop(columns="replicate").reset_index(drop=True)
+
+
 def _get(m, metric, regime, ct, stratum="all"):
+    if "replicate" in m.columns:
+        m = m[m.replicate == "ensemble"]
     row = m[(m.metric == metric) & (m.regime == regime) & (m.cell_type == ct) & (m.stratum == stratum)]
     assert len(row) == 1, (metric, regime, ct, stratum, len(row))
     return row.iloc[0]
 
 
-def test_columns_and_finite(metrics, synth):
-    assert list(metrics.columns) == E.COLUMNS
+def test_columns_and_finite(metrics_all, metrics, synth):
+    assert list(metrics_all.columns) == E.COLUMNS
+    # one replicate: rep1, ensemble and median rows of every metric, the same values; no sd
+    by = {r: g.drop(columns=["replicate", "q_value", "replicate_sd"]).reset_index(drop=True)
+          for r, g in metrics_all.groupby("replicate")}
+    assert set(by) == {"rep1", "ensemble", "median"} and by["rep1"].equals(by["ensemble"])
+    np.testing.assert_array_equal(by["median"]["value"], by["rep1"]["value"])
+    assert metrics_all["replicate_sd"].isna().all()
     assert np.isfinite(metrics["value"]).all()
     non_test = ~metrics["metric"].str.startswith("delong_")
     assert metrics.loc[non_test, "p_value"].isna().all()
     assert np.isfinite(metrics[["ci_low", "ci_high"]].to_numpy()).all()
     assert (metrics["ci_low"] <= metrics["value"] + 1e-12).all() and (metrics["value"] <= metrics["ci_high"] + 1e-12).all()
     summary = json.loads((synth / "evaluate.summary.json").read_text())
-    assert summary["rows"] == len(metrics) and summary["nonfinite_values"] == 0
+    assert summary["rows"] == len(metrics_all) and summary["nonfinite_values"] == 0 and summary["replicates"] == ["rep1"]
 
 
 def _peak_table(synth, regime, ct):
@@ -606,3 +620,96 @@ def test_demo_strata_sets_and_tasks_are_the_studys(demo_run):
         assert mult == min(n_bal[n_pos > 0] // n_pos[n_pos > 0]) and mult >= 2, (ct, mult)
         print(f"{ct}: {n_imb} imbalanced, negatives {mult}x ({b['merges']} merges; {b['unmerged_multiplier']}x "
               "unmerged)")
+
+
+# ---------------------------------------------------------------- replicates (issue 18.1)
+
+
+def add_second_replicate(out: Path, seed: int = 11) -> tuple[pd.DataFrame, ...]:
+    """Rewrite ``out``'s predictions and variant scores with two replicates: rep2 is rep1 times
+    independent lognormal noise (predictions; REF and ALT predictions). Returns the four parts."""
+    rng = np.random.default_rng(seed)
+    pred = pd.read_parquet(out / "predictions.parquet").assign(replicate="rep1")
+    pred2 = pred.assign(replicate="rep2", prediction=pred.prediction * rng.lognormal(0, 0.3, len(pred)))
+    write_parquet(pd.concat([pred, pred2], ignore_index=True), out / "predictions.parquet")
+    sc = pd.read_parquet(out / "variant_scores.parquet").assign(replicate="rep1")
+    sc2 = sc.assign(replicate="rep2", ref_pred=sc.ref_pred * rng.lognormal(0, 0.4, len(sc)),
+                    alt_pred=sc.alt_pred * rng.lognormal(0, 0.4, len(sc)))
+    sc2 = sc2.assign(pred_ref_ratio=sc2.ref_pred / (sc2.ref_pred + sc2.alt_pred),
+                     log2_fc=np.log2(sc2.alt_pred / sc2.ref_pred))
+    write_parquet(pd.concat([sc, sc2], ignore_index=True), out / "variant_scores.parquet")
+    return pred, pred2, sc, sc2
+
+
+@pytest.fixture(scope="module")
+def two_reps(tmp_path_factory):
+    """The synthetic outdir with a second replicate (:func:`add_second_replicate`), evaluated."""
+    out = synthetic_outdir(tmp_path_factory.mktemp("eval_reps"))
+    pred, pred2, sc, sc2 = add_second_replicate(out)
+    E.run_step(StepContext(params={**E.STEP.params, "seed": 0, "evaluate_bootstrap": 20}, outdir=out))
+    return out, pred, pred2, sc, sc2, pd.read_parquet(out / "metrics.parquet")
+
+
+def test_replicate_rows_median_sd_and_ensemble(two_reps):
+    """Every metric has rep1, rep2, ensemble and median rows; median and sd are those of the
+    replicates' values; the ensemble is scored from the mean of the replicates' predictions."""
+    from caveat.metrics import log2p1, pearson
+
+    out, pred, pred2, sc, sc2, m = two_reps
+    for metric, g in m.groupby("metric"):
+        assert {"rep1", "rep2", "ensemble", "median"} <= set(g.replicate), metric
+    key = ["regime", "metric", "cell_type", "stratum", "reference"]
+    wide = m.assign(reference=m.reference.fillna("")).pivot_table(index=key, columns="replicate", values="value")
+    np.testing.assert_allclose(wide["median"], (wide["rep1"] + wide["rep2"]) / 2, rtol=1e-12)
+    sd = m[m.replicate == "median"].assign(reference=lambda d: d.reference.fillna("")).set_index(key)["replicate_sd"]
+    np.testing.assert_allclose(sd.reindex(wide.index), np.abs(wide["rep1"] - wide["rep2"]) / np.sqrt(2), rtol=1e-9,
+                               atol=1e-12)
+    assert (wide["rep1"] != wide["rep2"]).any()
+    # the ensemble's window Pearson: mean of the two replicates' predictions
+    w1 = pred[(pred.kind == "window") & (pred.regime == "multitask") & (pred.cell_type == "ctA")]
+    w2 = pred2.loc[w1.index]
+    if len(w1):
+        r = pearson(w1.target, (w1.prediction + w2.prediction) / 2)
+        row = m[(m.metric == "pearson_window") & (m.regime == "multitask") & (m.cell_type == "ctA")
+                & (m.replicate == "ensemble")]
+        np.testing.assert_allclose(row.value, r, rtol=1e-9)
+    # the ensemble's variant scores: REF and ALT averaged, then the ratio
+    p1 = pred[(pred.kind == "peak") & (pred.regime == "multitask") & (pred.cell_type == "ctA")]
+    assert len(p1) and np.isfinite(log2p1(p1.prediction)).all()
+    mean_ref = (sc.ref_pred + sc2.ref_pred) / 2
+    mean_alt = (sc.alt_pred + sc2.alt_pred) / 2
+    assert not np.allclose(mean_ref / (mean_ref + mean_alt), (sc.pred_ref_ratio + sc2.pred_ref_ratio) / 2)
+
+
+def test_regime_tests_on_the_ensemble_with_replicate_sd(two_reps):
+    """DeLong rows of every replicate and of the ensemble; q-values over the ensemble's tests only;
+    the ensemble's test carries the sd over replicates of the per-replicate AUROC differences."""
+    *_, m = two_reps
+    t = m[m.metric.str.startswith("delong_")]
+    assert {"rep1", "rep2", "ensemble", "median"} == set(t.replicate)
+    assert t.loc[t.replicate != "ensemble", "q_value"].isna().all()
+    ens = t[t.replicate == "ensemble"]
+    assert ens.q_value.notna().all() and ens.p_value.notna().all() and ens.replicate_sd.notna().all()
+    a = t[t.replicate == "rep1"].set_index(["regime", "metric", "cell_type", "stratum", "reference"]).value
+    b = t[t.replicate == "rep2"].set_index(["regime", "metric", "cell_type", "stratum", "reference"]).value
+    e = ens.set_index(["regime", "metric", "cell_type", "stratum", "reference"]).replicate_sd
+    np.testing.assert_allclose(e.reindex(a.index), np.abs(a - b.reindex(a.index)) / np.sqrt(2), rtol=1e-9)
+
+
+def test_replicate_direction_agreement(two_reps):
+    """Per replicate: the share of distinct variants whose predicted direction is the ensemble's; the
+    ensemble row: the share on which both replicates agree (direct computation)."""
+    out, pred, pred2, sc, sc2, m = two_reps
+    sets = pd.read_parquet(out / "variant_sets.parquet")
+    ids = sets[sets.cell_type == "ctA"].variant_id.unique()
+    k = ["regime", "cell_type", "variant_id"]
+    a = sc.set_index(k).pred_ref_ratio.loc[[("multitask", "ctA", v) for v in ids]].to_numpy()
+    b = sc2.set_index(k).pred_ref_ratio.loc[[("multitask", "ctA", v) for v in ids]].to_numpy()
+    ref = (sc.set_index(k).ref_pred + sc2.set_index(k).ref_pred).loc[[("multitask", "ctA", v) for v in ids]]
+    alt = (sc.set_index(k).alt_pred + sc2.set_index(k).alt_pred).loc[[("multitask", "ctA", v) for v in ids]]
+    ens = (ref / (ref + alt)).to_numpy()
+    got = m[(m.metric == "replicate_direction_agreement") & (m.regime == "multitask") & (m.cell_type == "ctA")
+            & (m.stratum == "all")].set_index("replicate").value
+    np.testing.assert_allclose(got["ensemble"], np.mean(np.sign(a - 0.5) == np.sign(b - 0.5)))
+    np.testing.assert_allclose(got["rep2"], np.mean(np.sign(b - 0.5) == np.sign(ens - 0.5)))
+    assert 0.5 < got["ensemble"] < 1

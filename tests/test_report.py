@@ -17,16 +17,17 @@ from caveat.engine import StepContext
 from caveat.errors import InputError
 from caveat.io import write_parquet
 
-from test_evaluate import synthetic_outdir
+from test_evaluate import add_second_replicate, synthetic_outdir
 
 FIGURE_IDS = ["fig-headline", "fig-1bc", "fig-3ab", "fig-3cd", "fig-4ab", "fig-s4", "fig-s1", "fig-negsets",
-              "fig-effect", "fig-cross", "fig-qc-wasp",
+              "fig-effect", "fig-cross", "fig-replicates", "fig-qc-wasp",
               "fig-qc-counts", "fig-qc-refratio", "fig-qc-pvalue", "fig-qc-clusters", "fig-qc-training"]
 
 
 @pytest.fixture(scope="module")
 def full(tmp_path_factory) -> Path:
     out = synthetic_outdir(tmp_path_factory.mktemp("report_synth"), n_peaks=300, n_var=500)
+    add_second_replicate(out)
     E.run_step(StepContext(params={**E.PARAMS, "evaluate_bootstrap": 50, "seed": 0}, outdir=out))
     R.run_step(StepContext(params=dict(R.PARAMS), outdir=out))
     return out
@@ -154,6 +155,10 @@ def _check_run(outdir: Path, study_figures) -> pd.DataFrame:
     m = pd.read_parquet(outdir / "metrics.parquet")
     assert len(m) and np.isfinite(m["value"]).all(), m[~np.isfinite(m["value"])]
     assert {"pearson_peak", "imbalance_auroc"} <= set(m["metric"])
+    # replicates (issue 18.1): every metric has each replicate's rows, the median's and the ensemble's
+    reps = {r for r in m["replicate"] if r.startswith("rep")}
+    for metric, g in m.groupby("metric"):
+        assert reps | {"median", "ensemble"} <= set(g["replicate"]), metric
     figs = _figures((outdir / "report.html").read_text())
     assert list(figs) == FIGURE_IDS
     missing = [f for f in study_figures if "data:image/png" not in figs[f]]
@@ -170,7 +175,8 @@ def test_tiny_run_metrics_and_report(tiny_run):
 def test_demo_run_metrics_finite_and_report_complete(demo_run):
     m = _check_run(demo_run, STUDY_FIGURES + ["fig-qc-wasp", "fig-qc-refratio", "fig-qc-training"])
     assert {"direction_auroc", "overcorrelation", "replicate_pearson"} <= set(m["metric"])
-    assert np.isfinite(m[["ci_low", "ci_high"]].to_numpy()).all()
+    single = m[~m["replicate"].eq("median") & (m["metric"] != "replicate_direction_agreement")]
+    assert np.isfinite(single[["ci_low", "ci_high"]].to_numpy()).all()   # median rows: replicate_sd, no CI
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed: `apt-get install -y chromium` (make setup)")
@@ -179,8 +185,8 @@ def test_metrics_table_sorts_and_filters_in_chromium(full, tmp_path):
     probe = """<script>window.addEventListener('load',function(){var t=document.getElementById('metrics-table');
 var imgs=document.images, ok=0;for(var i=0;i<imgs.length;i++){if(imgs[i].complete&&imgs[i].naturalWidth>100){ok++;}}
 document.body.setAttribute('data-images',ok+'/'+imgs.length);
-var th=t.querySelector('th[data-col="4"]');th.click();th.click();
-var v=Array.prototype.map.call(t.tBodies[0].rows,function(r){return r.cells[4].textContent;});
+var th=t.querySelector('th[data-col="5"]');th.click();th.click();
+var v=Array.prototype.map.call(t.tBodies[0].rows,function(r){return r.cells[5].textContent;});
 document.body.setAttribute('data-sorted',v.slice(0,5).join(';'));
 var f=document.getElementById('metrics-filter');f.value='overcorrelation specific';
 f.dispatchEvent(new Event('input'));
@@ -210,10 +216,22 @@ def test_report_shows_the_issue_18_analyses(full):
     figs = _figures(text)
     for fid in ("fig-negsets", "fig-effect", "fig-cross"):
         assert "data:image/png;base64," in figs[fid] and "What it measures" in figs[fid], fid
+    assert "data:image/png;base64," in figs["fig-replicates"] and "every replicate" in figs["fig-replicates"]
     tests = text[text.index("<figure id=delong-tests>"):]
     assert "q (BH)" in tests and "Benjamini–Hochberg" in tests[:tests.index("</figure>")]
-    m = pd.read_parquet(full / "metrics.parquet")
+    m = R.study_view(pd.read_parquet(full / "metrics.parquet"))   # the medians over replicates ± sd
     mat = P.cross_matrix(m, "cross_imbalance_auroc", "multitask")
     assert list(mat.index) == ["ctA", "ctB", "ctC"] and list(mat.columns) == ["ctA", "ctB", "ctC", "mean_of_tasks"]
     own = m[(m.metric == "imbalance_auroc") & (m.regime == "multitask") & (m.stratum == "all")].set_index("cell_type")
     np.testing.assert_array_equal(np.diag(mat.to_numpy()[:, :3]), own.loc[mat.index, "value"].to_numpy())
+
+
+def test_study_view_is_median_with_sd_and_ensemble_tests(full):
+    """The figures' rows: medians with CI = median ∓ replicate sd; regime tests from the ensemble."""
+    m = pd.read_parquet(full / "metrics.parquet")
+    v = R.study_view(m)
+    tests = v["metric"].str.startswith("delong_")
+    med = m[(m.replicate == "median") & ~m.metric.str.startswith("delong_")]
+    assert len(v[~tests]) == len(med) and (v.loc[~tests, "replicate"] == "median").all()
+    assert (v.loc[tests, "replicate"] == "ensemble").all() and tests.any()
+    np.testing.assert_allclose(v.loc[~tests, "ci_high"] - v.loc[~tests, "value"], med["replicate_sd"].to_numpy())

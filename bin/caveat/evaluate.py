@@ -39,6 +39,17 @@ Metrics
   variants (value = AUROC(regime) − AUROC(reference), CI of the difference,
   ``p_value``; ``q_value``: Benjamini–Hochberg over every such test of the run).
 
+Replicates (issue 18.1; :mod:`caveat.replicates`): every metric is computed for each
+replicate model (``replicate`` = ``rep<k>``) and for the ensemble (``ensemble``: the mean of
+the replicates' predictions, and of their REF and ALT predictions for variants, scored as
+its own model); ``median`` rows hold the median over replicates with ``replicate_sd`` (the
+sd over replicates, copied onto the ensemble rows). Regime comparisons: the DeLong test
+runs on the ensemble's (replicate-averaged) scores, its row carrying the replicate sd of
+the per-replicate AUROC differences; BH q-values are over the ensemble's tests.
+``replicate_direction_agreement`` (with ≥ 2 replicates): per replicate, the share of
+variants whose predicted direction is the ensemble's; the ensemble row: the share whose
+direction every replicate agrees on; per regime × cell type × stratum.
+
 Beyond the paper (issue 18)
 - ``imbalance_auroc_region_controlled`` (/ ``_auprc_``): positives vs the
   region-controlled negatives of match_negatives (balanced sites of the
@@ -74,7 +85,9 @@ from .engine import Step, StepContext
 from .errors import InputError
 from .io import read_parquet, write_json, write_parquet
 from .log import Progress, get_logger
-from .regimes import regime_order
+from .regimes import ENSEMBLE, MEDIAN, regime_order
+from .replicates import (attach_sd, direction_agreement, ensemble_predictions, ensemble_scores, median_rows,
+                         of_replicate, replicate_labels)
 from .results import METRIC_COLUMNS
 from .step_cli import add_param_options, params_from_args
 from .strata import (KINDS, SPECIFIC, SPECIFIC_ANY, UBIQUITOUS, attach_peak_strata, own_stratum, stratum_masks,
@@ -205,9 +218,9 @@ def _seed(seed: int, *keys: str) -> int:
 
 
 def _row(regime, metric, cell_type, stratum, value, ci=(np.nan, np.nan), n=0, p_value=np.nan, reference=None):
-    return dict(regime=regime, metric=metric, cell_type=cell_type, stratum=stratum, value=float(value),
+    return dict(regime=regime, replicate=None, metric=metric, cell_type=cell_type, stratum=stratum, value=float(value),
                 ci_low=float(ci[0]), ci_high=float(ci[1]), n=int(n), p_value=float(p_value), reference=reference,
-                q_value=np.nan)
+                q_value=np.nan, replicate_sd=np.nan)
 
 
 # ---------------------------------------------------------------- reference accuracy
@@ -645,8 +658,9 @@ def _cross_rows(regime, label, g, level) -> list[dict]:
 
 
 def add_q_values(df: pd.DataFrame) -> pd.DataFrame:
-    """``q_value``: Benjamini–Hochberg over every paired regime test (``delong_*`` rows) of the run."""
-    tests = df["metric"].str.startswith("delong_").to_numpy()
+    """``q_value``: Benjamini–Hochberg over every paired regime test of the ensemble (``delong_*``
+    rows) of the run; the single replicates' tests get none."""
+    tests = (df["metric"].str.startswith("delong_") & (df["replicate"] == ENSEMBLE)).to_numpy()
     q = np.full(len(df), np.nan)
     q[tests] = M.bh_qvalues(df["p_value"].to_numpy(np.float64)[tests])
     return df.assign(q_value=q)
@@ -669,9 +683,34 @@ def evaluate(predictions: pd.DataFrame | None, scores: pd.DataFrame | None, sets
              peaks: pd.DataFrame | None = None, donor_counts: pd.DataFrame | None = None,
              strata_sets: pd.DataFrame | None = None, params: dict | None = None, seed: int = 0,
              scores_path="variant scores") -> pd.DataFrame:
-    """All metrics as one long, deterministically ordered table (columns ``COLUMNS``)."""
+    """All metrics as one long, deterministically ordered table (columns ``COLUMNS``): each
+    replicate's, the ensemble's and the median over replicates (module docstring)."""
     p = {**PARAMS, **(params or {})}
     check_params(p)
+    kw = dict(sets=sets, peaks=peaks, donor_counts=donor_counts, strata_sets=strata_sets, params=p, seed=seed,
+              scores_path=scores_path)
+    reps = replicate_labels(predictions, scores)
+    per_rep = [evaluate_model(of_replicate(predictions, r), of_replicate(scores, r), **kw).assign(replicate=r)
+               for r in reps]
+    if len(reps) > 1:
+        ens = evaluate_model(None if predictions is None else ensemble_predictions(predictions),
+                             None if scores is None else ensemble_scores(scores), **kw)
+        agree = agreement_rows(scores, sets, reps, scores_path)
+        per_rep += [agree[r] for r in reps if r in agree]
+        ens = pd.concat([ens, agree.get(ENSEMBLE)], ignore_index=True)
+    else:
+        ens = per_rep[0]
+    per_rep = pd.concat(per_rep, ignore_index=True)
+    med = median_rows(per_rep)
+    df = pd.concat([per_rep, attach_sd(ens.assign(replicate=ENSEMBLE), med), med], ignore_index=True)
+    return order_metrics(add_q_values(df[COLUMNS]))
+
+
+def evaluate_model(predictions: pd.DataFrame | None, scores: pd.DataFrame | None, sets: pd.DataFrame | None, *,
+                   peaks=None, donor_counts=None, strata_sets=None, params: dict, seed: int = 0,
+                   scores_path="variant scores") -> pd.DataFrame:
+    """Every metric of one model per regime (one replicate, or the ensemble); undefined ones dropped, logged."""
+    p = params
     level, n_boot = float(p["evaluate_ci_level"]), int(p["evaluate_bootstrap"])
     rows: list[dict] = []
     if predictions is not None:
@@ -695,36 +734,69 @@ def evaluate(predictions: pd.DataFrame | None, scores: pd.DataFrame | None, sets
             rows += effect_size_accuracy(v, n_boot, seed, level, block_bp)
             rows += cross_cell_type(scores, v, level)
             rows += regime_tests(v, level)
-    df = add_q_values(pd.DataFrame(rows, columns=COLUMNS))
+    return drop_undefined(pd.DataFrame(rows, columns=COLUMNS))
+
+
+def drop_undefined(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows whose value is not finite (too few items, a constant input) dropped, logged."""
     undefined = ~np.isfinite(df["value"].to_numpy(np.float64))
     if undefined.any():
         for r in df[undefined].head(10).itertuples(index=False):
             log.warning("undefined (dropped): %s %s %s %s (n=%d: too few items or a constant input)",
                         r.metric, r.regime, r.cell_type, r.stratum, r.n)
         log.warning("%d undefined metric(s) dropped", int(undefined.sum()))
-    return order_metrics(df[~undefined])
+    return df[~undefined].reset_index(drop=True)
+
+
+def agreement_rows(scores: pd.DataFrame | None, sets: pd.DataFrame | None, reps: list[str], path
+                   ) -> dict[str, pd.DataFrame]:
+    """``replicate_direction_agreement`` per regime × cell type × stratum over the variant table's
+    distinct variants: one frame per replicate (agreement with the ensemble's direction) and
+    one ``ensemble`` frame (the share on which every replicate agrees), by replicate label."""
+    if scores is None or sets is None:
+        return {}
+    ens = variant_table(ensemble_scores(scores), sets, path).drop_duplicates(["regime", "cell_type", "variant_id"])
+    keys = ["regime", "cell_type", "variant_id"]
+    by = [variant_table(of_replicate(scores, r), sets, path).drop_duplicates(keys).set_index(keys)["pred_ref_ratio"]
+          for r in reps]
+    rows = {r: [] for r in [*reps, ENSEMBLE]}
+    for (regime, ct), g in ens.groupby(["regime", "cell_type"], sort=False):
+        idx = pd.MultiIndex.from_frame(g[keys])
+        ratio = np.stack([b.reindex(idx).to_numpy(np.float64) for b in by])
+        for name, m in variant_masks(g).items():
+            if not m.any():
+                continue
+            per, every = direction_agreement(ratio[:, m], g["pred_ref_ratio"].to_numpy(np.float64)[m])
+            for r, val in zip([*reps, ENSEMBLE], [*per, every]):
+                rows[r].append(_row(regime, "replicate_direction_agreement", ct, name, val, n=int(m.sum())))
+    return {r: pd.DataFrame(v, columns=COLUMNS).assign(replicate=r) for r, v in rows.items()}
 
 
 def order_metrics(df: pd.DataFrame) -> pd.DataFrame:
-    """Sort rows by metric, regime (study order), cell type and stratum."""
+    """Sort rows by metric, regime (study order), replicate (rep1 …, ensemble, median), cell type and stratum."""
     regimes = regime_order(["replicate", *df["regime"].unique()]) if len(df) else []
     rank = {r: i for i, r in enumerate(regimes)}
-    df = df.assign(_r=df["regime"].map(rank))
-    df = df.sort_values(["metric", "_r", "cell_type", "stratum", "reference"], na_position="first", kind="mergesort")
-    df = df.drop(columns="_r").reset_index(drop=True)
+    reps = replicate_labels(df[df["replicate"].str.startswith("rep")]) if len(df) else []
+    rep_rank = {r: i for i, r in enumerate([*reps, ENSEMBLE, MEDIAN])}
+    df = df.assign(_r=df["regime"].map(rank), _k=df["replicate"].map(rep_rank))
+    df = df.sort_values(["metric", "_r", "_k", "cell_type", "stratum", "reference"], na_position="first",
+                        kind="mergesort")
+    df = df.drop(columns=["_r", "_k"]).reset_index(drop=True)
     df["n"] = df["n"].astype("int64")
     return df
 
 
 def summarise(df: pd.DataFrame, inputs: dict) -> dict:
-    """Headline figures per regime (means over cell types) for the summary JSON."""
+    """Headline figures per regime (means over cell types of the median over replicates) for the summary JSON."""
     head = {}
+    reps = replicate_labels(df[~df["replicate"].isin([ENSEMBLE, MEDIAN])]) if len(df) else []
+    med = df[df["replicate"] == MEDIAN]
     pick = {("pearson_peak", "all"), ("pearson_window", "all"), ("imbalance_auroc", "all"),
             ("direction_auroc", "all"), ("pearson_peak", "ubiquitous"), ("pearson_peak", "specific")}
-    for (regime, metric, stratum), g in df.groupby(["regime", "metric", "stratum"]):
+    for (regime, metric, stratum), g in med.groupby(["regime", "metric", "stratum"]):
         if (metric, stratum) in pick:
             head.setdefault(regime, {})[f"{metric}_{stratum}"] = round(float(g["value"].mean()), 6)
-    return {"rows": int(len(df)), "metrics": sorted(df["metric"].unique().tolist()),
+    return {"rows": int(len(df)), "replicates": reps, "metrics": sorted(df["metric"].unique().tolist()),
             "regimes": regime_order(df["regime"].unique()) if len(df) else [],
             "headline": head, "inputs": inputs,
             "nonfinite_values": int((~np.isfinite(df["value"].to_numpy(np.float64))).sum())}

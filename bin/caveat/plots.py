@@ -481,3 +481,21 @@ def fig_cross_cell_type(m: pd.DataFrame, regime: str) -> Figure | None:
         ax.set_ylabel("labels of cell type")
         fig.colorbar(im, ax=ax, shrink=0.8)
     return fig
+
+
+def fig_replicate_agreement(m: pd.DataFrame) -> Figure | None:
+    """Replicate consistency: share of variants whose predicted direction every replicate agrees on
+    (``replicate_direction_agreement``, ensemble rows), per regime by stratum, mean over cell types."""
+    rows = m[(m["metric"] == "replicate_direction_agreement") & (m.get("replicate") == "ensemble")]
+    t = mean_over_cell_types(rows).assign(ci_low=np.nan, ci_high=np.nan)
+    if t.empty:
+        return None
+    regimes = regime_order(t["regime"].unique())
+    strata = [s for s in ("all", "ubiquitous", "specific", "specific_any", "test_chroms") if s in set(t["stratum"])]
+    fig = new_figure(6.4, 3.4)
+    ax = fig.add_subplot()
+    _grouped_bars(ax, t, regimes, strata, {}, series_col="stratum")
+    ax.set_ylim(0, 1.02)
+    ax.set_ylabel("direction agreed by every replicate")
+    ax.legend(fontsize=7)
+    return fig

@@ -8,6 +8,14 @@ URIs, styles and the few lines of table-sorting JavaScript are inline: the
 file opens offline and can be mailed around. The first screen answers the
 study's question for this data: reference vs variant-effect accuracy per
 regime, by stratum, with confidence intervals.
+
+Replicates (issue 18.1): the figures and headline show each metric's median over the
+replicate models ± the replicate sd (as the study reported its three replicates; with one
+replicate, the model's own CI), regime tests are the ensemble's (DeLong on the
+replicate-averaged scores, with the replicate sd of the difference), and a
+replicate-consistency figure shows the share of variants whose predicted direction every
+replicate agrees on, by stratum. The metrics table lists every row (each replicate, the
+ensemble, the median).
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ from . import __version__
 from . import plots as P
 from .engine import Step, StepContext
 from .errors import InputError
-from .regimes import regime_order
+from .regimes import ENSEMBLE, MEDIAN, regime_order
 from .results import METRIC_COLUMNS as COLUMNS
 from .strata import attach_peak_strata
 from .io import read_json, read_parquet, write_json, write_text
@@ -112,15 +120,34 @@ def load_report_inputs(metrics_path: Path, folder: Path) -> dict:
     if missing:
         raise InputError(metrics_path, f"metrics table lacks column(s) {', '.join(missing)}",
                          "regenerate it with `caveat evaluate`")
+    m_all, m = m, study_view(m)
     pred = _optional_parquet(folder / "predictions.parquet", "predictions")
     peaks = _optional_parquet(folder / "peaks.parquet", "peaks")
     peak_pred = None
     if pred is not None and {"kind", "target", "regime", "cell_type"} <= set(pred.columns):
         peak_pred = attach_peak_strata(pred, peaks)
-    return {"metrics": m, "peak_pred": peak_pred, "peaks": peaks, "summaries": _summaries(folder),
+    return {"metrics": m, "metrics_all": m_all, "peak_pred": peak_pred, "peaks": peaks, "summaries": _summaries(folder),
             "imbalance": _optional_parquet(folder / "imbalance.parquet", "imbalance calls"),
             "sets": _optional_parquet(folder / "variant_sets.parquet", "variant sets"),
             "histories": _histories(folder), "wasp": _wasp_stats(folder)}
+
+
+def study_view(m: pd.DataFrame) -> pd.DataFrame:
+    """The rows the figures and headline read: per metric the median over replicates with
+    ``ci_low``/``ci_high`` = median ∓ replicate sd (one replicate: the ensemble's = the model's
+    own CI), regime tests (``delong_*``) the ensemble's. A table without ``replicate``: as is."""
+    if "replicate" not in m.columns:
+        return m
+    tests = m["metric"].str.startswith("delong_")
+    ens = m[(m["replicate"] == ENSEMBLE)]
+    med = m[(m["replicate"] == MEDIAN) & ~tests]
+    sd = med["replicate_sd"].to_numpy(np.float64)
+    if np.isfinite(sd).any():
+        med = med.assign(ci_low=med["value"] - sd, ci_high=med["value"] + sd)
+        view = pd.concat([med, ens[ens["metric"].str.startswith("delong_")]], ignore_index=True)
+    else:
+        view = ens
+    return view.reset_index(drop=True)
 
 
 # ---------------------------------------------------------------- figures
@@ -194,6 +221,11 @@ def build_figures(d: dict) -> list[Figure]:
          "AUROC (depth-matched negatives); right: direction AUROC. Red squares: the best column per row; the "
          "diagonal is the per-cell-type AUROC. A missing column: that task did not score every variant of the "
          "row's sets.", lambda: P.fig_cross_cell_type(m, reg), "needs every task's scores for every variant"),
+        ("fig-replicates", "Replicate consistency", "Share of variants (distinct variants of the variant "
+         "sets, own cell type's task) whose predicted direction (REF or ALT more accessible) every replicate model "
+         "of the regime agrees on, by stratum, mean over cell types. Low agreement: the direction calls depend on "
+         "the training seed.", lambda: P.fig_replicate_agreement(d.get("metrics_all", m)),
+         "needs two or more replicates (train_replicates)"),
         ("fig-qc-wasp", "QC — WASP filter", "Reads in, kept, remapped and dropped per sample (wasp/<sample>.stats.json).",
          lambda: P.fig_wasp(d["wasp"]), "wasp_remap not run"),
         ("fig-qc-counts", "QC — sites and variant sets", "Heterozygous sites per imbalance label and variant-set "
@@ -366,13 +398,17 @@ def delong_table(m: pd.DataFrame) -> str:
         q = getattr(r, "q_value", np.nan)
         qs = f"{q:.2g}" if np.isfinite(q) else "–"
         strong = " class=sig" if np.isfinite(q) and q < 0.05 else ""
+        sd = getattr(r, "replicate_sd", np.nan)
+        sds = f" ± {sd:.3f} <span class=ci>(replicate sd)</span>" if np.isfinite(sd) else ""
         rows.append(f"<tr{strong}><td>{html.escape(r.metric[7:])}</td><td>{html.escape(str(r.cell_type))}</td>"
                     f"<td>{html.escape(r.regime)}</td><td>{html.escape(str(r.reference))}</td>"
-                    f"<td>{_fmt(r.value, r.ci_low, r.ci_high)}</td><td>{p}</td><td>{qs}</td><td>{r.n}</td></tr>")
+                    f"<td>{_fmt(r.value, r.ci_low, r.ci_high)}{sds}</td><td>{p}</td><td>{qs}</td><td>{r.n}</td></tr>")
     return ("<figure id=delong-tests><h3>Regimes compared on the same variants (paired DeLong tests)</h3>"
             "<table class=delong><thead><tr><th>AUROC</th><th>cell type</th><th>regime</th><th>vs</th>"
             "<th>ΔAUROC [95% CI]</th><th>p</th><th>q (BH)</th><th>n</th></tr></thead><tbody>" + "".join(rows) +
-            f"</tbody></table><figcaption>p: two-sided paired DeLong test (it treats variants as independent). "
+            f"</tbody></table><figcaption>The ensemble's tests: the replicates' scores averaged, then a two-sided paired "
+            f"DeLong test (p; it treats variants as independent); ± the sd over replicates of the per-replicate "
+            f"AUROC differences. "
             f"q: Benjamini–Hochberg correction over all {n_tests} paired regime tests of this run (every task, "
             f"cell type and stratum; the rows shown are stratum 'all'). Bold: q < 0.05.</figcaption></figure>")
 
@@ -468,7 +504,9 @@ CIs: Fisher z (Pearson R of peaks and windows); variant metrics (AUROC, AUPRC, e
 percentile of a block bootstrap that resamples whole peaks (variants outside peaks: fixed genomic blocks), since
 variants of one peak share windows and predictions; cross_* AUROCs: DeLong; delong_* rows: the CI of the
 difference between two regimes, p_value and its Benjamini–Hochberg q_value over every paired test;
-over-correlation: bootstrap over peaks.</p>{metrics_table(m)}</section>
+over-correlation: bootstrap over peaks. replicate: rep&lt;k&gt; one replicate model, ensemble the mean over replicates
+scored as its own model, median the median over replicates (replicate_sd: the sd over replicates; the figures
+and headline show median ± sd).</p>{metrics_table(d.get("metrics_all", m))}</section>
 </main><script>{SORT_JS}</script></body></html>
 """
 

@@ -56,6 +56,7 @@ from .log import Progress, get_logger
 from .model_adapter import ModelAdapter, load_model
 from .onehot import one_hot
 from .regimes import REGIMES, model_path, model_units, replicate_label
+from .replicates import ratios
 from .step_cli import add_param_options
 from .variant_windows import SKIP_REASONS, build_windows, parse_variant_ids
 
@@ -268,14 +269,6 @@ def score_table(adapter: ModelAdapter, genome: dict[str, np.ndarray], variant_id
             "path": "fast_ism" if fism is not None else "plain", "augmentations": len(augs),
             "seconds": round(seconds, 3), "variants_per_s": round(len(variants) / max(seconds, 1e-9), 1)}
     return out, ref_pred, alt_pred, info
-
-
-def ratios(ref_pred: np.ndarray, alt_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``pred_ref_ratio`` = REF/(REF+ALT) and ``log2_fc`` = log2(ALT/REF); same shapes as the inputs."""
-    tiny = np.finfo(np.float64).tiny
-    ref_pred = np.maximum(ref_pred, tiny)
-    alt_pred = np.maximum(alt_pred, tiny)
-    return ref_pred / (ref_pred + alt_pred), np.log2(alt_pred) - np.log2(ref_pred)
 
 
 def long_rows(regime: str, variants: pd.DataFrame, ref_pred: np.ndarray, alt_pred: np.ndarray,
