@@ -57,7 +57,7 @@ def test_layout_and_params(tiny_sim):
     params = yaml.safe_load((tiny_sim / "params.yaml").read_text())
     assert params["input"] == "samplesheet.csv" and params["aligner"] == "bowtie2"
     assert params["aligner_index"] == "genome" and params["seed"] == 7
-    assert "blacklist" not in params  # the presets plant no faults (tests/test_simulate_faults.py)
+    assert params["blacklist"] == "blacklist.bed"  # the presets plant artefact regions (test_simulate_faults.py)
     sheet = read_samplesheet(tiny_sim / "samplesheet.csv")
     assert list(sheet["sample"]) == [f"{d}_{c}" for d in ("D1", "D2", "D3") for c in ("ctA", "ctB", "ctC")]
     # no absolute paths or temp names in any text output or BAM header
@@ -88,7 +88,7 @@ def test_bams_sorted_indexed_within_contigs(tiny_sim):
         with pysam.AlignmentFile(bam_path) as bam:
             assert bam.header["HD"]["SO"] == "coordinate"
             lengths = dict(zip(bam.references, bam.lengths))
-            assert list(lengths) == [f"chr{i}" for i in range(1, 23)]
+            assert list(lengths) == [f"chr{i}" for i in range(1, 23)] + ["chrX"]  # chrX: the XCI fault
             last = (-1, -1)
             n = 0
             for r in bam.fetch(until_eof=True):
