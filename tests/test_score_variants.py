@@ -420,10 +420,12 @@ def test_tiny_run_cross_cell_type_matrix_is_filled(tiny_run):
     from caveat.evaluate import MEAN_TASK
 
     m = read_parquet(tiny_run / "metrics.parquet")
-    own = m[(m["metric"] == "imbalance_auroc") & (m["stratum"] == "all")].set_index(["regime", "cell_type"])["value"]
+    own = (m[(m["metric"] == "imbalance_auroc") & (m["stratum"] == "all")]
+           .set_index(["regime", "replicate", "cell_type"])["value"])
     cross = m[m["metric"] == "cross_imbalance_auroc"]
     assert len(cross) and set(cross["regime"]) == set(own.index.get_level_values(0))
-    for regime, g in cross.groupby("regime"):
+    assert {"rep1", "ensemble", "median"} <= set(cross["replicate"])
+    for (regime, rep), g in cross.groupby(["regime", "replicate"]):  # each model row (replicate, ensemble, median)
         x, t = g["cell_type"].str.split("|").str[0], g["cell_type"].str.split("|").str[1]
         rows = set(x)                                   # the cell types with both classes in their sets
         tasks = set(t) - {MEAN_TASK}
@@ -434,7 +436,7 @@ def test_tiny_run_cross_cell_type_matrix_is_filled(tiny_run):
         diag = g[x == t]
         assert len(diag) == len(rows)
         for label, value in zip(diag["cell_type"], diag["value"]):
-            assert value == pytest.approx(own[(regime, label.split("|")[0])], abs=1e-12), (regime, label)
+            assert value == pytest.approx(own[(regime, rep, label.split("|")[0])], abs=1e-12), (regime, rep, label)
 
 
 def test_tiny_run_fast_path_equals_plain_on_trained_checkpoint(tiny_run):
