@@ -23,11 +23,17 @@ FAULTY = dataclasses.replace(PRESETS["tiny"], allelic_overdispersion=FAULTS_ON["
 
 
 @pytest.fixture(scope="module")
-def faulty(tmp_path_factory) -> Path:
-    """The tiny study, seed 7, every fault on (:data:`FAULTY`)."""
+def faulty(tiny_sim) -> Path:
+    """The tests' tiny study (seed 7): the preset plants every fault."""
+    return tiny_sim
+
+
+@pytest.fixture(scope="module")
+def overdispersed(tmp_path_factory) -> Path:
+    """The tiny study, seed 7, with the demo's overdispersion (:data:`FAULTY`): a simulation of its own."""
     from caveat.simulate import simulate
 
-    out = tmp_path_factory.mktemp("faulty")
+    out = tmp_path_factory.mktemp("overdispersed")
     simulate(FAULTY, seed=7, out=out)
     return out
 
@@ -208,34 +214,35 @@ def test_overdispersion_draws_beta_shares_and_fragments_follow():
     assert abs(np.mean(first) / 200 - 0.5) < 0.01 and 3.0 < disp < 7.0  # 1 + 199 ρ = 4.98
 
 
-def test_donor_variation_and_overdispersion_in_study(faulty):
+@pytest.mark.slow  # its own simulation and a pysam scan of every balanced site: minutes on 2 cores
+def test_donor_variation_and_overdispersion_in_study(overdispersed):
     """Log-normal accessibility factors per donor × element (mean 1), followed by the reads;
     the overdispersed shares of the study's truth have variance ρ m (1 - m), and the reads at
     balanced sites are overdispersed (chi-square per site well above binomial's 1)."""
-    s = _summary(faulty)["faults"]
+    s = _summary(overdispersed)["faults"]
     rho = s["allelic_overdispersion"]
     assert rho == FAULTY.allelic_overdispersion and s["donor_accessibility_sd"] == 0.3
-    sh = pd.read_parquet(faulty / "truth" / "haplotype_shares.parquet")
+    sh = pd.read_parquet(overdispersed / "truth" / "haplotype_shares.parquet")
     m, q = sh.planted_first_hap_share, sh.drawn_first_hap_share
     z = ((q - m) / np.sqrt(m * (1 - m)))[(m > 0) & (m < 1)]
     assert len(z) > 500 and abs(z.mean()) < 0.02 and 0.7 < (z ** 2).mean() / rho < 1.4
-    snps = pd.read_parquet(faulty / "truth" / "snps.parquet")
+    snps = pd.read_parquet(overdispersed / "truth" / "snps.parquet")
     bal = _snv(snps[~snps.in_duplication & ~snps.in_artefact & (snps.effect == "none") & snps.element.notna()])
     stat = []
     for (donor, ct), g in bal.groupby(["donor", "cell_type"]):
-        with pysam.AlignmentFile(str(faulty / "bams" / f"{donor}_{ct}.bam")) as bam:
+        with pysam.AlignmentFile(str(overdispersed / "bams" / f"{donor}_{ct}.bam")) as bam:
             for c, pos, ref, alt in zip(g.chrom, g.pos, g.ref, g.alt):
                 b = _bases(bam, c, int(pos))
                 n = b.count(ref) + b.count(alt)
                 if n >= 20:
                     stat.append((b.count(ref) - n / 2) ** 2 / (n / 4))
     assert len(stat) >= 40 and np.mean(stat) > 1.5
-    el = pd.read_parquet(faulty / "truth" / "elements.parquet")
+    el = pd.read_parquet(overdispersed / "truth" / "elements.parquet")
     f = el[["donor_factor_D1", "donor_factor_D2", "donor_factor_D3"]].to_numpy()
     assert 0.2 < np.log(f).std() < 0.4 and abs(f.mean() - 1) < 0.08
     counts = {}
     for donor in ("D1", "D2"):
-        with pysam.AlignmentFile(str(faulty / "bams" / f"{donor}_ctA.bam")) as bam:
+        with pysam.AlignmentFile(str(overdispersed / "bams" / f"{donor}_ctA.bam")) as bam:
             counts[donor] = np.array([bam.count(c, s, e) for c, s, e in zip(el.chrom, el.start, el.end)])
     ok = (counts["D1"] > 30) & (counts["D2"] > 30)
     r = np.corrcoef(np.log(counts["D1"][ok] / counts["D2"][ok]), np.log(f[ok, 0] / f[ok, 1]))[0, 1]
