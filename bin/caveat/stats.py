@@ -208,9 +208,8 @@ def _weighted_pairs(k, n):
 
 
 def _bb_nll(k, n, w, mu, rho):
-    a, b = betabinom_shapes(mu, rho)
     # the binomial coefficient does not depend on (mu, rho): left out
-    return -np.sum(w * (special.betaln(k + a, n - k + b) - special.betaln(a, b)))
+    return -np.sum(w * _bb_site_loglik(k, n, mu, rho))
 
 
 RHO_BOUNDS = (1e-7, 0.5)
