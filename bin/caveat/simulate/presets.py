@@ -1,7 +1,8 @@
 """Simulation presets: sizes of the simulated study.
 
 ``tiny`` is for unit and integration tests (< 60 s); ``demo`` is rich enough for
-every downstream must-hold (imbalance calls, clustering, CNN training, WASP bias).
+every downstream must-hold (imbalance calls, clustering, CNN training, WASP bias);
+``large`` (~10x the demo) is the scaling benchmark's third size (``benchmarks/bench_scaling.py``).
 """
 
 from __future__ import annotations
@@ -77,6 +78,8 @@ _FAULTS = {"false_het_rate": 0.03, "lost_het_rate": 0.02, "donor_accessibility_s
 FAULTS_ON: dict[str, dict] = {
     "tiny": {**_FAULTS, "allelic_overdispersion": 0.005, "chrx_bp": 24000, "artefact_regions": 2},
     "demo": {**_FAULTS, "chrx_bp": 150000, "artefact_regions": 5},
+    # large (scaling benchmark, issue 17.1): the demo's faults at 10x its size
+    "large": {**_FAULTS, "chrx_bp": 1_500_000, "artefact_regions": 50},
 }
 _FAULT_FIELDS = frozenset(k for v in FAULTS_ON.values() for k in v)
 
@@ -90,6 +93,13 @@ PRESETS: dict[str, Preset] = {
         name="demo", genome_bp=3_000_000, cell_types=("ctA", "ctB", "ctC", "ctD"), donors=("D1", "D2", "D3"),
         element_spacing=1000, dups_per_chrom=7.0, dup_site_rate_factor=4.0, fragments_per_sample=240000,
         background_fraction=0.2, **FAULTS_ON["demo"],
+    ),
+    # ~10x the demo's genome and reads, same cell types, donors, element and site density (the
+    # scaling benchmark's third size, benchmarks/bench_scaling.py; not for the tests)
+    "large": Preset(
+        name="large", genome_bp=30_000_000, cell_types=("ctA", "ctB", "ctC", "ctD"), donors=("D1", "D2", "D3"),
+        element_spacing=1000, dups_per_chrom=70.0, dup_site_rate_factor=4.0, fragments_per_sample=2_400_000,
+        background_fraction=0.2, **FAULTS_ON["large"],
     ),
 }
 
@@ -128,6 +138,11 @@ PRESET_PARAMS: dict[str, dict] = {
         "imbalance_test": "betabinomial",
     },
 }
+# large: the demo's model and schedule with training windows capped at 20000 (demo 6000 of its
+# ~12 k): its ~120 k training windows would make CPU training ~10x the demo's (hours) and dominate
+# the benchmark, so training grows ~3.3x while the study grows 10x (benchmarks/bench_scaling.py
+# fits train's time against the windows it actually saw, windows x epochs)
+PRESET_PARAMS["large"] = {**PRESET_PARAMS["demo"], "train_max_windows": 20000}
 
 
 def get_preset(name: str) -> Preset:
