@@ -6,7 +6,7 @@ PY    := .venv/bin/python
 DEMO  ?= demo
 THREADS ?= 2
 
-.PHONY: setup demo test test-slow test-demo bench clean
+.PHONY: setup demo test test-slow test-demo bench bench-scaling clean
 
 setup:
 	scripts/setup.sh
@@ -31,7 +31,11 @@ test-demo:
 	CAVEAT_DEMO_DIR=$${CAVEAT_DEMO_DIR:-} $(PY) -m pytest -q -m demo
 
 bench: setup
-	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	for b in $(filter-out benchmarks/bench_scaling.py,$(wildcard benchmarks/bench_*.py)); do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# hours: simulates tiny, demo and large (~10x the demo) and runs every step at each (docs/scaling.md)
+bench-scaling: setup
+	$(PY) benchmarks/bench_scaling.py --workdir scaling --presets $${PRESETS:-tiny,demo,large} --markdown docs/scaling.md
 
 clean:
 	rm -rf $(DEMO) .pytest_cache
