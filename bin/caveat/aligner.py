@@ -15,6 +15,12 @@ from .errors import InputError, killed_writing
 
 ALIGNERS = ("bowtie2", "bwa")
 _INDEX_FILES = {"bowtie2": (".1.bt2", ".1.bt2l"), "bwa": (".bwt", ".bwt.2bit.64")}
+#: each aligner's default ``aligner_args``: the param's default is bowtie2's; with ``aligner: bwa``
+#: and that default left unchanged, bwa mem runs with its own defaults (Cell Ranger ATAC aligns
+#: with bwa mem; the bowtie2 options are not bwa options) — see :func:`args_for`
+DEFAULT_ARGS = {"bowtie2": "--very-sensitive -X 2000", "bwa": ""}
+#: ``bwa mem``'s getopt string (bwa 0.7.17 fastmap.c, main_mem): a letter followed by ':' takes a value
+BWA_MEM_OPTS = "51qpaMCSPVYjuk:c:v:s:r:t:R:A:B:O:E:U:w:L:d:T:Q:D:m:I:N:o:f:W:x:G:h:y:K:X:H:F:z:"
 
 
 def check_aligner(aligner: str, index: str | Path, args: str | None = None) -> None:
@@ -22,7 +28,9 @@ def check_aligner(aligner: str, index: str | Path, args: str | None = None) -> N
     options (``aligner_args``, when given) must be plain options: checked
     before the filter's first pass, not when the aligner is finally run."""
     if args is not None:
-        parse_aligner_args(args)
+        tokens = parse_aligner_args(args_for(aligner, args))
+        if aligner == "bwa":
+            check_bwa_mem_args(tokens)
     if aligner not in ALIGNERS:
         raise InputError("aligner", f"unknown aligner {aligner!r}", f"set aligner to one of {', '.join(ALIGNERS)}")
     if shutil.which(aligner) is None:
@@ -111,7 +119,7 @@ def align_command(aligner: str, index: str | Path, args: str, fq1: Path, fq2: Pa
     It is run without a shell; ``args`` (``aligner_args``) is split with
     :func:`parse_aligner_args`.
     """
-    extra = parse_aligner_args(args)
+    extra = parse_aligner_args(args_for(aligner, args))
     if aligner == "bowtie2":
         prog, extra = _bowtie2_program(index, extra)
         if prog == ["bowtie2"]:
@@ -137,3 +145,114 @@ def align(aligner: str, index: str | Path, args: str, fq1: Path, fq2: Path | Non
                              "free space or raise the file size limit where the outdir is, then rerun")
         raise InputError(index, f"{aligner} failed (exit {r.returncode}): {err[-500:]}",
                          "check aligner_args and the index")
+
+
+def args_for(aligner: str, args: str | None) -> str | None:
+    """The arguments the remap runs with: ``args``, or the aligner's :data:`DEFAULT_ARGS` when
+    ``args`` is another aligner's default (``aligner: bwa`` with ``aligner_args`` left at
+    bowtie2's default runs bwa mem's defaults, not bowtie2 options bwa would refuse)."""
+    if aligner in DEFAULT_ARGS and args is not None and args != DEFAULT_ARGS[aligner] \
+            and args in DEFAULT_ARGS.values():
+        return DEFAULT_ARGS[aligner]
+    return args
+
+
+def check_bwa_mem_args(tokens: list[str]) -> None:
+    """``bwa mem`` options must be its own (:data:`BWA_MEM_OPTS`, POSIX getopt: single letters,
+    possibly bundled, a value after those that take one); refused before the first pass, where
+    bwa itself would stop only at the remap with ``mem: invalid option``.
+
+    Raises
+    ------
+    InputError
+        Naming the option and the fix.
+    """
+    takes = {c: BWA_MEM_OPTS[i + 1:i + 2] == ":" for i, c in enumerate(BWA_MEM_OPTS) if c != ":"}
+    i = 0
+    while i < len(tokens):
+        t = tokens[i]
+        if not t.startswith("-") or t == "-" or t.startswith("--"):
+            raise InputError("aligner_args", f"{t!r} is not a bwa mem option (bwa mem takes single-letter options "
+                             "such as -M -k 19; bowtie2 options like --very-sensitive are not bwa's)",
+                             "set aligner_args to the bwa mem options the BAM was aligned with (Cell Ranger ATAC: "
+                             "leave them empty), or set aligner: bowtie2")
+        for j, c in enumerate(t[1:]):
+            if c not in takes:
+                raise InputError("aligner_args", f"-{c} (in {t!r}) is not a bwa mem option",
+                                 "see `bwa mem` for its options; set aligner_args to those the BAM was aligned with")
+            if takes[c]:
+                if j + 2 == len(t):  # value in the next token
+                    if i + 1 >= len(tokens):
+                        raise InputError("aligner_args", f"bwa mem option -{c} needs a value", "give -" + c + " VALUE")
+                    i += 1
+                break
+        i += 1
+
+
+#: @PG program names of the aligners this step runs, and of pipelines that align with one of them
+_PG_ALIGNERS = {"bowtie2": "bowtie2", "bwa": "bwa", "cellranger-atac": "bwa", "cellranger-arc": "bwa",
+                "cellranger": "bwa"}
+#: options that name files, threads or read groups: not alignment settings
+_IO_OPTS = {"-x", "-1", "-2", "-U", "-S", "-p", "--threads", "-t", "-o", "--rg-id", "--rg", "-R", "-b",
+            "--un", "--al", "--met-file", "--wrapper"}
+#: flags that change the output's order or verbosity, not where reads align
+_NEUTRAL_FLAGS = {"--reorder", "--no-unal", "--quiet", "--no-hd", "--no-sq", "-v"}
+
+
+def pg_programs(header_text: str) -> list[dict[str, str]]:
+    """The ``@PG`` lines of a SAM header as dicts of their fields (``ID``, ``PN``, ``VN``, ``CL`` …), in order."""
+    out = []
+    for line in header_text.splitlines():
+        if line.startswith("@PG\t"):
+            out.append(dict(f.split(":", 1) for f in line.split("\t")[1:] if ":" in f))
+    return out
+
+
+def _option_set(cl: str) -> set[str]:
+    """The alignment options of a command line (program and file/thread options left out)."""
+    try:
+        toks = shlex.split(cl)
+    except ValueError:
+        toks = cl.split()
+    opts, skip = set(), False
+    for t in toks:
+        if skip:
+            skip = False
+            continue
+        if t in _IO_OPTS:
+            skip = True
+            continue
+        if t.startswith("-") and len(t) > 1 and t not in _NEUTRAL_FLAGS:
+            opts.add(t)
+    return opts
+
+
+def provenance_warning(header_text: str, aligner: str, args: str | None, bam) -> str | None:
+    """A warning when the BAM's ``@PG`` lines say it was aligned with another aligner, or with
+    other options, than the remap will use; None when they agree or the header does not say.
+
+    WASP's guarantee needs the remap to use the original aligner and settings; Cell Ranger ATAC
+    aligns with bwa mem (its ``@PG`` may name ``cellranger-atac`` or ``bwa``).
+    """
+    made = []
+    for pg in pg_programs(header_text):
+        name = (pg.get("PN") or pg.get("ID") or "").split(".")[0].lower()
+        if name in _PG_ALIGNERS:
+            made.append((_PG_ALIGNERS[name], pg))
+    if not made:
+        return None
+    used, pg = made[0]  # the first aligner line: later @PG lines are post-processing
+    what = f"{pg.get('PN') or pg.get('ID')}" + (f" {pg['VN']}" if pg.get("VN") else "")
+    if used != aligner:
+        return (f"{bam}: its @PG header says it was aligned with {what} ({used}), but the WASP remap is configured "
+                f"with {aligner} {args_for(aligner, args) or ''}".rstrip() + f"; set aligner: {used} and its arguments, or WASP's "
+                "same-mapping test compares two different aligners")
+    cl = pg.get("CL", "")
+    name = (pg.get("PN") or pg.get("ID") or "").lower()
+    if not cl or not name.startswith(aligner):
+        return None  # a pipeline (cellranger-atac) line: its command is not the aligner's
+    mine, theirs = _option_set(" ".join(parse_aligner_args(args_for(aligner, args)))), _option_set(cl)
+    if mine != theirs:
+        return (f"{bam}: aligned with {what} options {' '.join(sorted(theirs)) or '(none)'} (its @PG CL: {cl}), but "
+                f"the WASP remap uses {' '.join(sorted(mine)) or '(none)'}; set aligner_args to the BAM's options")
+    return None

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -30,6 +31,7 @@ from . import bam_records as br
 from . import concordance
 from .engine import Step, StepContext
 from .errors import InputError
+from .barcodes import CELL_BARCODE_TAG, BarcodeLookup, check_tag_present
 from .genome import CODE
 from .io import read_parquet, write_json, write_parquet
 from .log import Progress, get_logger
@@ -90,7 +92,8 @@ def fragment_calls(snp: np.ndarray, frag: np.ndarray, base: np.ndarray, qual: np
 
 
 def count_chromosome(bam: str | Path, chrom: str, snp_pos: np.ndarray, ref: np.ndarray, alt: np.ndarray,
-                     min_mapq: int = 10, min_bq: int = 20, ref_id: int | None = None) -> np.ndarray:
+                     min_mapq: int = 10, min_bq: int = 20, ref_id: int | None = None,
+                     groups: tuple | None = None, dropped: dict | None = None) -> np.ndarray:
     """Counts at one chromosome's sites.
 
     Parameters
@@ -98,26 +101,40 @@ def count_chromosome(bam: str | Path, chrom: str, snp_pos: np.ndarray, ref: np.n
     snp_pos : int64 array, shape (n_snps,), sorted
     ref, alt : uint8 arrays, shape (n_snps,)
         Allele codes.
+    groups : (BarcodeLookup, tag), optional
+        A single-cell library: each read's group is the code of its barcode
+        (:class:`caveat.barcodes.BarcodeLookup`), counts are kept per group; reads without the
+        tag or with a barcode outside the table are not counted (tallied into ``dropped``:
+        ``no_barcode``, ``barcode_not_in_table``, countable records only).
 
     Returns
     -------
-    int64 array, shape (n_snps, 4)
+    int64 array, shape (n_snps, 4), or (n_groups, n_snps, 4) with ``groups``
         ref_count, alt_count, other_count, conflict_count.
     """
-    counts = np.zeros((len(snp_pos), 4), np.int64)
-    pend = [np.empty(0, np.int64)] * 4
+    n_groups = 1 if groups is None else groups[0].n_groups
+    counts = np.zeros((n_groups, len(snp_pos), 4), np.int64)
+    pend = [np.empty(0, np.int64)] * 5
     for ch, final in _with_last(br.stream_chunks(bam, chrom, ref_id=ref_id)):
         if ch is not None and len(ch):
             keep = countable(ch, min_mapq)
+            code = np.zeros(len(ch), np.int64)
+            if groups is not None:
+                code, has = groups[0].record_codes(ch.buf, ch.offs, groups[1], bam)
+                if dropped is not None:
+                    dropped["no_barcode"] = dropped.get("no_barcode", 0) + int((keep & ~has).sum())
+                    dropped["barcode_not_in_table"] = (dropped.get("barcode_not_in_table", 0)
+                                                       + int((keep & has & (code < 0)).sum()))
+                keep &= code >= 0
             rec, snp, base, qual, _ = br.observe_snps(ch.buf, ch.offs, ch.pos, ch.end, keep, snp_pos)
-            new = [snp, ch.name_hash[rec].view(np.int64), br.NT16_TO_CODE[base].astype(np.int64), qual]
+            new = [snp, ch.name_hash[rec].view(np.int64), br.NT16_TO_CODE[base].astype(np.int64), qual, code[rec]]
             pend = [np.concatenate([p, n]) for p, n in zip(pend, new)]
             done = np.ones(len(pend[0]), bool) if final else snp_pos[pend[0]] < ch.pos[-1]
         else:
             done = np.ones(len(pend[0]), bool)
         _tally(counts, [p[done] for p in pend], ref, alt, min_bq)
         pend = [p[~done] for p in pend]
-    return counts
+    return counts[0] if groups is None else counts
 
 
 def _with_last(it):
@@ -130,11 +147,16 @@ def _with_last(it):
 
 
 def _tally(counts: np.ndarray, obs: list[np.ndarray], ref: np.ndarray, alt: np.ndarray, min_bq: int) -> None:
-    site, call, ok = fragment_calls(*obs, min_bq)
-    site, call = site[ok], call[ok]
+    """Add the observations' fragment calls to ``counts`` (shape (n_groups, n_snps, 4)); ``obs``:
+    site, fragment id, base, quality and group of each observation (a fragment is one per group)."""
+    snp, frag, base, qual, group = obs
+    n_snps = counts.shape[1]
+    key, call, ok = fragment_calls(group * n_snps + snp, frag, base, qual, min_bq)
+    key, call = key[ok], call[ok]
+    g, site = np.divmod(key, n_snps) if n_snps else (key, key)
     kind = np.where(call < 0, 3, np.where(call == ref[site], 0, np.where(call == alt[site], 1, 2)))
     keep = call != 4  # an N is no allele
-    np.add.at(counts, (site[keep], kind[keep]), 1)
+    np.add.at(counts, (g[keep], site[keep], kind[keep]), 1)
 
 
 def count_sample(bam: str | Path, snps: pd.DataFrame, *, min_mapq: int = 10, min_bq: int = 20,
@@ -169,6 +191,77 @@ def count_sample(bam: str | Path, snps: pd.DataFrame, *, min_mapq: int = 10, min
     for i, col in enumerate(COUNT_COLUMNS):
         res[col] = out[:, i]
     return res
+
+
+def count_groups(bam: str | Path, snps: pd.DataFrame, codes: Mapping[str, int],
+                 groups: Sequence[tuple[str, str]], *, tag: str = CELL_BARCODE_TAG, min_mapq: int = 10,
+                 min_bq: int = 20, library: str = "") -> tuple[dict[str, pd.DataFrame], dict]:
+    """Allele counts of a single-cell library per (donor, cell type) group, in one pass over its BAM.
+
+    Each read's group is looked up from its barcode (``tag``); counts are accumulated per group
+    at the union of the groups' donors' het SNPs, then each group keeps its donor's sites. No
+    per-group BAM is written. A fragment counts once per site as in :func:`count_sample`.
+
+    Parameters
+    ----------
+    bam : path
+        The library's (WASP-filtered) BAM, reads tagged with their cell barcode.
+    snps : DataFrame
+        ``het_snps.parquet`` rows (variant_id, chrom, pos, ref, alt, donor) of every donor.
+    codes : mapping
+        barcode → group code (``single_cell.barcode_group_codes``); codes index ``groups``.
+    groups : sequence of (donor, cell_type), length n_groups
+
+    Returns
+    -------
+    tables : dict
+        ``<donor>_<cell_type>`` → :func:`counts_table` (sample = that name), in ``groups`` order.
+    dropped : dict
+        Countable records not counted: ``no_barcode``, ``barcode_not_in_table``.
+
+    Raises
+    ------
+    InputError
+        No barcode tags in the BAM, a group's donor without het SNPs, codes outside ``groups``.
+    """
+    lookup = BarcodeLookup(codes, library or None)
+    if lookup.n_groups > len(groups):
+        raise InputError(library or None, f"barcode group code {lookup.n_groups - 1} but only {len(groups)} groups",
+                         "pass the groups list that barcode_group_codes returned with the codes")
+    br.check_bam(bam)
+    check_tag_present(bam, tag)
+    donors = list(dict.fromkeys(d for d, _ in groups))
+    for d in donors:
+        if not (snps["donor"] == d).any():
+            raise InputError(bam, f"donor {d!r} of the barcode table has no het SNPs",
+                             "check the donor names of the barcode table against the VCF samples")
+    union = snps[snps["donor"].isin(donors)].drop_duplicates("variant_id").reset_index(drop=True)
+    _, names, _ = br.read_header(bam)
+    from .genome import check_contigs
+
+    check_contigs(set(union["chrom"]), names, what="het-SNP", file=bam, reference_file=f"the BAM header of {Path(bam).name}")
+    out = np.zeros((len(groups), len(union), 4), np.int64)
+    dropped: dict = {"no_barcode": 0, "barcode_not_in_table": 0}
+    for chrom, idx in union.groupby("chrom", sort=False).indices.items():
+        idx = idx[np.argsort(union["pos"].to_numpy()[idx], kind="stable")]
+        sub = union.iloc[idx]
+        c = count_chromosome(bam, chrom, sub["pos"].to_numpy(np.int64), _codes(sub["ref"]), _codes(sub["alt"]),
+                             min_mapq, min_bq, names.index(chrom), groups=(lookup, tag), dropped=dropped)
+        out[:c.shape[0], idx] = c
+    row_of = pd.Series(np.arange(len(union)), index=union["variant_id"])
+    tables = {}
+    for g, (donor, cell_type) in enumerate(groups):
+        mine = snps[snps["donor"] == donor].reset_index(drop=True)
+        res = mine[["variant_id", "chrom", "pos", "ref", "alt"]].copy()
+        rows = row_of[mine["variant_id"]].to_numpy()
+        for i, col in enumerate(COUNT_COLUMNS):
+            res[col] = out[g, rows, i]
+        sample = f"{donor}_{cell_type}"
+        tables[sample] = counts_table(res, sample, donor, cell_type)
+    log.info("%s: counted %d groups at %d het SNPs; not counted: %d records without a %s tag, %d of barcodes "
+             "outside the table", library or Path(bam).name, len(groups), len(union), dropped["no_barcode"], tag,
+             dropped["barcode_not_in_table"])
+    return tables, dropped
 
 
 def _codes(col: pd.Series) -> np.ndarray:

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 
 from .engine import Step, StepContext
 from .errors import InputError
@@ -73,8 +74,10 @@ PARAMS = {"insertions_source": "raw", "insertions_min_mapq": 10}
 
 
 # ---------------------------------------------------------------- one chromosome
-def _read1_records(bam, chrom: str) -> tuple[np.ndarray, Counter]:
-    """Fields of every read-1 (or unpaired) record on ``chrom``.
+def _read1_records(bam, chrom: str, tag: str | None = None,
+                   barcodes: list | None = None) -> tuple[np.ndarray, Counter]:
+    """Fields of every read-1 (or unpaired) record on ``chrom``; with ``tag``, each record's value
+    of that tag (None when absent) is appended to ``barcodes``, one per row.
 
     Returns
     -------
@@ -92,6 +95,8 @@ def _read1_records(bam, chrom: str) -> tuple[np.ndarray, Counter]:
         flag = r.flag
         if flag & _PAIRED and not flag & _READ1:
             continue  # a pair is counted from its read 1
+        if tag is not None:
+            barcodes.append(r.get_tag(tag) if r.has_tag(tag) else None)
         if flag & _UNMAP:
             append((flag, 0, -1, 0, 0, 0, 0))
             continue
@@ -181,8 +186,9 @@ def fragment_insertions(rec: np.ndarray) -> np.ndarray:
     return np.concatenate([frag_start + FORWARD_SHIFT, frag_end - 1 + REVERSE_SHIFT])
 
 
-def unique_fragments(rec: np.ndarray) -> np.ndarray:
-    """Keep mask removing duplicate fragments: one per (start, end, orientation).
+def unique_fragments(rec: np.ndarray, cell: np.ndarray | None = None) -> np.ndarray:
+    """Keep mask removing duplicate fragments: one per (start, end, orientation) and, with
+    ``cell`` (int array, shape (n,): a barcode id per record), per cell barcode.
 
     Orientation is the strand of the read at the left end and of the read at
     the right end, whichever mate is read 1 (so an R1/R2-swapped copy is a
@@ -206,7 +212,7 @@ def unique_fragments(rec: np.ndarray) -> np.ndarray:
     left_rev = np.where(tlen > 0, own_rev, mate_rev)
     right_rev = np.where(tlen > 0, mate_rev, own_rev)
     frag_start, frag_end = fragment_spans(rec)
-    key = np.stack([frag_start, frag_end, left_rev, right_rev], axis=1)
+    key = np.stack([frag_start, frag_end, left_rev, right_rev] + ([] if cell is None else [cell]), axis=1)
     _, first = np.unique(key, axis=0, return_index=True)
     keep = np.zeros(len(rec), dtype=bool)
     keep[first] = True
@@ -334,6 +340,128 @@ def sample_track(bam_path: str | Path, lengths: Mapping[str, int], out_bw: str |
              ", ".join(f"{k}={v}" for k, v in dropped.items() if v) or "none")
     return {"records": n_records, "fragments": total, "fragments_by_chrom": frags,
             "insertions": 2 * total, "dropped": dict(dropped), "duplicates_removed": n_dups, "min_mapq": min_mapq}
+
+
+def library_bam_sites(bam_path: str | Path, lengths: Mapping[str, int], lookup, *, tag: str = "CB",
+                      min_mapq: int = 10) -> dict[str, dict[int, tuple[np.ndarray, np.ndarray]]]:
+    """Insertion counts per barcode group of a single-cell library's BAM (the BAM side of the
+    fragments-file equivalence, :mod:`caveat.fragments`).
+
+    Fragments are counted as by :func:`sample_track` (read 1 of each proper pair, TLEN span,
+    +4/−5) except that duplicates are removed within each barcode, as Cell Ranger collapses
+    them into a fragment-file line; reads without the tag or of barcodes outside ``lookup``
+    are not counted.
+
+    Parameters
+    ----------
+    lookup : caveat.barcodes.BarcodeLookup
+        barcode → group code.
+
+    Returns
+    -------
+    dict
+        contig → {group code → (pos, count)}, int64 arrays of shape (m,), pos sorted.
+    """
+    bam = _open_bam(bam_path, lengths)
+    out: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]] = {}
+    try:
+        for chrom in lengths:
+            out[chrom] = {}
+            if chrom not in bam.references:
+                continue
+            cells: list = []
+            rec, _ = _read1_records(bam, chrom, tag, cells)
+            keep, _ = _classify(rec, min_mapq)
+            code = lookup.string_codes([c or "" for c in cells]) if cells else np.empty(0, np.int64)
+            keep &= code >= 0
+            cell_id = pd.factorize(pd.Series(cells, dtype=object))[0] if cells else np.empty(0, np.int64)
+            counted, code, cell_id = rec[keep], code[keep], cell_id[keep]
+            uniq = unique_fragments(counted, cell_id)
+            ins = fragment_insertions(counted[uniq])
+            g = np.concatenate([code[uniq], code[uniq]])
+            for k in np.unique(g):
+                out[chrom][int(k)] = site_counts(ins[g == k])
+    finally:
+        bam.close()
+    return out
+
+
+def fragment_tracks(libraries: Sequence[tuple[str | Path, "object"]], groups: Sequence[tuple[str, str]],
+                    lengths: Mapping[str, int], out_dir: str | Path) -> dict:
+    """Insertion bigWigs from Cell Ranger fragment files: one per (donor, cell type) group,
+    ``<donor>_<cell_type>.bw``, and one per cell type, ``<cell_type>.pseudobulk.bw``.
+
+    Each fragment gives its two insertion sites once (:func:`caveat.fragments.insertion_sites`:
+    ``start`` and ``end - 1``; Cell Ranger's coordinates are already Tn5-shifted), whatever its
+    duplicate count. A group may take barcodes from several libraries.
+
+    Parameters
+    ----------
+    libraries : sequence of (fragments path, BarcodeLookup)
+        Each library's fragments file and its barcode → group code lookup (codes index ``groups``).
+    groups : sequence of (donor, cell_type)
+    lengths : dict
+        contig → length, FASTA order (bigWig header).
+    out_dir : path
+
+    Returns
+    -------
+    dict
+        ``groups`` (name → insertions), ``cell_types`` (name → insertions), ``fragments`` and
+        ``outside_table`` (fragments of barcodes outside the tables), per library path.
+
+    Raises
+    ------
+    InputError
+        A fragments file without index, with malformed lines or contigs outside the FASTA;
+        nothing is written then.
+    """
+    import pyBigWig
+
+    from . import fragments as fr
+
+    out_dir = Path(out_dir)
+    cts = list(dict.fromkeys(ct for _, ct in groups))
+    ct_of = np.array([cts.index(ct) for _, ct in groups], np.int64)
+    names = [f"{d}_{ct}" for d, ct in groups] + [f"{ct}.pseudobulk" for ct in cts]
+    totals = {n: {} for n in names}
+    figures = {str(path): {"fragments": 0, "outside_table": 0} for path, _ in libraries}
+    readers = [(str(path), lookup, fr.iter_contigs(path, lengths)) for path, lookup in libraries]
+    with contextlib.ExitStack() as stack:
+        tmps = [stack.enter_context(atomic_path(out_dir / f"{n}.bw")) for n in names]
+        bws = [pyBigWig.open(str(t), "w") for t in tmps]
+        for bw in bws:
+            bw.addHeader(list(lengths.items()))
+        for chrom in lengths:
+            parts: dict[int, list] = {}
+            for path, lookup, it in readers:
+                c, frags = next(it)
+                sites, fig = fr.group_sites(frags, lookup)
+                for k, v in fig.items():
+                    figures[path][k] += v
+                for g, pc in sites.items():
+                    parts.setdefault(g, []).append(pc)
+                    parts.setdefault(len(groups) + int(ct_of[g]), []).append(pc)
+            for i, (name, bw) in enumerate(zip(names, bws)):
+                got = parts.get(i, [])
+                pos, cnt = site_counts(np.concatenate([p for p, _ in got]) if got else np.empty(0, np.int64),
+                                       np.concatenate([c for _, c in got]) if got else np.empty(0, np.int64))
+                totals[name][chrom] = int(cnt.sum())
+                add_runs(bw, chrom, *sites_to_runs(pos, cnt), out_dir / f"{name}.bw")
+        for name, bw, tmp in zip(names, bws, tmps):
+            bw.close()
+            verify_bigwig(tmp, lengths, totals[name], out_dir / f"{name}.bw")
+    ins = {n: sum(t.values()) for n, t in totals.items()}
+    log.info("fragment tracks: %d groups, %d cell types from %d fragments files; %s", len(groups), len(cts),
+             len(libraries), ", ".join(f"{p}: {f['fragments']} fragments counted, {f['outside_table']} of barcodes "
+                                       "outside the table" for p, f in figures.items()))
+    return {"groups": {n: ins[n] for n in names[:len(groups)]},
+            "cell_types": {ct: ins[f"{ct}.pseudobulk"] for ct in cts}, "libraries": figures,
+            "convention": FRAGMENT_CONVENTION}
+
+
+#: how a fragment-file line becomes insertions (recorded in the figures)
+FRAGMENT_CONVENTION = "Cell Ranger start/end are Tn5-shifted (+4/-5): insertions at start and end-1, once per line"
 
 
 def pseudobulk_track(sample_bws: Sequence[str | Path], lengths: Mapping[str, int], out_bw: str | Path) -> dict:

@@ -45,7 +45,8 @@ import pandas as pd
 
 from . import __version__
 from . import bam_records as br
-from .aligner import align, build_index, check_aligner
+from . import barcodes as bcs
+from .aligner import align, build_index, check_aligner, provenance_warning
 from .contig_groups import plan_groups, write_plan
 from .engine import Step, StepContext
 from .errors import InputError
@@ -75,7 +76,7 @@ PARAMS = {
 # record decisions (codes are also the precedence when two mates disagree: lower wins)
 KEEP, REMAP = 0, 1
 DROP_REASONS = ("unmapped", "secondary", "supplementary", "qc_fail", "improper_pair", "mate_missing",
-                "low_mapq", "het_indel")
+                "low_mapq", "het_indel", "no_barcode", "barcode_not_in_table")
 R = {name: i + 2 for i, name in enumerate(DROP_REASONS)}
 PENDING = 255
 REMAP_REASONS = ("too_many_snps", "too_many_versions", "remap_unmapped", "remap_low_mapq", "remap_moved")
@@ -117,7 +118,7 @@ def _individual_reason(ch: br.Chunk, over_indel: np.ndarray, min_mapq: int) -> n
 
 
 def classify(ch: br.Chunk, dec: np.ndarray, nsnp: np.ndarray, over_indel: np.ndarray,
-             min_mapq: int, final: bool) -> np.ndarray:
+             min_mapq: int, final: bool, barcode_reason: np.ndarray | None = None) -> np.ndarray:
     """Decide every undecided record of a chunk (pairs together).
 
     Parameters
@@ -128,6 +129,9 @@ def classify(ch: br.Chunk, dec: np.ndarray, nsnp: np.ndarray, over_indel: np.nda
         Het SNPs under each read's aligned bases.
     final : bool
         No records follow: lone mates are orphans.
+    barcode_reason : int array, shape (n_records,), optional
+        A single-cell library's barcode drops (``R["no_barcode"]``, ``R["barcode_not_in_table"]``,
+        0 = has a barcode to keep); they lose to every other reason (highest codes).
     """
     und = dec == PENDING
     f = ch.flag
@@ -137,6 +141,8 @@ def classify(ch: br.Chunk, dec: np.ndarray, nsnp: np.ndarray, over_indel: np.nda
     dec[und & sup & ~sec] = R["supplementary"]
     prim = und & ~sec & ~sup
     ind = _individual_reason(ch, over_indel, min_mapq)
+    if barcode_reason is not None:
+        ind = np.where(ind > 0, ind, barcode_reason)
     ok_dec = np.where(nsnp > 0, REMAP, KEEP)
     paired = (f & br.PAIRED) != 0
     single = prim & ~paired
@@ -198,14 +204,16 @@ def concat_many(parts: list[br.Chunk]) -> br.Chunk | None:
 
 
 def _chrom_pass1(bam: str, chrom: str, chrom_id: int, sites, tmp: Path, min_mapq: int,
-                 max_snps: int, max_versions: int, seed: int) -> dict:
+                 max_snps: int, max_versions: int, seed: int, barcode: "BarcodeFilter | None" = None) -> dict:
     """Classify a chromosome's records in file order; version reads over het SNPs.
 
     Versions are made as soon as a read/pair is decided (both mates are then
     in memory), so only small per-unit figures are kept: memory is one chunk
     plus the unit table, never the BAM. Writes ``<id>.direct.npy`` (a packed
     bit per record: kept without remap), ``<id>.r1.fq``/``<id>.r2.fq`` and
-    ``<id>.units.parquet`` (one row per read/pair sent to remap).
+    ``<id>.units.parquet`` (one row per read/pair sent to remap). With ``barcode`` (a
+    single-cell library) reads without a barcode, or with one outside the barcode table, are
+    dropped here (both mates: a pair is judged together).
     """
     snp_pos, ref, alt, ind_start, ind_maxend = sites
     stats: Counter = Counter()
@@ -228,7 +236,8 @@ def _chrom_pass1(bam: str, chrom: str, chrom_id: int, sites, tmp: Path, min_mapq
             sers = np.concatenate([carry_ser, ser])
             was_pending = dec == PENDING
             nsnp = br.count_snps_in_blocks(cur.buf, cur.offs, cur.pos, cur.end, snp_pos)
-            dec = classify(cur, dec, nsnp, _over_indel(cur, ind_start, ind_maxend), min_mapq, final)
+            bc_reason = barcode.reasons(cur, bam) if barcode is not None else None
+            dec = classify(cur, dec, nsnp, _over_indel(cur, ind_start, ind_maxend), min_mapq, final, bc_reason)
             new = np.flatnonzero(was_pending & (dec == REMAP))
             if len(new):
                 u = version_units(cur, new, sers, chrom_id, n_units, snp_pos, ref, alt, max_snps, max_versions,
@@ -388,16 +397,40 @@ def _remapped_records(sam: Path, names: list[str]) -> pd.DataFrame:
     return pd.DataFrame({k: np.concatenate(v) for k, v in cols.items()})
 
 
-def _dedup_keep(ch: br.Chunk) -> np.ndarray:
-    """Keep mask of a position-complete chunk: one read/pair per (start, mate start, strand).
+class BarcodeFilter:
+    """A single-cell library's reads: the tag holding each read's cell barcode and, optionally,
+    the barcodes to keep (the library's barcode table)."""
+
+    def __init__(self, tag: str = bcs.CELL_BARCODE_TAG, barcodes=None, where=None):
+        self.tag = tag
+        self.lookup = None if barcodes is None else bcs.BarcodeLookup({b: 0 for b in barcodes}, where)
+
+    def reasons(self, ch: br.Chunk, bam) -> np.ndarray:
+        """Drop code per record (int64, shape (n_records,)): ``R["no_barcode"]``,
+        ``R["barcode_not_in_table"]`` or 0 (keep)."""
+        if self.lookup is None:
+            has = bcs.record_spans(ch.buf, ch.offs, self.tag, bam)[0] >= 0
+            return np.where(has, 0, R["no_barcode"])
+        code, has = self.lookup.record_codes(ch.buf, ch.offs, self.tag, bam)
+        return np.where(~has, R["no_barcode"], np.where(code < 0, R["barcode_not_in_table"], 0))
+
+
+def _dedup_keep(ch: br.Chunk, cell: np.ndarray | None = None) -> np.ndarray:
+    """Keep mask of a position-complete chunk: one read/pair per (start, mate start, strand)
+    and, for a single-cell library, per cell barcode.
 
     A pair's key is its two ends and the strand of the read at each end, not
     which mate is read 1: a duplicate with R1 and R2 swapped is still a
     duplicate (as for Picard MarkDuplicates). The kept one has the highest
     seeded name hash in its group (both mates of a pair share it), so the
     choice is random but reproducible and blind to alleles.
+
+    ``cell`` (uint64, shape (n_records,); :func:`caveat.barcodes.value_hashes`) adds the
+    barcode to the key: two cells' fragments with identical ends are different molecules
+    (Cell Ranger ATAC marks duplicates within a barcode), a PCR copy stays in its cell.
     """
     f = ch.flag
+    cell = np.zeros(len(ch), np.uint64) if cell is None else cell
     paired = (f & br.PAIRED) != 0
     lo = np.where(paired, np.minimum(ch.pos, ch.next_pos), ch.pos)
     hi = np.where(paired, np.maximum(ch.pos, ch.next_pos), -1)
@@ -407,8 +440,9 @@ def _dedup_keep(ch: br.Chunk) -> np.ndarray:
     hi_rev = np.where(ch.pos < ch.next_pos, mate, np.where(ch.pos > ch.next_pos, own, own | mate))
     lo_rev = np.where(paired, lo_rev, own)
     hi_rev = np.where(paired, hi_rev, False)
-    order = np.lexsort((ch.priority, hi_rev, lo_rev, hi, lo, ch.pos, paired))
-    key = np.stack([paired[order], ch.pos[order], lo[order], hi[order], lo_rev[order], hi_rev[order]], axis=1)
+    order = np.lexsort((ch.priority, cell, hi_rev, lo_rev, hi, lo, ch.pos, paired))
+    key = np.stack([paired[order], ch.pos[order], lo[order], hi[order], lo_rev[order], hi_rev[order],
+                    cell[order].view(np.int64)], axis=1)
     last = np.r_[(key[1:] != key[:-1]).any(axis=1), True]
     grp = np.cumsum(np.r_[True, last[:-1]]) - 1
     best = ch.priority[order][last][grp]
@@ -417,7 +451,8 @@ def _dedup_keep(ch: br.Chunk) -> np.ndarray:
     return keep
 
 
-def _chrom_pass2(bam: str, chrom: str, chrom_id: int, tmp: Path, fate: np.ndarray, seed: int) -> dict:
+def _chrom_pass2(bam: str, chrom: str, chrom_id: int, tmp: Path, fate: np.ndarray, seed: int,
+                 barcode: "BarcodeFilter | None" = None) -> dict:
     """Stream the chromosome again; keep direct + remap-passed records; dedup; write a BGZF part."""
     stats: Counter = Counter()
     direct = np.unpackbits(np.load(tmp / f"{chrom_id}.direct.npy")).astype(bool)
@@ -452,7 +487,8 @@ def _chrom_pass2(bam: str, chrom: str, chrom_id: int, tmp: Path, fate: np.ndarra
         done = np.ones(len(cur), bool) if final else cur.pos < cur.pos[-1]
         k = int(done.sum())  # records are position-sorted: the done ones are a prefix
         sub = br.Chunk(cur.buf, cur.offs[:k], *(getattr(cur, f)[:k] for f in _FIELDS))
-        keep = _dedup_keep(sub) if k else np.zeros(0, bool)
+        cell = bcs.value_hashes(sub.buf, sub.offs, barcode.tag, bam) if barcode is not None and k else None
+        keep = _dedup_keep(sub, cell) if k else np.zeros(0, bool)
         stats["duplicates_removed"] += int((~keep).sum())
         stats["reads_out"] += int(keep.sum())
         kept = np.flatnonzero(keep)
@@ -473,7 +509,8 @@ def wasp_filter(bam: str | Path, snps: pd.DataFrame, indels: pd.DataFrame, out_b
                 out_stats: str | Path, *, aligner: str = "bowtie2", aligner_index: str | Path,
                 aligner_args: str = "", min_mapq: int = 10, max_snps: int = 6, max_versions: int = 64,
                 seed: int = 0, threads: int = 1, chroms: list[str] | None = None,
-                fasta: str | Path | None = None, sample: str = "", timings: dict | None = None) -> dict:
+                fasta: str | Path | None = None, sample: str = "", timings: dict | None = None,
+                barcode_tag: str | None = None, barcodes=None) -> dict:
     """Run the WASP filter and dedup on one sample's BAM.
 
     Parameters
@@ -490,6 +527,15 @@ def wasp_filter(bam: str | Path, snps: pd.DataFrame, indels: pd.DataFrame, out_b
         a coordinate are counted by the part holding the BAM's first contig.
     timings : dict, optional
         Filled with phase → (wall s, CPU s incl. child processes); not written anywhere.
+    barcode_tag : str, optional
+        The BAM is a single-cell library whose reads carry their cell barcode in this tag
+        (Cell Ranger: ``CB``): reads without it are dropped (``dropped_no_barcode``), the
+        dedup key includes the barcode, and the records keep their tags (the filter passes
+        each kept record's bytes through; remapped versions are matched back by serial
+        number, never rebuilt). None: a bulk BAM.
+    barcodes : collection of str, optional
+        With ``barcode_tag``: the library's barcodes (the barcode table); reads of other
+        barcodes are dropped early (``dropped_barcode_not_in_table``).
 
     Returns
     -------
@@ -501,6 +547,13 @@ def wasp_filter(bam: str | Path, snps: pd.DataFrame, indels: pd.DataFrame, out_b
     br.check_bam(bam)
     check_aligner(aligner, aligner_index, aligner_args)
     header, names, lengths = br.read_header(bam)
+    made_by = provenance_warning(_header_text(header), aligner, aligner_args, bam)
+    if made_by:
+        log.warning("%s", made_by)
+    barcode = None
+    if barcode_tag is not None:
+        bcs.check_tag_present(bam, barcode_tag)
+        barcode = BarcodeFilter(barcode_tag, barcodes, bam)
     used = set(snps["chrom"]) | set(indels["chrom"])
     check_contigs(used, names, what="het-site", file=bam, reference_file=f"the BAM header of {Path(bam).name}")
     if fasta is not None:
@@ -522,13 +575,14 @@ def wasp_filter(bam: str | Path, snps: pd.DataFrame, indels: pd.DataFrame, out_b
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-wasp-{out_bam.stem}.", dir=out_bam.parent))
     try:
         stats = _run_filter(bam, work, snps, indels, tmp, names, aligner, aligner_index, aligner_args,
-                            min_mapq, max_snps, max_versions, seed, threads, timings)
+                            min_mapq, max_snps, max_versions, seed, threads, timings, barcode)
         clock = _Clock(timings)
         stats["reads_in"] += unplaced
         stats["dropped_unmapped"] += unplaced
         stats["sample"] = sample
         pg = (f"@PG\tID:caveat.wasp_remap\tPN:caveat\tCL:wasp_remap aligner={aligner} min_mapq={min_mapq} "
-              f"max_snps={max_snps} max_versions={max_versions} seed={seed}")
+              f"max_snps={max_snps} max_versions={max_versions} seed={seed}"
+              + (f" barcode_tag={barcode_tag}" if barcode_tag else ""))
         with atomic_path(out_bam) as t:
             with open(t, "wb") as fo:
                 hdr = tmp / "header.bam"
@@ -546,6 +600,12 @@ def wasp_filter(bam: str | Path, snps: pd.DataFrame, indels: pd.DataFrame, out_b
     return stats
 
 
+def _header_text(header: bytes) -> str:
+    """The SAM text of a raw BAM header (:func:`caveat.bam_records.read_header`)."""
+    (l_text,) = struct.unpack_from("<i", header, 4)
+    return header[8:8 + l_text].rstrip(b"\0").decode(errors="replace")
+
+
 def _remove_stale_tmp(out_bam: Path) -> None:
     """Remove the work folders (FASTQ, SAM, parts) that a killed earlier run for ``out_bam``
     left behind: an exception cleans up in wasp_filter's ``finally``, a SIGKILL cannot."""
@@ -558,8 +618,8 @@ def _remove_stale_tmp(out_bam: Path) -> None:
 
 
 def _run_filter(bam, work, snps, indels, tmp, names, aligner, aligner_index, aligner_args, min_mapq,
-                max_snps, max_versions, seed, threads, timings=None) -> dict:
-    jobs = [(str(bam), c, i, _site_tables(snps, indels, c), tmp, min_mapq, max_snps, max_versions, seed)
+                max_snps, max_versions, seed, threads, timings=None, barcode=None) -> dict:
+    jobs = [(str(bam), c, i, _site_tables(snps, indels, c), tmp, min_mapq, max_snps, max_versions, seed, barcode)
             for c, i in work]
     stats: Counter = Counter({k: 0 for k in ("reads_in", "kept_without_remap", "sent_to_remap",
                                              "versions_generated", "kept_after_remap", "duplicates_removed",
@@ -586,7 +646,7 @@ def _run_filter(bam, work, snps, indels, tmp, names, aligner, aligner_index, ali
         clock.lap("aligner")
         fates = check_remapped(sam, units, min_mapq, names)
         clock.lap("check_remapped")
-    for r in _map(_pass2_job, [(str(bam), c, i, tmp, fates[i], seed) for c, i in work], threads):
+    for r in _map(_pass2_job, [(str(bam), c, i, tmp, fates[i], seed, barcode) for c, i in work], threads):
         stats.update(r)
     clock.lap("merge_dedup_write")
     return dict(stats)
@@ -911,6 +971,10 @@ def build_parser() -> argparse.ArgumentParser:
                                               "a group alone)"})
     ap.add_argument("--seed", type=int, default=0, help="the dedup lottery's seed (params.seed)")
     ap.add_argument("--chrom", action="append", help="contig(s) to process (default all)")
+    ap.add_argument("--barcode-tag", help="the BAM is a single-cell library whose reads carry their cell barcode in "
+                                          "this tag (Cell Ranger: CB): untagged reads are dropped, dedup is per barcode")
+    ap.add_argument("--barcodes", help="with --barcode-tag: the library's barcode table (a `barcode` column, or one "
+                                       "per line); reads of other barcodes are dropped")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out-bam", help="filtered BAM (indexed)")
     ap.add_argument("--out-stats", help="the filter's figures (JSON)")
@@ -981,6 +1045,8 @@ def main(argv=None) -> int:
     _require(ap, a, "the filter", ("--sample", "--donor", "--aligner-index", "--out-bam", "--out-stats"))
     if len(a.donor) != 1:
         ap.error("the filter takes one --donor (the sample's)")
+    if a.barcodes and not a.barcode_tag:
+        ap.error("--barcodes needs --barcode-tag (the tag holding each read's barcode, CB for Cell Ranger)")
     donor = a.donor[0]
     if a.het_snps:
         snps = read_parquet(a.het_snps)
@@ -998,7 +1064,8 @@ def main(argv=None) -> int:
     wasp_filter(a.bam, snps, indels, a.out_bam, a.out_stats, aligner=p["aligner"], aligner_index=p["aligner_index"],
                 aligner_args=p["aligner_args"], min_mapq=p["min_mapq"], max_snps=p["wasp_max_snps_per_read"],
                 max_versions=p["wasp_max_versions"], seed=a.seed, threads=a.threads, chroms=a.chrom, fasta=a.fasta,
-                sample=a.sample)
+                sample=a.sample, barcode_tag=a.barcode_tag,
+                barcodes=bcs.read_barcode_list(a.barcodes) if a.barcodes else None)
     if a.out_het_snps and a.vcf:  # written last: a failed run leaves nothing behind
         part = snps[snps["chrom"].isin(a.chrom)].reset_index(drop=True) if a.chrom else snps
         write_parquet(part, a.out_het_snps)
