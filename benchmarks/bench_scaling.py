@@ -233,7 +233,7 @@ def _tree_rss_kb(root: int) -> int:
     return total
 
 
-def run_measured(cmd: list[str], log_path: Path, poll_s: float = 0.25) -> dict:
+def run_measured(cmd: list[str], log_path: Path, poll_s: float = 1.0) -> dict:
     """Run ``cmd``; its wall time, CPU time and peak RSS (MB; see the module docstring).
 
     Raises
@@ -350,79 +350,99 @@ def read_summaries(outdir: Path, steps: list[str]) -> dict[str, dict]:
     return out
 
 
-def measure_size(preset: str, workdir: Path, threads: int, steps: list[str], reuse: bool) -> dict:
+def measure_size(preset: str, workdir: Path, threads: int, steps: list[str], reuse: bool,
+                 report_only: bool = False) -> dict | None:
     """Simulate (or reuse) and measure every step at one size; measurements are saved after each
-    step in ``<workdir>/<preset>/scaling.json`` (``reuse``: steps measured there are kept)."""
+    step in ``<workdir>/<preset>/scaling.json`` (``reuse``: steps measured there are kept;
+    ``report_only``: nothing is run but the baseline, the record is read as it is; None when
+    there is none)."""
     simdir = workdir / preset
-    sim_s = simulate(preset, simdir, threads)
     outdir, logdir = simdir / "scaling_results", simdir / "scaling_logs"
     store = simdir / "scaling.json"
-    rec = json.loads(store.read_text()) if reuse and store.is_file() else {}
-    if not reuse and outdir.exists():
-        shutil.rmtree(outdir)
-    logdir.mkdir(parents=True, exist_ok=True)
-    rec.setdefault("steps", {})
-    if sim_s is not None:
-        rec["simulate_s"] = sim_s
-    params = simdir / "params.yaml"
-    for step in steps:
-        if step in rec["steps"] and rec["steps"][step].get("time_s") is not None:
-            continue
-        m = measure_step(step, params, outdir, threads, logdir)
-        rec["steps"][step] = m
-        print(f"  {preset:6s} {step:16s} {m['time_s'] or 0:9.1f} s {m['rss_mb']:8.0f} MB", flush=True)
-        store.write_text(json.dumps(rec, indent=1))
+    if report_only:
+        if not store.is_file():
+            return None
+        rec = json.loads(store.read_text())
+    else:
+        sim_s = simulate(preset, simdir, threads)
+        rec = json.loads(store.read_text()) if reuse and store.is_file() else {}
+        if not reuse and outdir.exists():
+            shutil.rmtree(outdir)
+        logdir.mkdir(parents=True, exist_ok=True)
+        rec.setdefault("steps", {})
+        rec["threads"] = threads
+        if sim_s is not None:
+            rec["simulate_s"] = sim_s
+        for step in steps:
+            if step in rec["steps"] and rec["steps"][step].get("time_s") is not None:
+                continue
+            m = measure_step(step, simdir / "params.yaml", outdir, threads, logdir)
+            rec["steps"][step] = m
+            print(f"  {preset:6s} {step:16s} {m['time_s'] or 0:9.1f} s {m['step_cpu_s'] or 0:9.1f} CPU s "
+                  f"{m['rss_mb']:8.0f} MB", flush=True)
+            store.write_text(json.dumps(rec, indent=1))
+    return finish_size(rec, simdir, [s for s in steps if s in rec["steps"]], store)
+
+
+def finish_size(rec: dict, simdir: Path, measured: list[str], store: Path) -> dict | None:
+    """Add the baseline RSS (a run with every measured step skipped) and each measured step's
+    natural size to ``rec`` (saved); None when no step is measured."""
+    if not measured:
+        return None
+    outdir = simdir / "scaling_results"
     if "baseline_rss_mb" not in rec:
-        base = measure_step(steps[-1], params, outdir, threads, logdir)  # every step skipped
+        base = measure_step(measured[-1], simdir / "params.yaml", outdir, rec["threads"], simdir / "scaling_logs")
         rec["baseline_rss_mb"] = base["rss_mb"]
-    S = read_summaries(outdir, steps)
-    for step in steps:
+    S = read_summaries(outdir, measured)
+    for step in measured:
         rec["steps"][step]["n"] = natural(step).measure(S)
     rec["summaries"] = S
-    rec["threads"] = threads
     store.write_text(json.dumps(rec, indent=1))
     return rec
 
 
 # ---------------------------------------------------------------- table
 
-def analyse(sizes: dict[str, dict], steps: list[str]) -> list[dict]:
-    """Per step: exponents over the measured sizes and the extrapolation from the largest.
+def analyse(sizes: dict[str, dict | None], steps: list[str]) -> list[dict]:
+    """Per step: exponents over the sizes where it was measured and the extrapolation from the
+    largest of them.
 
-    ``sizes``: preset → record of :func:`measure_size` (``steps`` with ``time_s``, ``rss_mb``,
-    ``n``; ``baseline_rss_mb``; ``summaries``), in increasing size; a preset whose record is
-    None is not measured."""
-    done = {p: r for p, r in sizes.items() if r}
-    largest = list(done)[-1]
-    S = done[largest]["summaries"]
+    ``sizes``: preset → record of :func:`measure_size` (``steps``: step → ``time_s``,
+    ``step_cpu_s``, ``rss_mb``, ``n``; ``baseline_rss_mb``; ``summaries``), smallest first; a
+    preset whose record is None, or a step missing from a record, is not measured."""
     rows = []
     for step in steps:
         nat = natural(step)
-        ms = [(r["steps"][step], r["baseline_rss_mb"]) for r in done.values() if step in r["steps"]]
+        done = {p: r for p, r in sizes.items() if r and step in r["steps"]}
+        ms = [(r["steps"][step], r["baseline_rss_mb"]) for r in done.values()]
         n = [m["n"] for m, _ in ms]
-        b_t = fit_exponent(n, [m["time_s"] for m, _ in ms])
-        b_c = fit_exponent(n, [m["step_cpu_s"] for m, _ in ms])
-        b_m = fit_exponent(n, [m["rss_mb"] - base for m, base in ms])
-        last, base = ms[-1]
-        n_real = nat.real(S)
-        rows.append({
-            "step": step, "unit": nat.unit, "assumption": nat.assumption, "n_real": n_real,
-            "per_size": {p: (r["steps"][step] if step in r["steps"] else None) for p, r in sizes.items() if r},
-            "b_time": b_t, "b_cpu": b_c, "b_rss": b_m,
-            "time_real_s": extrapolate_time(last["step_cpu_s"], last["n"], n_real, b_c),
-            "rss_real_mb": extrapolate_rss(last["rss_mb"], base, last["n"], n_real, b_m),
-        })
+        row = {"step": step, "unit": nat.unit, "assumption": nat.assumption,
+               "per_size": {p: r["steps"][step] for p, r in done.items()},
+               "b_time": fit_exponent(n, [m["time_s"] for m, _ in ms]),
+               "b_cpu": fit_exponent(n, [m["step_cpu_s"] for m, _ in ms]),
+               "b_rss": fit_exponent(n, [m["rss_mb"] - base for m, base in ms]),
+               "n_real": float("nan"), "time_real_s": float("nan"), "rss_real_mb": float("nan")}
+        if ms:
+            (last, base), S = ms[-1], list(done.values())[-1]["summaries"]
+            row["n_real"] = nat.real(S)
+            row["time_real_s"] = extrapolate_time(last["step_cpu_s"], last["n"], row["n_real"], row["b_cpu"])
+            row["rss_real_mb"] = extrapolate_rss(last["rss_mb"], base, last["n"], row["n_real"], row["b_rss"])
+        rows.append(row)
     return rows
 
 
 def _si(x: float) -> str:
+    if not math.isfinite(x):
+        return "–"
     for div, suf in ((1e9, " G"), (1e6, " M"), (1e3, " k")):
         if abs(x) >= div:
             return f"{x / div:.3g}{suf}"
     return f"{x:.3g}"
 
 
-def _dur(s: float) -> str:
+def _dur(s: float | None) -> str:
+    if s is None or not math.isfinite(s):
+        return "–"
     if s < 120:
         return f"{s:.1f} s"
     if s < 7200:
@@ -446,11 +466,14 @@ def markdown_table(rows: list[dict], sizes: dict[str, dict | None], not_run: dic
             m = r["per_size"].get(p)
             cells.append(f"{_si(m['n'])} / {_dur(m['time_s'])} / {_dur(m['step_cpu_s'])} / {m['rss_mb']:.0f} MB"
                          if m else f"not run ({not_run.get(p, 'not measured')})")
+        rss = r["rss_real_mb"]
         cells += [_exp(r["b_time"]), _exp(r["b_cpu"]), _exp(r["b_rss"]), _si(r["n_real"]), _dur(r["time_real_s"]),
-                  f"{r['rss_real_mb'] / 1024:.1f} GB"]
+                  f"{rss / 1024:.1f} GB" if math.isfinite(rss) else "–"]
         lines.append("| " + " | ".join(cells) + " |")
-    total = sum(r["time_real_s"] for r in rows)
-    lines.append(f"\nSum of the extrapolated step CPU times ({_threads(sizes)} thread(s) per step): {_dur(total)}.")
+    known = [r for r in rows if math.isfinite(r["time_real_s"])]
+    total = sum(r["time_real_s"] for r in known)
+    lines.append(f"\nSum of the extrapolated step CPU times ({_threads(sizes)} thread(s) per step; "
+                 f"{len(known)} of {len(rows)} steps): {_dur(total)}.")
     return "\n".join(lines)
 
 
@@ -504,6 +527,7 @@ def main(argv=None) -> int:
     ap.add_argument("--skip", default="", help="presets to list as not run: 'large=reason;demo=reason'")
     ap.add_argument("--threads", type=int, default=1, help="--threads of every step (and the simulation)")
     ap.add_argument("--reuse", action="store_true", help="keep steps already measured in <workdir>/<preset>/scaling.json")
+    ap.add_argument("--report-only", action="store_true", help="run nothing: the table from the saved measurements")
     ap.add_argument("--markdown", help="write the table (markdown) here too")
     ap.add_argument("--note", default="", help="what code is measured (default: this tree's git commit)")
     a = ap.parse_args(argv)
@@ -513,7 +537,7 @@ def main(argv=None) -> int:
     workdir = Path(a.workdir).resolve()
     sizes: dict[str, dict | None] = {}
     for p in presets:
-        sizes[p] = None if p in not_run else measure_size(p, workdir, a.threads, steps, a.reuse)
+        sizes[p] = None if p in not_run else measure_size(p, workdir, a.threads, steps, a.reuse, a.report_only)
     text, _ = report(sizes, steps, not_run, a.note)
     print(text)
     if a.markdown:

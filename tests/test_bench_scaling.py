@@ -84,3 +84,17 @@ def test_table_from_two_fake_sizes(bench):
     assert cells[5:8] == ["1.00", "1.00", "0.50"]
     assert cells[8] == "3.75 G"
     assert "15 M windows" in text and "Study constants" in text
+
+
+def test_table_with_a_step_missing_at_the_larger_size(bench):
+    """A run stopped part-way: the step measured only at tiny has no exponent, is extrapolated
+    (linearly) from tiny, and says so in the demo column."""
+    demo = _record(16.0)
+    del demo["steps"]["build_dataset"]
+    text, rows = bench.report({"tiny": _record(1.0), "demo": demo}, ["wasp_remap", "build_dataset"], {})
+    bd = {r["step"]: r for r in rows}["build_dataset"]
+    assert math.isnan(bd["b_cpu"]) and bd["per_size"].keys() == {"tiny"}
+    assert bd["time_real_s"] == pytest.approx(0.4 * 15e6 / 1000)
+    line = next(line for line in text.splitlines() if line.startswith("| build_dataset | windows"))
+    assert "not run (not measured)" in line and "| – | – | – |" in line
+    assert "2 of 2 steps" in text
