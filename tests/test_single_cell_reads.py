@@ -353,3 +353,35 @@ def test_fragments_without_index_or_malformed_are_refused_and_nothing_written(li
         ins.fragment_tracks([(str(bad) + ".gz", lookup)], GROUPS, lengths, tmp_path / "out")
     assert "chrA\\t400\\t500" in str(e.value) and "bad.tsv.gz" in str(e.value) and "start < end" in str(e.value)
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def _barcode_table(path: Path) -> Path:
+    rows = [f"{b},{GROUPS[g][1]},{GROUPS[g][0]}" for b, g in CODES.items()]
+    path.write_text("barcode,cell_type,donor\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_step_clis_write_the_group_tables_and_tracks(library, filtered_library, tmp_path):
+    from caveat import count_alleles as ca
+
+    out, _, _ = filtered_library
+    table = _barcode_table(tmp_path / "lib1.barcodes.csv")
+    snps_path = tmp_path / "het_snps.parquet"
+    library["snps"].to_parquet(snps_path)
+    assert ca.main(["--bam", str(out / "sc.bam"), "--het-snps", str(snps_path), "--sample", "lib1",
+                    "--barcodes", str(table), "--out-dir", str(tmp_path / "counts")]) == 0
+    want, _ = count_groups(out / "sc.bam", library["snps"], CODES, GROUPS)
+    assert sorted(p.name for p in (tmp_path / "counts").iterdir()) == ["D1_ctA.parquet", "D1_ctB.parquet"]
+    for sample, t in want.items():
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "counts" / f"{sample}.parquet"), t)
+    frag = _write_fragments(library["library"], tmp_path / "fragments.tsv.gz")
+    assert ins.main(["--fasta", str(library["fasta"]), "--fragments", str(frag), "--barcodes", str(table),
+                     "--out-dir", str(tmp_path / "tracks"), "--stats", str(tmp_path / "t.json")]) == 0
+    got = sorted(p.name for p in (tmp_path / "tracks").iterdir())
+    assert got == ["D1_ctA.bw", "D1_ctB.bw", "ctA.pseudobulk.bw", "ctB.pseudobulk.bw"]
+    # the WASP filter's CLI takes the library switch too
+    rc = wr.main(["--bam", str(library["library"]), "--sample", "lib1", "--donor", "D1", "--vcf",
+                  str(library["vcf"]), "--aligner-index", library["index"], "--aligner-args", "-X 1000", "--seed", "1",
+                  "--barcode-tag", "CB", "--barcodes", str(table), "--out-bam", str(tmp_path / "c.bam"),
+                  "--out-stats", str(tmp_path / "c.json")])
+    assert rc == 0 and (tmp_path / "c.bam").read_bytes() == (out / "sc.bam").read_bytes()

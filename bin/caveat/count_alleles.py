@@ -215,7 +215,8 @@ def count_groups(bam: str | Path, snps: pd.DataFrame, codes: Mapping[str, int],
     Returns
     -------
     tables : dict
-        ``<donor>_<cell_type>`` → :func:`counts_table` (sample = that name), in ``groups`` order.
+        ``<donor>_<cell_type>`` → :func:`counts_table` (sample = that name), in ``groups`` order,
+        for the groups with a barcode in ``codes`` (``groups`` may list every library's groups).
     dropped : dict
         Countable records not counted: ``no_barcode``, ``barcode_not_in_table``.
 
@@ -230,7 +231,8 @@ def count_groups(bam: str | Path, snps: pd.DataFrame, codes: Mapping[str, int],
                          "pass the groups list that barcode_group_codes returned with the codes")
     br.check_bam(bam)
     check_tag_present(bam, tag)
-    donors = list(dict.fromkeys(d for d, _ in groups))
+    present = sorted(set(int(c) for c in codes.values()))
+    donors = list(dict.fromkeys(groups[g][0] for g in present))
     for d in donors:
         if not (snps["donor"] == d).any():
             raise InputError(bam, f"donor {d!r} of the barcode table has no het SNPs",
@@ -250,7 +252,8 @@ def count_groups(bam: str | Path, snps: pd.DataFrame, codes: Mapping[str, int],
         out[:c.shape[0], idx] = c
     row_of = pd.Series(np.arange(len(union)), index=union["variant_id"])
     tables = {}
-    for g, (donor, cell_type) in enumerate(groups):
+    for g in present:
+        donor, cell_type = groups[g]
         mine = snps[snps["donor"] == donor].reset_index(drop=True)
         res = mine[["variant_id", "chrom", "pos", "ref", "alt"]].copy()
         rows = row_of[mine["variant_id"]].to_numpy()
@@ -259,7 +262,7 @@ def count_groups(bam: str | Path, snps: pd.DataFrame, codes: Mapping[str, int],
         sample = f"{donor}_{cell_type}"
         tables[sample] = counts_table(res, sample, donor, cell_type)
     log.info("%s: counted %d groups at %d het SNPs; not counted: %d records without a %s tag, %d of barcodes "
-             "outside the table", library or Path(bam).name, len(groups), len(union), dropped["no_barcode"], tag,
+             "outside the table", library or Path(bam).name, len(present), len(union), dropped["no_barcode"], tag,
              dropped["barcode_not_in_table"])
     return tables, dropped
 
@@ -389,6 +392,12 @@ def build_parser() -> argparse.ArgumentParser:
                                         "donor is wrong)"})
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", help="counts/<sample>.parquet; with --summarize: count_alleles.summary.json")
+    ap.add_argument("--barcodes", help="the --bam is a single-cell library: its barcode table (barcode,cell_type"
+                                       "[,donor]); counts per donor x cell type go to --out-dir/<donor>_<cell_type>"
+                                       ".parquet (--sample: the library id; --donor: a one-donor table's donor)")
+    ap.add_argument("--barcode-tag", default=CELL_BARCODE_TAG, help="with --barcodes: the tag holding each read's "
+                                                                    "barcode (default CB, Cell Ranger's)")
+    ap.add_argument("--out-dir", help="with --barcodes: where the groups' counts tables are written")
     ap.add_argument("--summarize", nargs="+", metavar="COUNTS",
                     help="instead of counting: summarize these counts/<sample>.parquet tables into --out")
     return ap
@@ -407,6 +416,24 @@ def summarize(counts: list[str | Path], out: str | Path, params: dict | None = N
     return summary
 
 
+def _count_library(ap: argparse.ArgumentParser, a: argparse.Namespace) -> int:
+    """CLI: one library's counts per donor x cell type (:func:`count_groups`), every table written
+    only once all are counted."""
+    from .single_cell import barcode_group_codes, read_barcode_table
+
+    missing = [o for o in ("bam", "het_snps", "sample", "out_dir") if getattr(a, o) is None]
+    if missing:
+        ap.error("library counting needs " + ", ".join("--" + o.replace("_", "-") for o in missing))
+    table, _ = read_barcode_table(a.barcodes, a.sample, row_donor=a.donor or "")
+    codes, groups = barcode_group_codes(table, a.sample)
+    p = params_from_args(a, PARAMS)
+    tables, _ = count_groups(a.bam, read_parquet(a.het_snps), codes, groups, tag=a.barcode_tag,
+                             min_mapq=p["min_mapq"], min_bq=p["min_base_quality"], library=a.sample)
+    for sample, t in tables.items():
+        write_parquet(t, Path(a.out_dir) / f"{sample}.parquet")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = build_parser()
     a = ap.parse_args(argv)
@@ -415,6 +442,8 @@ def main(argv=None) -> int:
             ap.error("--summarize needs --out")
         summarize(a.summarize, a.out, params_from_args(a, PARAMS))
         return 0
+    if a.barcodes:
+        return _count_library(ap, a)
     missing = [o for o in ("bam", "het_snps", "sample", "donor", "cell_type", "out") if getattr(a, o) is None]
     if missing:
         ap.error("counting needs " + ", ".join("--" + o.replace("_", "-") for o in missing))

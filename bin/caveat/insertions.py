@@ -608,6 +608,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "--summarize)",
                              "insertions_source": "with --summarize: the BAMs the tracks were built from"})
     ap.add_argument("--out-summary", help="with --summarize: insertions.summary.json")
+    ap.add_argument("--fragments", nargs="+", metavar="TSV_GZ",
+                    help="single-cell libraries' Cell Ranger fragments files (with .tbi) → --out-dir/<donor>_"
+                         "<cell_type>.bw and <cell_type>.pseudobulk.bw (give --barcodes, one table per file)")
+    ap.add_argument("--barcodes", nargs="+", metavar="TABLE", help="with --fragments: each library's barcode table")
+    ap.add_argument("--out-dir", help="with --fragments: where the tracks are written")
     return ap
 
 
@@ -631,6 +636,25 @@ def summarize(stats: Sequence[str | Path], sheet, source: str, min_mapq: int, ou
     return summary
 
 
+def _fragment_tracks_cli(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """CLI: tracks per donor x cell type and per cell type from fragments files (:func:`fragment_tracks`);
+    a library is named by its fragments file's name."""
+    from .barcodes import BarcodeLookup
+    from .single_cell import barcode_group_codes, read_barcode_table
+
+    if not (args.fasta and args.out_dir and args.barcodes) or len(args.barcodes) != len(args.fragments):
+        ap.error("--fragments needs --fasta, --out-dir and one --barcodes table per fragments file")
+    libs = [Path(f).name for f in args.fragments]
+    table = pd.concat([read_barcode_table(t, lib)[0] for t, lib in zip(args.barcodes, libs)], ignore_index=True)
+    groups = barcode_group_codes(table, libs[0])[1]
+    libraries = [(f, BarcodeLookup(barcode_group_codes(table, lib)[0], t))
+                 for f, t, lib in zip(args.fragments, args.barcodes, libs)]
+    st = fragment_tracks(libraries, groups, fasta_lengths(args.fasta), args.out_dir)
+    if args.stats:
+        write_json(st, args.stats)
+    return 0
+
+
 def main(argv=None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
@@ -641,6 +665,8 @@ def main(argv=None) -> int:
         p = params_from_args(args, PARAMS)
         summarize(args.summarize, sheet, p["insertions_source"], p["insertions_min_mapq"], args.out_summary)
         return 0
+    if args.fragments:
+        return _fragment_tracks_cli(ap, args)
     if not (args.fasta and args.out_bw):
         ap.error("a track needs --fasta and --out-bw")
     if bool(args.bam) == bool(args.pseudobulk):
