@@ -54,6 +54,18 @@ def tiny_sim(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_sc_sim(tmp_path_factory) -> Path:
+    """Directory written by ``caveat simulate --preset tiny-sc --seed 7``: the tiny study (same
+    genome, donors, fragments, truth) as two 10x-like libraries pooling every donor."""
+    from caveat.simulate import simulate
+
+    _need_tools("bowtie2", "bowtie2-build")
+    out = tmp_path_factory.mktemp("tiny_sc_sim")
+    simulate("tiny-sc", seed=7, out=out)
+    return out
+
+
+@pytest.fixture(scope="session")
 def tiny_run(tiny_sim, tmp_path_factory) -> Path:
     """Outdir of ``caveat run`` (every available step) on the tiny study."""
     from caveat.engine import run_pipeline

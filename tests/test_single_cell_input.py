@@ -140,6 +140,14 @@ def test_bulk_and_single_cell_rows_in_one_sheet(tmp_path):
         read_libraries(clash)
 
 
+ROWS = [(bc, ct, dn) for bc, (ct, dn) in CELLS.items()]
+
+
+def _sheet_with(d: Path, rows) -> Path:
+    """A one-library sheet whose table has ``rows``."""
+    return _sheet(d, {"lib1": _library(d, table_rows=rows)})
+
+
 def _raises(sheet, match: str, file: str | None = None, **kw):
     with pytest.raises(InputError, match=match) as e:
         read_libraries(sheet, **kw)
@@ -181,15 +189,15 @@ def test_fragments_without_index(tmp_path):
 
 def test_table_naming_no_barcode_of_the_library(tmp_path):
     rows = [("TTTTTTTTTTTTTTTT-1", "ctA", "D1"), ("GGGGGGGGGGGGGGGG-1", "ctB", "D2")]
-    e = _raises(_sheet(tmp_path, {"lib1": _library(tmp_path, table_rows=rows)}), "none of the table's 2 kept barcodes",
+    e = _raises(_sheet_with(tmp_path, rows), "none of the table's 2 kept barcodes",
                 "lib1.barcodes.csv")
     assert "this library's own barcode table" in e.fix
 
 
 def test_some_table_barcodes_absent_is_a_warning_with_the_count(tmp_path, caplog):
-    rows = [(bc, ct, dn) for bc, (ct, dn) in CELLS.items()] + [("TTTTTTTTTTTTTTTT-1", "ctA", "D1")]
+    rows = ROWS + [("TTTTTTTTTTTTTTTT-1", "ctA", "D1")]
     with caplog.at_level("WARNING"):
-        _, bcs = read_libraries(_sheet(tmp_path, {"lib1": _library(tmp_path, table_rows=rows)}))
+        _, bcs = read_libraries(_sheet_with(tmp_path, rows))
     assert len(bcs) == 7 and "1 of 7 table barcodes have no reads in its fragments file" in caplog.text
 
 
@@ -200,7 +208,7 @@ def test_some_table_barcodes_absent_is_a_warning_with_the_count(tmp_path, caplog
 ])
 def test_barcode_suffix_mismatch_says_which_side_to_fix(tmp_path, transform, problem, fix):
     rows = [(transform(bc), ct, dn) for bc, (ct, dn) in CELLS.items()]
-    e = _raises(_sheet(tmp_path, {"lib1": _library(tmp_path, table_rows=rows)}), problem, "lib1.barcodes.csv")
+    e = _raises(_sheet_with(tmp_path, rows), problem, "lib1.barcodes.csv")
     assert "fix the barcode table" in e.fix and fix in e.fix
 
 
@@ -211,22 +219,22 @@ def test_fragments_with_another_suffix_than_the_bam(tmp_path):
 
 
 def test_barcode_listed_twice_with_different_labels_names_both_lines(tmp_path):
-    rows = [(bc, ct, dn) for bc, (ct, dn) in CELLS.items()] + [("AAACGAAAGAACAGGA-1", "ctB", "D2")]
-    _raises(_sheet(tmp_path, {"lib1": _library(tmp_path, table_rows=rows)}),
+    rows = ROWS + [("AAACGAAAGAACAGGA-1", "ctB", "D2")]
+    _raises(_sheet_with(tmp_path, rows),
             "AAACGAAAGAACAGGA-1 is listed twice with different labels: line 3 .*ctA.* and line 8 .*ctB")
 
 
 def test_cell_type_with_no_barcodes(tmp_path):
-    rows = [(bc, ct, dn) for bc, (ct, dn) in CELLS.items()] + [("AAACGAAAGTTTGGGT-1", "ctC", "doublet"),
+    rows = ROWS + [("AAACGAAAGTTTGGGT-1", "ctC", "doublet"),
                                                                ("AAACGAAAGTTTAAAA-1", "ctC", "")]
-    e = _raises(_sheet(tmp_path, {"lib1": _library(tmp_path, table_rows=rows)}),
+    e = _raises(_sheet_with(tmp_path, rows),
                 "cell type 'ctC' has no barcodes left: its 2 row\\(s\\) \\(line 8, 9\\)", "lib1.barcodes.csv")
     assert "remove the cell type's rows" in e.fix
 
 
 def test_cell_type_whose_barcodes_have_no_fragment(tmp_path):
-    rows = [(bc, ct, dn) for bc, (ct, dn) in CELLS.items()] + [("TTTTTTTTTTTTTTTT-1", "ctC", "D1")]
-    _raises(_sheet(tmp_path, {"lib1": _library(tmp_path, table_rows=rows)}),
+    rows = ROWS + [("TTTTTTTTTTTTTTTT-1", "ctC", "D1")]
+    _raises(_sheet_with(tmp_path, rows),
             "no barcode of cell type 'ctC' \\(1 in the table\\) has a fragment")
 
 
@@ -249,7 +257,7 @@ def test_duplicate_library_ids_and_bad_names(tmp_path):
     p.write_text("sample,bam,fragments,barcodes\n" + f"lib1,{f['bam']},{f['fragments']},{f['barcodes']}\n" * 2)
     _raises(p, "line 3: library 'lib1' appears more than once")
     rows = [(bc, "ct A" if ct == "ctA" else ct, dn) for bc, (ct, dn) in CELLS.items()]
-    _raises(_sheet(tmp_path, {"lib1": _library(tmp_path, table_rows=rows)}), "line 2: cell_type 'ct A'")
+    _raises(_sheet_with(tmp_path, rows), "line 2: cell_type 'ct A'")
 
 
 def test_nothing_is_written(tmp_path):

@@ -48,6 +48,13 @@ Output layout (``DIR``)::
     truth/donor_swap.json             with --swap-donors A,B: the samples whose donor label is wrong
     simulate.summary.json             sizes, counts of each fault (``faults``), observed REF fractions
 
+The single-cell presets ``tiny-sc`` and ``demo-sc`` (``simulate/single_cell.py``,
+``docs/single_cell.md``) write the same study with the reads in 10x-like libraries pooling every
+donor instead of ``bams/``: ``libraries/<lib>.bam(.bai)`` (``CB`` tags, duplicates flagged per
+barcode), ``libraries/<lib>.fragments.tsv.gz(.tbi)``, ``libraries/<lib>.barcodes.csv``, a
+samplesheet with one row per library, and ``truth/barcodes.parquet``,
+``truth/cross_cell_twins.parquet``, ``truth/single_cell.json``.
+
 ``--swap-donors A,B`` writes a samplesheet that labels donor A's samples as B's
 and B's as A's (a sample mix-up, for the genotype concordance check); the BAMs
 and the VCF are those of the unswapped study.
@@ -97,6 +104,9 @@ def simulate(preset, seed: int, out, threads: int = 2, swap_donors: tuple[str, s
 
     p = preset if isinstance(preset, Preset) else get_preset(preset)
     p = p if faults else without_faults(p)
+    if swap_donors and p.sc_libraries:
+        raise InputError("--swap-donors", f"preset {p.name} pools donors in libraries (no per-donor rows to swap)",
+                         "use --swap-donors with a bulk preset (tiny, demo)")
     out = Path(out).resolve()  # tools below run with their own working directory
     _check_out(out)
     with atomic_path(out, is_dir=True) as tmp:
@@ -135,8 +145,9 @@ def _simulate_into(p, seed: int, d: Path, threads: int) -> dict:
     (d / "peaks").mkdir()
     n_peaks = elements.write_peaks(rngs[4], g, acc_ref, cts, p.peak_threshold, d / "peaks")
     art = faults.artefact_regions(rngs[10], g, v, p)
+    sc = _single_cell_plan(p, seed)
     samples, frag_stats, shares = _reads_and_bams(rngs[5], p, g, v, acc_hap, d, threads,
-                                                  art=art, rng_od=rngs[11], rng_art=rngs[12])
+                                                  art=art, rng_od=rngs[11], rng_art=rngs[12], sc=sc)
     n_bg = int(round(p.background_fraction * p.fragments_per_sample))
     erf = truth.expected_ref_fraction(g, v, acc_hap, p.fragments_per_sample - n_bg, n_bg, p.read_len)
     lost = set(zip(gerr.donor[gerr.kind == "lost_het"], gerr.site[gerr.kind == "lost_het"].astype(int)))
@@ -170,7 +181,21 @@ def _simulate_into(p, seed: int, d: Path, threads: int) -> dict:
     summary["observed"]["artefact_depth"] = _observed_artefact_depth(d, art.regions, g.elements, samples)
     log.info("REF fraction at expected-0.5 SNVs in duplications (MAPQ>=10): %s",
              summary["observed"].get("dup_expected_half_mapq10", {}).get("ref_fraction"))
+    if sc is not None:  # the per-sample BAMs become the libraries (simulate/single_cell.py)
+        from .single_cell import write_libraries
+
+        summary["single_cell"] = write_libraries(d, p, samples, sc[1], threads)
     return summary
+
+
+def _single_cell_plan(p, seed: int):
+    """(generator, cells) of a single-cell preset (``Preset.sc_libraries`` > 0), else None."""
+    if not p.sc_libraries:
+        return None
+    from .single_cell import plan_cells, sc_rng
+
+    rng = sc_rng(seed)
+    return rng, plan_cells(rng, p, [(f"{dn}_{ct}", dn, ct) for dn in p.donors for ct in p.cell_types])
 
 
 def _fault_summary(p, g, v, gerr, bio, art, snps, dns) -> dict:
@@ -210,8 +235,9 @@ def _fault_summary(p, g, v, gerr, bio, art, snps, dns) -> dict:
     }
 
 
-def _reads_and_bams(rng, p, g, v, acc_hap, d: Path, threads: int, art=None, rng_od=None, rng_art=None):
-    """Fragments, reads and a BAM per donor × cell type.
+def _reads_and_bams(rng, p, g, v, acc_hap, d: Path, threads: int, art=None, rng_od=None, rng_art=None, sc=None):
+    """Fragments, reads and a BAM per donor × cell type (single-cell presets: ``sc`` = (generator,
+    cells) gives each fragment a cell and plants the cross-cell twins, read after the bulk reads).
 
     Returns the samples (name, donor, cell type), per-sample fragment counts, and
     the overdispersed haplotype shares (DataFrame donor, cell_type, element,
@@ -242,7 +268,12 @@ def _reads_and_bams(rng, p, g, v, acc_hap, d: Path, threads: int, art=None, rng_
                 extra = faults.artefact_fragments(rng_art, art, p.artefact_depth, p.read_len, lens, pl)
             f = fragments.sample_fragments(rng, g, acc, p.fragments_per_sample,
                                            p.background_fraction, p.duplicate_rate, p.read_len, extra=extra)
-            stats[sample] = _align_one(rng, d, fq, sample, donor, seqs, shifts, f, p.read_len, threads)
+            twins = None
+            if sc is not None:
+                from .single_cell import assign
+
+                twins = assign(sc[0], sc[1], p, len(samples), f, acc, g)
+            stats[sample] = _align_one(rng, d, fq, sample, donor, seqs, shifts, f, p.read_len, threads, twins)
             samples.append((sample, donor, ct))
             prog.update()
     prog.close()
@@ -250,12 +281,17 @@ def _reads_and_bams(rng, p, g, v, acc_hap, d: Path, threads: int, art=None, rng_
     return samples, stats, pd.concat(shares, ignore_index=True)
 
 
-def _align_one(rng, d: Path, fq: Path, sample: str, donor: str, seqs, shifts, f, read_len: int, threads: int) -> dict:
-    """Reads of one sample's fragments, aligned into ``bams/<sample>.bam``. Returns its counts."""
+def _align_one(rng, d: Path, fq: Path, sample: str, donor: str, seqs, shifts, f, read_len: int, threads: int,
+               twins=None) -> dict:
+    """Reads of one sample's fragments (then of its single-cell ``twins``, with their own
+    generator), aligned into ``bams/<sample>.bam``. Returns its counts."""
     from . import align, fragments
 
     r1, r2, q1, q2 = fragments.reads(rng, seqs, shifts, f, read_len)
-    names = np.array([f"{sample}:{i:09d}".encode() for i in range(len(f.start))])
+    if twins:
+        more = fragments.reads(twins.rng, seqs, shifts, twins.frags, read_len)
+        r1, r2, q1, q2 = (np.concatenate([a, b]) for a, b in zip((r1, r2, q1, q2), more))
+    names = np.array([f"{sample}:{i:09d}".encode() for i in range(len(r1))])
     fragments.write_fastq(fq / f"{sample}_R1.fq", names, r1, q1, 1)
     fragments.write_fastq(fq / f"{sample}_R2.fq", names, r2, q2, 2)
     res = align.align_sample(d, sample, donor, f"fastq.tmp/{sample}_R1.fq", f"fastq.tmp/{sample}_R2.fq",
@@ -264,6 +300,8 @@ def _align_one(rng, d: Path, fq: Path, sample: str, donor: str, seqs, shifts, f,
     st = {"fragments": int(len(f.start)), "from_elements": int(f.from_element.sum()),
           "from_artefacts": int(f.from_artefact.sum()), "pcr_duplicates": int(f.duplicate.sum()),
           "overall_alignment_rate": rate[0].split("%")[0] + "%" if rate else None}
+    if twins is not None:  # single-cell presets
+        st["cross_cell_twins"] = len(twins.barcode)
     log.info("%s: %s fragments (%s from elements, %s from artefact copies, %s PCR duplicates), bowtie2 %s aligned",
              sample, f"{len(f.start):,}", f"{st['from_elements']:,}", f"{st['from_artefacts']:,}",
              f"{st['pcr_duplicates']:,}", st["overall_alignment_rate"])
@@ -341,6 +379,10 @@ def _write_sheet_and_params(p, seed: int, d: Path, samples, blacklist: bool = Fa
 
     lines = ["sample,donor,cell_type,bam,peaks"]
     lines += [f"{s},{dn},{ct},bams/{s}.bam,peaks/{ct}.bed" for s, dn, ct in samples]
+    if p.sc_libraries:  # one row per library (docs/single_cell.md); peaks/<ct>.bed stay beside it
+        from .single_cell import sheet_lines
+
+        lines = sheet_lines(p)
     write_text("\n".join(lines) + "\n", d / "samplesheet.csv")
     params = {"input": "samplesheet.csv", "fasta": "genome.fa", "vcf": "genotypes.vcf.gz", "outdir": "results",
               "aligner": "bowtie2", "aligner_index": "genome", "aligner_args": BOWTIE2_ARGS, "seed": seed}

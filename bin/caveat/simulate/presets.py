@@ -66,6 +66,16 @@ class Preset:
     artefact_len: tuple[int, int] = (150, 400)
     artefact_depth: float = 1500.0
     blacklist_margin: int = 100
+    # --- single-cell presets (issue 19; simulate/single_cell.py): 0 libraries = a bulk study;
+    # otherwise each donor x cell type's fragments go to cells of 10x-like libraries pooling
+    # every donor (doublets and unassigned cells labelled so in the barcode tables, ambient
+    # barcodes absent from them), with cross-cell twins planted at strong elements
+    sc_libraries: int = 0
+    sc_cells_per_sample: int = 40
+    sc_doublet_fraction: float = 0.03     # of a library's cells: share a barcode with another donor's cell
+    sc_unassigned_fraction: float = 0.02  # of a library's cells: labelled unassigned (demultiplexing failed)
+    sc_ambient_fraction: float = 0.02     # of fragments: given barcodes that are no cell
+    sc_twin_fraction: float = 0.05        # of strong-element fragments in cells: a twin in another cell
 
 
 _FAULTS = {"false_het_rate": 0.03, "lost_het_rate": 0.02, "donor_accessibility_sd": 0.3,
@@ -102,6 +112,20 @@ PRESETS: dict[str, Preset] = {
         background_fraction=0.2, **FAULTS_ON["large"],
     ),
 }
+
+
+def _single_cell(base: str, name: str, cells: int) -> Preset:
+    """``base`` (genome, donors, cell types, faults, fragments: the same truth) as 10x-like
+    libraries: two libraries pooling every donor, ``cells`` cells per donor x cell type."""
+    import dataclasses
+
+    return dataclasses.replace(PRESETS[base], name=name, sc_libraries=2, sc_cells_per_sample=cells)
+
+
+# tiny: ~350 fragments per cell (14 000 per donor x cell type / 40 cells); demo: 240 000 / 200
+PRESETS["tiny-sc"] = _single_cell("tiny", "tiny-sc", 40)
+PRESETS["demo-sc"] = _single_cell("demo", "demo-sc", 200)
+FAULTS_ON["tiny-sc"], FAULTS_ON["demo-sc"] = FAULTS_ON["tiny"], FAULTS_ON["demo"]
 
 
 def without_faults(p: Preset) -> Preset:
@@ -143,6 +167,10 @@ PRESET_PARAMS: dict[str, dict] = {
 # the benchmark, so training grows ~3.3x while the study grows 10x (benchmarks/bench_scaling.py
 # fits train's time against the windows it actually saw, windows x epochs)
 PRESET_PARAMS["large"] = {**PRESET_PARAMS["demo"], "train_max_windows": 20000}
+
+
+PRESET_PARAMS["tiny-sc"] = PRESET_PARAMS["tiny"]
+PRESET_PARAMS["demo-sc"] = PRESET_PARAMS["demo"]
 
 
 def get_preset(name: str) -> Preset:
