@@ -45,7 +45,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import polars as pl
 
+from .count_tables import (COUNT_COLUMNS, REQUIRED, SITE_COLUMNS, Part, add_donor_sums, donor_confirmation,
+                           parts_of_frame, pool_cell_type, read_compact, sample_depth, with_flags)
 from .engine import Step, StepContext
 from .errors import InputError
 from .io import write_json, write_parquet
@@ -85,9 +88,6 @@ DEPTH_MIN_SITES = 100
 NULLS = ("fixed", "estimate")
 LABELS = ("imbalanced", "balanced", "untested")
 
-COUNT_COLUMNS = ("ref_count", "alt_count", "other_count")
-SITE_COLUMNS = ("variant_id", "chrom", "pos", "ref", "alt")
-REQUIRED = ("sample", "donor", "cell_type", *SITE_COLUMNS, *COUNT_COLUMNS)
 OUT_COLUMNS = ("cell_type", "variant_id", "chrom", "pos", "ref", "alt", "donor", "ref_count", "alt_count",
                "other_count", "conflict_count", "total", "n_donors", "ref_ratio", "pvalue", "qvalue", "label",
                "peak_id", "peak_kind", "cluster", "cluster_label", "stratum")
@@ -149,6 +149,34 @@ def read_counts(path: str | Path, sample: str | None = None, donor: str | None =
     return df[[*REQUIRED, "conflict_count"]]
 
 
+def counts_part(path: str | Path, sample: str, donor: str, cell_type: str) -> Part:
+    """One sample's counts file as a :class:`~caveat.count_tables.Part`: read when needed, columns
+    pruned, compact dtypes, checked as :func:`read_counts` checks (its InputError on bad input).
+
+    Raises
+    ------
+    InputError
+        The file does not exist (at once; its content is checked when it is read).
+    """
+    path = Path(path)
+    if not path.exists():
+        read_counts(path, sample, donor, cell_type)  # raises: file not found
+    given = {"sample": sample, "donor": donor, "cell_type": cell_type}
+    return Part(sample, donor, cell_type,
+                load=lambda: read_compact(path, given, lambda: read_counts(path, sample, donor, cell_type)))
+
+
+def file_parts(path: str | Path) -> list[Part]:
+    """The samples of a counts file named without a samplesheet (its ``sample, donor,
+    cell_type`` columns say who): one part per sample, read when needed."""
+    path = Path(path)
+    who = (pl.scan_parquet(path).select("sample", "donor", "cell_type").unique(maintain_order=True).collect()
+           if path.exists() and {"sample", "donor", "cell_type"} <= set(pl.read_parquet_schema(path)) else None)
+    if who is None or who.null_count().sum_horizontal().item() or len(who) != 1:
+        return parts_of_frame(_polars(read_counts(path)))  # several samples (or bad input: raises)
+    return [counts_part(path, *(str(who[c][0]) for c in ("sample", "donor", "cell_type")))]
+
+
 def _natural_key(s: pd.Series) -> pd.Series:
     """chr2 before chr10: sort key for contig names."""
     def key(name: str):
@@ -204,81 +232,6 @@ def pool_counts(counts: pd.DataFrame, pool_donors: bool = True,
 
 
 # --------------------------------------------------------------------------- cleaning
-def confirm_genotypes(counts: pd.DataFrame, min_reads: int) -> tuple[np.ndarray, dict]:
-    """Genotype confirmation: which rows come from a donor whose reads confirm the het site.
-
-    A donor's site is confirmed when its REF reads summed over all its samples (every
-    cell type) are ``>= min_reads`` and so are its ALT reads (authors: ``#Ref > 1`` and
-    ``#Alt > 1`` on each individual's combined-cell-type counts).
-
-    Parameters
-    ----------
-    counts : DataFrame
-        Rows of every sample's counts table (columns :data:`REQUIRED`), shape (r, ...).
-    min_reads : int
-        0 confirms every site.
-
-    Returns
-    -------
-    keep : ndarray of bool, shape (r,)
-    per_donor : dict
-        donor → ``n_sites`` (het sites in its tables), ``n_unconfirmed``, ``reads_removed``
-        (REF+ALT reads of its unconfirmed rows).
-    """
-    if counts.empty:
-        return np.zeros(0, dtype=bool), {}
-    g = counts.groupby(["donor", "variant_id"], sort=False)
-    keep = ((g["ref_count"].transform("sum") >= min_reads) & (g["alt_count"].transform("sum") >= min_reads)).to_numpy()
-    per_donor = {}
-    for donor, idx in counts.groupby("donor", sort=True).indices.items():
-        d = counts.iloc[idx]
-        bad = ~keep[idx]
-        per_donor[str(donor)] = {"n_sites": int(d["variant_id"].nunique()),
-                                 "n_unconfirmed": int(d["variant_id"][bad].nunique()),
-                                 "reads_removed": int((d["ref_count"] + d["alt_count"])[bad].sum())}
-    return keep, per_donor
-
-
-def depth_outliers(counts: pd.DataFrame, ratio: float | None) -> tuple[np.ndarray, dict]:
-    """Rows whose depth is an outlier for their sample.
-
-    A row (sample × site) is an outlier when its REF+ALT reads exceed ``ratio`` × the
-    sample's :data:`DEPTH_QUANTILE` quantile (``lower``: an observed depth) of REF+ALT over
-    its covered sites (≥ 1 read). The quantile, not the median, is the reference: most
-    covered het sites lie outside peaks with 1–3 reads, so the median sits far below the
-    depth of ordinary strong peaks. A sample with fewer than :data:`DEPTH_MIN_SITES`
-    covered sites has no reference and no outliers.
-
-    Parameters
-    ----------
-    counts : DataFrame, shape (r, ...)
-    ratio : float or None
-        0 or None disables the rule.
-
-    Returns
-    -------
-    outlier : ndarray of bool, shape (r,)
-    per_sample : dict
-        sample → ``reference_depth``, ``threshold``, ``n_outliers``, ``max_depth``.
-    """
-    depth = (counts["ref_count"] + counts["alt_count"]).to_numpy(np.int64)
-    if not ratio or counts.empty:
-        return np.zeros(len(counts), dtype=bool), {}
-    covered = pd.Series(np.where(depth > 0, depth, np.nan), index=counts.index)
-    g = covered.groupby(counts["sample"], sort=True)
-    ref = g.quantile(DEPTH_QUANTILE, interpolation="lower").where(g.count() >= DEPTH_MIN_SITES)
-    thr = counts["sample"].map(ref * float(ratio)).to_numpy(np.float64)
-    outlier = depth > np.nan_to_num(thr, nan=np.inf)
-    per_sample = {}
-    for sample, idx in counts.groupby("sample", sort=True).indices.items():
-        r = ref.get(sample, np.nan)
-        per_sample[str(sample)] = {"reference_depth": None if pd.isna(r) else int(r),
-                                   "threshold": None if pd.isna(r) else float(r * ratio),
-                                   "n_covered": int((depth[idx] > 0).sum()), "n_outliers": int(outlier[idx].sum()),
-                                   "max_depth": int(depth[idx].max())}
-    return outlier, per_sample
-
-
 def tested_chroms(chroms: np.ndarray, wanted: list[str] | None) -> np.ndarray:
     """Whether each contig is tested: in ``wanted``, or (None) an autosome (:data:`AUTOSOME`).
 
@@ -324,15 +277,15 @@ def own_peak_sites(sites: pd.DataFrame, peaks: pd.DataFrame) -> np.ndarray:
 
 
 def drop_reasons(sites: pd.DataFrame, params: dict, peaks: pd.DataFrame | None,
-                 blacklist: pd.DataFrame | None, outlier_keys: pd.DataFrame) -> np.ndarray:
+                 blacklist: pd.DataFrame | None, flagged: np.ndarray) -> np.ndarray:
     """The first filter of :data:`FILTERS` (after genotype confirmation) that drops each pooled site.
 
     Parameters
     ----------
     sites : DataFrame
-        Pooled, genotype-confirmed sites (:func:`pool_counts`), shape (n, ...).
-    outlier_keys : DataFrame
-        The pooling keys (``cell_type, variant_id`` [``, donor``]) of sites with a depth-outlier row.
+        Pooled, genotype-confirmed sites: ``cell_type, chrom, pos, total``, shape (n, ...).
+    flagged : ndarray of bool, shape (n,)
+        Sites with a depth-outlier row (any donor's, confirmed or not).
 
     Returns
     -------
@@ -340,22 +293,23 @@ def drop_reasons(sites: pd.DataFrame, params: dict, peaks: pd.DataFrame | None,
         A name from :data:`FILTERS`, or "" for a site that is tested.
     """
     chrom, pos = sites["chrom"].astype(str).to_numpy(), sites["pos"].to_numpy(np.int64)
-    keys = [c for c in outlier_keys.columns]
-    flagged = sites[keys].merge(outlier_keys.drop_duplicates().assign(_out=True), on=keys, how="left")["_out"]
     masks = [points_in_regions(blacklist, chrom, pos),
-             flagged.fillna(False).to_numpy(bool),
+             np.asarray(flagged, dtype=bool),
              ~own_peak_sites(sites, peaks) if params["imbalance_in_peaks"] else np.zeros(len(sites), bool),
              ~tested_chroms(chrom, params["imbalance_chroms"]),
              sites["total"].to_numpy() <= params["imbalance_min_total"]]
     return np.select(masks, list(FILTERS[1:]), default="").astype(object) if len(sites) else np.zeros(0, object)
 
 
-def ref_fractions(s: pd.DataFrame) -> dict:
-    """Depth-weighted (sum REF / sum REF+ALT) and per-site mean REF fraction of sites ``s``."""
-    tot = s["total"].to_numpy(np.float64)
-    ref = s["ref_count"].to_numpy(np.float64)
+def ref_fractions(s: pd.DataFrame, n_empty: int = 0) -> dict:
+    """Depth-weighted (sum REF / sum REF+ALT) and per-site mean REF fraction of sites ``s``
+    (and ``n_empty`` further sites without reads, counted in ``n_sites``)."""
+    return _ref_fractions(s["ref_count"].to_numpy(np.float64), s["total"].to_numpy(np.float64), n_empty)
+
+
+def _ref_fractions(ref: np.ndarray, tot: np.ndarray, n_empty: int = 0) -> dict:
     cov = tot > 0
-    return {"n_sites": int(len(s)), "reads": int(tot.sum()),
+    return {"n_sites": int(len(tot)) + int(n_empty), "reads": int(tot.sum()),
             "depth_weighted": float(ref.sum() / tot.sum()) if tot.sum() > 0 else None,
             "site_mean": float(np.mean(ref[cov] / tot[cov])) if cov.any() else None}
 
@@ -444,15 +398,16 @@ def _histogram(x: np.ndarray, bins: int) -> dict:
     return {"edges": np.round(edges, 10).tolist(), "counts": counts.tolist()}
 
 
-def call_imbalance(counts: pd.DataFrame, params: dict, peaks: pd.DataFrame | None = None,
+def call_imbalance(counts: pd.DataFrame | list[Part], params: dict, peaks: pd.DataFrame | None = None,
                    cell_type_order: list[str] | None = None, blacklist: pd.DataFrame | None = None,
                    logger: logging.Logger = log) -> tuple[pd.DataFrame, dict]:
     """Confirm, pool, filter, test, correct and label; the core of the step and of the CLI.
 
     Parameters
     ----------
-    counts : DataFrame
-        Concatenated counts tables (columns :data:`REQUIRED`).
+    counts : DataFrame or list of :class:`~caveat.count_tables.Part`
+        Concatenated counts tables (columns :data:`REQUIRED`), or one part per sample whose
+        rows are loaded when needed (:func:`counts_parts`; twice, one sample at a time).
     params : dict
         The step's params (:data:`PARAMS` keys).
     peaks : DataFrame, optional
@@ -466,6 +421,12 @@ def call_imbalance(counts: pd.DataFrame, params: dict, peaks: pd.DataFrame | Non
     table : DataFrame
         One row per tested site (columns :data:`OUT_COLUMNS`).
     summary : dict
+
+    Notes
+    -----
+    Memory: one sample's rows at a time with each donor's running per-site sums (first
+    pass), then one cell type's rows (pooling); pooled sites without a read are counted
+    under their filter, not kept as rows.
     """
     params = {**PARAMS, **params}
     check_params(params)
@@ -473,40 +434,124 @@ def call_imbalance(counts: pd.DataFrame, params: dict, peaks: pd.DataFrame | Non
         raise InputError("peaks.parquet", "imbalance_in_peaks is true but no peaks were given: the testing family "
                          "is each cell type's in-peak sites", "run cluster_peaks first (or give --peaks), or set "
                          "imbalance_in_peaks: false to test every site")
-    pool = params["imbalance_pool_donors"]
-    confirmed, per_donor = confirm_genotypes(counts, int(params["imbalance_het_min_reads"]))
-    outlier, per_sample = depth_outliers(counts, params["imbalance_max_depth_ratio"])
-    keys = ["cell_type", "variant_id"] + ([] if pool else ["donor"])
-    read_sites = pool_counts(counts, pool, cell_type_order)
-    sites = pool_counts(counts[confirmed] if len(counts) else counts, pool, cell_type_order)
-    sites["_reason"] = drop_reasons(sites, params, peaks, blacklist, counts.loc[outlier, keys])
-    cts = list(dict.fromkeys([*(cell_type_order or []), *sorted(read_sites["cell_type"].unique())]))
-    _log_cleaning(logger, counts, read_sites, per_donor, per_sample, params)
-    parts, per_ct = [], {}
+    parts = counts if isinstance(counts, list) else parts_of_frame(_polars(counts))
+    live, n_rows, confirmed, per_donor, per_sample = _first_pass(parts, params)
+    _log_cleaning(logger, n_rows, len({p.sample for p in live}), per_donor, per_sample, params)
+    cts = list(dict.fromkeys([*(cell_type_order or []), *sorted({p.cell_type for p in live})]))
+    tables, per_ct, acc = [], {}, {"ref": [], "tot": [], "artefact": [], "empty": 0, "empty_artefact": 0}
     prog = Progress(logger, "cell types", total=len(cts))
     for ct in cts:
-        n_read = int((read_sites["cell_type"] == ct).sum())
-        t, per_ct[ct] = call_cell_type(sites[sites["cell_type"] == ct], params, ct, n_read, logger)
-        parts.append(t)
+        s, n_read, empty = _pooled_sites(ct, [p for p in live if p.cell_type == ct], confirmed, per_sample, params,
+                                         peaks, blacklist)
+        _accumulate(acc, s, empty)
+        t, per_ct[ct] = call_cell_type(s, params, ct, n_read, logger, empty)
+        tables.append(t)
         prog.update()
     prog.close()
-    table = pd.concat(parts, ignore_index=True) if parts else sites.iloc[0:0].assign(
+    table = pd.concat(tables, ignore_index=True) if tables else _empty_sites().drop(columns="_reason").assign(
         ref_ratio=np.float64(0), pvalue=np.float64(0), qvalue=np.float64(0), label="")
     table = annotate_peaks(table, peaks, cts)
     if peaks is not None:
         for ct in cts:
             per_ct[ct]["by_stratum"] = _by_stratum(table[table["cell_type"] == ct])
-    summary = _summary(counts, read_sites, sites, table, per_ct, per_donor, per_sample, params, peaks, blacklist)
+    summary = _summary(n_rows, acc, table, per_ct, per_donor, per_sample, params, peaks, blacklist)
     if summary["n_tested"] == 0:
         logger.warning("%s", summary["message"])
     return table[list(OUT_COLUMNS)].reset_index(drop=True), summary
 
 
-def _log_cleaning(logger: logging.Logger, counts: pd.DataFrame, read_sites: pd.DataFrame, per_donor: dict,
-                  per_sample: dict, params: dict) -> None:
+def _polars(counts) -> pl.DataFrame:
+    """An in-memory counts table as polars (empty when it has no rows)."""
+    if isinstance(counts, pl.DataFrame):
+        return counts
+    if counts is None or len(counts) == 0:
+        return pl.DataFrame()
+    return pl.from_pandas(counts.reset_index(drop=True))
+
+
+def _first_pass(parts: list[Part], params: dict) -> tuple:
+    """Read every sample once: its donor's per-site REF/ALT sums and its depth reference.
+
+    Returns
+    -------
+    live : list of Part
+        The samples with at least one row.
+    n_rows : int
+    confirmed : dict
+        donor → Series of its confirmed ``variant_id`` (None: every site, ``imbalance_het_min_reads`` 0).
+    per_donor, per_sample : dict
+        Summaries (genotype confirmation; depth references, with ``imbalance_max_depth_ratio``).
+    """
+    ratio = params["imbalance_max_depth_ratio"]
+    min_reads = int(params["imbalance_het_min_reads"])
+    live, n_rows, sums, per_sample = [], 0, {}, {}
+    for part in parts:
+        df = part.load()
+        if df.is_empty():
+            continue
+        live.append(part)
+        n_rows += len(df)
+        sums[part.donor] = add_donor_sums(sums.get(part.donor), df)
+        if ratio:
+            depth = (df["ref_count"].cast(pl.Int64) + df["alt_count"].cast(pl.Int64)).to_numpy()
+            per_sample[part.sample] = sample_depth(depth, float(ratio), DEPTH_QUANTILE, DEPTH_MIN_SITES)
+    confirmed, per_donor = {}, {}
+    for donor in sorted(sums):
+        ids, per_donor[donor] = donor_confirmation(sums.pop(donor), min_reads)
+        confirmed[donor] = ids if min_reads > 0 else None
+    return live, n_rows, confirmed, per_donor, dict(sorted(per_sample.items()))
+
+
+def _pooled_sites(ct: str, parts: list[Part], confirmed: dict, per_sample: dict, params: dict, peaks, blacklist
+                  ) -> tuple[pd.DataFrame, int, dict]:
+    """One cell type's pooled, genotype-confirmed sites that carry a read, with ``_reason``.
+
+    Returns
+    -------
+    sites : DataFrame
+        Columns of :func:`pool_counts` and ``_reason`` (:func:`drop_reasons`); sites with a read only.
+    n_read : int
+        The cell type's sites before genotype confirmation.
+    empty : dict
+        filter → confirmed pooled sites without any read (REF, ALT, other or conflicting) that it drops.
+    """
+    rows = [with_flags(p, p.load(), confirmed.get(p.donor), per_sample.get(p.sample, {}).get("threshold"))
+            for p in parts]
+    if not rows:
+        return _empty_sites(), 0, {}
+    g, n_read = pool_cell_type(rows, params["imbalance_pool_donors"])
+    del rows
+    sites = g.select(pl.lit(ct, pl.String).alias("cell_type"), "variant_id", pl.col("chrom").cast(pl.String),
+                     pl.col("pos").cast(pl.Int64), pl.col("ref").cast(pl.String), pl.col("alt").cast(pl.String),
+                     "donor", *COUNT_COLUMNS, "conflict_count", "total", "n_donors").to_pandas()
+    reason = drop_reasons(sites, params, peaks, blacklist, g["flagged"].to_numpy())
+    has_reads = (g["total"] + g["other_count"] + g["conflict_count"] > 0).to_numpy()
+    empty = {str(k): int(n) for k, n in zip(*np.unique(reason[~has_reads].astype(str), return_counts=True))}
+    sites = sites[has_reads].reset_index(drop=True)
+    sites["_reason"] = reason[has_reads]
+    if params["imbalance_pool_donors"]:
+        sites["donor"] = pd.Series([None] * len(sites), dtype=object)
+    return sites, n_read, empty
+
+
+def _empty_sites() -> pd.DataFrame:
+    """Typed, empty pooled sites (with ``_reason``)."""
+    return pool_counts(pd.DataFrame(columns=list(REQUIRED))).assign(_reason=pd.Series(dtype=object))
+
+
+def _accumulate(acc: dict, s: pd.DataFrame, empty: dict) -> None:
+    """Keep a cell type's REF/total per site (sites with reads) for the study-wide REF fractions."""
+    acc["ref"].append(s["ref_count"].to_numpy(np.int64))
+    acc["tot"].append(s["total"].to_numpy(np.int64))
+    acc["artefact"].append(s["_reason"].isin(["blacklist", "depth_outlier"]).to_numpy())
+    acc["empty"] += sum(empty.values())
+    acc["empty_artefact"] += empty.get("blacklist", 0) + empty.get("depth_outlier", 0)
+
+
+def _log_cleaning(logger: logging.Logger, n_rows: int, n_samples: int, per_donor: dict, per_sample: dict,
+                  params: dict) -> None:
     """Log what was read, and what genotype confirmation and the depth-outlier rule remove."""
-    logger.info("read %s count rows over %s samples; pooled to %s sites (%s)", f"{len(counts):,}",
-                counts["sample"].nunique() if len(counts) else 0, f"{len(read_sites):,}",
+    logger.info("read %s count rows over %s samples (%s)", f"{n_rows:,}", n_samples,
                 "donors summed" if params["imbalance_pool_donors"] else "donors separate")
     n = params["imbalance_het_min_reads"]
     for donor, d in per_donor.items():
@@ -523,20 +568,23 @@ def _log_cleaning(logger: logging.Logger, counts: pd.DataFrame, read_sites: pd.D
                         100 * DEPTH_QUANTILE, d["reference_depth"], f"{d['max_depth']:,}")
 
 
-def _summary(counts, read_sites, sites, table, per_ct, per_donor, per_sample, params, peaks, blacklist) -> dict:
+def _summary(n_rows, acc, table, per_ct, per_donor, per_sample, params, peaks, blacklist) -> dict:
     """The step summary: counts per filter (in :data:`FILTERS` order), REF fractions, labels."""
-    artefact = sites["_reason"].isin(["blacklist", "depth_outlier"]).to_numpy()
+    ref, tot, artefact = (np.concatenate(acc[k]) if acc[k] else np.zeros(0, dt)
+                          for k, dt in (("ref", np.int64), ("tot", np.int64), ("artefact", bool)))
+    ref, tot = ref.astype(np.float64), tot.astype(np.float64)
     n_tested = int(len(table))
     dropped = {k: sum(c["dropped"][k] for c in per_ct.values()) for k in FILTERS}
     return {
         # a path param by file name: the same study in another folder writes the same summary
         "params": {k: Path(params[k]).name if k == "blacklist" and params[k] else params[k] for k in sorted(PARAMS)},
-        "n_count_rows": int(len(counts)),
-        "n_sites": int(len(read_sites)),
+        "n_count_rows": int(n_rows),
+        "n_sites": int(sum(c["n_sites"] for c in per_ct.values())),
         "n_tested": n_tested,
         "dropped": dropped,
-        "ref_fraction": {"before_artefact_filters": ref_fractions(sites),
-                         "after_artefact_filters": ref_fractions(sites[~artefact]),
+        "ref_fraction": {"before_artefact_filters": _ref_fractions(ref, tot, acc["empty"]),
+                         "after_artefact_filters": _ref_fractions(ref[~artefact], tot[~artefact],
+                                                                  acc["empty"] - acc["empty_artefact"]),
                          "tested": ref_fractions(table)},
         "labels": {lab: int((table["label"] == lab).sum()) for lab in LABELS},
         "genotype_confirmation": {"min_reads": int(params["imbalance_het_min_reads"]), "donors": per_donor},
@@ -552,7 +600,7 @@ def _summary(counts, read_sites, sites, table, per_ct, per_donor, per_sample, pa
 
 
 def call_cell_type(s: pd.DataFrame, params: dict, ct: str = "", n_read: int | None = None,
-                   logger: logging.Logger = log) -> tuple[pd.DataFrame, dict]:
+                   logger: logging.Logger = log, empty: dict | None = None) -> tuple[pd.DataFrame, dict]:
     """Test, BH and labels over the testing family of one cell type.
 
     Parameters
@@ -561,7 +609,9 @@ def call_cell_type(s: pd.DataFrame, params: dict, ct: str = "", n_read: int | No
         The cell type's genotype-confirmed pooled sites with ``_reason`` (:func:`drop_reasons`;
         "" = in the family), shape (n, ...).
     n_read : int, optional
-        The cell type's sites before genotype confirmation (default ``n``).
+        The cell type's sites before genotype confirmation (default ``n`` + the empty sites).
+    empty : dict, optional
+        filter → the cell type's confirmed sites without reads that it drops (not rows of ``s``).
 
     Returns
     -------
@@ -571,10 +621,12 @@ def call_cell_type(s: pd.DataFrame, params: dict, ct: str = "", n_read: int | No
         The cell type's summary: counts dropped per filter, REF fractions, labels,
         estimates, histograms.
     """
-    n_read = len(s) if n_read is None else n_read
+    empty = empty or {}
+    n_empty = sum(empty.values())
+    n_read = len(s) + n_empty if n_read is None else n_read
     reason = s["_reason"].to_numpy()
-    dropped = {"genotype_unconfirmed": int(n_read - len(s)),
-               **{k: int((reason == k).sum()) for k in FILTERS[1:]}}
+    dropped = {"genotype_unconfirmed": int(n_read - len(s) - n_empty),
+               **{k: int((reason == k).sum()) + empty.get(k, 0) for k in FILTERS[1:]}}
     t = s[reason == ""].drop(columns="_reason").reset_index(drop=True)
     pvalue, est = imbalance_pvalues(t["ref_count"].to_numpy(), t["total"].to_numpy(), params)
     qvalue = bh_qvalues(pvalue)
@@ -590,8 +642,10 @@ def call_cell_type(s: pd.DataFrame, params: dict, ct: str = "", n_read: int | No
     reads = s["other_count"].sum() + s["total"].sum()
     info = {"n_sites": int(n_read), "dropped": dropped, "n_dropped_low_depth": dropped["low_depth"],
             "n_tested": int(len(t)), "labels": n_label, "estimates": est,
-            "ref_fraction": {"before_artefact_filters": ref_fractions(s), "after_artefact_filters":
-                             ref_fractions(s[~artefact]), "tested": ref_fractions(t)},
+            "ref_fraction": {"before_artefact_filters": ref_fractions(s, n_empty), "after_artefact_filters":
+                             ref_fractions(s[~artefact], n_empty - empty.get("blacklist", 0)
+                                           - empty.get("depth_outlier", 0)),
+                             "tested": ref_fractions(t)},
             "other_count_fraction": float(s["other_count"].sum() / max(1, reads)),
             "conflict_count": int(s["conflict_count"].sum()),
             "hist": {"ref_ratio": _histogram(t["ref_ratio"].to_numpy(float), HIST_BINS["ref_ratio"]),
@@ -711,9 +765,8 @@ def run_step(ctx: StepContext) -> dict:
     from .samplesheet import cell_types, read_samplesheet
 
     sheet = read_samplesheet(ctx.params["input"], check_files=False)
-    frames = [read_counts(ctx.outdir / "counts" / f"{r.sample}.parquet", r.sample, r.donor, r.cell_type)
+    counts = [counts_part(ctx.outdir / "counts" / f"{r.sample}.parquet", r.sample, r.donor, r.cell_type)
               for r in sheet.itertuples()]
-    counts = pd.concat(frames, ignore_index=True)
     peaks_path = ctx.outdir / "peaks.parquet"
     if ctx.params.get("imbalance_in_peaks", True) and not peaks_path.exists():
         raise InputError(peaks_path, "not found, and imbalance_in_peaks is true: each cell type's testing family "
@@ -764,7 +817,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     params = params_from_args(args, PARAMS)
-    counts = pd.concat([read_counts(p) for p in args.counts], ignore_index=True)
+    counts = [q for p in args.counts for q in file_parts(p)]
     peaks = read_peaks(args.peaks) if args.peaks else None
     table, summary = call_imbalance(counts, params, peaks, args.cell_types, read_blacklist(params["blacklist"]))
     write_outputs(table, summary, args.out, args.summary)
