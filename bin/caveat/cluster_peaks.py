@@ -73,6 +73,7 @@ from .intervals import merge_intervals, overlaps, read_bed, sort_intervals
 from .io import atomic_path, write_json, write_parquet
 from .ldsc import export_ldsc
 from .log import Progress, get_logger
+from .parallel import map_jobs
 from .peak_sites import check_rule, peak_track_values, track_sums
 from .regions import intervals_in_regions, read_regions
 from .samplesheet import cell_types, read_samplesheet
@@ -139,8 +140,9 @@ def call_peaks_macs3(pseudobulk_bw: str | Path, lengths: Mapping[str, int], out_
 
 
 def cell_type_peaks(sheet: pd.DataFrame, lengths: Mapping[str, int], outdir: Path, params: dict,
-                    tracks: Mapping[str, Path]) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
-    """Each cell type's peak set: the samplesheet's BED(s), else MACS3 on its pseudobulk.
+                    tracks: Mapping[str, Path], threads: int = 1) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
+    """Each cell type's peak set: the samplesheet's BED(s), else MACS3 on its pseudobulk (the
+    cell types without BEDs up to ``threads`` at once, :func:`caveat.parallel.map_jobs`).
 
     Returns
     -------
@@ -151,15 +153,22 @@ def cell_type_peaks(sheet: pd.DataFrame, lengths: Mapping[str, int], outdir: Pat
     """
     cmap = read_contig_map(params.get("contig_map"))
     peaks, source = {}, {}
-    for ct in cell_types(sheet):
-        files = list(dict.fromkeys(f for f in sheet.loc[sheet["cell_type"] == ct, "peaks"] if f))
+    given = {ct: list(dict.fromkeys(f for f in sheet.loc[sheet["cell_type"] == ct, "peaks"] if f))
+             for ct in cell_types(sheet)}
+    to_call = [ct for ct, files in given.items() if not files]
+
+    def macs3(ct: str, _threads: int) -> pd.DataFrame:
+        return call_peaks_macs3(tracks[ct], lengths, outdir / "peaks" / f"{ct}.macs3.narrowPeak", name=ct,
+                                qvalue=float(params["peak_macs3_qvalue"]), gsize=params["peak_macs3_gsize"])
+
+    called = dict(zip(to_call, map_jobs(macs3, to_call, threads, what="cell type")))
+    for ct, files in given.items():
         if files:
             parts = [read_bed(f, lengths, contig_map=cmap, allow_empty=True) for f in files]
             df = pd.concat(parts, ignore_index=True)
             source[ct] = "given"
         else:
-            df = call_peaks_macs3(tracks[ct], lengths, outdir / "peaks" / f"{ct}.macs3.narrowPeak", name=ct,
-                                  qvalue=float(params["peak_macs3_qvalue"]), gsize=params["peak_macs3_gsize"])
+            df = called[ct]
             source[ct] = "macs3"
         if df.empty:
             log.warning("%s: empty peak set (%s); it adds no peaks to the union, its accessibility is still "
@@ -453,13 +462,14 @@ def user_clusters(path: str | Path, lengths: Mapping[str, int], contig_map: Mapp
 
 # ---------------------------------------------------------------- the whole step
 def cluster_peaks(sheet: pd.DataFrame, lengths: Mapping[str, int], tracks_dir: Path, outdir: Path,
-                  params: dict) -> dict:
-    """Everything the step does, from insertion tracks to ``peaks.parquet``; returns the summary."""
+                  params: dict, threads: int = 1) -> dict:
+    """Everything the step does, from insertion tracks to ``peaks.parquet``; returns the summary.
+    ``threads``: MACS3 runs at once (cell types without peak BEDs)."""
     names = cell_types(sheet)
     pseudo = {ct: tracks_dir / f"{ct}.pseudobulk.bw" for ct in names}
     cmap = read_contig_map(params.get("contig_map"))
     summary: dict = {"cell_types": names}
-    sets, src = cell_type_peaks(sheet, lengths, outdir, params, pseudo)
+    sets, src = cell_type_peaks(sheet, lengths, outdir, params, pseudo, threads)
     if params.get("cluster_assignments"):
         peaks, cluster, labels = user_clusters(params["cluster_assignments"], lengths, cmap)
         orphan = [lab for lab in labels[1:] if not cluster_members(lab, names)]
@@ -597,7 +607,7 @@ def run_step(ctx: StepContext) -> dict:
     p = ctx.params
     sheet = read_samplesheet(p["input"], check_files=False)  # BAMs are read by `insertions`, not here
     lengths = fasta_lengths(p["fasta"])
-    s = cluster_peaks(sheet, lengths, ctx.outdir / "insertions", ctx.outdir, p)
+    s = cluster_peaks(sheet, lengths, ctx.outdir / "insertions", ctx.outdir, p, ctx.threads)
     return {"peaks": s["n_peaks"], "clusters": len(s["clusters"]),
             "ubiquitous": s["clusters"][UBIQUITOUS]["n_peaks"], "rule": s["union_rule"]}
 

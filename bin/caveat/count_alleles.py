@@ -35,6 +35,7 @@ from .barcodes import CELL_BARCODE_TAG, BarcodeLookup, check_tag_present
 from .genome import CODE
 from .io import read_parquet, write_json, write_parquet
 from .log import Progress, get_logger
+from .parallel import map_jobs, map_ordered
 from .samplesheet import read_samplesheet
 from .step_cli import add_param_options, params_from_args
 
@@ -277,13 +278,8 @@ def _job(args):
 
 
 def _map_jobs(jobs, threads):
-    if threads <= 1 or len(jobs) <= 1:
-        return map(_job, jobs)
-    from concurrent.futures import ThreadPoolExecutor
-
     # threads: the numba kernel and BGZF decompression release the GIL
-    with ThreadPoolExecutor(max_workers=threads) as ex:
-        return list(ex.map(_job, jobs))
+    return map_ordered(_job, jobs, threads)
 
 
 def counts_table(counts: pd.DataFrame, sample: str, donor: str, cell_type: str) -> pd.DataFrame:
@@ -298,10 +294,17 @@ def run_step(ctx: StepContext) -> dict:
     snps = read_parquet(ctx.outdir / "het_snps.parquet")
     donors = list(dict.fromkeys(sheet["donor"]))
     tables = {}
-    # every sample is counted and checked before any table is written: a mix-up leaves no counts
-    for row in sheet.itertuples():
+    rows = list(sheet.itertuples())
+
+    def one(row, threads: int) -> pd.DataFrame:
+        return _count_checked(ctx.outdir / "wasp" / f"{row.sample}.bam", snps, row.sample, row.donor, p,
+                              p["input"], donors, threads)
+
+    # every sample is counted and checked (concurrently, ctx.threads split among them) before any
+    # table is written: a mix-up leaves no counts
+    counted = map_jobs(one, rows, ctx.threads, names=[r.sample for r in rows])
+    for row, c in zip(rows, counted):
         bam = ctx.outdir / "wasp" / f"{row.sample}.bam"
-        c = _count_checked(bam, snps, row.sample, row.donor, p, p["input"], donors, ctx.threads)
         tables[row.sample] = counts_table(c, row.sample, row.donor, row.cell_type)
         fig = _summary(c, p)
         ctx.log.info("%s: read %s; %d het SNPs, %d covered; %d REF, %d ALT, %d other, %d conflicting-mate calls; "

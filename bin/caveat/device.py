@@ -42,6 +42,20 @@ def resolve_device(name: str = "auto", param: str = "train_device") -> torch.dev
     return dev
 
 
+def job_devices(name: str, n_jobs: int) -> list[str | None]:
+    """The device of each of ``n_jobs`` concurrent model jobs: round robin over the visible CUDA
+    devices (``cuda:0``, ``cuda:1``, …, ``cuda:0``, …) when ``name`` (a ``*_device`` param) is
+    ``auto`` or ``cuda`` and several are visible; otherwise ``None`` for every job (each
+    resolves ``name`` itself with :func:`resolve_device`: CPU, one GPU, or the device named).
+
+    A model's bits do not depend on which of several identical GPUs computes it.
+    """
+    n_gpus = torch.cuda.device_count() if name in ("auto", "cuda") and torch.cuda.is_available() else 0
+    if n_gpus < 2:
+        return [None] * n_jobs
+    return [f"cuda:{i % n_gpus}" for i in range(n_jobs)]
+
+
 def autocast(device: torch.device, bf16: bool):
     """bf16 autocast on CUDA when asked; a no-op elsewhere."""
     if bf16 and device.type == "cuda":
@@ -83,4 +97,4 @@ def map_batches(fn: Callable[[T], R], items: Iterable[T], workers: int = 1,
             yield from ex.map(fn, items)
 
 
-__all__ = ["autocast", "map_batches", "resolve_device", "torch_threads"]
+__all__ = ["autocast", "job_devices", "map_batches", "resolve_device", "torch_threads"]

@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -51,6 +50,7 @@ from .errors import InputError
 from .genome import fasta_lengths
 from .io import atomic_path, write_json
 from .log import Progress, get_logger
+from .parallel import map_jobs
 from .samplesheet import cell_types, read_samplesheet
 from .step_cli import add_param_options, params_from_args
 from .tracks import add_runs, read_runs, runs_to_sites, verify_bigwig
@@ -350,7 +350,9 @@ def library_bam_sites(bam_path: str | Path, lengths: Mapping[str, int], lookup, 
     Fragments are counted as by :func:`sample_track` (read 1 of each proper pair, TLEN span,
     +4/−5) except that duplicates are removed within each barcode, as Cell Ranger collapses
     them into a fragment-file line; reads without the tag or of barcodes outside ``lookup``
-    are not counted.
+    are not counted. Upstream duplicate flags (0x400) are ignored: Cell Ranger marks one copy
+    per barcode, and when that copy fails a filter (MAPQ) a flagged copy that passes still makes
+    the fragment-file line (its count column then says how many copies passed).
 
     Parameters
     ----------
@@ -371,6 +373,7 @@ def library_bam_sites(bam_path: str | Path, lengths: Mapping[str, int], lookup, 
                 continue
             cells: list = []
             rec, _ = _read1_records(bam, chrom, tag, cells)
+            rec[:, 0] &= ~_DUP  # the per-barcode dedup below replaces upstream marking (see docstring)
             keep, _ = _classify(rec, min_mapq)
             code = lookup.string_codes([c or "" for c in cells]) if cells else np.empty(0, np.int64)
             keep &= code >= 0
@@ -510,12 +513,15 @@ def source_bam(sample: str, raw_bam: str, outdir: Path, source: str) -> tuple[st
     return raw_bam, "raw"
 
 
-def _sample_job(args: tuple) -> dict:
+def _sample_job(args: tuple, threads: int = 1) -> dict:
+    """One sample's track in a worker process (pysam iteration holds the GIL: processes, not threads)."""
     bam, lengths, out_bw, min_mapq, sample = args
-    try:
-        return sample_track(bam, lengths, out_bw, min_mapq=min_mapq, sample=sample)
-    except InputError as e:  # InputError does not survive pickling across processes: hand its parts back
-        return {"_error": (e.file, e.problem, e.fix)}
+    return sample_track(bam, lengths, out_bw, min_mapq=min_mapq, sample=sample)
+
+
+def _pseudobulk_job(args: tuple, threads: int = 1) -> dict:
+    """One cell type's pseudobulk track in a worker process."""
+    return pseudobulk_track(*args)
 
 
 COUNTING_RULE = "read 1 of each proper pair; TLEN span; one per (start, end, orientation); +4/-5"
@@ -531,24 +537,20 @@ def run_step(ctx: StepContext) -> dict:
         bam, src = source_bam(row.sample, row.bam, ctx.outdir, p["insertions_source"])
         sources[row.sample] = src
         jobs.append((bam, lengths, ctx.out("insertions", f"{row.sample}.bw"), min_mapq, row.sample))
-    if ctx.threads > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(min(ctx.threads, len(jobs))) as ex:
-            stats = list(ex.map(_sample_job, jobs))
-    else:
-        stats = [_sample_job(j) for j in jobs]
-    for st in stats:
-        if "_error" in st:
-            raise InputError(*st["_error"])
+    # samples, then cell types, up to ctx.threads at once in worker processes; results in sheet order
+    stats = map_jobs(_sample_job, jobs, ctx.threads, names=list(sources), processes=True)
     samples = {}
     for row, st in zip(sheet.itertuples(), stats):
         samples[row.sample] = {**st, "source": sources[row.sample], "donor": row.donor, "cell_type": row.cell_type}
+    cts = cell_types(sheet)
+    members = {ct: sheet.loc[sheet["cell_type"] == ct, "sample"].tolist() for ct in cts}
+    pjobs = [([ctx.outdir / "insertions" / f"{s}.bw" for s in members[ct]], lengths,
+              ctx.out("insertions", f"{ct}.pseudobulk.bw")) for ct in cts]
     pseudo = {}
-    for ct in cell_types(sheet):
-        members = sheet.loc[sheet["cell_type"] == ct, "sample"].tolist()
-        res = pseudobulk_track([ctx.outdir / "insertions" / f"{s}.bw" for s in members], lengths,
-                               ctx.out("insertions", f"{ct}.pseudobulk.bw"))
-        pseudo[ct] = {"samples": members, **res}
-        log.info("pseudobulk %s: %d samples, %d insertions", ct, len(members), res["insertions"])
+    for ct, res in zip(cts, map_jobs(_pseudobulk_job, pjobs, ctx.threads, names=cts, processes=True,
+                                     what="cell type")):
+        pseudo[ct] = {"samples": members[ct], **res}
+        log.info("pseudobulk %s: %d samples, %d insertions", ct, len(members[ct]), res["insertions"])
     summary = run_summary(samples, pseudo, p["insertions_source"], min_mapq)
     write_json(summary, ctx.out("insertions.summary.json"))
     return {"samples": len(samples), "cell_types": len(pseudo),

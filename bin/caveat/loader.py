@@ -12,9 +12,11 @@ time (training epochs capped at ``train_epoch_batches``), with a resumable state
 
 from __future__ import annotations
 
+import queue
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -109,6 +111,12 @@ class WindowLoader:
         Random shift augmentation (0: none).
     rc : bool
         Random reverse-complement augmentation.
+    pin_memory : bool
+        Batches in page-locked memory, so ``.to(cuda, non_blocking=True)`` copies them
+        while the GPU computes (use on CUDA only; default off).
+    prefetch : int
+        Batches made ahead by a background thread (:func:`prefetch`; 0: made on demand).
+        The batches are the same: one thread draws them in order from the same generator.
 
     Yields
     ------
@@ -120,10 +128,11 @@ class WindowLoader:
 
     def __init__(self, genome: GenomeCodes, abs_starts: np.ndarray, targets: np.ndarray, length: int, *,
                  batch_size: int = 64, shuffle: bool = False, seed: int = 0, max_shift: int = 0,
-                 rc: bool = False):
+                 rc: bool = False, pin_memory: bool = False, prefetch: int = 0):
         self.genome, self.abs_starts, self.targets = genome, np.asarray(abs_starts, np.int64), targets
         self.length, self.batch_size, self.shuffle = length, batch_size, shuffle
         self.seed, self.max_shift, self.rc = seed, max_shift, rc
+        self.pin_memory, self.prefetch = pin_memory, prefetch
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -133,6 +142,9 @@ class WindowLoader:
         return -(-len(self.abs_starts) // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return prefetch(self._batches(), self.prefetch, self.pin_memory)
+
+    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         rng, order = self.pass_order(self.epoch)
         for i in range(0, len(order), self.batch_size):
             yield self.batch(order[i:i + self.batch_size], rng)
@@ -187,8 +199,9 @@ class BatchStream:
         """The next ``k`` batches (codes (B, length) uint8, targets (B, T) float32)."""
         if len(self.loader) == 0:
             raise ValueError("BatchStream over a loader without windows")
-        for _ in range(k):
-            yield self.loader.batch(*self._advance())
+        # made ahead at most up to the k-th batch: after the k batches the stream's state is the same
+        return prefetch((self.loader.batch(*self._advance()) for _ in range(k)), self.loader.prefetch,
+                        self.loader.pin_memory)
 
     def windows_ahead(self, k: int) -> int:
         """Windows in the next ``k`` batches (the stream is not moved)."""
@@ -206,3 +219,69 @@ class BatchStream:
         if state["rng"] is not None:
             self._rng, self._order = self.loader.pass_order(self.pass_)
             self._rng.bit_generator.state = state["rng"]
+
+
+_DONE = object()
+
+
+class _Raised:
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+def _pinned(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    return tuple(t.pin_memory() for t in batch)
+
+
+def prefetch(batches: Iterable[tuple[torch.Tensor, ...]], depth: int = 0,
+             pin_memory: bool = False) -> Iterator[tuple[torch.Tensor, ...]]:
+    """``batches``, in order, made up to ``depth`` ahead by one background thread (numpy's
+    gathers and torch's copies release the GIL, so the next batch is made while the model
+    trains on this one), each tensor in page-locked memory with ``pin_memory``.
+
+    One thread draws every batch in order from the same iterator, so the batches (and the
+    random generator's use) are those of ``depth=0``. ``depth <= 0``: no thread. An error
+    making a batch is raised where that batch would have been yielded; a consumer that stops
+    early stops the thread.
+    """
+    if depth <= 0:
+        return (_pinned(b) if pin_memory else b for b in batches)
+    return _prefetched(iter(batches), depth, pin_memory)
+
+
+def _prefetched(batches: Iterator, depth: int, pin_memory: bool) -> Iterator:
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for b in batches:
+                if not put(_pinned(b) if pin_memory else b):
+                    return
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            put(_Raised(e))
+            return
+        put(_DONE)
+
+    worker = threading.Thread(target=produce, name="caveat-batches", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                return
+            if isinstance(item, _Raised):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        worker.join()

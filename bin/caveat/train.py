@@ -61,7 +61,7 @@ import pandas as pd
 import torch
 
 from .dataset_io import load_inputs
-from .device import autocast, resolve_device, torch_threads
+from .device import autocast, job_devices, resolve_device, torch_threads
 from .engine import Step, StepContext
 from .errors import InputError
 from .io import write_json, write_parquet
@@ -75,6 +75,9 @@ from .train_resume import (clear_resume, clear_resume_below, load_resume, resume
                            save_resume, set_rng_states)
 
 log = get_logger("train")
+
+#: batches a GPU run's loader makes ahead on a background thread (:func:`caveat.loader.prefetch`)
+LOADER_PREFETCH = 2
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "valid_loss", "valid_pearson"]
 
@@ -409,11 +412,14 @@ def train_model(genome: GenomeCodes, abs_starts: np.ndarray, targets: np.ndarray
         init_output_bias(model, targets[train_idx])
         log.info("%s: %s parameters, %d training and %d validation windows, device %s",
                  label, f"{count_parameters(model):,}", len(train_idx), len(valid_idx), device)
+        # on a GPU: batches made ahead by a thread in page-locked memory (copied while the GPU computes);
+        # the same batches either way
+        feed = {} if cpu else {"pin_memory": device.type == "cuda", "prefetch": LOADER_PREFETCH}
         train = WindowLoader(genome, abs_starts[train_idx], targets[train_idx], length,
                              batch_size=params["train_batch_size"], shuffle=True, seed=seed,
-                             max_shift=params["augment_shift"], rc=params["augment_rc"])
+                             max_shift=params["augment_shift"], rc=params["augment_rc"], **feed)
         valid = WindowLoader(genome, abs_starts[valid_idx], targets[valid_idx], length,
-                             batch_size=max(params["train_batch_size"], 256))
+                             batch_size=max(params["train_batch_size"], 256), **feed)
         state, history, resumed_from = fit(model, train, valid, targets[valid_idx], params, device, label,
                                            checkpoint, digest)
     model.load_state_dict(state)
@@ -422,15 +428,16 @@ def train_model(genome: GenomeCodes, abs_starts: np.ndarray, targets: np.ndarray
 
 def train_regime(regime: str, windows: pd.DataFrame, targets: np.ndarray, cell_types: list[str],
                  genome: GenomeCodes, params: dict, outdir: Path, only_cell_type: str | None = None,
-                 keep_resume: bool = False, replicates=None) -> dict:
+                 keep_resume: bool = False, replicates=None, device: str | None = None) -> dict:
     """Train one regime's model(s) and write ``outdir/models/<model path>/…``; returns a summary
     keyed by model path (:func:`caveat.regimes.model_path`). ``replicates``: the replicate
     numbers to train (default 1 … ``train_replicates``). A model whose run was killed resumes
     from its last epoch's checkpoint. ``keep_resume`` leaves a finished model's checkpoint for
     the caller to clear once all its models are written
     (:func:`caveat.train_resume.clear_resume_below`), so a rerun after a kill later in the step
-    rewrites the finished ones without training them again."""
-    device = resolve_device(params["train_device"])
+    rewrites the finished ones without training them again. ``device``: the device this job
+    was given (:func:`caveat.device.job_devices`), else ``train_device`` resolved."""
+    device = resolve_device(device or params["train_device"])
     params = regime_params(params, regime)
     n_reps = int(params.get("train_replicates", 1))
     abs_starts = genome.abs_starts(windows["chrom"].to_numpy(), windows["start"].to_numpy())
@@ -486,14 +493,16 @@ def train_one(genome: GenomeCodes, abs_starts: np.ndarray, targets: np.ndarray, 
 
 def _unit_job(args: tuple) -> dict:
     """One (regime, cell type, replicate) model in a worker process: load the inputs, train, save."""
-    windows_path, summary_path, params, outdir, (regime, ct, k) = args
+    windows_path, summary_path, params, outdir, (regime, ct, k), device = args
     windows, targets, cts, genome = load_inputs(windows_path, summary_path, Path(params["fasta"]))
-    return train_regime(regime, windows, targets, cts, genome, params, outdir, ct, keep_resume=True, replicates=[k])
+    return train_regime(regime, windows, targets, cts, genome, params, outdir, ct, keep_resume=True, replicates=[k],
+                        device=device)
 
 
-def parallel_models(threads: int, params: dict) -> int:
-    """Models trained at once by the local engine: ``threads`` // ``train_cpu_threads`` (≥ 1)."""
-    return max(1, int(threads) // max(1, int(params.get("train_cpu_threads", 1))))
+def parallel_models(threads: int, params: dict, n_gpus: int = 0) -> int:
+    """Models trained at once by the local engine: ``threads`` // ``train_cpu_threads`` (≥ 1),
+    and at least one per GPU when ``n_gpus`` (≥ 2) are shared out (:func:`caveat.device.job_devices`)."""
+    return max(1, int(threads) // max(1, int(params.get("train_cpu_threads", 1))), n_gpus)
 
 
 def train_all(ctx: StepContext, cell_types: list[str], load) -> dict:
@@ -502,13 +511,16 @@ def train_all(ctx: StepContext, cell_types: list[str], load) -> dict:
     ``load``: () → (windows, targets, cell types, genome)."""
     p, outdir = ctx.params, ctx.outdir
     units = model_units(p["regimes"], cell_types, int(p["train_replicates"]))
-    width = min(parallel_models(ctx.threads, p), len(units))
+    devices = job_devices(p["train_device"], len(units))  # several GPUs: one per concurrent model, round robin
+    width = min(parallel_models(ctx.threads, p, len({d for d in devices if d})), len(units))
     if width <= 1:
         windows, targets, cts, genome = load()
         return {k: v for regime in p["regimes"]
                 for k, v in train_regime(regime, windows, targets, cts, genome, p, outdir, keep_resume=True).items()}
-    log.info("training %d models, %d at a time", len(units), width)
-    jobs = [(outdir / "windows.parquet", outdir / "build_dataset.summary.json", p, outdir, u) for u in units]
+    log.info("training %d models, %d at a time%s", len(units), width,
+             f" on {len(set(devices))} GPUs" if devices and devices[0] else "")
+    jobs = [(outdir / "windows.parquet", outdir / "build_dataset.summary.json", p, outdir, u, d)
+            for u, d in zip(units, devices)]
     with ProcessPoolExecutor(width, mp_context=multiprocessing.get_context("spawn")) as ex:
         parts = list(ex.map(_unit_job, jobs))
     return {k: v for part in parts for k, v in part.items()}

@@ -37,7 +37,6 @@ import struct
 import tempfile
 import zlib
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +53,7 @@ from .genome import CODE, check_contigs, fasta_lengths, read_contig_map
 from .het_sites import check_donors_have_sites, read_het_sites
 from .io import atomic_path, read_json, read_parquet, write_json, write_parquet
 from .log import Progress, get_logger
+from .parallel import map_jobs, map_ordered
 from .read_versions import make_versions
 from .samplesheet import read_samplesheet
 from .step_cli import add_param_options, params_from_args
@@ -663,10 +663,7 @@ def _pass2_job(args):
 def _map(fn, jobs, threads):
     """Per-chromosome jobs on ``threads`` threads: the numba kernels, BGZF
     decompression and numpy release the GIL, and threads start instantly."""
-    if threads <= 1 or len(jobs) <= 1:
-        return [fn(j) for j in jobs]
-    with ThreadPoolExecutor(max_workers=threads) as ex:
-        return list(ex.map(fn, jobs))
+    return map_ordered(fn, jobs, threads)
 
 
 class _Clock:
@@ -848,15 +845,21 @@ def run_step(ctx: StepContext) -> dict:
             check_contigs(names, fasta_contigs, what="BAM", file=row.bam, reference_file=p["fasta"])
     index = _aligner_index(p, ctx.outdir, ctx.threads)
     check_aligner(p["aligner"], index, p["aligner_args"])
+    def one(row, threads: int) -> dict:
+        ctx.log.info("sample %s (donor %s): WASP filter of %s on %d thread(s)", row.sample, row.donor, row.bam,
+                     threads)
+        return wasp_filter(row.bam, snps[snps["donor"] == row.donor], indels[indels["donor"] == row.donor],
+                           ctx.out("wasp", f"{row.sample}.bam"), ctx.out("wasp", f"{row.sample}.stats.json"),
+                           aligner=p["aligner"], aligner_index=index, aligner_args=p["aligner_args"],
+                           min_mapq=p["min_mapq"], max_snps=p["wasp_max_snps_per_read"],
+                           max_versions=p["wasp_max_versions"], seed=p["seed"], threads=threads,
+                           fasta=p.get("fasta"), sample=row.sample)
+
+    # samples run concurrently, ctx.threads split among them; figures logged in samplesheet order
+    rows = list(sheet.itertuples())
+    stats = map_jobs(one, rows, ctx.threads, names=[r.sample for r in rows])
     per_sample = []
-    for row in sheet.itertuples():
-        ctx.log.info("sample %s (donor %s): WASP filter of %s", row.sample, row.donor, row.bam)
-        st = wasp_filter(row.bam, snps[snps["donor"] == row.donor], indels[indels["donor"] == row.donor],
-                         ctx.out("wasp", f"{row.sample}.bam"), ctx.out("wasp", f"{row.sample}.stats.json"),
-                         aligner=p["aligner"], aligner_index=index, aligner_args=p["aligner_args"],
-                         min_mapq=p["min_mapq"], max_snps=p["wasp_max_snps_per_read"],
-                         max_versions=p["wasp_max_versions"], seed=p["seed"], threads=ctx.threads,
-                         fasta=p.get("fasta"), sample=row.sample)
+    for row, st in zip(rows, stats):
         _log_stats(ctx.log, row.sample, st)
         per_sample.append((ctx.out("wasp", f"{row.sample}.stats.json"), st))
     # written once every BAM went through (a damaged record block fails inside the filter)
