@@ -385,3 +385,32 @@ def test_step_clis_write_the_group_tables_and_tracks(library, filtered_library, 
                   "--barcode-tag", "CB", "--barcodes", str(table), "--out-bam", str(tmp_path / "c.bam"),
                   "--out-stats", str(tmp_path / "c.json")])
     assert rc == 0 and (tmp_path / "c.bam").read_bytes() == (out / "sc.bam").read_bytes()
+
+
+def test_tracks_from_the_simulated_libraries_fragments_equal_their_bams(request):
+    """The simulator's libraries (``--preset tiny-sc``): each fragments file, written by the 10x
+    rule from read pairs with both mates' MAPQ > 30, gives the BAM-side insertions of every
+    donor x cell type exactly (min MAPQ 31, duplicates per barcode)."""
+    try:
+        d = request.getfixturevalue("tiny_sc_sim")
+    except pytest.FixtureLookupError:
+        pytest.skip("the tiny-sc simulator fixture is not in this tree yet")
+    from caveat.single_cell import barcode_group_codes, read_libraries
+
+    libs, table = read_libraries(d / "samplesheet.csv")
+    lengths = fasta_lengths(d / "genome.fa")
+    total = 0
+    for lib in libs.itertuples():
+        codes, groups = barcode_group_codes(table, lib.library)
+        lookup = bcs.BarcodeLookup(codes)
+        from_bam = ins.library_bam_sites(lib.bam, lengths, lookup, min_mapq=31)
+        tbx = fr.open_fragments(lib.fragments)
+        for chrom in lengths:
+            got, _ = fr.group_sites(fr.contig_fragments(tbx, chrom, lib.fragments), lookup)
+            assert got.keys() == from_bam[chrom].keys(), (lib.library, chrom)
+            for g in got:
+                np.testing.assert_array_equal(got[g][0], from_bam[chrom][g][0])
+                np.testing.assert_array_equal(got[g][1], from_bam[chrom][g][1])
+                total += int(got[g][1].sum())
+        tbx.close()
+    assert total > 100_000
