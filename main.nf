@@ -59,6 +59,7 @@ workflow {
     predictions    = CAVEAT.out.predictions.map { _meta, parquet -> parquet }
     variant_scores = CAVEAT.out.scores.map { _meta, parquet -> parquet }
     metrics        = CAVEAT.out.metrics.map { _meta, parquet -> parquet }
+    benchmark_bundle = CAVEAT.out.bundle.map { _meta, folder -> folder }
     report         = CAVEAT.out.report.map { _meta, html -> html }
     summaries      = CAVEAT.out.summaries.map { _meta, json -> json }
     versions       = ch_versions
@@ -119,6 +120,9 @@ output {
     }
     metrics {
         path '.'
+    }
+    benchmark_bundle {
+        path '.'   // the task writes benchmark_bundle/
     }
     report {
         path '.'

@@ -7,7 +7,7 @@
  * tests/test_nextflow_contract.py checks both.
  */
 
-include { PREPARE_INPUTS } from '../subworkflows/local/prepare_inputs/main'
+include { PREPARE_INPUTS; samplesheetFile } from '../subworkflows/local/prepare_inputs/main'
 include { ALLELE_COUNTS  } from '../subworkflows/local/allele_counts/main'
 include { TRACKS         } from '../subworkflows/local/tracks/main'
 include { IMBALANCE      } from '../subworkflows/local/imbalance/main'
@@ -56,6 +56,14 @@ workflow CAVEAT {
         .map { meta, sets, strata -> [meta, [sets, strata]] }
     ch_score_vcf = optionalFile(params.score_vcf)
     ch_unmappable = optionalFile(params.unmappable_bed)
+    // outside models (issue 18.7): one [meta, model file] per row of the params.outside_models sheet,
+    // in sheet order (splitCsv(header: true) emits one map per data row, keyed by the header:
+    // Nextflow docs, operator splitCsv; fromPath → splitCsv → map keeps the file's order)
+    ch_outside = params.outside_models
+        ? channel.fromPath(params.outside_models, checkIfExists: true)
+            .splitCsv(header: true, strip: true)
+            .map { row -> [outsideMeta(row, params.window_size as int), outsideFile(row, file(params.outside_models).parent)] }
+        : channel.empty()
     MODELS(
         TRACKS.out.pseudobulk,
         TRACKS.out.peaks,
@@ -67,7 +75,8 @@ workflow CAVEAT {
         ch_score_vcf,
         ch_contig_map,
         ch_unmappable,
-        params.train_replicates as int
+        params.train_replicates as int,
+        ch_outside
     )
 
     ch_evaluate_in = MODELS.out.predictions
@@ -77,7 +86,9 @@ workflow CAVEAT {
         .combine(IMBALANCE.out.imbalance.map { _meta, parquet -> parquet })
         .combine(TRACKS.out.peaks.map { _meta, parquet -> parquet })
         .combine(TRACKS.out.donor_counts.map { _meta, parquet -> parquet })
-    EVALUATE(ch_evaluate_in)
+        .combine(MODELS.out.windows.map { _meta, windows, summary -> [windows, summary] })
+    // EVALUATE also writes the benchmark bundle (caveat.bundle): test windows and their genome
+    EVALUATE(ch_evaluate_in, PREPARE_INPUTS.out.fasta)
 
     // the report reads a results folder laid out as the local engine's outdir
     ch_report_tables = EVALUATE.out.metrics
@@ -111,6 +122,7 @@ workflow CAVEAT {
     predictions    = MODELS.out.predictions
     scores         = MODELS.out.scores.mix(MODELS.out.vcf_scores)
     metrics        = EVALUATE.out.metrics
+    bundle         = EVALUATE.out.bundle
     report         = REPORT.out.html
     summaries      = ALLELE_COUNTS.out.summaries
         .mix(IMBALANCE.out.summaries, TRACKS.out.insertions_summary)
@@ -140,6 +152,25 @@ def listParam(value) {
         return []
     }
     return value.toString().tokenize('[], ')
+}
+
+// One row of the outside_models sheet (a map from splitCsv(header: true)) as a model's meta, read as
+// caveat.outside_models.read_sheet reads it: tasks positional and ';'-separated (- for an unused
+// output; empty entries kept, so that predict.py refuses them by line), seq_len defaulting to
+// window_size. meta.outside tells SCORE_VARIANTS the model is a file with a task map, not a train folder.
+def outsideMeta(row, windowSize) {
+    def name = row.name as String
+    def tasksText = (row.tasks ?: '') as String
+    // padding each ';' keeps empty entries through tokenize (which drops empty tokens)
+    def tasks = tasksText.replace(';', ' ; ').tokenize(';').collect { task -> task.trim() }
+    def seqLen = row.seq_len ? row.seq_len as int : windowSize
+    return [id: name, regime: name, cell_type: null, replicate: null, outside: true, task_names: tasks, seq_len: seqLen]
+}
+
+// The model file of a sheet row: relative to the sheet's folder, an absolute path or URL as
+// written (the samplesheet's rule, samplesheetFile of subworkflows/local/prepare_inputs).
+def outsideFile(row, sheetDir) {
+    return samplesheetFile(row.model as String, sheetDir, "outside model ${row.name}")
 }
 
 // An optional input file as a process takes it: the file, or [] for none.

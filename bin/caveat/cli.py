@@ -3,6 +3,7 @@
 ``caveat simulate``   write a simulated study with planted truth
 ``caveat run``        run the whole pipeline with the local engine
 ``caveat params``     print every param with its default (YAML)
+``caveat benchmark``  score any model on a run's benchmark bundle (--bundle, --model, --tasks, --out)
 ``caveat <step> …``   run one step on explicit files (what Nextflow's processes call)
 """
 
@@ -40,6 +41,10 @@ def _run(argv: list[str]) -> int:
         outdir = Path(args.params).resolve().parent / outdir
     params["outdir"] = str(outdir)
     validate_inputs(params, steps)  # every input, before any step runs or is marked done
+    if params.get("outside_models"):   # the sheet and each model it lists: fail before training, not after
+        from .outside_models import outside_models
+
+        outside_models(params, None)
     run_pipeline(steps, params, outdir, resume=args.resume, until=args.until, threads=max(1, args.threads))
     print(f"outputs: {outdir}")
     return 0
@@ -71,10 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if cmd in commands:
             return commands[cmd](rest)
-        if cmd == "simulate" or cmd in steps:
+        if cmd in ("simulate", "benchmark") or cmd in steps:
             mod = importlib.import_module(f"caveat.{cmd}")
             return int(mod.main(rest) or 0)
-        print(f"caveat: unknown command {cmd!r}; commands: run, params, simulate, {', '.join(steps)}", file=sys.stderr)
+        print(f"caveat: unknown command {cmd!r}; commands: run, params, simulate, benchmark, {', '.join(steps)}", file=sys.stderr)
         return 2
     except (CaveatError, OSError) as e:
         err = _user_error(e)

@@ -81,6 +81,7 @@ import pandas as pd
 
 from . import __version__
 from . import metrics as M
+from .bundle import BUNDLE_DIR, write_bundle
 from .engine import Step, StepContext
 from .errors import InputError
 from .io import read_parquet, write_json, write_parquet
@@ -110,6 +111,10 @@ TASK_METRIC = {"imbalance": ("imbalance", ""), "imbalance_region": ("imbalance",
                "direction": ("direction", "")}
 COLUMNS = METRIC_COLUMNS
 
+#: the predict / score_variants settings the benchmark bundle records (caveat.bundle; their steps' defaults)
+BUNDLE_SETTINGS = {"window_size": 1344, "target_bin": 192, "predict_average": True, "predict_batch_size": 256,
+                   "predict_peak_value": "centre", "score_rc": True, "score_shifts": [-1, 0, 1], "score_batch_size": 32,
+                   "score_fast_ism": True}
 PRED_COLS = ("regime", "kind", "chrom", "start", "end", "cell_type", "target", "prediction")
 SET_COLS = ("cell_type", "variant_id", "set")
 
@@ -858,12 +863,25 @@ def run_step(ctx: StepContext) -> dict:
     inputs = load_inputs(o / "predictions.parquet", o / "variant_scores.parquet", o / "variant_sets.parquet", **opt,
                          test_chroms=ctx.params.get("test_chroms"))
     summary = run(ctx.out("metrics.parquet"), inputs, ctx.params, int(ctx.params.get("seed", 0)))
+    write_run_bundle(o / BUNDLE_DIR, inputs, ctx.params, ctx.params.get("fasta"), o / "windows.parquet",
+                     o / "build_dataset.summary.json")
     return {"rows": summary["rows"], "nonfinite_values": summary["nonfinite_values"]}
+
+
+def write_run_bundle(dest: Path, inputs: dict, params: dict, fasta, windows: Path, dataset_summary: Path):
+    """The benchmark bundle ``dest`` (:mod:`caveat.bundle`) from the run's windows, genome and evaluate's
+    labelled variant tables; None (logged) when the run has no windows, no genome or no variant sets."""
+    if not (fasta and Path(windows).exists() and Path(dataset_summary).exists() and "sets" in inputs):
+        log.info("no benchmark bundle: windows.parquet, the genome or the variant sets are missing")
+        return None
+    return write_bundle(dest, windows_path=windows, summary_path=dataset_summary, fasta=fasta,
+                        peaks=inputs.get("peaks"), sets=inputs["sets"], strata_sets=inputs.get("strata_sets"),
+                        params=params)
 
 
 STEP = Step(name="evaluate", run=run_step, needs=("predict", "score_variants"),
             optional_needs=("cluster_peaks", "call_imbalance", "match_negatives"),
-            params={**PARAMS, "test_chroms": ["chr4", "chr5"]},
+            params={**PARAMS, "test_chroms": ["chr4", "chr5"], **BUNDLE_SETTINGS},
             doc="reference accuracy, over-correlation, variant-effect AUROCs by stratum with CIs")
 
 
@@ -881,6 +899,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--stratum-sets", help="variant_sets_stratum_matched.parquet (match_negatives' Fig. 4B set)")
     ap.add_argument("--out", default="metrics.parquet", help="output metrics.parquet (summary written beside it)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--bundle", help="also write the benchmark bundle (caveat.bundle) into this folder; needs --windows, "
+                                     "--dataset-summary, --fasta and --variant-sets")
+    ap.add_argument("--windows", help="with --bundle: windows.parquet")
+    ap.add_argument("--dataset-summary", help="with --bundle: build_dataset.summary.json")
+    ap.add_argument("--fasta", help="with --bundle: the genome FASTA")
     add_param_options(ap, STEP.params,
                       aliases={"evaluate_height_bin": ["--height-bin"], "evaluate_bootstrap": ["--bootstrap"],
                                "evaluate_ci_level": ["--ci-level"]},
@@ -902,5 +925,11 @@ def main(argv=None) -> int:
                          a.stratum_sets, a.test_chroms)
     params = params_from_args(a, PARAMS)
     run(Path(a.out), inputs, params, a.seed)
+    if a.bundle:
+        if not (a.windows and a.dataset_summary and a.fasta and "sets" in inputs):
+            raise InputError("--bundle", "the bundle needs the windows, the dataset summary, the genome and the variant "
+                                         "sets", "pass --windows, --dataset-summary, --fasta and --variant-sets")
+        write_run_bundle(Path(a.bundle), inputs, {**params_from_args(a, STEP.params), "seed": a.seed}, a.fasta,
+                         Path(a.windows), Path(a.dataset_summary))
     print(f"metrics: {a.out}")
     return 0

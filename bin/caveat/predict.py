@@ -21,6 +21,10 @@ Replicates: every replicate model of a regime (``train_replicates``; folders
 :func:`caveat.regimes.model_path`) predicts the same windows and peaks, its rows
 labelled ``replicate`` = ``rep<k>``; evaluate averages them into the ensemble.
 
+Outside models (``outside_models``, :mod:`caveat.outside_models`): each predicts the same
+windows and peaks under the same rules, as one more regime (label = its name, replicate
+``rep1``), with rows for the cell types its tasks map.
+
 Output ``predictions.parquet``: regime, replicate, kind ∈ {window, peak}, peak_id
 (null for windows), chrom, start, end (the peak's own interval for peaks),
 cell_type, target, prediction.
@@ -29,6 +33,7 @@ cell_type, target, prediction.
 from __future__ import annotations
 
 import argparse
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +50,7 @@ from .log import Progress, get_logger
 from .genome import fasta_lengths
 from .models import load_checkpoint
 from .onehot import one_hot, reverse_complement
+from .outside_models import OutputColumns, OutsideModel, open_model, outside_models, sheet_files
 from .peak_sites import centred_sites, check_rule
 from .regimes import REGIMES, model_path, replicate_label
 from .step_cli import add_param_options, params_from_args
@@ -185,19 +191,64 @@ def predict_regime(regime: str, models_dir: Path, windows: pd.DataFrame, targets
 
     ``lengths`` (contig → bp) drops peaks whose centred window runs off a contig.
     """
+    models = regime_models(models_dir, regime, cell_types, device, replicate, int(params.get("train_replicates", 1)))
+    return predict_models(regime, models, windows, targets, cell_types, genome, peaks, params, lengths, replicate)
+
+
+def outside_predictions(m: OutsideModel, windows: pd.DataFrame, targets: np.ndarray, cell_types: list[str],
+                        genome: GenomeCodes, peaks: pd.DataFrame | None, params: dict, device,
+                        lengths: dict | None = None) -> pd.DataFrame:
+    """An outside model's rows (regime = its name, replicate ``rep1``) for the cell types it maps.
+
+    Parameters
+    ----------
+    targets : numpy.ndarray
+        (W, C) targets of ``windows`` in ``cell_types`` order.
+    """
+    module = OutputColumns(open_model(m.path), m.columns).to(device).eval()
+    idx = [cell_types.index(ct) for ct in m.mapped]
+    return predict_models(m.name, [(module, list(range(len(idx))))], windows, targets[:, idx], m.mapped, genome,
+                          peaks, params, lengths, seq_len=m.seq_len)
+
+
+def predict_models(regime: str, models: list, windows: pd.DataFrame, targets: np.ndarray, cell_types: list[str],
+                   genome: GenomeCodes, peaks: pd.DataFrame | None, params: dict, lengths: dict | None = None,
+                   replicate: int = 1, seq_len: int | None = None) -> pd.DataFrame:
+    """Long-format window and peak predictions of loaded models (``(module, target columns)`` pairs
+    covering ``cell_types``) on the test split (``windows`` rows with split ``test``).
+
+    ``seq_len`` (an outside model's input length L, default ``window_size``): each window is
+    re-centred to L bp around the same centre bin (start − (L − window_size) / 2; a window whose
+    longer input runs off its contig is dropped for this model, logged), and peaks get L bp
+    windows centred on them.
+    """
+    size = int(params["window_size"])
+    seq_len = int(seq_len or size)
+    if (seq_len - size) % 2:
+        raise InputError("outside_models", f"{regime}: seq_len {seq_len} and window_size {size} differ by an odd "
+                                           "number", "use an input length with the same parity as window_size")
+    offset = (seq_len - size) // 2
     test = windows.index[windows["split"] == "test"].to_numpy()
     tw = windows.loc[test].reset_index(drop=True)
-    models = regime_models(models_dir, regime, cell_types, device, replicate, int(params.get("train_replicates", 1)))
-    preds = run_models(models, genome, genome.abs_starts(tw["chrom"].to_numpy(), tw["start"].to_numpy()),
-                       len(cell_types), params, regime)
     tt = targets[test]
+    if offset > 0 and lengths is not None:
+        ln = tw["chrom"].map(lambda ch: lengths.get(ch, -1)).to_numpy(np.int64)
+        fit = (tw["start"].to_numpy(np.int64) - offset >= 0) & (tw["start"].to_numpy(np.int64) - offset + seq_len <= ln)
+        if (~fit).any():
+            log.info("%s: %d test window(s) whose %d bp input runs off the contig dropped", regime, int((~fit).sum()),
+                     seq_len)
+        tw, tt = tw[fit].reset_index(drop=True), tt[fit]
+    params = {**params, "window_size": seq_len}
+    preds = run_models(models, genome, genome.abs_starts(tw["chrom"].to_numpy(), tw["start"].to_numpy() - offset),
+                       len(cell_types), params, regime)
     frames = [long_format(regime, "window", tw, tt, preds, cell_types)]
     if peaks is not None and len(peaks):
         how = check_rule(params.get("predict_peak_value", "centre"))
         if how == "centre":
             frames.append(centred_peak_predictions(regime, models, genome, peaks, cell_types, params, lengths))
         else:
-            frames.append(tiled_peak_predictions(regime, tw, tt, preds, peaks, cell_types, params, how))
+            frames.append(tiled_peak_predictions(regime, tw, tt, preds, peaks, cell_types,
+                                                 {**params, "window_size": size}, how))
     df = pd.concat(frames, ignore_index=True)
     df.insert(1, "replicate", replicate_label(replicate))
     return df
@@ -210,10 +261,16 @@ def run_models(models: list, genome: GenomeCodes, abs_starts: np.ndarray, n_task
     for model, cols in models:
         preds[:, cols] = predict_windows(model, genome, abs_starts, params["window_size"],
                                          average=params["predict_average"], batch_size=params["predict_batch_size"],
-                                         device=next(model.parameters()).device,
+                                         device=model_device(model),
                                          bf16=params.get("train_bf16", False), label=label,
                                          threads=params.get("threads", 1))
     return preds
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of a model's first parameter or buffer (CPU for a model with neither)."""
+    t = next(itertools.chain(model.parameters(), model.buffers()), None)
+    return t.device if t is not None else torch.device("cpu")
 
 
 def centred_peak_predictions(regime: str, models: list, genome: GenomeCodes, peaks: pd.DataFrame,
@@ -246,7 +303,9 @@ def tiled_peak_predictions(regime: str, tw: pd.DataFrame, tt: np.ndarray, preds:
 
 
 def run(windows_path: Path, summary_path: Path, fasta: Path, models_dir: Path, peaks_path: Path | None,
-        regimes: list[str], params: dict, out: Path) -> dict:
+        regimes: list[str], params: dict, out: Path, outdir: Path | None = None) -> dict:
+    """Predict with every replicate of every regime and with every outside model (the
+    ``outside_models`` sheet, and the in-run manifests under ``outdir``/models when given)."""
     windows, targets, cts, genome = load_inputs(windows_path, summary_path, fasta)
     peaks = peaks_on_target_scale(read_test_peaks(peaks_path, windows), windows_path, cts)  # targets' scale
     lengths = fasta_lengths(fasta)
@@ -254,13 +313,18 @@ def run(windows_path: Path, summary_path: Path, fasta: Path, models_dir: Path, p
     n_reps = int(params.get("train_replicates", 1))
     frames = [predict_regime(r, models_dir, windows, targets, cts, genome, peaks, params, device, lengths, k)
               for r in regimes for k in range(1, n_reps + 1)]
+    outside = outside_models(params, outdir, cts)
+    frames += [outside_predictions(m, windows, targets, cts, genome, peaks, params, device, lengths)
+               for m in outside]
     df = pd.concat(frames, ignore_index=True)
     write_parquet(df, out)
-    per_model = max(len(cts) * len(regimes) * n_reps, 1)
-    summary = {"rows": len(df), "regimes": list(regimes), "replicates": n_reps,
+    first = df[(df["regime"] == df["regime"].iloc[0]) & (df["replicate"] == df["replicate"].iloc[0])] if len(df) else df
+    per_model = max(first["cell_type"].nunique(), 1)   # rows per window of one model
+    summary = {"rows": len(df), "regimes": list(regimes), "outside_models": [m.name for m in outside],
+               "replicates": n_reps,
                "averaged": bool(params["predict_average"]), "peak_value": params.get("predict_peak_value", "centre"),
-               "test_windows": int((df["kind"] == "window").sum() // per_model),
-               "test_peaks": int((df["kind"] == "peak").sum() // per_model)}
+               "test_windows": int((first["kind"] == "window").sum() // per_model),
+               "test_peaks": int((first["kind"] == "peak").sum() // per_model)}
     write_json(summary, Path(out).parent / "predict.summary.json")
     return summary
 
@@ -283,18 +347,20 @@ def run_step(ctx: StepContext) -> dict:
     p = ctx.params
     s = run(ctx.outdir / "windows.parquet", ctx.outdir / "build_dataset.summary.json", Path(p["fasta"]),
             ctx.outdir / "models", ctx.outdir / "peaks.parquet", list(p["regimes"]), {**p, "threads": ctx.threads},
-            ctx.out("predictions.parquet"))
+            ctx.out("predictions.parquet"), ctx.outdir)
     return {"rows": s["rows"], "test_windows": s["test_windows"], "test_peaks": s["test_peaks"]}
 
 
 def input_files(params: dict) -> list:
-    return [params["fasta"]] if params.get("fasta") else []
+    return ([params["fasta"]] if params.get("fasta") else []) + sheet_files(params)
 
 
 STEP = Step(name="predict", run=run_step, needs=("train",), params={**PARAMS, "window_size": 1344, "target_bin": 192,
                                                                      "regimes": list(REGIMES), "train_device": "auto",
-                                                                     "train_bf16": True, "train_replicates": 3},
-            input_files=input_files, doc="reference predictions on the test chromosomes")
+                                                                     "train_bf16": True, "train_replicates": 3,
+                                                                     "outside_models": None},
+            input_files=input_files, path_params=("outside_models",),
+            doc="reference predictions on the test chromosomes")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -33,7 +33,11 @@ ALT predictions into the ensemble.
 
 Any model mapping one-hot (N, 4, L) to (N, T) can be scored through the CLI
 (``--model`` a caveat checkpoint or TorchScript file); see
-:mod:`caveat.model_adapter`.
+:mod:`caveat.model_adapter`. Outside models of the run (``outside_models``,
+:mod:`caveat.outside_models`) are scored by the step after the trained ones, each as one more
+regime (label = its name, replicate ``rep1``, summary key = its name), with rows for the
+cell types its tasks map; an output whose task name is ``-`` is dropped (CLI ``--task-names``
+too).
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ from .io import read_json, read_parquet, write_json, write_parquet
 from .log import Progress, get_logger
 from .model_adapter import ModelAdapter, load_model
 from .onehot import one_hot
+from .outside_models import UNUSED, open_model, outside_models, sheet_files
 from .regimes import REGIMES, model_path, model_units, replicate_label
 from .replicates import ratios
 from .step_cli import add_param_options
@@ -70,6 +75,7 @@ PARAMS = {
     "score_device": "auto",
     "score_fast_ism": True,
     "score_vcf": None,
+    "outside_models": None,
 }
 SCORE_COLUMNS = ["regime", "replicate", "cell_type", "variant_id", "ref_pred", "alt_pred", "pred_ref_ratio", "log2_fc"]
 
@@ -297,6 +303,21 @@ def long_rows(regime: str, variants: pd.DataFrame, ref_pred: np.ndarray, alt_pre
     return df[SCORE_COLUMNS]
 
 
+def mapped_rows(regime: str, variants: pd.DataFrame, ref_pred: np.ndarray, alt_pred: np.ndarray,
+                task_names: list[str], replicate: str = "rep1") -> pd.DataFrame:
+    """:func:`long_rows` of the outputs whose task name is not ``-`` (an outside model's unused outputs).
+
+    Parameters
+    ----------
+    ref_pred, alt_pred : numpy.ndarray
+        (K, T) predictions of every model output.
+    task_names : list of str
+        T names: the cell type of each output, ``-`` for one left out.
+    """
+    keep = [i for i, t in enumerate(task_names) if t != UNUSED]
+    return long_rows(regime, variants, ref_pred[:, keep], alt_pred[:, keep], [task_names[i] for i in keep], replicate)
+
+
 def vcf_variant_ids(path: str | Path, contig_map: dict[str, str] | None = None) -> list[str]:
     """Every ALT allele of a VCF as ``chrom:pos1:ref:alt`` (contigs renamed by ``contig_map``)."""
     import pysam
@@ -393,6 +414,16 @@ def run_step(ctx: StepContext) -> dict:
             v, yr, ya, vinfo = score_table(adapter, genome, vcf_ids, label=f"{label} (vcf)", **kw)
             vcf_scores.append(long_rows(regime, v, yr, ya, adapter.task_names, rep))
         by_model[label] = model_entry(info, vinfo)
+    for m in outside_models(p, out):
+        adapter = ModelAdapter(open_model(m.path), m.seq_len, task_names=m.cell_types, device=device,
+                               batch_size=p["score_batch_size"], source=str(m.path))
+        v, yr, ya, info = score_table(adapter, genome, sets["variant_id"], label=m.name, **kw)
+        scores.append(mapped_rows(m.name, v, yr, ya, adapter.task_names))
+        vinfo = None
+        if vcf_ids:
+            v, yr, ya, vinfo = score_table(adapter, genome, vcf_ids, label=f"{m.name} (vcf)", **kw)
+            vcf_scores.append(mapped_rows(m.name, v, yr, ya, adapter.task_names))
+        by_model[m.name] = model_entry(info, vinfo)
     table = _sorted(pd.concat(scores, ignore_index=True) if scores else pd.DataFrame(columns=SCORE_COLUMNS))
     write_parquet(table, out / "variant_scores.parquet")
     vt = _sorted(pd.concat(vcf_scores, ignore_index=True)) if vcf_ids else None
@@ -498,12 +529,12 @@ def _sorted(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def input_files(params: dict) -> list:
-    return [f for f in (params.get("fasta"), params.get("score_vcf")) if f]
+    return [f for f in (params.get("fasta"), params.get("score_vcf")) if f] + sheet_files(params)
 
 
 STEP = Step(name="score_variants", run=run_step, needs=("train", "match_negatives"),
             params={**PARAMS, "train_replicates": 3},
-            input_files=input_files, path_params=("score_vcf",),
+            input_files=input_files, path_params=("score_vcf", "outside_models"),
             doc="REF vs ALT centre-bin predictions for every tested variant (ISM)")
 
 
@@ -529,9 +560,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--out-vcf", help="with --vcf: write the VCF's scores here (vcf_scores.parquet), not into --out; "
                                       "with --merge: the merged --merge-vcf tables")
     ap.add_argument("--contig-map", help="two-column TSV: contig name in the VCF → name in the FASTA")
-    ap.add_argument("--task-names", nargs="+", help="output names of a TorchScript model (default task0…)")
+    ap.add_argument("--task-names", nargs="+", help="output names of a TorchScript model (default task0…); "
+                                                      "- drops an output (an outside model's unused task)")
     ap.add_argument("--seq-len", type=int, default=1344, help="input length of a TorchScript model")
-    add_param_options(ap, {k: v for k, v in PARAMS.items() if k not in ("regimes", "score_vcf")},
+    add_param_options(ap, {k: v for k, v in PARAMS.items() if k not in ("regimes", "score_vcf", "outside_models")},
                       aliases={"score_rc": ["--rc"], "score_shifts": ["--shifts"], "score_batch_size": ["--batch-size"],
                                "score_device": ["--device"], "score_fast_ism": ["--fast-ism"]},
                       helps={"score_rc": "average over the reverse complement (--no-rc: do not)",
@@ -605,8 +637,10 @@ def main(argv=None) -> int:
         raise InputError("--variant-sets/--vcf", "nothing to score", "pass --variant-sets and/or --vcf")
     if a.out_vcf and not a.vcf:
         ap.error("--out-vcf needs --vcf")
-    adapter = load_model(a.model, seq_len=a.seq_len, task_names=a.task_names, device=resolve_device(a.score_device),
-                         batch_size=a.score_batch_size)
+    module = open_model(a.model)   # TorchScript, a pickled nn.Module or a caveat checkpoint (its own input length)
+    seq_len = int(module.config.seq_len) if hasattr(module, "config") and hasattr(module.config, "seq_len") else a.seq_len
+    adapter = ModelAdapter(module, seq_len, task_names=a.task_names, device=resolve_device(a.score_device),
+                           batch_size=a.score_batch_size, source=str(a.model))
     if a.cell_type:
         adapter.task_names = [a.cell_type] if adapter.n_tasks == 1 else adapter.task_names
     wanted_all = []
@@ -625,7 +659,7 @@ def main(argv=None) -> int:
         v, yr, ya, infos[kind] = score_table(adapter, genome, ids_i, rc=a.score_rc, shifts=a.score_shifts,
                                              fast=a.score_fast_ism, batch_size=a.score_batch_size, label=a.regime,
                                              threads=max(1, a.threads))
-        parts[kind] = long_rows(a.regime, v, yr, ya, adapter.task_names, replicate_label(a.replicate or 1))
+        parts[kind] = mapped_rows(a.regime, v, yr, ya, adapter.task_names, replicate_label(a.replicate or 1))
     vt = _sorted(parts.pop("vcf")) if a.out_vcf else None
     table = _sorted(pd.concat(parts.values(), ignore_index=True).drop_duplicates(["regime", "cell_type", "variant_id"]))
     # one model's summary, as the local engine writes the run's (--merge joins them)
@@ -639,5 +673,5 @@ def main(argv=None) -> int:
     return 0
 
 
-__all__ = ["STEP", "augment", "build_parser", "long_rows", "main", "merge_summaries", "merge_tables", "model_entry",
+__all__ = ["STEP", "augment", "build_parser", "long_rows", "main", "mapped_rows", "merge_summaries", "merge_tables", "model_entry",
            "ratios", "run_step", "run_summary", "score_table", "vcf_variant_ids"]

@@ -8,6 +8,7 @@ process PREDICT {
     input:
     tuple val(meta), path(windows), path(dataset_summary), path(peaks)
     tuple val(model_paths), path(model_dirs, arity: '1..*', stageAs: 'trained_?/*')   // a list even for one model
+    tuple val(outside_metas), path(outside_files, arity: '0..*', stageAs: 'outside_?/*')   // outside models: none or more
     tuple path(fasta), path(fai)
 
     output:
@@ -21,6 +22,11 @@ process PREDICT {
     script:
     def args = task.ext.args ?: ''
     def regimes = meta.regimes.join(' ')
+    // the outside models as a sheet of the staged files (caveat.outside_models.read_sheet reads the
+    // model paths relative to the sheet, here the task folder)
+    def outside_rows = outside_metas.withIndex().collect { m, i -> "${m.id},${outside_files[i]},${m.task_names.join(';')},${m.seq_len}" }
+    def outside_sheet = outside_rows ? "printf '%s\\n' name,model,tasks,seq_len ${outside_rows.collect { r -> "'${r}'" }.join(' ')} > outside_models.csv" : ''
+    def outside_arg = outside_rows ? '--outside-models outside_models.csv' : ''
     """
     # lay the staged model folders out as models/<regime>[/<cell_type>] (what --models expects)
     dests=(${model_paths.join(' ')})
@@ -30,6 +36,7 @@ process PREDICT {
         ln -s "\$PWD/\${srcs[\$i]}" "models/\${dests[\$i]}"
     done
 
+    ${outside_sheet}
     predict.py \\
         --windows ${windows} \\
         --summary ${dataset_summary} \\
@@ -37,6 +44,7 @@ process PREDICT {
         --models models \\
         --peaks ${peaks} \\
         --regimes ${regimes} \\
+        ${outside_arg} \\
         --threads ${task.cpus} \\
         --out predictions.parquet \\
         ${args}

@@ -31,13 +31,18 @@ process SCORE_VARIANTS {
     def replicate = meta.replicate ? "--replicate ${meta.replicate}" : ''
     // the VCF's contig names → the FASTA's (read only with --vcf)
     def map_arg = contig_map ? "--contig-map ${contig_map}" : ''
+    // an outside model (params.outside_models) is a file, not a train folder: its task map
+    // (cell type per output, - for an unused one) and input length come from the sheet
+    def model = meta.outside ? "${model_dir}" : "${model_dir}/model.pt"
+    def outside_args = meta.outside ? "--task-names ${meta.task_names.join(' ')} --seq-len ${meta.seq_len}" : ''
     // one call: the VCF's scores go to their own table, the summary covers both (as one model's
     // entry of the local engine's score_variants.summary.json; SCORE_VARIANTS_MERGE joins them)
     def vcf_args = score_vcf ? "--vcf ${score_vcf} --out-vcf vcf_scores.${prefix}.parquet" : ''
     """
     score_variants.py \\
-        --model ${model_dir}/model.pt \\
+        --model ${model} \\
         --regime ${meta.regime} \\
+        ${outside_args} \\
         ${cell_type} \\
         ${replicate} \\
         --fasta ${fasta} \\

@@ -25,6 +25,7 @@ workflow MODELS {
     contig_map     // path (VCF contig → FASTA contig), or []
     unmappable     // path: BED of regions that are not uniquely mappable, or []
     n_replicates   // int: train_replicates
+    outside        // [meta(id: name, regime, outside: true, task_names, seq_len), model file] per outside model
 
     main:
     // targets in samplesheet cell-type order
@@ -62,9 +63,16 @@ workflow MODELS {
     ch_predict_in = BUILD_DATASET.out.windows
         .combine(peaks.map { _meta, parquet -> parquet })
         .map { _meta, windows, summary, peaks_parquet -> [[id: 'all', regimes: regimes], windows, summary, peaks_parquet] }
-    PREDICT(ch_predict_in, ch_trained, fasta)
+    // the outside models ride along in the one PREDICT task as two lists (metas, files), in
+    // sheet order; toList() emits [] for an empty channel (unlike collect(), which emits
+    // nothing: Nextflow docs, operators toList / collect), so PREDICT runs without any
+    ch_outside_all = outside.toList()
+        .map { models -> [models.collect { m -> m[0] }, models.collect { m -> m[1] }] }
+    PREDICT(ch_predict_in, ch_trained, ch_outside_all, fasta)
 
+    // one SCORE_VARIANTS task per model: each trained one and each outside one
     ch_score_in = TRAIN.out.model
+        .mix(outside)
         .combine(variant_tables.map { _meta, tables -> [tables] })   // one list element, not two
     SCORE_VARIANTS(ch_score_in, fasta, score_vcf, contig_map)
 
