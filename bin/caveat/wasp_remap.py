@@ -17,6 +17,12 @@ The algorithm of WASP's ``mapping/`` (van de Geijn et al. 2015):
    that cannot favour an allele. A pair's strand is that of the read at each
    end, whichever mate is read 1 (R1/R2-swapped copies are duplicates too).
 
+A single-cell library (``barcode_tag="CB"``, CLI ``--barcode-tag CB [--barcodes TABLE]``):
+reads without the tag, or with a barcode outside the table, are dropped and counted in step 1,
+the dedup key of step 5 includes the barcode (identical ends in two cells are both kept), and
+every kept record keeps its bytes, tags included (docs/CONVENTIONS.md, "Single-cell reads").
+The input's ``@PG`` lines are compared with ``aligner``/``aligner_args`` (a warning names both).
+
 Outputs: ``het_snps.parquet``, ``het_indels.parquet``, ``wasp/<sample>.bam``
 (+ ``.bai``), ``wasp/<sample>.stats.json``, ``wasp_remap.summary.json``.
 
