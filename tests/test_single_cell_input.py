@@ -177,7 +177,8 @@ def test_unknown_samplesheet_column_and_missing_library_file(tmp_path):
 
 
 def test_bam_without_cb_tags(tmp_path):
-    e = _raises(_sheet(tmp_path, {"lib1": _library(tmp_path, tag="")}), "none of the first 36 records has a CB:Z tag",
+    e = _raises(_sheet(tmp_path, {"lib1": _library(tmp_path, tag="")}),
+                "none of the first 36 records \\(the first, r0, at chr1:1\\) has a CB:Z tag",
                 "lib1.bam")
     assert "possorted_bam.bam" in e.fix
 
@@ -239,7 +240,8 @@ def test_cell_type_whose_barcodes_have_no_fragment(tmp_path):
 
 
 def test_donor_not_in_the_vcf(tmp_path):
-    e = _raises(_sheet(tmp_path, {"lib1": _library(tmp_path)}), "line 7: library lib1: donor 'D3' is not a sample of the VCF",
+    e = _raises(_sheet(tmp_path, {"lib1": _library(tmp_path)}),
+                "line 7: library lib1: donor 'D3' is not a sample of the VCF",
                 "lib1.barcodes.csv", vcf_donors=["D1", "D2"])
     assert "VCF sample" in e.fix
 

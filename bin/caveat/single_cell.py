@@ -77,7 +77,8 @@ def read_libraries(samplesheet_path, vcf_donors=None, *, check_reads: bool = Tru
         lib, bcs = _read_library(path, int(i) + 2, row, vcf_donors, check_reads, probe_records, probe_fragments)
         libs.append(lib)
         tables.append(bcs)
-    libraries = pd.DataFrame(libs, columns=["library", "bam", "fragments", "barcodes_path", "donor", "cells", "dropped"])
+    cols = ["library", "bam", "fragments", "barcodes_path", "donor", "cells", "dropped"]
+    libraries = pd.DataFrame(libs, columns=cols)
     barcodes = (pd.concat(tables, ignore_index=True) if tables
                 else pd.DataFrame(columns=["library", "barcode", "donor", "cell_type"]))
     _check_names_across(path, df, mask, libraries, barcodes, bulk)
@@ -137,7 +138,8 @@ def read_barcode_table(path, library: str, row_donor: str = "", sheet=None, shee
     t = _read_raw_table(path)
     where = f"library {library}" + (f" (samplesheet {sheet} line {sheet_line})" if sheet else "")
     if "donor" in t.columns and row_donor:
-        raise InputError(path, f"{where}: the table has a donor column and the samplesheet row gives donor {row_donor!r}",
+        raise InputError(path, f"{where}: the table has a donor column and the samplesheet row gives donor "
+                         f"{row_donor!r}",
                          "give the donor in one place: empty the row's donor, or drop the table's donor column")
     if "donor" not in t.columns:
         if not row_donor:
@@ -281,11 +283,13 @@ def bam_barcodes(bam, library: str, n: int = PROBE_RECORDS) -> set:
     """``CB`` values of the BAM's first ``n`` records; an error when none carries the tag."""
     import pysam
 
-    seen, k = set(), 0
+    seen, k, first = set(), 0, ""
     try:
         with pysam.AlignmentFile(str(bam), "rb", check_sq=False) as fh:
             for r in fh.fetch(until_eof=True):
                 k += 1
+                if k == 1:
+                    first = f" (the first, {r.query_name}, at {r.reference_name}:{r.reference_start + 1})"
                 if r.has_tag("CB"):
                     seen.add(r.get_tag("CB"))
                 if k >= n:
@@ -294,7 +298,8 @@ def bam_barcodes(bam, library: str, n: int = PROBE_RECORDS) -> set:
         raise InputError(bam, f"library {library}: cannot read the BAM ({e})",
                          "give Cell Ranger ATAC's possorted_bam.bam for this library") from None
     if not seen:
-        raise InputError(bam, f"library {library}: none of the first {k:,} records has a CB:Z tag (cell barcode)",
+        raise InputError(bam, f"library {library}: none of the first {k:,} records{first} has a CB:Z tag "
+                         "(cell barcode)",
                          "give Cell Ranger ATAC's possorted_bam.bam (reads tagged CB:Z); a bulk BAM belongs "
                          "in a bulk row (sample,donor,cell_type,bam)")
     return seen

@@ -450,5 +450,7 @@ def main(argv=None) -> int:
     if swap is not None and len(swap) != 2:
         raise InputError("--swap-donors", f"{args.swap_donors!r} is not two donors", "write --swap-donors D1,D2")
     summary = simulate(args.preset, args.seed, args.out, threads=args.threads, swap_donors=swap, faults=args.faults)
-    print(f"simulated {summary['samples']} samples into {args.out}")
+    libs = summary.get("single_cell", {}).get("libraries")
+    where = f" in {len(libs)} single-cell libraries" if libs else ""
+    print(f"simulated {summary['samples']} samples (donor × cell type){where} into {args.out}")
     return 0
