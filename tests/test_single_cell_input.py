@@ -219,24 +219,17 @@ def test_fragments_with_another_suffix_than_the_bam(tmp_path):
     assert "same cellranger-atac run" in e.fix
 
 
-def test_barcode_listed_twice_with_different_labels_names_both_lines(tmp_path):
-    rows = ROWS + [("AAACGAAAGAACAGGA-1", "ctB", "D2")]
-    _raises(_sheet_with(tmp_path, rows),
-            "AAACGAAAGAACAGGA-1 is listed twice with different labels: line 3 .*ctA.* and line 8 .*ctB")
-
-
-def test_cell_type_with_no_barcodes(tmp_path):
-    rows = ROWS + [("AAACGAAAGTTTGGGT-1", "ctC", "doublet"),
-                                                               ("AAACGAAAGTTTAAAA-1", "ctC", "")]
-    e = _raises(_sheet_with(tmp_path, rows),
-                "cell type 'ctC' has no barcodes left: its 2 row\\(s\\) \\(line 8, 9\\)", "lib1.barcodes.csv")
-    assert "remove the cell type's rows" in e.fix
-
-
-def test_cell_type_whose_barcodes_have_no_fragment(tmp_path):
-    rows = ROWS + [("TTTTTTTTTTTTTTTT-1", "ctC", "D1")]
-    _raises(_sheet_with(tmp_path, rows),
-            "no barcode of cell type 'ctC' \\(1 in the table\\) has a fragment")
+@pytest.mark.parametrize("extra, problem, fix", [
+    ([("AAACGAAAGAACAGGA-1", "ctB", "D2")],  # a barcode listed twice with different labels
+     "AAACGAAAGAACAGGA-1 is listed twice with different labels: line 3 .*ctA.* and line 8 .*ctB", "one row per barcode"),
+    ([("AAACGAAAGTTTGGGT-1", "ctC", "doublet"), ("AAACGAAAGTTTAAAA-1", "ctC", "")],  # a cell type with no barcodes
+     "cell type 'ctC' has no barcodes left: its 2 row\\(s\\) \\(line 8, 9\\)", "remove the cell type's rows"),
+    ([("TTTTTTTTTTTTTTTT-1", "ctC", "D1")],  # a cell type none of whose barcodes has reads
+     "no barcode of cell type 'ctC' \\(1 in the table\\) has a fragment", "remove the cell type's rows"),
+])
+def test_bad_table_rows_are_named(tmp_path, extra, problem, fix):
+    e = _raises(_sheet_with(tmp_path, ROWS + extra), problem, "lib1.barcodes.csv")
+    assert fix in e.fix
 
 
 def test_donor_not_in_the_vcf(tmp_path):
