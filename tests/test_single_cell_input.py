@@ -268,3 +268,13 @@ def test_nothing_is_written(tmp_path):
 def test_pseudobulk_of_no_barcodes_is_empty():
     assert list(pseudobulk_samples(pd.DataFrame(columns=["library", "barcode", "donor", "cell_type"])).columns) == \
         ["sample", "donor", "cell_type", "library", "cells"]
+
+
+def test_tables_only_when_reads_are_not_checked(tmp_path):
+    """``check_reads=False`` (a process that does not read the library's reads) needs only the tables."""
+    _table(tmp_path / "t.csv", ROWS)
+    p = tmp_path / "s.csv"
+    p.write_text("sample,bam,fragments,barcodes\nlib1,absent.bam,absent.tsv.gz,t.csv\n")
+    libs, bcs = read_libraries(p, check_reads=False)
+    assert libs.loc[0, "bam"] == str(tmp_path / "absent.bam") and len(bcs) == len(CELLS)
+    _raises(p, "bam file .*absent.bam of library lib1 not found")
