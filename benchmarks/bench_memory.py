@@ -126,9 +126,10 @@ def table_sizes(res: Path, step: str) -> list[tuple[str, int, int]]:
     return out
 
 
-def measure(step: str, res: Path, params: Path, overrides: dict | None = None) -> tuple[float, float]:
+def measure(step: str, res: Path, params: Path, overrides: dict | None = None, code_dir: str | None = None
+            ) -> tuple[float, float]:
     """Run ``step`` in a child process on ``res``; (peak RSS in MiB, wall seconds)."""
-    code = RUNNER.format(bin=str(ROOT / "bin"), step=step, params=str(params), outdir=str(res),
+    code = RUNNER.format(bin=code_dir or str(ROOT / "bin"), step=step, params=str(params), outdir=str(res),
                          overrides=dict(overrides or {}))
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t = time.perf_counter()
@@ -168,6 +169,8 @@ def main(argv=None) -> int:
                     help="param overrides, e.g. imbalance_test=binomial (the beta-binomial fit's time grows "
                          "with the sites, not its memory)")
     ap.add_argument("--keep", action="store_true", help="reuse a tiled copy left by an earlier run")
+    ap.add_argument("--code", help="the bin/ folder whose caveat package runs (default: this checkout's); e.g. "
+                                   "an older commit's, from `git archive <commit> bin | tar -x -C DIR`")
     a = ap.parse_args(argv)
     study = Path(a.study)
     import yaml
@@ -186,7 +189,7 @@ def main(argv=None) -> int:
             # ru_maxrss of children is a running max: one fresh interpreter per measurement
             code = (f"import sys; sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); import bench_memory as b; "
                     f"from pathlib import Path; print(*b.measure({step!r}, Path({str(res)!r}), "
-                    f"Path({str(study / 'params.yaml')!r}), {overrides!r}))")
+                    f"Path({str(study / 'params.yaml')!r}), {overrides!r}, {a.code!r}))")
             r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
             if r.returncode:
                 sys.stderr.write(r.stderr[-4000:])

@@ -521,13 +521,16 @@ def _pooled_sites(ct: str, parts: list[Part], confirmed: dict, per_sample: dict,
         return _empty_sites(), 0, {}
     g, n_read = pool_cell_type(rows, params["imbalance_pool_donors"])
     del rows
-    sites = g.select(pl.lit(ct, pl.String).alias("cell_type"), "variant_id", pl.col("chrom").cast(pl.String),
-                     pl.col("pos").cast(pl.Int64), pl.col("ref").cast(pl.String), pl.col("alt").cast(pl.String),
-                     "donor", *COUNT_COLUMNS, "conflict_count", "total", "n_donors").to_pandas()
-    reason = drop_reasons(sites, params, peaks, blacklist, g["flagged"].to_numpy())
+    # the filters see every pooled site (a slim frame, chrom categorical); only sites with a read become rows
+    where = g.select(pl.lit(ct).cast(pl.Categorical).alias("cell_type"), "chrom", "pos", "total").to_pandas()
+    reason = drop_reasons(where, params, peaks, blacklist, g["flagged"].to_numpy())
+    del where
     has_reads = (g["total"] + g["other_count"] + g["conflict_count"] > 0).to_numpy()
     empty = {str(k): int(n) for k, n in zip(*np.unique(reason[~has_reads].astype(str), return_counts=True))}
-    sites = sites[has_reads].reset_index(drop=True)
+    sites = g.filter(pl.Series(has_reads)).select(
+        pl.lit(ct, pl.String).alias("cell_type"), "variant_id", pl.col("chrom").cast(pl.String),
+        pl.col("pos").cast(pl.Int64), pl.col("ref").cast(pl.String), pl.col("alt").cast(pl.String),
+        "donor", *COUNT_COLUMNS, "conflict_count", "total", "n_donors").to_pandas()
     sites["_reason"] = reason[has_reads]
     if params["imbalance_pool_donors"]:
         sites["donor"] = pd.Series([None] * len(sites), dtype=object)
@@ -670,15 +673,18 @@ def _by_stratum(t: pd.DataFrame) -> dict:
 def read_peaks(path: str | Path) -> pd.DataFrame:
     """Read ``peaks.parquet`` and check that the peaks are disjoint per contig."""
     path = Path(path)
-    peaks = pd.read_parquet(path)
     need = ("peak_id", "chrom", "start", "end", "kind", "cluster")
+    names = list(pl.read_parquet_schema(path)) if path.exists() else []
+    # columns pruned: the per-cell-type accessibility/count/value columns are not read (only their names)
+    peaks = pd.read_parquet(path, columns=[c for c in names if c in need or c == "cluster_label"
+                                           or c.startswith("called_")] if names else None)
     missing = [c for c in need if c not in peaks.columns]
     if missing:
         raise InputError(path, f"missing column(s) {', '.join(missing)}", f"peaks need {', '.join(need)}")
     if "cluster_label" not in peaks.columns:
         log.warning("%s has no cluster_label: no variant is in its cell type's own specific cluster", path)
         peaks = peaks.assign(cluster_label=None)
-    cell_types = [c[4:] for c in peaks.columns if c.startswith("acc_")]
+    cell_types = [c[4:] for c in names if c.startswith("acc_")]
     called = [c for c in peaks.columns if c.startswith("called_")]
     peaks = peaks[[*need, "cluster_label", *called]].sort_values(["chrom", "start"], kind="stable").reset_index(drop=True)
     same = peaks["chrom"].to_numpy()[1:] == peaks["chrom"].to_numpy()[:-1]

@@ -205,7 +205,7 @@ def pool_cell_type(rows: list[pl.DataFrame], pool_donors: bool) -> tuple[pl.Data
     Parameters
     ----------
     rows : list of polars.DataFrame
-        Each sample's :func:`compact` rows with ``donor`` (str), ``confirmed`` and
+        Each sample's :func:`compact` rows with ``donor`` (categorical), ``confirmed`` and
         ``outlier`` (bool) added, in sample order.
 
     Returns
@@ -229,6 +229,8 @@ def pool_cell_type(rows: list[pl.DataFrame], pool_donors: bool) -> tuple[pl.Data
     n_read = len(g)
     g = g.filter("any_confirmed").drop("any_confirmed")
     rank = natural_rank(g["chrom"].cast(pl.String).unique().to_list())
+    if not pool_donors:
+        g = g.with_columns(pl.col("donor").cast(pl.String))
     g = g.with_columns(total=pl.col("ref_count") + pl.col("alt_count"),
                        _chrom=pl.col("chrom").cast(pl.String).replace_strict(rank, return_dtype=pl.Int64))
     if pool_donors:
@@ -243,7 +245,7 @@ def with_flags(part: Part, df: pl.DataFrame, confirmed: pl.Series | None, thresh
     site) and ``outlier`` (REF+ALT above the sample's depth threshold; None: none)."""
     depth = pl.col("ref_count").cast(pl.Int64) + pl.col("alt_count").cast(pl.Int64)
     return df.with_columns(
-        donor=pl.lit(part.donor, pl.String),
+        donor=pl.lit(part.donor).cast(pl.Categorical),
         confirmed=pl.lit(True) if confirmed is None else pl.col("variant_id").is_in(confirmed.implode()),
         outlier=pl.lit(False) if threshold is None else depth > threshold)
 
