@@ -23,7 +23,8 @@ The growth exponent ``b`` is the least-squares slope of log(time) on log(N) over
 size measured to the real study (:data:`STUDY`; the natural sizes assumed are printed with their
 derivation): ``cpu_real = cpu * (N_real / N) ** max(b_cpu, 1)`` — a step that reads all of its
 input is at least linear, so an exponent below 1, which fixed costs give at small sizes, is not
-trusted to hold — and ``rss_real = base + (rss - base) * (N_real / N) ** b_rss``.
+trusted to hold — and ``rss_real = base + (rss - base) * (N_real / N) ** b_rss`` (none where a
+step was measured at one size only).
 
 Usage::
 
@@ -203,8 +204,10 @@ def extrapolate_time(t: float, n: float, n_real: float, b: float) -> float:
 
 
 def extrapolate_rss(rss: float, base: float, n: float, n_real: float, b: float) -> float:
-    """``base + (rss - base) * (n_real / n) ** b`` (NaN exponent: linear)."""
-    b = 1.0 if not math.isfinite(b) else b
+    """``base + (rss - base) * (n_real / n) ** b``; NaN without an exponent (one size measured:
+    memory, unlike time, has no floor to assume — a streaming step's does not grow at all)."""
+    if not math.isfinite(b):
+        return float("nan")
     return base + max(rss - base, 0.0) * (n_real / n) ** b
 
 
@@ -390,8 +393,9 @@ def finish_size(rec: dict, simdir: Path, measured: list[str], store: Path) -> di
     if not measured:
         return None
     outdir = simdir / "scaling_results"
+    threads = rec.setdefault("threads", 1)  # a run stopped before its end saved no threads: the default
     if "baseline_rss_mb" not in rec:
-        base = measure_step(measured[-1], simdir / "params.yaml", outdir, rec["threads"], simdir / "scaling_logs")
+        base = measure_step(measured[-1], simdir / "params.yaml", outdir, threads, simdir / "scaling_logs")
         rec["baseline_rss_mb"] = base["rss_mb"]
     S = read_summaries(outdir, measured)
     for step in measured:

@@ -49,6 +49,7 @@ def test_extrapolation(bench):
     # memory: the baseline stays, the part above it grows with the fitted exponent
     assert bench.extrapolate_rss(300.0, 200.0, 1e3, 1e5, 0.5) == pytest.approx(200.0 + 100.0 * 10.0)
     assert bench.extrapolate_rss(150.0, 200.0, 1e3, 1e5, 0.5) == pytest.approx(200.0)
+    assert math.isnan(bench.extrapolate_rss(300.0, 200.0, 1e3, 1e5, float("nan")))
 
 
 def _record(scale: float, threads: int = 1) -> dict:
@@ -96,5 +97,5 @@ def test_table_with_a_step_missing_at_the_larger_size(bench):
     assert math.isnan(bd["b_cpu"]) and bd["per_size"].keys() == {"tiny"}
     assert bd["time_real_s"] == pytest.approx(0.4 * 15e6 / 1000)
     line = next(line for line in text.splitlines() if line.startswith("| build_dataset | windows"))
-    assert "not run (not measured)" in line and "| – | – | – |" in line
+    assert "not run (not measured)" in line and "| – | – | – |" in line and line.endswith("| – |")
     assert "2 of 2 steps" in text
