@@ -32,7 +32,10 @@ def _run(argv: list[str]) -> int:
     ap.add_argument("--outdir", "-o", help="output directory (overrides the params file's outdir)")
     ap.add_argument("--resume", action="store_true", help="skip steps whose inputs, params and code are unchanged")
     ap.add_argument("--until", choices=STEP_NAMES, metavar="STEP", help="stop after this step")
-    ap.add_argument("--threads", "-t", type=int, default=1, help="worker processes for per-chromosome work")
+    ap.add_argument("--threads", "-t", type=int, default=1,
+                    help="CPU threads: samples (WASP, counting, tracks), cell types and models run this many at "
+                         "once, each with its share for its chromosomes and the aligner (caveat.parallel); the "
+                         "outputs do not depend on it")
     args = ap.parse_args(argv)
     steps = pipeline_steps()
     params = load_params(args.params, {"outdir": args.outdir} if args.outdir else None, steps)
