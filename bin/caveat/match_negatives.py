@@ -580,11 +580,19 @@ def write_outputs(sets, strata, summary, out, stratum_out, summary_path) -> None
     write_json(summary, summary_path)
 
 
+def _columns(path: Path) -> list[str]:
+    """A Parquet file's column names, from its footer."""
+    import pyarrow.parquet as pq
+
+    return list(pq.read_schema(path).names)
+
+
 def read_imbalance(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise InputError(path, "imbalance table not found", "run call_imbalance first")
-    df = pd.read_parquet(path)
+    # columns pruned: the step reads only what it carries (not the counts it does not use)
+    df = pd.read_parquet(path, columns=[c for c in _columns(path) if c in CARRY])
     missing = [c for c in CARRY if c not in df.columns]
     if missing:
         raise InputError(path, f"missing column(s) {', '.join(missing)}", "regenerate it with call_imbalance")
@@ -596,7 +604,9 @@ def read_peaks(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise InputError(path, "peaks table not found", "run cluster_peaks first or leave --peaks out")
-    df = pd.read_parquet(path)
+    # columns pruned: ids, bounds and each cell type's value (acc_ when there is no value_), not counts or calls
+    df = pd.read_parquet(path, columns=[c for c in _columns(path) if c in ("peak_id", "start", "end")
+                                        or c.startswith(("value_", "acc_"))])
     missing = [c for c in ("peak_id", "start", "end") if c not in df.columns]
     if missing:
         raise InputError(path, f"missing column(s) {', '.join(missing)}", "regenerate it with cluster_peaks")
