@@ -353,25 +353,65 @@ def read_summaries(outdir: Path, steps: list[str]) -> dict[str, dict]:
     return out
 
 
+@dataclass(frozen=True)
+class Layout:
+    """Where one size's run lives: ``<workdir>/<preset>``, and below it the params, outdir, logs
+    and saved measurements of a configuration (the preset's own, or ``config``'s step params
+    laid over it: every size run with the same model and tests, so that only the size changes)."""
+
+    simdir: Path
+    config: str = ""
+
+    def _name(self, stem: str, ext: str = "") -> Path:
+        return self.simdir / (f"{stem}.{self.config}{ext}" if self.config else f"{stem}{ext}")
+
+    @property
+    def params(self) -> Path:
+        return self._name("params", ".yaml") if self.config else self.simdir / "params.yaml"
+
+    @property
+    def outdir(self) -> Path:
+        return self._name("scaling_results")
+
+    @property
+    def logdir(self) -> Path:
+        return self._name("scaling_logs")
+
+    @property
+    def store(self) -> Path:
+        return self._name("scaling", ".json")
+
+    def write_params(self) -> None:
+        """``params.<config>.yaml``: the study's params.yaml with ``PRESET_PARAMS[config]`` over it."""
+        if not self.config:
+            return
+        import yaml
+
+        from caveat.simulate.presets import PRESET_PARAMS
+
+        params = yaml.safe_load((self.simdir / "params.yaml").read_text())
+        params.update(PRESET_PARAMS[self.config])
+        self.params.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
 def measure_size(preset: str, workdir: Path, threads: int, steps: list[str], reuse: bool,
-                 report_only: bool = False) -> dict | None:
+                 report_only: bool = False, config: str = "") -> dict | None:
     """Simulate (or reuse) and measure every step at one size; measurements are saved after each
-    step in ``<workdir>/<preset>/scaling.json`` (``reuse``: steps measured there are kept;
+    step in the layout's store (:class:`Layout`; ``reuse``: steps measured there are kept;
     ``report_only``: nothing is run but the baseline, the record is read as it is; None when
     there is none)."""
-    simdir = workdir / preset
-    outdir, logdir = simdir / "scaling_results", simdir / "scaling_logs"
-    store = simdir / "scaling.json"
+    lay = Layout(workdir / preset, "" if config == preset else config)
     if report_only:
-        if not store.is_file():
+        if not lay.store.is_file():
             return None
-        rec = json.loads(store.read_text())
+        rec = json.loads(lay.store.read_text())
     else:
-        sim_s = simulate(preset, simdir, threads)
-        rec = json.loads(store.read_text()) if reuse and store.is_file() else {}
-        if not reuse and outdir.exists():
-            shutil.rmtree(outdir)
-        logdir.mkdir(parents=True, exist_ok=True)
+        sim_s = simulate(preset, lay.simdir, threads)
+        lay.write_params()
+        rec = json.loads(lay.store.read_text()) if reuse and lay.store.is_file() else {}
+        if not reuse and lay.outdir.exists():
+            shutil.rmtree(lay.outdir)
+        lay.logdir.mkdir(parents=True, exist_ok=True)
         rec.setdefault("steps", {})
         rec["threads"] = threads
         if sim_s is not None:
@@ -379,29 +419,28 @@ def measure_size(preset: str, workdir: Path, threads: int, steps: list[str], reu
         for step in steps:
             if step in rec["steps"] and rec["steps"][step].get("time_s") is not None:
                 continue
-            m = measure_step(step, simdir / "params.yaml", outdir, threads, logdir)
+            m = measure_step(step, lay.params, lay.outdir, threads, lay.logdir)
             rec["steps"][step] = m
             print(f"  {preset:6s} {step:16s} {m['time_s'] or 0:9.1f} s {m['step_cpu_s'] or 0:9.1f} CPU s "
                   f"{m['rss_mb']:8.0f} MB", flush=True)
-            store.write_text(json.dumps(rec, indent=1))
-    return finish_size(rec, simdir, [s for s in steps if s in rec["steps"]], store)
+            lay.store.write_text(json.dumps(rec, indent=1))
+    return finish_size(rec, lay, [s for s in steps if s in rec["steps"]])
 
 
-def finish_size(rec: dict, simdir: Path, measured: list[str], store: Path) -> dict | None:
+def finish_size(rec: dict, lay: Layout, measured: list[str]) -> dict | None:
     """Add the baseline RSS (a run with every measured step skipped) and each measured step's
     natural size to ``rec`` (saved); None when no step is measured."""
     if not measured:
         return None
-    outdir = simdir / "scaling_results"
     threads = rec.setdefault("threads", 1)  # a run stopped before its end saved no threads: the default
     if "baseline_rss_mb" not in rec:
-        base = measure_step(measured[-1], simdir / "params.yaml", outdir, threads, simdir / "scaling_logs")
+        base = measure_step(measured[-1], lay.params, lay.outdir, threads, lay.logdir)
         rec["baseline_rss_mb"] = base["rss_mb"]
-    S = read_summaries(outdir, measured)
+    S = read_summaries(lay.outdir, measured)
     for step in measured:
         rec["steps"][step]["n"] = natural(step).measure(S)
     rec["summaries"] = S
-    store.write_text(json.dumps(rec, indent=1))
+    lay.store.write_text(json.dumps(rec, indent=1))
     return rec
 
 
@@ -529,20 +568,25 @@ def main(argv=None) -> int:
     ap.add_argument("--workdir", default="scaling", help="simulations and runs, one folder per preset")
     ap.add_argument("--presets", default="tiny,demo,large", help="sizes, smallest first")
     ap.add_argument("--skip", default="", help="presets to list as not run: 'large=reason;demo=reason'")
+    ap.add_argument("--why-missing", default="", help="why steps are missing at a measured size: 'demo=reason'")
     ap.add_argument("--threads", type=int, default=1, help="--threads of every step (and the simulation)")
     ap.add_argument("--reuse", action="store_true", help="keep steps already measured in <workdir>/<preset>/scaling.json")
     ap.add_argument("--report-only", action="store_true", help="run nothing: the table from the saved measurements")
+    ap.add_argument("--config", default="", help="run every size with this preset's step params (model, "
+                    "tests) over its own, so that only the size changes (default: each preset's own)")
     ap.add_argument("--markdown", help="write the table (markdown) here too")
     ap.add_argument("--note", default="", help="what code is measured (default: this tree's git commit)")
     a = ap.parse_args(argv)
     steps = step_names()
     presets = [p for p in a.presets.split(",") if p]
     not_run = dict(kv.split("=", 1) for kv in a.skip.split(";") if "=" in kv)
+    missing = dict(kv.split("=", 1) for kv in a.why_missing.split(";") if "=" in kv)
     workdir = Path(a.workdir).resolve()
     sizes: dict[str, dict | None] = {}
     for p in presets:
-        sizes[p] = None if p in not_run else measure_size(p, workdir, a.threads, steps, a.reuse, a.report_only)
-    text, _ = report(sizes, steps, not_run, a.note)
+        sizes[p] = None if p in not_run else measure_size(p, workdir, a.threads, steps, a.reuse, a.report_only,
+                                                                a.config)
+    text, _ = report(sizes, steps, {**missing, **not_run}, a.note)
     print(text)
     if a.markdown:
         Path(a.markdown).write_text(text + "\n")
