@@ -118,7 +118,7 @@ workflow CAVEAT {
     imbalance      = IMBALANCE.out.imbalance
     variant_sets   = IMBALANCE.out.variant_sets.mix(IMBALANCE.out.stratum_matched)
     windows        = MODELS.out.windows
-    models         = MODELS.out.models
+    models         = MODELS.out.models.mix(MODELS.out.baseline)
     predictions    = MODELS.out.predictions
     scores         = MODELS.out.scores.mix(MODELS.out.vcf_scores)
     metrics        = EVALUATE.out.metrics
@@ -127,7 +127,7 @@ workflow CAVEAT {
     summaries      = ALLELE_COUNTS.out.summaries
         .mix(IMBALANCE.out.summaries, TRACKS.out.insertions_summary)
         .mix(TRACKS.out.summary, EVALUATE.out.summary, REPORT.out.summary, MODELS.out.predict_summary)
-        .mix(MODELS.out.train_summary, MODELS.out.score_summary)
+        .mix(MODELS.out.train_summary, MODELS.out.score_summary, MODELS.out.baseline_summary)
         .mix(MODELS.out.windows.map { meta, _windows, summary -> [meta, summary] })
 }
 

@@ -89,6 +89,7 @@ RULES: dict[str, dict] = {
     "train_epoch_batches": {"minimum": 1},
     "train_replicates": {"minimum": 1},
     "augment_shift": {"minimum": 0},
+    "baseline_kmer_k": {"minimum": 1, "maximum": 8},
     "predict_batch_size": {"minimum": 1},
     "score_batch_size": {"minimum": 1},
     "evaluate_height_bin": {"exclusiveMinimum": 0},

@@ -20,6 +20,7 @@ STEP_NAMES = (
     "cluster_peaks",
     "build_dataset",
     "train",
+    "train_baseline",
     "predict",
     "score_variants",
     "evaluate",

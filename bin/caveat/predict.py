@@ -360,6 +360,7 @@ STEP = Step(name="predict", run=run_step, needs=("train",), params={**PARAMS, "w
                                                                      "train_bf16": True, "train_replicates": 3,
                                                                      "outside_models": None},
             input_files=input_files, path_params=("outside_models",),
+            optional_needs=("train_baseline",),   # its models/kmer_baseline/outside.json (caveat.outside_models)
             doc="reference predictions on the test chromosomes")
 
 

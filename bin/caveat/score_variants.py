@@ -533,6 +533,7 @@ def input_files(params: dict) -> list:
 
 
 STEP = Step(name="score_variants", run=run_step, needs=("train", "match_negatives"),
+            optional_needs=("train_baseline",),   # its models/kmer_baseline/outside.json (caveat.outside_models)
             params={**PARAMS, "train_replicates": 3},
             input_files=input_files, path_params=("score_vcf", "outside_models"),
             doc="REF vs ALT centre-bin predictions for every tested variant (ISM)")

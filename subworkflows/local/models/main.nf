@@ -8,6 +8,7 @@
 
 include { BUILD_DATASET  } from '../../../modules/local/build_dataset/main'
 include { TRAIN          } from '../../../modules/local/train/main'
+include { TRAIN_BASELINE } from '../../../modules/local/train_baseline/main'
 include { PREDICT        } from '../../../modules/local/predict/main'
 include { SCORE_VARIANTS } from '../../../modules/local/score_variants/main'
 include { SCORE_VARIANTS_MERGE } from '../../../modules/local/score_variants_merge/main'
@@ -57,6 +58,10 @@ workflow MODELS {
         .combine(BUILD_DATASET.out.windows.map { _meta, windows, summary -> [windows, summary] })
     TRAIN(ch_train_in, fasta)
 
+    // the model-free k-mer baseline (issue 18.6): one CPU task on the same windows; skipped with
+    // train_baseline false (conf/modules.config ext.when), its channels then stay empty
+    TRAIN_BASELINE(BUILD_DATASET.out.windows, fasta)
+
     ch_trained = TRAIN.out.model
         .toSortedList { a, b -> a[0].id <=> b[0].id }
         .map { models -> [models.collect { m -> m[0].model_path }, models.collect { m -> m[1] }] }
@@ -66,13 +71,20 @@ workflow MODELS {
     // the outside models ride along in the one PREDICT task as two lists (metas, files), in
     // sheet order; toList() emits [] for an empty channel (unlike collect(), which emits
     // nothing: Nextflow docs, operators toList / collect), so PREDICT runs without any
-    ch_outside_all = outside.toList()
+    // the k-mer baseline joins them as its manifest (models/kmer_baseline/outside.json) describes
+    // it, after the sheet's models: the local engine's order (caveat.outside_models.outside_models)
+    ch_baseline = TRAIN_BASELINE.out.model.map { _meta, folder -> manifestModel(folder) }
+    ch_outside = outside.toList()
+        .map { models -> [models] }   // combine concatenates list items: keep each list one element
+        .combine(ch_baseline.toList().map { models -> [models] })
+        .flatMap { sheet, inrun -> sheet + inrun }
+    ch_outside_all = ch_outside.toList()
         .map { models -> [models.collect { m -> m[0] }, models.collect { m -> m[1] }] }
     PREDICT(ch_predict_in, ch_trained, ch_outside_all, fasta)
 
     // one SCORE_VARIANTS task per model: each trained one and each outside one
     ch_score_in = TRAIN.out.model
-        .mix(outside)
+        .mix(ch_outside)
         .combine(variant_tables.map { _meta, tables -> [tables] })   // one list element, not two
     SCORE_VARIANTS(ch_score_in, fasta, score_vcf, contig_map)
 
@@ -90,9 +102,22 @@ workflow MODELS {
     models         = TRAIN.out.model               // [meta(regime, cell_type, replicate, model_path), model folder]
     trained        = ch_trained                    // [model paths, model folders]
     train_summary  = TRAIN.out.summary             // [meta, train.<unit>.summary.json]
+    baseline       = TRAIN_BASELINE.out.model      // [meta, models/kmer_baseline] (model.ts + outside.json)
+    baseline_summary = TRAIN_BASELINE.out.summary  // [meta, train_baseline.summary.json]
     predictions    = PREDICT.out.predictions       // [meta, predictions.parquet]
     predict_summary = PREDICT.out.summary          // [meta, predict.summary.json]
     scores         = SCORE_VARIANTS_MERGE.out.scores       // [meta, variant_scores.parquet]
     vcf_scores     = SCORE_VARIANTS_MERGE.out.vcf_scores   // [meta, vcf_scores.parquet] (with params.score_vcf)
     score_summary  = SCORE_VARIANTS_MERGE.out.summary      // [meta, score_variants.summary.json]
+}
+
+// An in-run outside model from its folder's outside.json (read as caveat.outside_models.read_manifest
+// reads it): [meta, model file], the meta workflows/caveat.nf's outsideMeta builds for a sheet row.
+// A class outside Nextflow's default imports is named in full (Nextflow docs, "Groovy and Java
+// classes": groovy.json.JsonOutput.toJson); Path.getText() is Nextflow's file-reading extension.
+def manifestModel(folder) {
+    def m = new groovy.json.JsonSlurper().parseText(folder.resolve('outside.json').text)
+    def meta = [id: m.name, regime: m.name, cell_type: null, replicate: null, outside: true,
+                task_names: m.cell_types, seq_len: m.seq_len as int]
+    return [meta, folder.resolve(m.model as String)]
 }
