@@ -29,7 +29,11 @@ step was measured at one size only).
 Usage::
 
     .venv/bin/python benchmarks/bench_scaling.py --workdir /tmp/scaling [--presets tiny,demo,large]
-        [--threads 1] [--markdown docs/scaling.md] [--reuse]
+        [--config demo] [--threads 1] [--markdown docs/scaling.md] [--reuse] [--report-only]
+
+``--config demo`` runs every size with the demo's step params (model, tests): each preset's own
+params differ (tiny: smaller model, binomial test), and an exponent across them would measure
+the change of method as well as of size. Results: docs/scaling.md.
 """
 
 from __future__ import annotations

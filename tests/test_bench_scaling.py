@@ -99,3 +99,21 @@ def test_table_with_a_step_missing_at_the_larger_size(bench):
     line = next(line for line in text.splitlines() if line.startswith("| build_dataset | windows"))
     assert "not run (not measured)" in line and "| – | – | – |" in line and line.endswith("| – |")
     assert "2 of 2 steps" in text
+
+
+def test_layout_config_lays_preset_params_over_the_study(bench, tmp_path):
+    """--config demo: the size's own params.yaml with the demo's step params over it, in files
+    of their own (the preset's own run is left as it is)."""
+    import yaml
+
+    from caveat.simulate.presets import PRESET_PARAMS
+
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"input": "samplesheet.csv", "match_bins": 4,
+                                                          "model_filters": 8, "imbalance_test": "binomial"}))
+    own, demo = bench.Layout(tmp_path), bench.Layout(tmp_path, "demo")
+    assert own.params == tmp_path / "params.yaml" and own.store == tmp_path / "scaling.json"
+    assert demo.outdir == tmp_path / "scaling_results.demo" and demo.store == tmp_path / "scaling.demo.json"
+    demo.write_params()
+    got = yaml.safe_load(demo.params.read_text())
+    assert got == {"input": "samplesheet.csv", "match_bins": 4, **PRESET_PARAMS["demo"]}
+    assert yaml.safe_load(own.params.read_text())["model_filters"] == 8
