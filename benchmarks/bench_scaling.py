@@ -153,6 +153,11 @@ NATURAL: dict[str, Natural] = {
         * len(S["train"]["models"]) * _ct_ratio(S),
         "15 M windows x 20 epochs x models (7 at 4 cell types -> x10/4) x measured share of windows a model "
         "sees (train_max_windows cap: the study trains on all)"),
+    "train_baseline": Natural(
+        "windows (train + valid)", lambda S: S["train_baseline"]["train_windows"] + S["train_baseline"]["valid_windows"],
+        lambda S: STUDY["windows"] * (S["train_baseline"]["train_windows"] + S["train_baseline"]["valid_windows"])
+        / S["build_dataset"]["windows"],
+        "15 M windows x measured train + valid share (the k-mer ridge reads no test windows)"),
     "predict": Natural(
         "rows (windows x outputs)", lambda S: S["predict"]["rows"],
         lambda S: S["predict"]["rows"] * STUDY["windows"] / S["build_dataset"]["windows"] * _ct_ratio(S),
