@@ -51,6 +51,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..log import get_logger
+
+log = get_logger("simulate")
+
 #: Cell Ranger's Tn5 adjustment of the fragment interval (+4 at the left end, -5 at the right)
 TN5_LEFT, TN5_RIGHT = 4, -5
 #: fragments-file filter: both mates' MAPQ strictly above this (Cell Ranger: "mapping quality > 30")
@@ -253,12 +257,15 @@ def write_libraries(d: Path, p, samples: list, cells: Cells, threads: int) -> di
     pairs = pd.concat([_pair_table(d / "bams" / f"{sm}.bam", s, cells) for s, (sm, _, _) in enumerate(samples)],
                       ignore_index=True)
     pairs = _mark_duplicates(pairs, cells)
+    log.info("libraries %s: %s aligned read pairs, %s flagged duplicates (per barcode)", ", ".join(libs),
+             f"{len(pairs):,}", f"{int(pairs.dup.sum()):,}")
     dup = {(int(s), int(i)) for s, i in zip(pairs["sample"][pairs.dup], pairs["idx"][pairs.dup])}
     _write_bams(d, libs, samples, cells, dup, threads)
     with __import__("pysam").AlignmentFile(str(d / "libraries" / f"{libs[0]}.bam")) as bam:
         chroms = list(bam.references)
     frag_rows = {lib: _write_fragments(d / "libraries" / f"{lib}.fragments.tsv.gz", lib, pairs[pairs.library == k],
                                        cells, chroms) for k, lib in enumerate(libs)}
+    log.info("libraries: BAMs written; fragments files: %s rows", frag_rows)
     table = barcode_truth(cells, samples, libs)
     for k, lib in enumerate(libs):
         _write_table(d / "libraries" / f"{lib}.barcodes.csv", table[(table.library == lib) & table.in_table])
