@@ -85,6 +85,7 @@ from .bundle import BUNDLE_DIR, write_bundle
 from .engine import Step, StepContext
 from .errors import InputError
 from .io import read_parquet, write_json, write_parquet
+from .prediction_tables import read_predictions
 from .log import Progress, get_logger
 from .regimes import ENSEMBLE, MEDIAN, regime_order
 from .replicates import (attach_sd, direction_agreement, ensemble_predictions, ensemble_scores, median_rows,
@@ -130,12 +131,12 @@ def require_columns(df: pd.DataFrame, cols, path, what: str) -> None:
                          f"provide a table with columns {', '.join(cols)}")
 
 
-def read_table(path, cols, what: str) -> pd.DataFrame:
+def read_table(path, cols, what: str, reader=read_parquet) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise InputError(path, f"{what} not found", "run the upstream step or pass an existing file")
     try:
-        df = read_parquet(path)
+        df = reader(path)
     except Exception as e:  # pyarrow raises many types for a non-Parquet file
         raise InputError(path, f"{what} is not a readable Parquet file ({type(e).__name__}: {e})",
                          "pass the Parquet file written by the upstream step") from None
@@ -823,7 +824,9 @@ def load_inputs(predictions=None, scores=None, sets=None, peaks=None, donor_coun
         st = read_table(strata_sets, ("cell_type", "variant_id", "ref_ratio", "stratum"), "stratum-matched variants")
         out["strata_sets"] = attach_variant_info(st, None, strata_sets, test_chroms)
     if predictions is not None:
-        out["predictions"] = check_predictions(read_table(predictions, PRED_COLS, "predictions"), predictions)
+        # label columns categorical, positions int32 (caveat.prediction_tables): ~4x less memory, same metrics
+        out["predictions"] = check_predictions(read_table(predictions, PRED_COLS, "predictions", read_predictions),
+                                               predictions)
     if sets is not None:
         imb = read_table(imbalance, ("cell_type", "variant_id"), "imbalance table") if imbalance else None
         out["sets"] = attach_variant_info(read_table(sets, SET_COLS, "variant sets"), imb, sets, test_chroms)

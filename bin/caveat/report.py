@@ -38,6 +38,7 @@ from .regimes import ENSEMBLE, MEDIAN, regime_order
 from .results import METRIC_COLUMNS as COLUMNS
 from .strata import attach_peak_strata
 from .io import read_json, read_parquet, write_json, write_text
+from .prediction_tables import read_predictions
 from .log import get_logger
 from .step_cli import add_param_options
 
@@ -60,12 +61,17 @@ class Figure:
 # ---------------------------------------------------------------- inputs
 
 
-def _optional_parquet(path: Path, what: str) -> pd.DataFrame | None:
+#: the prediction columns the report's peak figures use (peak rows only; no window positions)
+PEAK_PRED_COLS = ("regime", "replicate", "model", "kind", "peak_id", "cell_type", "target", "prediction", "stratum",
+                  "peak_kind", "cluster_label")
+
+
+def _optional_parquet(path: Path, what: str, reader=read_parquet) -> pd.DataFrame | None:
     if not path.exists():
         log.info("%s not present (%s): its figures show 'not run'", what, path.name)
         return None
     try:
-        df = read_parquet(path)
+        df = reader(path)
     except Exception as e:  # a malformed file is an error, not a missing piece
         raise InputError(path, f"{what} is not a readable Parquet file ({type(e).__name__})",
                          "rerun the step that writes it") from None
@@ -121,7 +127,9 @@ def load_report_inputs(metrics_path: Path, folder: Path) -> dict:
         raise InputError(metrics_path, f"metrics table lacks column(s) {', '.join(missing)}",
                          "regenerate it with `caveat evaluate`")
     m_all, m = m, study_view(m)
-    pred = _optional_parquet(folder / "predictions.parquet", "predictions")
+    # only peak rows feed the report (Fig. S1): read them alone, columns pruned, labels categorical
+    pred = _optional_parquet(folder / "predictions.parquet", "peak predictions",
+                             lambda p: read_predictions(p, PEAK_PRED_COLS, kind="peak"))
     peaks = _optional_parquet(folder / "peaks.parquet", "peaks")
     peak_pred = None
     if pred is not None and {"kind", "target", "regime", "cell_type"} <= set(pred.columns):
