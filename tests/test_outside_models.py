@@ -21,6 +21,7 @@ import torch
 from caveat.errors import InputError
 from caveat.models import load_checkpoint
 from caveat.outside_models import OutsideModel, outside_models, read_manifest
+from caveat.regimes import REGIMES
 
 #: per-cell-type metrics (not pairs of tasks): a model mapping a subset of cell types keeps them equal
 PER_CELL_TYPE = ("pearson_window", "pearson_peak", "imbalance_auroc", "imbalance_auprc", "direction_auroc",
@@ -98,8 +99,8 @@ def test_traced_copy_has_the_metrics_of_the_regime_it_copies(outside_run):
     assert len(copy) > 100 and {"pearson_peak", "imbalance_auroc", "direction_auroc_strata",
                                 "cross_imbalance_auroc", "overcorrelation"} <= set(copy["metric"])
     assert_same_rows(copy, orig)
-    # it also enters the regime tests as a regime: DeLong vs multitask, a difference of 0
-    d = m[(m["regime"] == "mt_copy") & (m["reference"] == "multitask") & m["metric"].str.startswith("delong_")]
+    # it also enters the regime tests as a regime (study regimes first): DeLong vs multitask, a difference of 0
+    d = m[(m["regime"] == "multitask") & (m["reference"] == "mt_copy") & m["metric"].str.startswith("delong_")]
     assert len(d) and np.allclose(d["value"], 0, atol=1e-9)
 
 
@@ -126,9 +127,11 @@ def test_outside_models_in_summaries_report_and_figures(outside_run):
 
     summ = json.loads((outside_run / "score_variants.summary.json").read_text())
     assert {"mt_copy", "reorder"} <= set(summ["by_model"])
-    assert json.loads((outside_run / "predict.summary.json").read_text())["outside_models"] == ["mt_copy", "reorder"]
-    ev = json.loads((outside_run / "evaluate.summary.json").read_text())
-    assert ev["regimes"][-2:] == ["mt_copy", "reorder"]      # after the study's regimes
+    # the sheet's models first, in its order (in-run models, e.g. a baseline step's, after them)
+    assert json.loads((outside_run / "predict.summary.json").read_text())["outside_models"][:2] == ["mt_copy", "reorder"]
+    regimes = json.loads((outside_run / "evaluate.summary.json").read_text())["regimes"]
+    study = [r for r in regimes if r in REGIMES]
+    assert study and regimes[:len(study)] == study and {"mt_copy", "reorder"} <= set(regimes[len(study):])
     text = (outside_run / "report.html").read_text()
     assert "mt_copy" in text and "reorder" in text
     assert not re.search(r"(src|href)\s*=\s*['\"]?(https?:)?//", text) and "<link" not in text   # one file
@@ -347,7 +350,7 @@ def test_workflow_wiring_of_outside_models():
 
     models = nf_parse.strip_comments((REPO / "subworkflows" / "local" / "models" / "main.nf").read_text())
     assert re.search(r"outside\.toList\(\)", models) and "outside.collect()" not in models
-    assert re.search(r"TRAIN\.out\.model\s*\.mix\(outside\)", models)
+    assert re.search(r"TRAIN\.out\.model\s*\.mix\((ch_)?outside\)", models)   # (ch_outside: with in-run models)
     predict = nf_parse.modules()["PREDICT"]
     assert re.search(r"path\(outside_files, arity: '0\.\.\*', stageAs: 'outside_\?/\*'\)", predict.input)
     assert "--outside-models outside_models.csv" in (REPO / "modules/local/predict/main.nf").read_text()
