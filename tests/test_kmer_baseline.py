@@ -154,11 +154,23 @@ def _peak_predictions(out, params):
 
 
 def test_baseline_predicts_test_peaks(tiny_baseline):
-    """Planted motifs drive accessibility, so k-mer counts predict the held-out test-chromosome
-    peaks (tiny, seed 7: Pearson R 0.4-0.6 per cell type; the CNNs reach ~0.7)."""
-    pred, target = _peak_predictions(*tiny_baseline)
-    r = pearson_columns(pred, target)
-    assert len(pred) >= 20 and np.all(r > 0.2), r
+    """Planted motifs drive accessibility, so k-mer counts predict the held-out test chromosome:
+    its peaks (tiny, seed 7: Pearson R 0.71, 0.41, 0.61 per cell type, only 9 peaks) and, weakly,
+    its tiled windows (0.21, 0.09, 0.05; 119 windows, mostly background). On the demo the
+    baseline's test-peak R is 0.63-0.77 on 206 peaks (docs/CONVENTIONS.md, "k-mer baseline")."""
+    from caveat.dataset_io import load_inputs
+
+    out, params = tiny_baseline
+    windows, targets, _, genome = load_inputs(out / "windows.parquet", out / "build_dataset.summary.json", params["fasta"])
+    test = np.flatnonzero(windows["split"].to_numpy() == "test")
+    codes = genome.gather(genome.abs_starts(windows["chrom"].to_numpy()[test], windows["start"].to_numpy()[test]),
+                          params["window_size"])
+    model = load_model(out / "models" / "kmer_baseline" / "model.ts", seq_len=params["window_size"])
+    r_windows = pearson_columns(model.predict(_onehot(codes)).numpy(), targets[test])
+    pred, target = _peak_predictions(out, params)
+    r_peaks = pearson_columns(pred, target)
+    assert len(test) >= 50 and r_windows.mean() > 0.05, r_windows
+    assert len(pred) >= 5 and np.all(r_peaks > 0) and r_peaks.mean() > 0.3, r_peaks
 
 
 def test_baseline_direction_on_planted_causal_variants(tiny_baseline, tiny_sim):
@@ -174,7 +186,7 @@ def test_baseline_direction_on_planted_causal_variants(tiny_baseline, tiny_sim):
     snps = snps[snps["planted_causal"] & ~snps["is_indel"] & snps["effect"].isin(["ref_favouring", "alt_favouring"])]
     snps = snps[snps["chrom"].isin(set(windows["chrom"]))].drop_duplicates(["variant_id", "cell_type"])
     L = params["window_size"]
-    start = snps["pos"].to_numpy() - 1 - L // 2                       # pos is 1-based
+    start = snps["pos"].to_numpy() - L // 2                           # pos 0-based (variant_id 1-based)
     keep = start >= 0
     snps, start = snps[keep].reset_index(drop=True), start[keep]
     ref = genome.gather(genome.abs_starts(snps["chrom"].to_numpy(), start), L)
@@ -188,7 +200,7 @@ def test_baseline_direction_on_planted_causal_variants(tiny_baseline, tiny_sim):
     want = np.where(snps["effect"] == "ref_favouring", 1.0, -1.0)
     called = diff != 0
     hits = int((np.sign(diff[called]) == want[called]).sum())
-    assert called.sum() >= 30
+    assert called.sum() >= 30   # tiny, seed 7: 39 of 49 right (a fair coin: p = 2e-5)
     assert binomtest(hits, int(called.sum()), 0.5, alternative="greater").pvalue < 0.01, (hits, int(called.sum()))
 
 
