@@ -45,6 +45,7 @@ import torch
 from torch import nn
 
 from .errors import InputError
+from .metrics import pearson_per_task
 
 #: largest k: 4^k k-mer indices must be exact in float32 (≤ 2^24) and F² fit in memory
 MAX_K = 8
@@ -227,15 +228,6 @@ def inverse_target(z: np.ndarray) -> np.ndarray:
     return np.expm1(np.maximum(z, 0))
 
 
-def pearson_columns(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Pearson R per column of (N, T) arrays → (T,); NaN for a constant column."""
-    p = pred - pred.mean(0)
-    t = target - target.mean(0)
-    den = np.sqrt((p * p).sum(0) * (t * t).sum(0))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, (p * t).sum(0) / np.where(den > 0, den, 1), np.nan)
-
-
 @dataclass
 class KmerFit:
     """A fitted k-mer ridge baseline.
@@ -278,7 +270,7 @@ def fit_width(genome, abs_starts: np.ndarray, targets: np.ndarray, train_idx: np
     pred = inverse_target(z.reshape(len(valid_idx), a, t) + intercept[None])
     out = []
     for j, alpha in enumerate(alphas):
-        r = pearson_columns(pred[:, j], targets[valid_idx].astype(np.float64))
+        r = pearson_per_task(pred[:, j], targets[valid_idx].astype(np.float64))
         out.append((float(alpha), float(np.nanmean(r)) if np.isfinite(r).any() else float("-inf"), coef[j], intercept[j]))
     return out
 
@@ -374,4 +366,4 @@ def export_torchscript(fit: KmerFit, seq_len: int) -> torch.jit.ScriptModule:
 
 __all__ = ["KmerFit", "KmerRidge", "MAX_K", "Moments", "canonical_columns", "centre_start", "check_k",
            "export_torchscript", "fit_kmer_baseline", "kmer_counts", "kmer_index", "kmer_names", "kmer_offsets",
-           "pearson_columns", "ridge_path", "width_grid", "window_counts"]
+           "ridge_path", "width_grid", "window_counts"]

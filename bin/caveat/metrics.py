@@ -18,7 +18,7 @@ from scipy import stats
 from .stats import bh_qvalues  # noqa: F401  (one BH for the package; listed in __all__)
 
 __all__ = [
-    "pearson", "pearson_ci", "log2p1", "midrank", "delong_auc", "delong_paired", "auc_ci",
+    "pearson", "pearson_ci", "pearson_per_task", "log2p1", "midrank", "delong_auc", "delong_paired", "auc_ci",
     "average_precision", "bootstrap", "bootstrap_weights", "bootstrap_average_precision", "weighted_pearson",
     "percentile_ci", "match_histograms", "resample_to_histogram", "replicate_ceiling", "AUCResult",
     "spearman", "block_labels", "block_bootstrap_weights", "weighted_auc", "weighted_statistic", "bh_qvalues",
@@ -51,6 +51,15 @@ def pearson(x, y) -> float:
     if den == 0 or not np.isfinite(den):
         return float("nan")
     return float(np.clip((xc @ yc) / den, -1.0, 1.0))
+
+
+def pearson_per_task(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Pearson R per column of (N, T) arrays → (T,); NaN for a constant column."""
+    p = pred - pred.mean(0)
+    t = target - target.mean(0)
+    den = np.sqrt((p * p).sum(0) * (t * t).sum(0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (p * t).sum(0) / np.where(den > 0, den, 1), np.nan)
 
 
 def pearson_ci(r: float, n: int, level: float = 0.95) -> tuple[float, float]:

@@ -67,6 +67,7 @@ from .errors import InputError
 from .io import write_json, write_parquet
 from .loader import BatchStream, GenomeCodes, WindowLoader
 from .log import Progress, get_logger
+from .metrics import pearson_per_task
 from .models import BassetModel, ModelConfig, count_parameters, save_checkpoint
 from .onehot import one_hot
 from .regimes import REGIMES, model_path, model_units, replicate_seed
@@ -143,15 +144,6 @@ def regime_mask(windows: pd.DataFrame, regime: str) -> np.ndarray:
 def poisson_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
     """Mean Poisson negative log-likelihood (without the log(y!) constant); (N, T) → scalar."""
     return (pred - target * torch.log(pred + eps)).mean()
-
-
-def pearson_per_task(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Pearson R per column of (N, T) arrays → (T,); NaN for a constant column."""
-    p = pred - pred.mean(0)
-    t = target - target.mean(0)
-    den = np.sqrt((p * p).sum(0) * (t * t).sum(0))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, (p * t).sum(0) / np.where(den > 0, den, 1), np.nan)
 
 
 @contextlib.contextmanager
