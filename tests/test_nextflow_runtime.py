@@ -144,13 +144,17 @@ LOCAL_LAYOUT = [
     "windows.parquet",
     "models/multitask", "models/multitask/model.pt", "models/multitask/history.parquet",
     "models/single_task/ctA", "models/single_task/ctA/model.pt", "models/single_task/ctA/history.parquet",
+    # the k-mer baseline (train_baseline), an in-run outside model
+    "models/kmer_baseline", *(f"models/kmer_baseline/{f}" for f in ("model.ts", "outside.json", "coefficients.parquet",
+                                                                  "fit_grid.parquet")),
     "predictions.parquet", "variant_scores.parquet", "vcf_scores.parquet", "metrics.parquet", "report.html",
     # the benchmark bundle (caveat.bundle), written by evaluate
     "benchmark_bundle", *(f"benchmark_bundle/{f}" for f in ("manifest.json", "windows.parquet", "peaks.parquet",
                                                             "variant_sets.parquet", "sequences.parquet",
                                                             "variant_sets_stratum_matched.parquet")),
     *(f"{s}.summary.json" for s in ("wasp_remap", "count_alleles", "insertions", "call_imbalance", "match_negatives",
-                                    "cluster_peaks", "build_dataset", "predict", "score_variants", "evaluate", "report")),
+                                    "cluster_peaks", "build_dataset", "train_baseline", "predict", "score_variants",
+                                    "evaluate", "report")),
     # Nextflow writes one training summary per task (docs/nextflow.md "Where outputs go")
     "train.multitask.summary.json", "train.single_task.ctA.summary.json",
 ]
