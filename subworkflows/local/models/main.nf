@@ -73,7 +73,7 @@ workflow MODELS {
     // nothing: Nextflow docs, operators toList / collect), so PREDICT runs without any
     // the k-mer baseline joins them as its manifest (models/kmer_baseline/outside.json) describes
     // it, after the sheet's models: the local engine's order (caveat.outside_models.outside_models)
-    ch_baseline = TRAIN_BASELINE.out.model.map { _meta, folder -> manifestModel(folder) }
+    ch_baseline = TRAIN_BASELINE.out.model.map { _meta, folder -> [manifestMeta(folder), manifestFile(folder)] }
     ch_outside = outside.toList()
         .map { models -> [models] }   // combine concatenates list items: keep each list one element
         .combine(ch_baseline.toList().map { models -> [models] })
@@ -111,13 +111,21 @@ workflow MODELS {
     score_summary  = SCORE_VARIANTS_MERGE.out.summary      // [meta, score_variants.summary.json]
 }
 
-// An in-run outside model from its folder's outside.json (read as caveat.outside_models.read_manifest
+// An in-run outside model's meta and file from its folder's outside.json (read as caveat.outside_models.read_manifest
 // reads it): [meta, model file], the meta workflows/caveat.nf's outsideMeta builds for a sheet row.
-// A class outside Nextflow's default imports is named in full (Nextflow docs, "Groovy and Java
-// classes": groovy.json.JsonOutput.toJson); Path.getText() is Nextflow's file-reading extension.
-def manifestModel(folder) {
-    def m = new groovy.json.JsonSlurper().parseText(folder.resolve('outside.json').text)
-    def meta = [id: m.name, regime: m.name, cell_type: null, replicate: null, outside: true,
-                task_names: m.cell_types, seq_len: m.seq_len as int]
-    return [meta, folder.resolve(m.model as String)]
+def manifestMeta(folder) {
+    def m = readManifest(folder)
+    return [id: m.name, regime: m.name, cell_type: null, replicate: null, outside: true,
+            task_names: m.cell_types, seq_len: m.seq_len as int]
+}
+
+def manifestFile(folder) {
+    return folder.resolve(readManifest(folder).model as String)
+}
+
+// Path.splitJson() (nextflow/splitter/SplitterEx.groovy: static List splitJson(Path self, Map opts))
+// gives a JSON object's entries as [key: k, value: v] maps (JsonSplitter.processObject, OBJECT_KEY /
+// OBJECT_VALUE); the language server types it, where JsonSlurper.parseText is an unknown method
+def readManifest(folder) {
+    return folder.resolve('outside.json').splitJson().collectEntries { e -> [(e.key): e.value] }
 }
