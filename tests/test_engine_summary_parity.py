@@ -50,7 +50,10 @@ OPTIONS = {
     "INSERTIONS_SUMMARY": {"--summarize", "--input", "--out-summary", "--insertions-source", "--insertions-min-mapq"},
     "SCORE_VARIANTS": {"--model", "--regime", "--replicate", "--train-replicates", "--cell-type", "--fasta", "--variant-sets", "--vcf", "--contig-map",
                        "--out-vcf", "--threads", "--out", "--summary", "--score-rc", "--no-score-rc", "--score-shifts",
-                       "--score-batch-size", "--score-device", "--score-fast-ism", "--no-score-fast-ism"},
+                       "--score-batch-size", "--score-device", "--score-fast-ism", "--no-score-fast-ism",
+                       # an outside model's task map and input length (meta.outside); the trained
+                       # models compared here do not pass them
+                       "--task-names", "--seq-len"},
     "SCORE_VARIANTS_MERGE": {"--merge", "--merge-vcf", "--out-vcf", "--model-summaries", "--out", "--summary"},
 }
 
