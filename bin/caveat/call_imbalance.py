@@ -53,6 +53,7 @@ from .engine import Step, StepContext
 from .errors import InputError
 from .io import write_json, write_parquet
 from .log import Progress, get_logger
+from .natural_sort import natural_rank
 from .intervals import contains_points
 from .regions import points_in_regions, read_regions
 from .strata import STRATA, own_stratum
@@ -177,14 +178,6 @@ def file_parts(path: str | Path) -> list[Part]:
     return [counts_part(path, *(str(who[c][0]) for c in ("sample", "donor", "cell_type")))]
 
 
-def _natural_key(s: pd.Series) -> pd.Series:
-    """chr2 before chr10: sort key for contig names."""
-    def key(name: str):
-        return tuple((0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", name) if t)
-    order = {c: i for i, c in enumerate(sorted(s.unique(), key=key))}
-    return s.map(order)
-
-
 # --------------------------------------------------------------------------- pooling
 def pool_counts(counts: pd.DataFrame, pool_donors: bool = True,
                 cell_type_order: list[str] | None = None) -> pd.DataFrame:
@@ -224,7 +217,8 @@ def pool_counts(counts: pd.DataFrame, pool_donors: bool = True,
     ct_order = {c: i for i, c in enumerate(dict.fromkeys([*(cell_type_order or []),
                                                            *sorted(out["cell_type"].unique())]))}
     out["_ct"] = out["cell_type"].map(ct_order)
-    out["_chrom"] = _natural_key(out["chrom"].astype(str))
+    chrom = out["chrom"].astype(str)
+    out["_chrom"] = chrom.map(natural_rank(chrom))
     out = out.sort_values(["_ct", "_chrom", "pos", "variant_id"] + ([] if pool_donors else ["donor"]),
                           kind="stable").drop(columns=["_ct", "_chrom"]).reset_index(drop=True)
     out["pos"] = out["pos"].astype(np.int64)
@@ -768,9 +762,10 @@ def _input_files(params: dict) -> list:
 
 def run_step(ctx: StepContext) -> dict:
     """Local engine: every sample of the samplesheet → ``imbalance.parquet``."""
-    from .samplesheet import cell_types, read_samplesheet
+    from .samplesheet import cell_types
+    from .single_cell import read_study
 
-    sheet = read_samplesheet(ctx.params["input"], check_files=False)
+    sheet = read_study(ctx.params["input"], check_files=False).samples
     counts = [counts_part(ctx.outdir / "counts" / f"{r.sample}.parquet", r.sample, r.donor, r.cell_type)
               for r in sheet.itertuples()]
     peaks_path = ctx.outdir / "peaks.parquet"

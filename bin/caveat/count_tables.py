@@ -19,6 +19,8 @@ from typing import Callable
 import numpy as np
 import polars as pl
 
+from .natural_sort import natural_rank
+
 COUNT_COLUMNS = ("ref_count", "alt_count", "other_count")
 SITE_COLUMNS = ("variant_id", "chrom", "pos", "ref", "alt")
 META = ("sample", "donor", "cell_type")
@@ -190,15 +192,6 @@ def sample_depth(depth: np.ndarray, ratio: float, quantile: float, min_sites: in
 
 
 # --------------------------------------------------------------------------- per cell type
-def natural_rank(names) -> dict:
-    """chr2 before chr10: rank of each contig name."""
-    import re
-
-    def key(name: str):
-        return tuple((0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", name) if t)
-    return {c: i for i, c in enumerate(sorted(set(names), key=key))}
-
-
 def pool_cell_type(rows: list[pl.DataFrame], pool_donors: bool) -> tuple[pl.DataFrame, int]:
     """Pool one cell type's sample rows per site (per site and donor without ``pool_donors``).
 
