@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 from scipy import stats as ss
 
-from caveat.call_imbalance import PARAMS, STEP, call_imbalance, main, pool_counts, read_counts, run_step
+from caveat.call_imbalance import PARAMS, STEP, call_imbalance, main, read_counts, run_step
 from caveat.engine import StepContext
 from caveat.errors import InputError
 from caveat.stats import betabinom_shapes, binom_two_sided_lower, randomized_pvalue
+from reference_imbalance import pool_counts
 
 
 # --------------------------------------------------------------------------- synthetic study

@@ -12,6 +12,7 @@ import pytest
 from caveat.call_imbalance import PARAMS, _pooled_sites, call_imbalance, counts_part, read_counts
 from caveat.count_tables import parts_of_frame, sample_depth
 from caveat.prediction_tables import read_predictions
+from reference_imbalance import confirm_genotypes, pool_counts
 from test_call_imbalance import make_study
 
 OFF = {**PARAMS, "imbalance_in_peaks": False, "imbalance_max_depth_ratio": 0, "imbalance_het_min_reads": 2}
@@ -24,31 +25,18 @@ def study(tmp_path_factory):
     return outdir, files, pd.concat([read_counts(f) for f in files], ignore_index=True)
 
 
-def pandas_pool(counts: pd.DataFrame, min_reads: int, min_total: int) -> pd.DataFrame:
-    """Independent pooling: genotype confirmation by donor-wide sums, then per-cell-type sums
-    over the confirmed rows (zero-read rows included, as the study's tables hold them)."""
-    g = counts.groupby(["donor", "variant_id"])
-    ok = (g["ref_count"].transform("sum") >= min_reads) & (g["alt_count"].transform("sum") >= min_reads)
-    c = counts[ok.to_numpy()]
-    out = c.groupby(["cell_type", "variant_id"]).agg(
-        ref_count=("ref_count", "sum"), alt_count=("alt_count", "sum"), other_count=("other_count", "sum"),
-        n_donors=("donor", "nunique")).reset_index()
-    out["total"] = out["ref_count"] + out["alt_count"]
-    out["autosome"] = out["variant_id"].str.match(r"^(chr)?\d+:")
-    return out
-
-
 def test_table_equals_independent_pandas_pooling(study):
-    """Every tested site's reads and donor count equal a whole-table pandas groupby; the tested
-    set is exactly the confirmed autosomal sites above the depth threshold."""
+    """Every tested site's reads and donor count equal a whole-table pandas groupby
+    (:mod:`reference_imbalance`), rows in the same order (cell type, natural contig order, pos);
+    the tested set is exactly the confirmed autosomal sites above the depth threshold."""
     _, _, counts = study
     table, summary = call_imbalance(counts, OFF)
-    ref = pandas_pool(counts, 2, OFF["imbalance_min_total"])
-    want = ref[ref["autosome"] & (ref["total"] > OFF["imbalance_min_total"])]
-    got = table.merge(want, on=["cell_type", "variant_id"], how="outer", suffixes=("", "_pd"), indicator=True)
-    assert (got["_merge"] == "both").all() and len(table) > 100
-    for c in ("ref_count", "alt_count", "other_count", "total", "n_donors"):
-        np.testing.assert_array_equal(got[c].to_numpy(np.int64), got[f"{c}_pd"].to_numpy(np.int64), err_msg=c)
+    ref = pool_counts(confirm_genotypes(counts, 2))
+    ref["autosome"] = ref["chrom"].str.match(r"^(chr)?\d+$")
+    want = ref[ref["autosome"] & (ref["total"] > OFF["imbalance_min_total"])].reset_index(drop=True)
+    assert len(table) > 100 and ref["chrom"].nunique() >= 2
+    cols = ["cell_type", "variant_id", "chrom", "pos", "ref_count", "alt_count", "other_count", "total", "n_donors"]
+    pd.testing.assert_frame_equal(table[cols], want[cols], check_dtype=False)
     # the summary's per-cell-type site counts, zero-read sites included
     n_read = counts.groupby("cell_type")["variant_id"].nunique()
     n_conf = ref.groupby("cell_type").size()

@@ -53,7 +53,6 @@ from .engine import Step, StepContext
 from .errors import InputError
 from .io import write_json, write_parquet
 from .log import Progress, get_logger
-from .natural_sort import natural_rank
 from .intervals import contains_points
 from .regions import points_in_regions, read_regions
 from .strata import STRATA, own_stratum
@@ -176,53 +175,6 @@ def file_parts(path: str | Path) -> list[Part]:
     if who is None or who.null_count().sum_horizontal().item() or len(who) != 1:
         return parts_of_frame(_polars(read_counts(path)))  # several samples (or bad input: raises)
     return [counts_part(path, *(str(who[c][0]) for c in ("sample", "donor", "cell_type")))]
-
-
-# --------------------------------------------------------------------------- pooling
-def pool_counts(counts: pd.DataFrame, pool_donors: bool = True,
-                cell_type_order: list[str] | None = None) -> pd.DataFrame:
-    """Sum REF/ALT/other reads per (cell type, variant) over heterozygous donors.
-
-    Parameters
-    ----------
-    counts : DataFrame
-        Rows of every sample's counts table (columns :data:`REQUIRED`).
-    pool_donors : bool
-        False keeps one row per (cell type, donor, variant).
-
-    Returns
-    -------
-    DataFrame
-        ``cell_type, variant_id, chrom, pos, ref, alt, donor, ref_count, alt_count,
-        other_count, total, n_donors``; ``donor`` is null when pooled; sorted by cell
-        type, chrom (natural order), pos, variant, donor.
-    """
-    keys = ["cell_type", "variant_id"] + ([] if pool_donors else ["donor"])
-    if "conflict_count" not in counts.columns:
-        counts = counts.assign(conflict_count=np.int64(0))
-    if counts.empty:
-        out = pd.DataFrame({c: pd.Series(dtype=object) for c in ("cell_type", *SITE_COLUMNS, "donor")})
-        for c in (*COUNT_COLUMNS, "conflict_count", "total", "n_donors"):
-            out[c] = pd.Series(dtype=np.int64)
-        out["pos"] = out["pos"].astype(np.int64)
-        return out
-    g = counts.groupby(keys, sort=False, observed=True)
-    out = g.agg(chrom=("chrom", "first"), pos=("pos", "first"), ref=("ref", "first"), alt=("alt", "first"),
-                ref_count=("ref_count", "sum"), alt_count=("alt_count", "sum"),
-                other_count=("other_count", "sum"), conflict_count=("conflict_count", "sum"),
-                n_donors=("donor", "nunique")).reset_index()
-    if pool_donors:
-        out["donor"] = pd.Series([None] * len(out), dtype=object)
-    out["total"] = out["ref_count"] + out["alt_count"]
-    ct_order = {c: i for i, c in enumerate(dict.fromkeys([*(cell_type_order or []),
-                                                           *sorted(out["cell_type"].unique())]))}
-    out["_ct"] = out["cell_type"].map(ct_order)
-    chrom = out["chrom"].astype(str)
-    out["_chrom"] = chrom.map(natural_rank(chrom))
-    out = out.sort_values(["_ct", "_chrom", "pos", "variant_id"] + ([] if pool_donors else ["donor"]),
-                          kind="stable").drop(columns=["_ct", "_chrom"]).reset_index(drop=True)
-    out["pos"] = out["pos"].astype(np.int64)
-    return out[["cell_type", *SITE_COLUMNS, "donor", *COUNT_COLUMNS, "conflict_count", "total", "n_donors"]]
 
 
 # --------------------------------------------------------------------------- cleaning
@@ -399,9 +351,11 @@ def call_imbalance(counts: pd.DataFrame | list[Part], params: dict, peaks: pd.Da
 
     Parameters
     ----------
-    counts : DataFrame or list of :class:`~caveat.count_tables.Part`
-        Concatenated counts tables (columns :data:`REQUIRED`), or one part per sample whose
-        rows are loaded when needed (:func:`counts_parts`; twice, one sample at a time).
+    counts : list of :class:`~caveat.count_tables.Part`, or DataFrame
+        One part per sample whose rows are loaded when needed (:func:`counts_part`; twice, one
+        sample at a time). A concatenated counts table (columns :data:`REQUIRED`; tests, small
+        inputs) is split into such parts first (:func:`~caveat.count_tables.parts_of_frame`), so
+        both go through the one per-sample path.
     params : dict
         The step's params (:data:`PARAMS` keys).
     peaks : DataFrame, optional
@@ -503,7 +457,10 @@ def _pooled_sites(ct: str, parts: list[Part], confirmed: dict, per_sample: dict,
     Returns
     -------
     sites : DataFrame
-        Columns of :func:`pool_counts` and ``_reason`` (:func:`drop_reasons`); sites with a read only.
+        ``cell_type, variant_id, chrom, pos, ref, alt, donor`` (null when pooled), ``ref_count,
+        alt_count, other_count, conflict_count, total, n_donors`` and ``_reason``
+        (:func:`drop_reasons`); sites with a read only, sorted by contig (natural order), pos,
+        variant, donor.
     n_read : int
         The cell type's sites before genotype confirmation.
     empty : dict
@@ -532,8 +489,11 @@ def _pooled_sites(ct: str, parts: list[Part], confirmed: dict, per_sample: dict,
 
 
 def _empty_sites() -> pd.DataFrame:
-    """Typed, empty pooled sites (with ``_reason``)."""
-    return pool_counts(pd.DataFrame(columns=list(REQUIRED))).assign(_reason=pd.Series(dtype=object))
+    """Typed, empty pooled sites: the columns of :func:`_pooled_sites` (with ``_reason``), none
+    with a row."""
+    ints = ("pos", *COUNT_COLUMNS, "conflict_count", "total", "n_donors")
+    cols = ("cell_type", *SITE_COLUMNS, "donor", *COUNT_COLUMNS, "conflict_count", "total", "n_donors", "_reason")
+    return pd.DataFrame({c: pd.Series(dtype=np.int64 if c in ints else object) for c in cols})
 
 
 def _accumulate(acc: dict, s: pd.DataFrame, empty: dict) -> None:
