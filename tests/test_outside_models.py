@@ -229,6 +229,26 @@ def test_a_missing_sheet_and_a_bad_manifest(tmp_path, model_file):
     assert e.value.file == str(d / "outside.json")
 
 
+def test_a_file_that_is_neither_names_both_load_errors(tmp_path):
+    """A model file neither TorchScript nor a torch pickle: the error carries torch.jit.load's
+    message and torch.load's (the first alone hid why a TorchScript file did not load)."""
+    from caveat.outside_models import open_model
+
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a model\n")
+    with pytest.raises(Exception) as script:
+        torch.jit.load(str(junk))
+    with pytest.raises(Exception) as pickled:
+        torch.load(junk, weights_only=False)
+    with pytest.raises(InputError) as e:
+        open_model(junk)
+    first = [str(x.value).strip().splitlines()[0] for x in (script, pickled)]
+    assert first[0] != first[1]
+    for loader, exc, line in zip(("torch.jit.load", "torch.load"), (script, pickled), first):
+        assert f"{loader} failed ({exc.type.__name__}: {line})" in e.value.problem, e.value.problem
+    assert e.value.file == str(junk) and "torch.jit.save" in e.value.fix
+
+
 def test_cli_run_checks_the_sheet_before_any_step(tmp_path, model_file, tiny_sim):
     """``caveat run`` refuses a bad sheet in seconds, before any step is marked done."""
     import yaml

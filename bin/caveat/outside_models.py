@@ -247,18 +247,25 @@ def open_model(path):
         raise InputError(path, "model file not found", "fix the model path (a sheet's paths are relative to its folder)")
     try:
         return torch.jit.load(str(path), map_location="cpu").eval()
-    except Exception:  # not TorchScript: a pickled module or a checkpoint
-        pass
+    except Exception as e:  # not TorchScript: a pickled module or a checkpoint (kept for the message)
+        script_error = _first_line(e)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:
-        raise InputError(path, f"unreadable model ({type(e).__name__}: {e})",
+        raise InputError(path, f"unreadable model: torch.jit.load failed ({script_error}), torch.load failed "
+                               f"({_first_line(e)})",
                          "save it with torch.jit.save (TorchScript) or torch.save(module)") from None
     if isinstance(obj, torch.nn.Module):
         return obj.eval()
     from .models import load_checkpoint
 
     return load_checkpoint(path)
+
+
+def _first_line(e: Exception) -> str:
+    """``Type: message`` of an exception, first line only (torch appends C++ frames to some)."""
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
 
 
 def check_outside_model(m: OutsideModel, cell_types, where, record: str | None = None) -> None:
