@@ -17,6 +17,7 @@ from caveat import wasp_remap as wr
 from caveat.count_alleles import count_sample, fragment_calls, main
 from caveat.errors import InputError
 from caveat.het_sites import read_het_sites
+from bam_helpers import sorted_header, write_sorted_bam
 from wasp_data import build_study, write_fasta, write_vcf
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / "na12878_chr22_tiny"
@@ -101,8 +102,7 @@ def hand(tmp_path_factory):
     write_fasta(fasta, {"chr1": genome})
     snp_pos = [1000, 1010, 1200]
     alts = {p: "ACGT"[("ACGT".index(genome[p]) + 2) % 4] for p in snp_pos}
-    header = pysam.AlignmentHeader.from_dict({"HD": {"VN": "1.6", "SO": "coordinate"},
-                                              "SQ": [{"SN": "chr1", "LN": 3000}]})
+    header = sorted_header({"chr1": 3000})
     reads = []
     for i in range(400):
         p1 = int(rng.integers(920, 1190))
@@ -129,12 +129,7 @@ def hand(tmp_path_factory):
             a.flag = br.PAIRED | proper | (br.READ1 if mate == 1 else br.READ2 | br.REVERSE) | flag_extra
             a.mapping_quality = mapq
             reads.append(a)
-    reads.sort(key=lambda r: r.reference_start)
-    bam = tmp / "hand.bam"
-    with pysam.AlignmentFile(str(bam), "wb", header=header) as f:
-        for r in reads:
-            f.write(r)
-    pysam.index(str(bam))
+    bam = write_sorted_bam(tmp / "hand.bam", header, reads)
     snps = pd.DataFrame({"variant_id": [f"chr1:{p + 1}:{genome[p]}:{alts[p]}" for p in snp_pos], "chrom": "chr1",
                          "pos": snp_pos, "ref": [genome[p] for p in snp_pos], "alt": [alts[p] for p in snp_pos],
                          "donor": "D1"})

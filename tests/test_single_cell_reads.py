@@ -25,6 +25,7 @@ from caveat.errors import InputError
 from caveat.genome import fasta_lengths
 from caveat.het_sites import read_het_sites
 from caveat.tracks import read_runs, runs_to_sites
+from bam_helpers import sorted_header, write_sorted_bam
 from wasp_data import build_study
 
 BCS = ["AAACGAACAAGGTCGA-1", "AAACGAACAGCTATTG-1", "TTTGTGTTCCTACGCA-1", "GGGTCAATCAGCACAT-1",
@@ -53,16 +54,8 @@ def _pair_records(header, name, p1, p2, cb, seq="A" * 50):
 
 
 def _hand_bam(tmp: Path, pairs) -> Path:
-    header = pysam.AlignmentHeader.from_dict({"HD": {"VN": "1.6", "SO": "coordinate"},
-                                              "SQ": [{"SN": "chr1", "LN": 5000}]})
-    recs = [r for p in pairs for r in _pair_records(header, *p)]
-    recs.sort(key=lambda r: r.reference_start)
-    path = tmp / "hand.bam"
-    with pysam.AlignmentFile(str(path), "wb", header=header) as f:
-        for r in recs:
-            f.write(r)
-    pysam.index(str(path))
-    return path
+    header = sorted_header({"chr1": 5000})
+    return write_sorted_bam(tmp / "hand.bam", header, [r for p in pairs for r in _pair_records(header, *p)])
 
 
 def test_aux_scan_reads_the_cb_tag_of_every_record(tmp_path):
