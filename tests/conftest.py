@@ -79,6 +79,23 @@ def tiny_run(tiny_sim, tmp_path_factory) -> Path:
     return outdir
 
 
+@pytest.fixture(scope="session")
+def tiny_sc_run(tiny_sc_sim, tmp_path_factory) -> Path:
+    """Outdir of ``caveat run --until call_imbalance`` on the tiny single-cell study (inputs
+    checked first, as ``caveat run`` does)."""
+    from caveat.engine import run_pipeline
+    from caveat.params import load_params
+    from caveat.pipeline import pipeline_steps
+    from caveat.validate import validate_inputs
+
+    outdir = tmp_path_factory.mktemp("tiny_sc_run")
+    steps = pipeline_steps()
+    params = load_params(tiny_sc_sim / "params.yaml", {"outdir": str(outdir)}, steps)
+    validate_inputs(params, steps)
+    run_pipeline(steps, params, outdir, until="call_imbalance", threads=2)
+    return outdir
+
+
 def _demo_dir(tmp_path_factory) -> Path:
     env = os.environ.get("CAVEAT_DEMO_DIR")
     if env:

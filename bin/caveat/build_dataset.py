@@ -313,9 +313,10 @@ def write_windows(windows: pd.DataFrame, targets: np.ndarray, path: Path, meta: 
 
 
 def _cell_types(params: dict) -> list[str]:
-    from .samplesheet import cell_types, read_samplesheet
+    from .samplesheet import cell_types
+    from .single_cell import read_study
 
-    return cell_types(read_samplesheet(params["input"], check_files=False))
+    return cell_types(read_study(params["input"], check_files=False).samples)
 
 
 def _read_peaks(path: Path) -> pd.DataFrame | None:

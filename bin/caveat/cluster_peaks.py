@@ -7,7 +7,10 @@ Rules (stated so users know what they get)
   peaks called with MACS3 on its pseudobulk insertion sites (ENCODE ATAC
   settings, see :func:`call_peaks_macs3`). A cell type with an *empty* peak
   file contributes no peaks to the union (logged); its accessibility is still
-  measured on every union peak.
+  measured on every union peak. ``cell_type_peaks`` (a glob such as ``peaks/*.bed``, one
+  ``<cell_type>.bed``/``.narrowPeak`` (``.gz``) per cell type) gives the peak sets of cell types
+  whose rows give none: single-cell libraries, whose row holds many cell types
+  (``docs/single_cell.md``); a cell type neither names is called with MACS3.
 * **Union** (``peak_merge``): ``summit`` — every peak becomes a fixed-width
   interval (``peak_width`` bp) centred on its summit; overlapping ones are
   resolved by iterative overlap removal (most significant first, as Corces et
@@ -57,6 +60,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import glob
 import shutil
 import subprocess
 import tempfile
@@ -77,6 +81,7 @@ from .parallel import map_jobs
 from .peak_sites import check_rule, peak_track_values, track_sums
 from .regions import intervals_in_regions, read_regions
 from .samplesheet import cell_types, read_samplesheet
+from .single_cell import read_study
 from .step_cli import add_param_options, params_from_args
 from .strata import SPECIFIC, UBIQUITOUS, cluster_members
 from .tracks import read_runs, runs_to_sites
@@ -155,6 +160,8 @@ def cell_type_peaks(sheet: pd.DataFrame, lengths: Mapping[str, int], outdir: Pat
     peaks, source = {}, {}
     given = {ct: list(dict.fromkeys(f for f in sheet.loc[sheet["cell_type"] == ct, "peaks"] if f))
              for ct in cell_types(sheet)}
+    for ct, f in glob_peaks(params.get("cell_type_peaks"), list(given)).items():
+        given[ct] = given[ct] or [f]  # a samplesheet BED wins over the glob
     to_call = [ct for ct, files in given.items() if not files]
 
     def macs3(ct: str, _threads: int) -> pd.DataFrame:
@@ -179,6 +186,37 @@ def cell_type_peaks(sheet: pd.DataFrame, lengths: Mapping[str, int], outdir: Pat
         raise InputError(params.get("input"), "every cell type's peak set is empty",
                          "give non-empty peak BED files, or leave `peaks` empty to call them with MACS3")
     return peaks, source
+
+
+#: suffixes stripped from a ``cell_type_peaks`` file's name to give its cell type
+PEAK_SUFFIXES = (".narrowPeak.gz", ".narrowPeak", ".bed.gz", ".bed")
+
+
+def glob_peaks(pattern: str | None, names: list[str]) -> dict[str, str]:
+    """The ``cell_type_peaks`` glob: cell type → its peak file (``<cell_type>.bed`` …).
+
+    Raises
+    ------
+    InputError
+        The glob matches nothing, a file's name has no peak suffix, or names a cell type of no sample.
+    """
+    if not pattern:
+        return {}
+    files = sorted(glob.glob(str(pattern)))
+    if not files:
+        raise InputError("cell_type_peaks", f"{pattern} matches no file",
+                         "give a glob of per-cell-type peak files, e.g. peaks/*.bed (relative to the params file)")
+    out = {}
+    for f in files:
+        name = Path(f).name
+        ct = next((name[: -len(s)] for s in PEAK_SUFFIXES if name.endswith(s)), None)
+        if ct is None or ct not in names:
+            what = (f"names cell type {ct!r}, which no sample has" if ct is not None
+                    else f"does not end in {', '.join(PEAK_SUFFIXES)}")
+            raise InputError(f, f"cell_type_peaks file {what}",
+                             f"name each file <cell_type>.bed (or .narrowPeak) after one of: {', '.join(names)}")
+        out[ct] = f
+    return out
 
 
 # ---------------------------------------------------------------- union
@@ -605,7 +643,7 @@ def _cluster_summary(t: pd.DataFrame, names: Sequence[str], labels: Sequence[str
 
 def run_step(ctx: StepContext) -> dict:
     p = ctx.params
-    sheet = read_samplesheet(p["input"], check_files=False)  # BAMs are read by `insertions`, not here
+    sheet = read_study(p["input"], check_files=False).samples  # reads are read by `insertions`, not here
     lengths = fasta_lengths(p["fasta"])
     s = cluster_peaks(sheet, lengths, ctx.outdir / "insertions", ctx.outdir, p, ctx.threads)
     return {"peaks": s["n_peaks"], "clusters": len(s["clusters"]),
@@ -615,7 +653,9 @@ def run_step(ctx: StepContext) -> dict:
 def _input_files(params: dict) -> list[str]:
     files = [params[k] for k in ("fasta", "cluster_assignments", "blacklist") if params.get(k)]
     if params.get("input") and Path(params["input"]).exists():
-        files += [f for f in read_samplesheet(params["input"], check_files=False)["peaks"] if f]
+        files += [f for f in read_study(params["input"], check_files=False).samples["peaks"] if f]
+    if params.get("cell_type_peaks"):
+        files += sorted(glob.glob(str(params["cell_type_peaks"])))
     return files
 
 
@@ -625,11 +665,12 @@ STEP = Step(
     needs=("insertions",),
     params={"peak_merge": "auto", "peak_width": 500, "peak_macs3_qvalue": 0.01, "peak_macs3_gsize": None,
             "cluster_k": None, "cluster_k_max": 12, "cluster_assignments": None, "ldsc_bim": None,
+            "cell_type_peaks": None,  # glob of <cell_type>.bed files for cell types without samplesheet peaks
             "blacklist": None,  # BED of artefact regions: union peaks overlapping it are dropped
             # the peak rule (caveat.peak_sites), shared with build_dataset and predict
             "predict_peak_value": "centre", "window_size": 1344, "window_stride": 192, "target_bin": 192},
     input_files=_input_files,
-    path_params=("cluster_assignments", "ldsc_bim", "blacklist"),
+    path_params=("cluster_assignments", "ldsc_bim", "blacklist", "cell_type_peaks"),
     doc="union peaks (blacklist dropped, own peaks per cell type), accessibility matrix, ubiquitous vs cell-type "
         "specific clusters, LDSC export",
 )
@@ -645,6 +686,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_param_options(ap, STEP.params, aliases={"predict_peak_value": ["--peak-value"]},
                       types={"peak_macs3_gsize": int, "cluster_k": int},
                       helps={"cluster_assignments": "BED: chrom, start, end, cluster",
+                             "cell_type_peaks": "glob of <cell_type>.bed/.narrowPeak files: peaks of cell types "
+                                                "whose samplesheet rows give none (single-cell libraries)",
                              "ldsc_bim": "PLINK .bim file or per-chromosome prefix",
                              "blacklist": "BED of artefact regions: union peaks overlapping it are dropped",
                              "predict_peak_value": "peak value rule (centre: insertions summed over the centred "

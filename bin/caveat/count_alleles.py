@@ -36,7 +36,7 @@ from .genome import CODE
 from .io import read_parquet, write_json, write_parquet
 from .log import Progress, get_logger
 from .parallel import map_jobs, map_ordered
-from .samplesheet import read_samplesheet
+from .single_cell import read_study
 from .step_cli import add_param_options, params_from_args
 
 log = get_logger("count_alleles")
@@ -289,11 +289,12 @@ def counts_table(counts: pd.DataFrame, sample: str, donor: str, cell_type: str) 
 
 
 def run_step(ctx: StepContext) -> dict:
+    """Local engine: counts of every bulk sample and of every library's donor × cell type groups."""
     p = ctx.params
-    sheet = read_samplesheet(p["input"])
+    study = read_study(p["input"])
+    sheet = study.bulk()
     snps = read_parquet(ctx.outdir / "het_snps.parquet")
-    donors = list(dict.fromkeys(sheet["donor"]))
-    tables = {}
+    donors = list(dict.fromkeys(study.samples["donor"]))
     rows = list(sheet.itertuples())
 
     def one(row, threads: int) -> pd.DataFrame:
@@ -302,13 +303,15 @@ def run_step(ctx: StepContext) -> dict:
 
     # every sample is counted and checked (concurrently, ctx.threads split among them) before any
     # table is written: a mix-up leaves no counts
-    counted = map_jobs(one, rows, ctx.threads, names=[r.sample for r in rows])
-    for row, c in zip(rows, counted):
-        bam = ctx.outdir / "wasp" / f"{row.sample}.bam"
+    counted = dict(zip([r.sample for r in rows], map_jobs(one, rows, ctx.threads, names=[r.sample for r in rows])))
+    counted.update(count_libraries(study, snps, ctx.outdir / "wasp", p, donors, ctx.threads))
+    tables = {}
+    for row in study.samples.itertuples():
+        c = counted[row.sample]
         tables[row.sample] = counts_table(c, row.sample, row.donor, row.cell_type)
         fig = _summary(c, p)
-        ctx.log.info("%s: read %s; %d het SNPs, %d covered; %d REF, %d ALT, %d other, %d conflicting-mate calls; "
-                     "%s of %d well-covered sites show both alleles", row.sample, bam.name, len(c),
+        ctx.log.info("%s: %d het SNPs, %d covered; %d REF, %d ALT, %d other, %d conflicting-mate calls; "
+                     "%s of %d well-covered sites show both alleles", row.sample, len(c),
                      fig["covered"], fig["ref"], fig["alt"],
                      fig["other"], fig["conflict"], fig["both_alleles_share"],
                      fig["concordance_sites"])
@@ -317,8 +320,72 @@ def run_step(ctx: StepContext) -> dict:
     summary = run_summary(tables.values(), p)
     write_json(summary, ctx.out("count_alleles.summary.json"))
     per = summary["per_sample"]
-    return {"samples": len(sheet), "sites": int(sum(v["sites"] for v in per.values())),
+    return {"samples": len(tables), "sites": int(sum(v["sites"] for v in per.values())),
             "ref_fraction": _ref_fraction(per)}
+
+
+def count_libraries(study, snps: pd.DataFrame, wasp_dir: Path, p: dict, donors: list[str],
+                    threads: int) -> dict[str, pd.DataFrame]:
+    """Counts of every donor × cell type group of the study's libraries, summed over the libraries
+    holding its cells, genotype concordance checked per group.
+
+    Each library's WASP-filtered BAM (``wasp_dir/<library>.bam``) is read once
+    (:func:`count_groups`); libraries run concurrently.
+
+    Returns
+    -------
+    dict
+        sample (``<donor>_<cell_type>``) → count columns at its donor's het SNPs (as :func:`count_sample`).
+    """
+    from .single_cell import barcode_group_codes
+
+    libs = list(study.libraries["library"])
+    if not libs:
+        return {}
+    coded = {lib: barcode_group_codes(study.barcodes, lib) for lib in libs}
+
+    def one(lib: str, _threads: int) -> dict:
+        codes, groups = coded[lib]
+        return count_groups(wasp_dir / f"{lib}.bam", snps, codes, groups, min_mapq=p["min_mapq"],
+                            min_bq=p["min_base_quality"], library=lib)[0]
+
+    per_lib = dict(zip(libs, map_jobs(one, libs, threads, names=libs, what="library")))
+    out = {}
+    for row in study.samples[study.samples["source"] == "library"].itertuples():
+        parts = [per_lib[lib][row.sample] for lib in row.libraries]
+        c = sum_counts([t.drop(columns=["sample", "donor", "cell_type"]) for t in parts])
+
+        def recount(other: str, row=row) -> pd.DataFrame:
+            return _recount_group(row, other, coded, snps, wasp_dir, p)
+
+        concordance.check_sample(c, row.sample, row.donor, p, study.barcodes_file(row.libraries[0]), recount,
+                                 [d for d in donors if d != row.donor])
+        out[row.sample] = c
+    return out
+
+
+def sum_counts(parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """One group's counts summed over libraries (each part: the same sites in the same order)."""
+    out = parts[0].copy()
+    for t in parts[1:]:
+        if not out["variant_id"].equals(t["variant_id"]):
+            raise ValueError("counts of one group from two libraries list different sites")
+        for col in COUNT_COLUMNS:
+            out[col] = out[col].to_numpy() + t[col].to_numpy()
+    return out
+
+
+def _recount_group(row, other: str, coded: dict, snps: pd.DataFrame, wasp_dir: Path, p: dict) -> pd.DataFrame:
+    """A group's reads counted at another donor's het SNPs (only when its concordance check fails)."""
+    parts = []
+    for lib in row.libraries:
+        codes, groups = coded[lib]
+        g = groups.index((row.donor, row.cell_type))
+        mine = {b: 0 for b, k in codes.items() if k == g}
+        t = count_groups(wasp_dir / f"{lib}.bam", snps, mine, [(other, row.cell_type)], min_mapq=p["min_mapq"],
+                         min_bq=p["min_base_quality"], library=lib)[0]
+        parts.append(t[f"{other}_{row.cell_type}"].drop(columns=["sample", "donor", "cell_type"]))
+    return sum_counts(parts)
 
 
 def run_summary(tables, params: dict) -> dict:

@@ -52,6 +52,7 @@ from .io import atomic_path, write_json
 from .log import Progress, get_logger
 from .parallel import map_jobs
 from .samplesheet import cell_types, read_samplesheet
+from .single_cell import read_study, study_input_files
 from .step_cli import add_param_options, params_from_args
 from .tracks import add_runs, read_runs, runs_to_sites, verify_bigwig
 
@@ -390,7 +391,7 @@ def library_bam_sites(bam_path: str | Path, lengths: Mapping[str, int], lookup, 
 
 
 def fragment_tracks(libraries: Sequence[tuple[str | Path, "object"]], groups: Sequence[tuple[str, str]],
-                    lengths: Mapping[str, int], out_dir: str | Path) -> dict:
+                    lengths: Mapping[str, int], out_dir: str | Path, *, pseudobulk: bool = True) -> dict:
     """Insertion bigWigs from Cell Ranger fragment files: one per (donor, cell type) group,
     ``<donor>_<cell_type>.bw``, and one per cell type, ``<cell_type>.pseudobulk.bw``.
 
@@ -406,6 +407,9 @@ def fragment_tracks(libraries: Sequence[tuple[str | Path, "object"]], groups: Se
     lengths : dict
         contig → length, FASTA order (bigWig header).
     out_dir : path
+    pseudobulk : bool
+        Also write the per-cell-type tracks (False: a caller that sums them with bulk samples'
+        tracks, :func:`pseudobulk_track`).
 
     Returns
     -------
@@ -426,7 +430,7 @@ def fragment_tracks(libraries: Sequence[tuple[str | Path, "object"]], groups: Se
     out_dir = Path(out_dir)
     cts = list(dict.fromkeys(ct for _, ct in groups))
     ct_of = np.array([cts.index(ct) for _, ct in groups], np.int64)
-    names = [f"{d}_{ct}" for d, ct in groups] + [f"{ct}.pseudobulk" for ct in cts]
+    names = [f"{d}_{ct}" for d, ct in groups] + ([f"{ct}.pseudobulk" for ct in cts] if pseudobulk else [])
     totals = {n: {} for n in names}
     figures = {str(path): {"fragments": 0, "outside_table": 0} for path, _ in libraries}
     readers = [(str(path), lookup, fr.iter_contigs(path, lengths)) for path, lookup in libraries]
@@ -444,7 +448,8 @@ def fragment_tracks(libraries: Sequence[tuple[str | Path, "object"]], groups: Se
                     figures[path][k] += v
                 for g, pc in sites.items():
                     parts.setdefault(g, []).append(pc)
-                    parts.setdefault(len(groups) + int(ct_of[g]), []).append(pc)
+                    if pseudobulk:
+                        parts.setdefault(len(groups) + int(ct_of[g]), []).append(pc)
             for i, (name, bw) in enumerate(zip(names, bws)):
                 got = parts.get(i, [])
                 pos, cnt = site_counts(np.concatenate([p for p, _ in got]) if got else np.empty(0, np.int64),
@@ -459,7 +464,7 @@ def fragment_tracks(libraries: Sequence[tuple[str | Path, "object"]], groups: Se
              len(libraries), ", ".join(f"{p}: {f['fragments']} fragments counted, {f['outside_table']} of barcodes "
                                        "outside the table" for p, f in figures.items()))
     return {"groups": {n: ins[n] for n in names[:len(groups)]},
-            "cell_types": {ct: ins[f"{ct}.pseudobulk"] for ct in cts}, "libraries": figures,
+            "cell_types": {ct: ins[f"{ct}.pseudobulk"] for ct in cts} if pseudobulk else {}, "libraries": figures,
             "convention": FRAGMENT_CONVENTION}
 
 
@@ -528,8 +533,11 @@ COUNTING_RULE = "read 1 of each proper pair; TLEN span; one per (start, end, ori
 
 
 def run_step(ctx: StepContext) -> dict:
+    """Local engine: a track per sample (bulk BAMs; the libraries' groups from their fragments
+    files), then a pseudobulk per cell type over its samples."""
     p = ctx.params
-    sheet = read_samplesheet(p["input"])
+    study = read_study(p["input"])
+    sheet = study.bulk()
     lengths = fasta_lengths(p["fasta"])
     min_mapq = int(p["insertions_min_mapq"])
     jobs, sources = [], {}
@@ -538,12 +546,15 @@ def run_step(ctx: StepContext) -> dict:
         sources[row.sample] = src
         jobs.append((bam, lengths, ctx.out("insertions", f"{row.sample}.bw"), min_mapq, row.sample))
     # samples, then cell types, up to ctx.threads at once in worker processes; results in sheet order
-    stats = map_jobs(_sample_job, jobs, ctx.threads, names=list(sources), processes=True)
+    stats = dict(zip(sources, map_jobs(_sample_job, jobs, ctx.threads, names=list(sources), processes=True)))
+    (ctx.outdir / "insertions").mkdir(parents=True, exist_ok=True)
+    stats.update(library_tracks(study, lengths, ctx.outdir / "insertions"))
     samples = {}
-    for row, st in zip(sheet.itertuples(), stats):
-        samples[row.sample] = {**st, "source": sources[row.sample], "donor": row.donor, "cell_type": row.cell_type}
-    cts = cell_types(sheet)
-    members = {ct: sheet.loc[sheet["cell_type"] == ct, "sample"].tolist() for ct in cts}
+    for row in study.samples.itertuples():
+        src = sources.get(row.sample, "fragments")
+        samples[row.sample] = {**stats[row.sample], "source": src, "donor": row.donor, "cell_type": row.cell_type}
+    cts = cell_types(study.samples)
+    members = {ct: study.samples.loc[study.samples["cell_type"] == ct, "sample"].tolist() for ct in cts}
     pjobs = [([ctx.outdir / "insertions" / f"{s}.bw" for s in members[ct]], lengths,
               ctx.out("insertions", f"{ct}.pseudobulk.bw")) for ct in cts]
     pseudo = {}
@@ -557,6 +568,34 @@ def run_step(ctx: StepContext) -> dict:
             "fragments": summary["fragments"], "duplicates_removed": summary["duplicates_removed"]}
 
 
+def library_tracks(study, lengths: Mapping[str, int], out_dir: Path) -> dict[str, dict]:
+    """``<donor>_<cell_type>.bw`` of every library group, from the libraries' fragments files.
+
+    Cell Ranger's fragments file is the study's source of targets (Appendix B.1: fragments of
+    the pseudobulk), already deduplicated per barcode and Tn5-shifted (:data:`FRAGMENT_CONVENTION`);
+    ``insertions_source`` and ``insertions_min_mapq`` apply to bulk BAMs only (Cell Ranger
+    keeps pairs with MAPQ > 30).
+
+    Returns
+    -------
+    dict
+        sample → ``fragments``, ``insertions`` (its track's sum), ``libraries``.
+    """
+    from .barcodes import BarcodeLookup
+    from .single_cell import barcode_group_codes
+
+    libs = study.libraries
+    if libs.empty:
+        return {}
+    groups = barcode_group_codes(study.barcodes, libs["library"].iloc[0])[1]
+    readers = [(lib.fragments, BarcodeLookup(barcode_group_codes(study.barcodes, lib.library)[0], lib.barcodes_path))
+               for lib in libs.itertuples()]
+    st = fragment_tracks(readers, groups, lengths, out_dir, pseudobulk=False)
+    pb = study.samples[study.samples["source"] == "library"]
+    return {row.sample: {"fragments": st["groups"][row.sample] // 2, "insertions": st["groups"][row.sample],
+                         "libraries": list(row.libraries)} for row in pb.itertuples()}
+
+
 def run_summary(samples: dict, pseudo: dict, source: str, min_mapq: int) -> dict:
     """``insertions.summary.json``: per-sample and per-cell-type figures and the run's totals."""
     return {"samples": samples, "pseudobulk": pseudo, "min_mapq": min_mapq, "source": source,
@@ -567,7 +606,7 @@ def run_summary(samples: dict, pseudo: dict, source: str, min_mapq: int) -> dict
 def _input_files(params: dict) -> list[str]:
     files = [params["fasta"]] if params.get("fasta") else []
     if params.get("input") and Path(params["input"]).exists():
-        files += read_samplesheet(params["input"], check_files=False)["bam"].tolist()
+        files += study_input_files(params["input"], fragments=True)
     return files
 
 

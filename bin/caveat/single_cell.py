@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ import pandas as pd
 
 from .errors import InputError
 from .log import get_logger
-from .samplesheet import check_name, is_library_row, read_table, resolve
+from .samplesheet import check_name, is_library_row, read_samplesheet, read_table, resolve
 
 log = get_logger("single_cell")
 
@@ -417,3 +418,134 @@ def barcode_group_codes(barcodes: pd.DataFrame, library: str) -> tuple[dict, lis
     index = {g: k for k, g in enumerate(groups)}
     mine = barcodes[barcodes["library"] == library]
     return {b: index[(d, c)] for b, d, c in zip(mine["barcode"], mine["donor"], mine["cell_type"])}, groups
+
+
+@dataclass(frozen=True)
+class Study:
+    """Every sample of a run, whatever the samplesheet row that brings it.
+
+    Attributes
+    ----------
+    samples : DataFrame (n_samples rows)
+        ``sample, donor, cell_type, bam, peaks, source, libraries``: the bulk rows (``source``
+        ``"bulk"``, in sheet order; ``libraries`` empty) then the libraries' pseudobulk groups
+        (``source`` ``"library"``, by donor then cell type; ``bam`` and ``peaks`` empty,
+        ``libraries`` the ids of the libraries holding the group's cells). Steps that need the
+        samples, donors or cell types of a run read this, never the raw sheet.
+    libraries : DataFrame
+        :func:`read_libraries`' libraries (empty without library rows).
+    barcodes : DataFrame
+        :func:`read_libraries`' kept barcodes.
+    """
+
+    samples: pd.DataFrame
+    libraries: pd.DataFrame
+    barcodes: pd.DataFrame
+
+    def bulk(self) -> pd.DataFrame:
+        """The bulk rows (``sample, donor, cell_type, bam, peaks``), as :func:`read_samplesheet` reads them."""
+        return self.samples[self.samples["source"] == "bulk"][list(SAMPLE_COLUMNS)].reset_index(drop=True)
+
+    def library_donors(self, library: str) -> list[str]:
+        """Donors with kept barcodes in ``library``, in sample order."""
+        pb = self.samples[self.samples["source"] == "library"]
+        return list(dict.fromkeys(d for d, libs in zip(pb["donor"], pb["libraries"]) if library in libs))
+
+    def barcodes_file(self, library: str) -> str:
+        """The barcode table of ``library`` (the file that labels its cells, named in errors)."""
+        return str(self.libraries.loc[self.libraries["library"] == library, "barcodes_path"].iloc[0])
+
+
+SAMPLE_COLUMNS = ("sample", "donor", "cell_type", "bam", "peaks")
+
+
+def read_study(samplesheet_path, *, check_files: bool = True, check_reads: bool = False,
+               vcf_donors=None) -> Study:
+    """The run's samples: bulk rows and the single-cell libraries' donor × cell type groups.
+
+    Parameters
+    ----------
+    check_files : bool
+        Bulk rows: their BAM/peaks files must exist (as :func:`read_samplesheet`).
+    check_reads : bool
+        Libraries: open the BAM and fragments (``CB`` tags, suffixes, barcodes with reads);
+        the step that first reads a library's reads checks them (``wasp_remap``), the others
+        read the tables only.
+    vcf_donors : iterable of str, optional
+        The VCF's samples (libraries' donors checked against them).
+    """
+    if is_samples_table(samplesheet_path):
+        return read_samples_table(samplesheet_path)
+    bulk = read_samplesheet(samplesheet_path, check_files=check_files, libraries="skip")
+    libraries, barcodes = read_libraries(samplesheet_path, vcf_donors, check_reads=check_reads)
+    pb = pseudobulk_samples(barcodes)
+    rows = bulk.assign(source="bulk", libraries=[[] for _ in range(len(bulk))])
+    groups = pd.DataFrame({"sample": pb["sample"], "donor": pb["donor"], "cell_type": pb["cell_type"],
+                           "bam": "", "peaks": "", "source": "library", "libraries": pb["library"]})
+    samples = pd.concat([rows, groups], ignore_index=True) if len(groups) else rows.reset_index(drop=True)
+    return Study(samples=samples, libraries=libraries, barcodes=barcodes)
+
+
+#: header of a samples table (:func:`write_samples_table`)
+SAMPLES_TABLE_COLUMNS = (*SAMPLE_COLUMNS, "source", "libraries")
+
+
+def is_samples_table(path) -> bool:
+    """Whether ``path`` is a samples table (its header has ``source``), not a samplesheet."""
+    try:
+        with open(path) as f:
+            return "source" in [c.strip() for c in f.readline().rstrip("\n").split(",")]
+    except OSError:
+        return False
+
+
+def write_samples_table(study: Study, path) -> None:
+    """The study's samples as a CSV (``SAMPLES_TABLE_COLUMNS``; ``libraries`` joined by ``;``).
+
+    It is what a Nextflow task that needs the run's samples, donors or cell types reads in place
+    of the samplesheet (``--input``): a library row's barcode table is read once, where the
+    libraries are staged, and the task reading the table needs no library file.
+    """
+    from .io import write_text
+
+    t = study.samples.assign(libraries=[";".join(v) for v in study.samples["libraries"]])
+    write_text(t[list(SAMPLES_TABLE_COLUMNS)].to_csv(index=False), path)
+
+
+def read_samples_table(path) -> Study:
+    """A samples table (:func:`write_samples_table`) as a :class:`Study` without libraries.
+
+    ``peaks`` paths are resolved against the table's folder; ``bam`` is kept as written (a
+    task reading the table reads no BAM).
+    """
+    path = Path(path)
+    t = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in SAMPLES_TABLE_COLUMNS if c not in t.columns]
+    if missing:
+        raise InputError(path, f"samples table without column(s) {', '.join(missing)}",
+                         f"write the header {','.join(SAMPLES_TABLE_COLUMNS)}")
+    for i, row in t.iterrows():
+        for col in ("sample", "donor", "cell_type"):
+            check_name(path, int(i) + 2, col, row[col])
+        if row["source"] not in ("bulk", "library"):
+            raise InputError(path, f"line {int(i) + 2}: source {row['source']!r}", "use bulk or library")
+    base = path.resolve().parent
+    t["peaks"] = [resolve(base, v) for v in t["peaks"]]
+    t["libraries"] = [[x for x in v.split(";") if x] for v in t["libraries"]]
+    empty_libs = pd.DataFrame(columns=["library", "bam", "fragments", "barcodes_path", "donor", "cells", "dropped"])
+    empty_bcs = pd.DataFrame(columns=["library", "barcode", "donor", "cell_type"])
+    return Study(samples=t[list(SAMPLES_TABLE_COLUMNS)], libraries=empty_libs, barcodes=empty_bcs)
+
+
+def study_input_files(samplesheet_path, *, fragments: bool = False) -> list[str]:
+    """The files a step reads through the samplesheet, for the engine's fingerprint: bulk BAMs and
+    the libraries' BAMs and barcode tables (and fragments files when the step reads them).
+    Empty when the sheet cannot be read yet (the step then fails with the real error)."""
+    try:
+        study = read_study(samplesheet_path, check_files=False)
+    except InputError:
+        return []
+    files = [b for b in study.samples["bam"] if b]
+    for lib in study.libraries.itertuples():
+        files += [lib.bam, lib.barcodes_path] + ([lib.fragments] if fragments else [])
+    return files

@@ -12,6 +12,7 @@ which file to blame), params that name missing files.
 
 from __future__ import annotations
 
+import glob
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -23,7 +24,7 @@ from .het_sites import vcf_samples
 from .intervals import read_bed
 from .log import get_logger
 from .params import path_params
-from .samplesheet import read_samplesheet
+from .single_cell import read_study
 
 log = get_logger("validate")
 
@@ -33,6 +34,8 @@ PAIRING_SAMPLE = 1000
 REQUIRED = ("input", "fasta", "vcf")
 #: Path params that name a prefix of several files rather than one file.
 PREFIX_PARAMS = ("aligner_index", "ldsc_bim")
+#: Path params that are a glob of files (at least one must match).
+GLOB_PARAMS = ("cell_type_peaks",)
 BAM_FIX = ("give the FASTA the reads were aligned to, or realign the reads to this FASTA "
            "(a contig_map renames VCF and peaks contigs, not BAM contigs)")
 
@@ -54,14 +57,16 @@ def validate_inputs(params: dict, steps: Sequence | None = None) -> dict:
     """
     check_path_params(params, steps)
     parse_aligner_args(params.get("aligner_args"))  # shell metacharacters: refused before anything runs
-    sheet = read_samplesheet(params["input"])
+    # single-cell libraries: tables, CB tags, barcode suffixes and barcodes with reads (docs/single_cell.md)
+    study = read_study(params["input"], check_reads=True)
+    sheet = study.samples
     fasta = params["fasta"]
     lengths = fasta_lengths(fasta)
     check_index_fresh(fasta, [Path(str(fasta) + ".fai")], "samtools faidx")
     cmap = read_contig_map(params.get("contig_map"))
     vcf_contigs = check_vcf(params["vcf"], list(dict.fromkeys(sheet["donor"])), cmap)
-    for row in sheet.itertuples():
-        check_bam_input(row.bam, lengths, fasta, vcf_contigs, params["input"])
+    for bam in [*study.bulk()["bam"], *study.libraries["bam"]]:
+        check_bam_input(bam, lengths, fasta, vcf_contigs, params["input"])
     check_contigs(vcf_contigs, lengths, what="VCF", file=params["vcf"], reference_file=fasta)
     for peaks in dict.fromkeys(p for p in sheet["peaks"] if p):
         read_bed(peaks, lengths, contig_map=cmap, allow_empty=True)
@@ -83,6 +88,10 @@ def check_path_params(params: dict, steps: Sequence | None = None) -> None:
         if k in PREFIX_PARAMS:
             if not p.exists() and not any(p.parent.glob(p.name + "*")):
                 raise InputError(k, f"no file starts with {v}", f"set {k} to an existing file or prefix")
+        elif k in GLOB_PARAMS:
+            if not glob.glob(str(v)):
+                raise InputError(k, f"{v} matches no file", f"set {k} to a glob of existing files, e.g. peaks/*.bed "
+                                 "(relative paths are relative to the params file)")
         elif not p.is_file():
             what = "is a folder, not a file" if p.is_dir() else "not found"
             raise InputError(k, f"{v} {what}", f"set {k} to an existing file (relative paths are relative to "

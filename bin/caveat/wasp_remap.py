@@ -61,7 +61,7 @@ from .io import atomic_path, read_json, read_parquet, write_json, write_parquet
 from .log import Progress, get_logger
 from .parallel import map_jobs, map_ordered
 from .read_versions import make_versions
-from .samplesheet import read_samplesheet
+from .single_cell import read_study, study_input_files
 from .step_cli import add_param_options, params_from_args
 
 log = get_logger("wasp_remap")
@@ -836,45 +836,92 @@ def _aligner_index(params: dict, outdir: Path, threads: int) -> Path:
 
 
 def run_step(ctx: StepContext) -> dict:
+    """Local engine: every bulk sample and every single-cell library → ``wasp/<name>.bam``."""
     p = ctx.params
-    sheet = read_samplesheet(p["input"])
-    donors = list(dict.fromkeys(sheet["donor"]))
+    study = read_study(p["input"])  # the libraries' reads were probed by validate_inputs (caveat run)
+    sheet = study.bulk()
+    donors = list(dict.fromkeys(study.samples["donor"]))
     snps, indels, vstats = het_site_tables(p, donors)
-    fasta_contigs = fasta_lengths(p["fasta"]) if p.get("fasta") else None
-    # every input is checked before any output is written
-    for row in sheet.itertuples():
-        br.check_bam(row.bam)
-        _, names, _ = br.read_header(row.bam)
-        used = set(snps.loc[snps["donor"] == row.donor, "chrom"])
-        check_contigs(used, names, what="VCF", file=p["vcf"], reference_file=row.bam)
-        if fasta_contigs is not None:
-            check_contigs(names, fasta_contigs, what="BAM", file=row.bam, reference_file=p["fasta"])
+    jobs = [_bulk_job(row, snps, indels) for row in sheet.itertuples()]
+    jobs += [_library_job(lib, study, snps, indels) for lib in study.libraries.itertuples()]
+    _check_inputs(jobs, p)  # every input is checked before any output is written
     index = _aligner_index(p, ctx.outdir, ctx.threads)
     check_aligner(p["aligner"], index, p["aligner_args"])
-    def one(row, threads: int) -> dict:
-        ctx.log.info("sample %s (donor %s): WASP filter of %s on %d thread(s)", row.sample, row.donor, row.bam,
-                     threads)
-        return wasp_filter(row.bam, snps[snps["donor"] == row.donor], indels[indels["donor"] == row.donor],
-                           ctx.out("wasp", f"{row.sample}.bam"), ctx.out("wasp", f"{row.sample}.stats.json"),
+
+    def one(job: dict, threads: int) -> dict:
+        ctx.log.info("%s %s (donor %s): WASP filter of %s on %d thread(s)", job["kind"], job["name"],
+                     ", ".join(job["donors"]), job["bam"], threads)
+        return wasp_filter(job["bam"], job["snps"], job["indels"], ctx.out("wasp", f"{job['name']}.bam"),
+                           ctx.out("wasp", f"{job['name']}.stats.json"),
                            aligner=p["aligner"], aligner_index=index, aligner_args=p["aligner_args"],
                            min_mapq=p["min_mapq"], max_snps=p["wasp_max_snps_per_read"],
                            max_versions=p["wasp_max_versions"], seed=p["seed"], threads=threads,
-                           fasta=p.get("fasta"), sample=row.sample)
+                           fasta=p.get("fasta"), sample=job["name"], **job["barcode"])
 
-    # samples run concurrently, ctx.threads split among them; figures logged in samplesheet order
-    rows = list(sheet.itertuples())
-    stats = map_jobs(one, rows, ctx.threads, names=[r.sample for r in rows])
+    # samples and libraries run concurrently, ctx.threads split among them; figures logged in sheet order
+    stats = map_jobs(one, jobs, ctx.threads, names=[j["name"] for j in jobs])
     per_sample = []
-    for row, st in zip(rows, stats):
-        _log_stats(ctx.log, row.sample, st)
-        per_sample.append((ctx.out("wasp", f"{row.sample}.stats.json"), st))
+    for job, st in zip(jobs, stats):
+        _log_stats(ctx.log, job["name"], st)
+        per_sample.append((ctx.out("wasp", f"{job['name']}.stats.json"), st))
     # written once every BAM went through (a damaged record block fails inside the filter)
     write_parquet(snps, ctx.out("het_snps.parquet"))
     write_parquet(indels, ctx.out("het_indels.parquet"))
     summary = run_summary(per_sample, sites_figures(snps, indels, vstats), p["vcf"])
     write_json(summary, ctx.out("wasp_remap.summary.json"))
-    return {"samples": len(sheet), "het_snps": len(snps),
+    return {"samples": len(sheet), "libraries": len(study.libraries), "het_snps": len(snps),
             "reads_out": sum(v["reads_out"] for v in summary["per_sample"].values())}
+
+
+def _bulk_job(row, snps: pd.DataFrame, indels: pd.DataFrame) -> dict:
+    """A bulk sample: its donor's het sites, no barcodes."""
+    return {"kind": "sample", "name": row.sample, "bam": row.bam, "donors": [row.donor],
+            "snps": snps[snps["donor"] == row.donor], "indels": indels[indels["donor"] == row.donor],
+            "barcode": {}}
+
+
+def _library_job(lib, study, snps: pd.DataFrame, indels: pd.DataFrame) -> dict:
+    """A single-cell library: the het sites of every donor pooled in it (:func:`library_sites`),
+    reads kept when their barcode is a kept row of its table."""
+    mine = study.library_donors(lib.library)
+    pick, pick_ind = library_sites(snps, indels, mine)
+    table = study.barcodes[study.barcodes["library"] == lib.library]
+    return {"kind": "library", "name": lib.library, "bam": lib.bam, "donors": mine, "snps": pick,
+            "indels": pick_ind,
+            "barcode": {"barcode_tag": bcs.CELL_BARCODE_TAG, "barcodes": set(table["barcode"])}}
+
+
+def library_sites(snps: pd.DataFrame, indels: pd.DataFrame, donors: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The het SNPs and indels a single-cell library's WASP filter uses: those of every donor
+    pooled in it.
+
+    WASP is run at the union of the pooled donors' sites. That stays unbiased for each donor: the
+    versions of a read are every REF/ALT combination at the sites it covers, so the set of
+    sequences remapped is the same whichever allele the read carries at its own donor's het site;
+    a site homozygous in the read's donor only adds versions (more reads sent to remap, some
+    dropped for both alleles alike). A position with two different ALT alleles among the donors
+    keeps one record (the first in the VCF's donor order), as the versions of a read are built
+    per position.
+
+    Returns
+    -------
+    snps, indels : DataFrame
+        Rows of ``snps``/``indels`` (het_snps/het_indels tables) of ``donors``, one per position.
+    """
+    pick = snps[snps["donor"].isin(donors)].drop_duplicates(["chrom", "pos"])
+    pick_ind = indels[indels["donor"].isin(donors)].drop_duplicates(["chrom", "pos", "end"])
+    return pick, pick_ind
+
+
+def _check_inputs(jobs: list[dict], p: dict) -> None:
+    """Each BAM readable, on the VCF's contigs (for its donors' sites) and the FASTA's."""
+    fasta_contigs = fasta_lengths(p["fasta"]) if p.get("fasta") else None
+    for job in jobs:
+        br.check_bam(job["bam"])
+        _, names, _ = br.read_header(job["bam"])
+        check_contigs(set(job["snps"]["chrom"]), names, what="VCF", file=p["vcf"], reference_file=job["bam"])
+        if fasta_contigs is not None:
+            check_contigs(names, fasta_contigs, what="BAM", file=job["bam"], reference_file=p["fasta"])
 
 
 #: the figures of each sample's stats that ``wasp_remap.summary.json`` keeps
@@ -943,10 +990,7 @@ def _log_stats(lg, sample, st):
 def _input_files(params: dict) -> list[str]:
     files = [params[k] for k in ("vcf", "fasta", "input", "contig_map") if params.get(k)]
     if params.get("input") and Path(params["input"]).exists():
-        try:
-            files += list(read_samplesheet(params["input"], check_files=False)["bam"])
-        except InputError:
-            pass
+        files += study_input_files(params["input"])
     return files
 
 

@@ -169,8 +169,9 @@ PRESET_PARAMS: dict[str, dict] = {
 PRESET_PARAMS["large"] = {**PRESET_PARAMS["demo"], "train_max_windows": 20000}
 
 
-PRESET_PARAMS["tiny-sc"] = PRESET_PARAMS["tiny"]
-PRESET_PARAMS["demo-sc"] = PRESET_PARAMS["demo"]
+# a library row holds many cell types: their peak BEDs come through cell_type_peaks (docs/single_cell.md)
+PRESET_PARAMS["tiny-sc"] = {**PRESET_PARAMS["tiny"], "cell_type_peaks": "peaks/*.bed"}
+PRESET_PARAMS["demo-sc"] = {**PRESET_PARAMS["demo"], "cell_type_peaks": "peaks/*.bed"}
 
 
 def get_preset(name: str) -> Preset:
