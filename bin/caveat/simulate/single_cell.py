@@ -286,10 +286,12 @@ def write_libraries(d: Path, p, samples: list, cells: Cells, threads: int) -> di
 
 def _pair_table(bam_path: Path, s: int, cells: Cells) -> pd.DataFrame:
     """One row per aligned read pair of a sample BAM: sample, idx, barcode, library, ref,
-    start (leftmost mate's reference_start), end (rightmost mate's reference_end), mapq (min of mates)."""
+    start (leftmost mate's reference_start), end (rightmost mate's reference_end), mapq (min of
+    mates), and the pair's dedup key beside ``ref, start`` (:data:`DEDUP_KEY`): ``hi`` (rightmost
+    mate's reference_start), ``lo_rev, hi_rev`` (the strand of the read at each end)."""
     import pysam
 
-    idx, ref, start, end, mq1 = [], [], [], [], []
+    idx, ref, start, end, hi, lo_rev, hi_rev, mq1 = [], [], [], [], [], [], [], []
     mq2: dict = {}
     with pysam.AlignmentFile(str(bam_path)) as bam:
         for r in bam.fetch(until_eof=True):
@@ -302,6 +304,10 @@ def _pair_table(bam_path: Path, s: int, cells: Cells) -> pd.DataFrame:
                 left = min(r.reference_start, r.next_reference_start)
                 start.append(left)
                 end.append(left + abs(r.template_length))
+                hi.append(max(r.reference_start, r.next_reference_start))
+                strands = end_strands(r.reference_start, r.next_reference_start, r.is_reverse, r.mate_is_reverse)
+                lo_rev.append(strands[0])
+                hi_rev.append(strands[1])
                 mq1.append(r.mapping_quality)
             else:
                 mq2[i] = r.mapping_quality
@@ -309,15 +315,33 @@ def _pair_table(bam_path: Path, s: int, cells: Cells) -> pd.DataFrame:
     bc = cells.frag_barcode[s][idx_a]
     return pd.DataFrame({"sample": s, "idx": idx_a, "barcode": bc, "library": cells.bc_library[bc],
                          "ref": np.array(ref, dtype=np.int32), "start": np.array(start, dtype=np.int64),
-                         "end": np.array(end, dtype=np.int64),
+                         "end": np.array(end, dtype=np.int64), "hi": np.array(hi, dtype=np.int64),
+                         "lo_rev": np.array(lo_rev, dtype=bool), "hi_rev": np.array(hi_rev, dtype=bool),
                          "mapq": np.minimum(mq1, [mq2.get(i, 0) for i in idx]).astype(np.int16)})
 
 
+#: a read pair's duplicate key without the barcode, as the WASP step's dedup
+#: (:func:`caveat.wasp_remap._dedup_keep`) keys it: both mates' starts and the strand of the read
+#: at each end (not the fragment's interval: the rightmost mate's reference span, its end minus its
+#: start, differs between two alignments of one fragment when one of them has a gap)
+DEDUP_KEY = ["ref", "start", "hi", "lo_rev", "hi_rev"]
+
+
+def end_strands(pos: int, mate_pos: int, reverse: bool, mate_reverse: bool) -> tuple[bool, bool]:
+    """Whether the read at the pair's lower and upper start is reverse (mates starting together:
+    reverse last), as :func:`caveat.wasp_remap._dedup_keep` orders them."""
+    if pos != mate_pos:
+        return (reverse, mate_reverse) if pos < mate_pos else (mate_reverse, reverse)
+    return reverse and mate_reverse, reverse or mate_reverse
+
+
 def _mark_duplicates(pairs: pd.DataFrame, cells: Cells) -> pd.DataFrame:
-    """Per barcode (Cell Ranger: one fragment per barcode and interval), every read pair after
-    the first (sample order, then read index) of one (barcode, ref, start, end) is a duplicate."""
-    pairs = pairs.sort_values(["barcode", "ref", "start", "end", "sample", "idx"], kind="stable").reset_index(drop=True)
-    pairs["dup"] = pairs.duplicated(["barcode", "ref", "start", "end"])
+    """Per barcode, every read pair after the first (sample order, then read index) with one
+    (barcode, :data:`DEDUP_KEY`) is a duplicate: the pairs the WASP step's per-barcode dedup
+    collapses (Cell Ranger: one fragment per barcode and interval; the fragments file keeps that)."""
+    key = ["barcode", *DEDUP_KEY]
+    pairs = pairs.sort_values([*key, "sample", "idx"], kind="stable").reset_index(drop=True)
+    pairs["dup"] = pairs.duplicated(key)
     return pairs
 
 
@@ -425,7 +449,7 @@ def _twin_truth(cells: Cells, samples: list, libs: list) -> pd.DataFrame:
 
 def position_collapse(pairs: pd.DataFrame, cells: Cells, samples: list, libs: list) -> dict:
     """Per library and table-labelled donor × cell type: the non-duplicate read pairs a dedup by
-    position alone (ref, start, end; barcodes ignored, as in bulk) would remove. Keys ``<lib>/<sample>``."""
+    position alone (:data:`DEDUP_KEY`; barcodes ignored, as in bulk) would remove. Keys ``<lib>/<sample>``."""
     lab = {}
     for c in range(len(cells.cell_sample)):
         b = cells.cell_barcode[c]
@@ -436,7 +460,7 @@ def position_collapse(pairs: pd.DataFrame, cells: Cells, samples: list, libs: li
     nd = nd[name.notna()].assign(name=name[name.notna()])
     out = {}
     for (lib, sm), g in nd.groupby(["library", "name"]):
-        out[f"{libs[lib]}/{sm}"] = int(len(g) - len(g.drop_duplicates(["ref", "start", "end"])))
+        out[f"{libs[lib]}/{sm}"] = int(len(g) - len(g.drop_duplicates(DEDUP_KEY)))
     return out
 
 
