@@ -59,6 +59,7 @@ from .genome import CODE, check_contigs, fasta_lengths, read_contig_map
 from .het_sites import check_donors_have_sites, read_het_sites
 from .io import atomic_path, read_json, read_parquet, write_json, write_parquet
 from .log import Progress, get_logger
+from .natural_sort import natural_key
 from .parallel import map_jobs, map_ordered
 from .read_versions import make_versions
 from .single_cell import read_study, study_input_files
@@ -926,12 +927,6 @@ def _check_inputs(jobs: list[dict], p: dict) -> None:
 
 #: the figures of each sample's stats that ``wasp_remap.summary.json`` keeps
 SUMMARY_FIGURES = ("reads_in", "reads_out", "sent_to_remap", "kept_after_remap", "duplicates_removed")
-
-
-def natural_key(name: str) -> tuple:
-    """Sort key that orders digit runs by value: ``S2`` before ``S10``; ties broken by the name."""
-    parts = re.split(r"(\d+)", str(name))
-    return tuple(int(t) if i % 2 else t for i, t in enumerate(parts)), str(name)
 
 
 def sites_figures(snps: pd.DataFrame, indels: pd.DataFrame, vstats: dict) -> dict:
