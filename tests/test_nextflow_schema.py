@@ -136,15 +136,19 @@ def test_default_params_validate_and_bad_types_are_rejected(tmp_path):
 # ---------------------------------------------------------------- samplesheet schema
 
 def _unique_entries(validator, columns, instance, schema):
-    """nf-schema's ``uniqueEntries``: no two rows share the values of these columns."""
+    """nf-schema's ``uniqueEntries``: no two rows share the values of these columns, over the
+    columns a row has (nf-schema 2.x UniqueEntriesEvaluator.evaluate: ``subMap(uniqueEntries)``
+    keeps the present keys, and a row with none of them, an empty Tuple, is skipped)."""
     if not validator.is_type(instance, "array"):
         return
     seen = {}
     for i, row in enumerate(instance):
-        key = tuple(row.get(c) for c in columns)
+        key = tuple((c, row[c]) for c in columns if c in row)
+        if not key:
+            continue
         if key in seen:
             yield jsonschema.ValidationError(
-                f"rows {seen[key] + 1} and {i + 1} share {dict(zip(columns, key))}: {'/'.join(columns)} must be unique")
+                f"rows {seen[key] + 1} and {i + 1} share {dict(key)}: {'/'.join(columns)} must be unique")
         seen.setdefault(key, i)
 
 
@@ -185,7 +189,7 @@ BAD = {
     "missing_bam": ("sample,donor,cell_type,bam\nD1_ctA,D1,ctA,{d}/D1_ctA.bam\nD2_ctA,D2,ctA,\n", "'bam' is a required property"),
     "duplicated_sample": ("sample,donor,cell_type,bam\nD1_ctA,D1,ctA,{d}/D1_ctA.bam\nD1_ctA,D2,ctA,{d}/D2_ctA.bam\n", "sample must be unique"),
     "unknown_column": ("sample,donor,cell_type,bam,condition\nD1_ctA,D1,ctA,{d}/D1_ctA.bam,treated\n", "'condition' was unexpected"),
-    "duplicated_donor_cell_type": ("sample,donor,cell_type,bam\nD1_ctA,D1,ctA,{d}/D1_ctA.bam\nD1_ctA_2,D1,ctA,{d}/D2_ctA.bam\n", "donor/cell_type must be unique"),
+    "duplicated_donor_cell_type": ("sample,donor,cell_type,bam\nD1_ctA,D1,ctA,{d}/D1_ctA.bam\nD1_ctA_2,D1,ctA,{d}/D2_ctA.bam\n", "donor/cell_type/fragments must be unique"),
     "bad_sample_name": ("sample,donor,cell_type,bam\nD1 ctA,D1,ctA,{d}/D1_ctA.bam\n", "does not match"),
     "empty": ("sample,donor,cell_type,bam\n", "should be non-empty"),
 }
@@ -229,6 +233,63 @@ def test_schema_meta_fields_are_the_samplesheet_columns():
     props = json.loads(INPUT_SCHEMA.read_text())["items"]["properties"]
     assert {k: v.get("meta") for k, v in props.items() if "meta" in v} == {
         "sample": ["id"], "donor": ["donor"], "cell_type": ["cell_type"]}
-    from caveat.samplesheet import OPTIONAL, REQUIRED
+    from caveat.samplesheet import LIBRARY_COLUMNS, OPTIONAL, REQUIRED
 
-    assert list(props) == [*REQUIRED, *OPTIONAL]
+    # samplesheetToList emits [meta, bam, peaks, fragments, barcodes] in this order (nf-schema
+    # SamplesheetConverter.formatEntry loops over the schema's properties), absent cells as []
+    assert list(props) == [*REQUIRED, *OPTIONAL, *LIBRARY_COLUMNS]
+
+
+# ---------------------------------------------------------------- single-cell library rows
+
+def test_schema_accepts_the_tiny_sc_samplesheet_and_a_mixed_sheet(sheet_dir, tmp_path):
+    """The simulator's tiny-sc sheet (two pooled libraries), a one-donor library (donor on the
+    row) and bulk rows beside libraries, as read_study accepts them; two one-donor libraries of
+    one donor are not duplicates (uniqueEntries counts the fragments column too)."""
+    from caveat.simulate.presets import PRESETS
+    from caveat.simulate.single_cell import sheet_lines
+
+    sc = tmp_path / "sc.csv"
+    sc.write_text("\n".join(sheet_lines(PRESETS["tiny-sc"])) + "\n")  # what `caveat simulate --preset tiny-sc` writes
+    assert len(_rows(sc)) == 2 and _errors(sc) == []
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text(GOOD.format(d=sheet_dir).replace("bam,peaks\n", "bam,peaks,fragments,barcodes\n")
+                     + "libA,D3,,a.bam,,a.fragments.tsv.gz,a.barcodes.csv\n"
+                     + "libB,D3,,b.bam,,b.fragments.tsv.gz,b.barcodes.tsv\n")
+    assert _errors(mixed) == []
+
+
+LIB_HEADER = "sample,donor,cell_type,bam,peaks,fragments,barcodes\n"
+BAD_LIBRARY = {
+    "no_barcodes": ("lib1,,,l.bam,,l.fragments.tsv.gz,\n", "'barcodes' is a required property"),
+    "no_fragments": ("lib1,,,l.bam,,,l.barcodes.csv\n", "'fragments' is a required property"),
+    "no_bam": ("lib1,,,,,l.fragments.tsv.gz,l.barcodes.csv\n", "'bam' is a required property"),
+    "cell_type_on_library": ("lib1,,ctA,l.bam,,l.fragments.tsv.gz,l.barcodes.csv\n", "should not be valid"),
+    "peaks_on_library": ("lib1,,,l.bam,ctA.bed,l.fragments.tsv.gz,l.barcodes.csv\n", "should not be valid"),
+    "fragments_not_tsv_gz": ("lib1,,,l.bam,,l.fragments.tsv,l.barcodes.csv\n", "does not match"),
+    "bulk_without_cell_type": ("s1,D1,,s1.bam,,,\n", "'cell_type' is a required property"),
+    "same_library_twice": ("lib1,,,l.bam,,l.fragments.tsv.gz,l.barcodes.csv\n"
+                           "lib1,,,m.bam,,m.fragments.tsv.gz,m.barcodes.csv\n", "sample must be unique"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_LIBRARY))
+def test_schema_refuses_bad_library_rows(tmp_path, case):
+    text, message = BAD_LIBRARY[case]
+    p = tmp_path / f"{case}.csv"
+    p.write_text(LIB_HEADER + text)
+    errs = [e for e in _all_errors(p)]
+    assert any(message in e for e in errs), errs
+
+
+def _all_errors(csv_path: Path) -> list[str]:
+    """Every error message, those of the if/then/else branches included (jsonschema nests them
+    under the ``allOf``/``then`` error's context)."""
+    schema = json.loads(INPUT_SCHEMA.read_text())
+
+    def walk(e):
+        yield e.message
+        for c in e.context or ():
+            yield from walk(c)
+
+    return [m for e in NfSchemaValidator(schema).iter_errors(_rows(csv_path)) for m in walk(e)]
