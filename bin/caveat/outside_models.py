@@ -331,9 +331,10 @@ def run_cell_types(params: dict, outdir) -> list[str] | None:
         if cts:
             return [str(c) for c in cts]
     if params.get("input") and Path(params["input"]).is_file():
-        from .samplesheet import cell_types, read_samplesheet
+        from .samplesheet import cell_types
+        from .single_cell import read_study
 
-        return cell_types(read_samplesheet(params["input"], check_files=False))
+        return cell_types(read_study(params["input"], check_files=False).samples)
     return None
 
 
