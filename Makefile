@@ -35,7 +35,8 @@ bench: setup
 
 # hours: simulates tiny, demo and large (~10x the demo) and runs every step at each (docs/scaling.md)
 bench-scaling: setup
-	$(PY) benchmarks/bench_scaling.py --workdir scaling --presets $${PRESETS:-tiny,demo,large} --config demo --markdown docs/scaling.md
+	$(PY) benchmarks/bench_scaling.py --workdir scaling --presets $${PRESETS:-tiny,demo,large} --config demo --markdown scaling/table.md
+	@echo "table: scaling/table.md (paste it under 'Table' in docs/scaling.md and update 'This run')"
 
 clean:
 	rm -rf $(DEMO) .pytest_cache
