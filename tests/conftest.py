@@ -96,6 +96,30 @@ def tiny_sc_run(tiny_sc_sim, tmp_path_factory) -> Path:
     return outdir
 
 
+@pytest.fixture(scope="session")
+def demo_sc_run(tmp_path_factory) -> Path:
+    """Outdir of the whole pipeline on the demo-sc study (``CAVEAT_DEMO_SC_DIR`` holding a
+    ``caveat simulate --preset demo-sc --seed 1`` study, resumed into ``<dir>/results``; or built
+    now: tens of minutes)."""
+    from caveat.engine import run_pipeline
+    from caveat.params import load_params
+    from caveat.pipeline import pipeline_steps
+    from caveat.simulate import simulate
+    from caveat.validate import validate_inputs
+
+    _need_tools("bowtie2", "bowtie2-build")
+    env = os.environ.get("CAVEAT_DEMO_SC_DIR")
+    study = Path(env) if env else tmp_path_factory.mktemp("demo_sc_sim")
+    if not (study / "simulate.summary.json").exists():
+        simulate("demo-sc", seed=1, out=study)
+    outdir = study / "results"
+    steps = pipeline_steps()
+    params = load_params(study / "params.yaml", {"outdir": str(outdir)}, steps)
+    validate_inputs(params, steps)
+    run_pipeline(steps, params, outdir, resume=True, threads=2)
+    return outdir
+
+
 def _demo_dir(tmp_path_factory) -> Path:
     env = os.environ.get("CAVEAT_DEMO_DIR")
     if env:

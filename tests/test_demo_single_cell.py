@@ -1,0 +1,70 @@
+"""Issue 19's must-holds on the simulated single-cell demo (``-m demo``; ``CAVEAT_DEMO_SC_DIR``
+names a ``caveat simulate --preset demo-sc --seed 1`` study to reuse).
+
+The demo-sc study is the bulk demo's (same genome, donors, elements, truth) read out as two
+10x-like libraries pooling every donor, with cross-cell twins at strong peaks. Its recoveries
+must reach the bulk demo's bars (tests/test_call_imbalance.py, test_cluster_peaks.py,
+test_predict.py, test_score_variants.py, test_wasp_remap.py).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from test_call_imbalance import _truth_fdp
+from test_cluster_peaks import recovery
+from test_predict import ubiquitous_peak_pearson
+from test_score_variants import _auroc
+
+pytestmark = pytest.mark.demo
+
+
+@pytest.fixture(scope="module")
+def study(demo_sc_run):
+    return demo_sc_run.parent
+
+
+def test_demo_sc_imbalance_fdp(study, demo_sc_run):
+    fdp, n_false, ks, n_null = _truth_fdp(study, demo_sc_run)
+    assert fdp <= 0.02, (fdp, n_false)
+
+
+def test_demo_sc_recovers_planted_clusters(study, demo_sc_run):
+    r = recovery(study, demo_sc_run)
+    print("demo-sc cluster recovery:", r)
+    assert r["ari"] >= 0.8 and r["ubi_precision"] >= 0.9 and r["ubi_recall"] >= 0.9, r
+
+
+def test_demo_sc_multitask_reference_accuracy(demo_sc_run):
+    pred = pd.read_parquet(demo_sc_run / "predictions.parquet")
+    peaks = pd.read_parquet(demo_sc_run / "peaks.parquet")
+    r = ubiquitous_peak_pearson(pred, peaks, "multitask")
+    print("demo-sc multitask ubiquitous-peak Pearson R:", r)
+    assert len(r) == pred.cell_type.nunique() and min(r.values()) >= 0.5, r
+
+
+def test_demo_sc_multitask_direction_auroc(demo_sc_run):
+    scores = pd.read_parquet(demo_sc_run / "variant_scores.parquet")
+    mt = scores[scores["regime"] == "multitask"]
+    imb = pd.read_parquet(demo_sc_run / "imbalance.parquet")
+    imb = imb[imb["label"] == "imbalanced"][["cell_type", "variant_id", "ref_ratio"]]
+    j = mt.merge(imb, on=["cell_type", "variant_id"])
+    assert len(j) >= 20
+    auc = _auroc((j["ref_ratio"] > 0.5).to_numpy(), j["pred_ref_ratio"].to_numpy())
+    print(f"demo-sc direction AUROC within imbalanced variants (multitask, n={len(j)}): {auc:.3f}")
+    assert auc >= 0.65
+
+
+def test_demo_sc_reference_bias_in_duplications_removed(study, demo_sc_run):
+    """REF fraction at planted-null het SNPs in duplications, over every donor x cell type
+    group's counts after the per-library WASP filter: within 0.01 of 0.5."""
+    truth = pd.read_parquet(study / "truth" / "snps.parquet")
+    truth = truth[~truth["is_indel"]].drop_duplicates(["donor", "variant_id", "cell_type"])
+    counts = pd.concat([pd.read_parquet(f) for f in sorted((demo_sc_run / "counts").glob("*.parquet"))])
+    m = counts.merge(truth, on=["donor", "variant_id", "cell_type"])
+    m = m[(m["expected_ref_fraction"] == 0.5) & m["in_duplication"]]
+    n = int(m["ref_count"].sum() + m["alt_count"].sum())
+    frac = m["ref_count"].sum() / n
+    print(f"demo-sc REF fraction at planted-null duplication SNPs: {frac:.4f} over {n} reads")
+    assert n >= 15_000 and abs(frac - 0.5) < 0.01
