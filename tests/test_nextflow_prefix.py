@@ -70,7 +70,7 @@ def test_every_module_names_its_outputs_after_the_prefix():
     assert [p for m in mods.values() for p in prefix_problems(m)] == []
     users = sorted(n for n, m in mods.items() if any("${prefix}" in p for p in output_patterns(m)))
     # SCORE_VARIANTS_MERGE writes the run's variant_scores.parquet / score_variants.summary.json: fixed names
-    assert users == ["COUNT_ALLELES", "INSERTIONS", "INSERTIONS_PSEUDOBULK", "SCORE_VARIANTS",
+    assert users == ["COUNT_ALLELES", "COUNT_ALLELES_MERGE", "INSERTIONS", "INSERTIONS_PSEUDOBULK", "SCORE_VARIANTS",
                      "TRAIN", "WASP_REMAP", "WASP_REMAP_GATHER"]
 
 

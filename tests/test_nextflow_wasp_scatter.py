@@ -71,29 +71,30 @@ def test_subworkflow_scatters_over_the_plan_and_gathers_with_group_keys():
     # gather: parts joined per (sample, group), keyed by groupKey(meta, number of groups), unwrapped
     gather = text[text.index("ch_gather = "):text.index("WASP_REMAP_GATHER(ch_gather)")]
     assert ".join(WASP_REMAP.out.stats, by: [0, 1])" in gather
-    assert ".combine(ch_groups.map { groups -> groups.size() })" in gather
+    assert ".combine(ch_groups.map { contig_groups -> contig_groups.size() })" in gather
     assert "groupKey(meta, n_groups)" in gather and ".groupTuple(sort: true)" in gather
     assert "key.getGroupTarget()" in gather
 
 
 @needs_java
 def test_fan_out_and_chrom_options_with_groovy(groovy_jar, tmp_path):
-    """The subworkflow's flatMap closure makes one [meta, bam, bai, group_id, contigs] per group,
-    and WASP_REMAP's `def chrom_args` gives each contig to wasp_remap.py's --chrom as one word."""
+    """The subworkflow's flatMap closure makes one [meta, bam, bai, barcodes, group_id, contigs] per
+    group (barcodes: a library's table, [] for a bulk sample), and WASP_REMAP's `def chrom_args`
+    gives each contig to wasp_remap.py's --chrom as one word."""
     fan_out = _closure_after(SUB.read_text(), ".flatMap {")
     chrom_def = re.search(r"^\s*def chrom_args = (.*)$", nf_parse.modules()["WASP_REMAP"].script, re.M).group(1)
     contigs = ["chr1", "chrUn_KI270302v1", "HLA-A*01:01:01:01", "chrEBV|x"]
     script = f"""
 import groovy.json.JsonOutput
 def fanOut = {fan_out}
-def units = fanOut(['id': 'S1'], 'S1.bam', 'S1.bam.bai', [['g001', ['chr1']], ['g002', {json.dumps(contigs[1:])}]])
+def units = fanOut(['id': 'S1'], 'S1.bam', 'S1.bam.bai', [], [['g001', ['chr1']], ['g002', {json.dumps(contigs[1:])}]])
 def contigs = {json.dumps(contigs)}
 def chromArgs = {chrom_def}
 println JsonOutput.toJson([units: units, chrom_args: chromArgs])
 """
     out = json.loads(nf_lsp.run_groovy(script, jar=groovy_jar))
-    assert out["units"] == [[{"id": "S1"}, "S1.bam", "S1.bam.bai", "g001", ["chr1"]],
-                            [{"id": "S1"}, "S1.bam", "S1.bam.bai", "g002", contigs[1:]]]
+    assert out["units"] == [[{"id": "S1"}, "S1.bam", "S1.bam.bai", [], "g001", ["chr1"]],
+                            [{"id": "S1"}, "S1.bam", "S1.bam.bai", [], "g002", contigs[1:]]]
     words = nf_parse.bash_words(out["chrom_args"])
     assert wr.build_parser().parse_args(words).chrom == contigs
 

@@ -22,6 +22,10 @@ workflow CAVEAT {
     ch_contig_map = optionalFile(params.contig_map)
     ALLELE_COUNTS(
         PREPARE_INPUTS.out.samples,
+        PREPARE_INPUTS.out.libraries,
+        PREPARE_INPUTS.out.library_donors,
+        PREPARE_INPUTS.out.groups,
+        PREPARE_INPUTS.out.donors,
         PREPARE_INPUTS.out.fasta,
         PREPARE_INPUTS.out.vcf,
         PREPARE_INPUTS.out.index,
@@ -34,6 +38,8 @@ workflow CAVEAT {
     ch_blacklist = params.blacklist ? optionalFile(params.blacklist) : PREPARE_INPUTS.out.blacklist
     TRACKS(
         PREPARE_INPUTS.out.samples,
+        PREPARE_INPUTS.out.libraries,
+        PREPARE_INPUTS.out.groups,
         ALLELE_COUNTS.out.wasp_bam,
         PREPARE_INPUTS.out.samplesheet,
         PREPARE_INPUTS.out.peak_beds,
@@ -43,7 +49,8 @@ workflow CAVEAT {
         ch_contig_map,
         ldscBimFiles(params.ldsc_bim),
         params.ldsc_bim ? "ldsc_bim/${file(params.ldsc_bim).name}" : '',
-        ch_blacklist
+        ch_blacklist,
+        cellTypePeakFiles(params.cell_type_peaks)
     )
 
     IMBALANCE(ALLELE_COUNTS.out.counts, PREPARE_INPUTS.out.cell_types, TRACKS.out.peaks, ch_blacklist)
@@ -141,6 +148,19 @@ def ldscBimFiles(bim) {
         return [file(bim, checkIfExists: true)]
     }
     return files("${bim}*.bim", checkIfExists: true)
+}
+
+// The files of params.cell_type_peaks (a glob of <cell_type>.bed/.narrowPeak files, the peaks
+// of cell types whose samplesheet rows give none, e.g. single-cell libraries), staged into
+// CLUSTER_PEAKS as cell_type_peaks/*; [] for none. files() resolves the glob's folder against
+// the launch directory (Nextflow.file0 → fileNamePattern: toCanonicalPath(splitter.parent), then
+// FileHelper.visitFiles; checkIfExists fails on no match); the local engine resolves a relative
+// glob against the params file: give an absolute glob when the two differ.
+def cellTypePeakFiles(pattern) {
+    if (!pattern) {
+        return []
+    }
+    return files(pattern, checkIfExists: true)
 }
 
 // A list param as a list: a params file or config gives a list, the command line one string

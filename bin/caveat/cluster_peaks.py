@@ -80,7 +80,7 @@ from .log import Progress, get_logger
 from .parallel import map_jobs
 from .peak_sites import check_rule, peak_track_values, track_sums
 from .regions import intervals_in_regions, read_regions
-from .samplesheet import cell_types, read_samplesheet
+from .samplesheet import cell_types
 from .single_cell import read_study
 from .step_cli import add_param_options, params_from_args
 from .strata import SPECIFIC, UBIQUITOUS, cluster_members
@@ -700,6 +700,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
     params = {**params_from_args(a, STEP.params), "input": a.input, "contig_map": a.contig_map, "seed": a.seed}
-    sheet = read_samplesheet(a.input, check_files=False)  # BAMs are not read here
+    sheet = read_study(a.input, check_files=False).samples  # a samplesheet or samples table; no reads read here
     cluster_peaks(sheet, fasta_lengths(a.fasta), Path(a.insertions), Path(a.outdir), params)
     return 0

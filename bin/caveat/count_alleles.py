@@ -449,7 +449,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="count_alleles", description=__doc__.splitlines()[0],
         epilog="Count (default): --bam --het-snps --sample --donor --cell-type --out. "
-               "Summarize (--summarize): the run's count_alleles.summary.json from every sample's counts table.")
+               "Summarize (--summarize): the run's count_alleles.summary.json from every sample's counts table. "
+               "Merge (--merge): one donor x cell type's counts from each library (--barcodes --out-dir) summed into "
+               "--out, its concordance with its donor checked.")
     ap.add_argument("--version", action="version", version=f"caveat {__version__}")
     ap.add_argument("--bam", help="the sample's WASP-filtered BAM (wasp/<sample>.bam)")
     ap.add_argument("--het-snps", help="het_snps.parquet")
@@ -470,6 +472,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--out-dir", help="with --barcodes: where the groups' counts tables are written")
     ap.add_argument("--summarize", nargs="+", metavar="COUNTS",
                     help="instead of counting: summarize these counts/<sample>.parquet tables into --out")
+    ap.add_argument("--merge", nargs="+", metavar="GROUP_COUNTS",
+                    help="instead of counting: one donor x cell type group's tables from several libraries (each "
+                         "library's --out-dir/<donor>_<cell_type>.parquet) summed into --out (counts/<sample>.parquet)")
     return ap
 
 
@@ -504,9 +509,37 @@ def _count_library(ap: argparse.ArgumentParser, a: argparse.Namespace) -> int:
     return 0
 
 
+def merge_groups(parts: Sequence[str | Path], out: str | Path, params: dict) -> pd.DataFrame:
+    """One group's counts table from its per-library tables, as the local engine's
+    :func:`count_libraries` makes it: summed (:func:`sum_counts`), concordance with its donor
+    checked (without the recount that names the donor the reads fit: a task here has no BAM).
+
+    Raises
+    ------
+    InputError
+        The tables name different groups; the group's reads do not fit its donor.
+    """
+    tables = [read_parquet(p) for p in parts]
+    labels = {tuple(t[c].iloc[0] for c in ("sample", "donor", "cell_type")) for t in tables if len(t)}
+    if len(labels) != 1:
+        raise InputError(parts[0], f"--merge tables of {len(labels)} groups ({sorted(labels)})",
+                         "merge the tables of one donor x cell type (one file name across libraries)")
+    sample, donor, cell_type = labels.pop()
+    c = sum_counts([t.drop(columns=["sample", "donor", "cell_type"]) for t in tables])
+    concordance.check_sample(c, sample, donor, params, parts[0])
+    table = counts_table(c, sample, donor, cell_type)
+    write_parquet(table, out)
+    return table
+
+
 def main(argv=None) -> int:
     ap = build_parser()
     a = ap.parse_args(argv)
+    if a.merge:
+        if not a.out:
+            ap.error("--merge needs --out")
+        merge_groups(a.merge, a.out, params_from_args(a, PARAMS))
+        return 0
     if a.summarize:
         if not a.out:
             ap.error("--summarize needs --out")

@@ -51,7 +51,7 @@ from .genome import fasta_lengths
 from .io import atomic_path, write_json
 from .log import Progress, get_logger
 from .parallel import map_jobs
-from .samplesheet import cell_types, read_samplesheet
+from .samplesheet import cell_types
 from .single_cell import read_study, study_input_files
 from .step_cli import add_param_options, params_from_args
 from .tracks import add_runs, read_runs, runs_to_sites, verify_bigwig
@@ -643,7 +643,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--pseudobulk", nargs="+", metavar="BW", help="sample bigWigs to sum into a pseudobulk track")
     ap.add_argument("--summarize", nargs="+", metavar="STATS",
                     help="instead of a track: the run's summary from every sample's and cell type's --stats JSON")
-    ap.add_argument("--input", help="with --summarize: the samplesheet (donor, cell type, pseudobulk members)")
+    ap.add_argument("--input", help="with --summarize: the samplesheet or samples table (donor, cell type, "
+                                    "pseudobulk members; a library group's source is `fragments`)")
     add_param_options(ap, PARAMS, aliases={"insertions_min_mapq": ["--min-mapq"], "insertions_source": ["--source"]},
                       helps={"insertions_min_mapq": "least MAPQ of a counted fragment's reads (also recorded by "
                                                     "--summarize)",
@@ -654,6 +655,16 @@ def build_parser() -> argparse.ArgumentParser:
                          "<cell_type>.bw and <cell_type>.pseudobulk.bw (give --barcodes, one table per file)")
     ap.add_argument("--barcodes", nargs="+", metavar="TABLE", help="with --fragments: each library's barcode table")
     ap.add_argument("--out-dir", help="with --fragments: where the tracks are written")
+    ap.add_argument("--libraries", nargs="+", metavar="LIBRARY",
+                    help="with --fragments: the libraries' ids, one per file (default: the fragments files' names)")
+    ap.add_argument("--table-donor", action="append", default=[], metavar="LIBRARY=DONOR",
+                    help="with --fragments: a one-donor library whose table has no donor column, and its donor")
+    ap.add_argument("--no-pseudobulk", action="store_true",
+                    help="with --fragments: write the groups' tracks only (the pseudobulk is made per cell type over "
+                         "every sample's track, --pseudobulk)")
+    ap.add_argument("--group-stats", action="store_true",
+                    help="with --fragments: also write each group's figures to --out-dir/<donor>_<cell_type>"
+                         ".insertions.json (a sample's --stats format, for --summarize)")
     return ap
 
 
@@ -668,8 +679,11 @@ def summarize(stats: Sequence[str | Path], sheet, source: str, min_mapq: int, ou
             raise InputError(name, "stats file missing from --summarize", "pass every sample's and cell type's stats")
         return read_json(by_name[name])
 
-    samples = {row.sample: {**figures(f"{row.sample}.insertions.json"), "source": source, "donor": row.donor,
-                            "cell_type": row.cell_type} for row in sheet.itertuples()}
+    # a library group's track comes from the fragments files whatever the bulk source (the local run_step's rule)
+    src = (sheet["source"] if "source" in sheet else pd.Series("bulk", index=sheet.index)).tolist()
+    samples = {row.sample: {**figures(f"{row.sample}.insertions.json"),
+                            "source": "fragments" if s == "library" else source, "donor": row.donor,
+                            "cell_type": row.cell_type} for row, s in zip(sheet.itertuples(), src)}
     pseudo = {ct: {"samples": sheet.loc[sheet["cell_type"] == ct, "sample"].tolist(),
                    **figures(f"{ct}.pseudobulk.json")} for ct in cell_types(sheet)}
     summary = run_summary(samples, pseudo, source, min_mapq)
@@ -685,15 +699,41 @@ def _fragment_tracks_cli(ap: argparse.ArgumentParser, args: argparse.Namespace) 
 
     if not (args.fasta and args.out_dir and args.barcodes) or len(args.barcodes) != len(args.fragments):
         ap.error("--fragments needs --fasta, --out-dir and one --barcodes table per fragments file")
-    libs = [Path(f).name for f in args.fragments]
-    table = pd.concat([read_barcode_table(t, lib)[0] for t, lib in zip(args.barcodes, libs)], ignore_index=True)
+    libs = args.libraries or [Path(f).name for f in args.fragments]
+    if len(libs) != len(args.fragments):
+        ap.error("--libraries needs one id per fragments file")
+    donors = _table_donors(ap, args.table_donor, libs)
+    table = pd.concat([read_barcode_table(t, lib, row_donor=donors.get(lib, ""))[0]
+                       for t, lib in zip(args.barcodes, libs)], ignore_index=True)
     groups = barcode_group_codes(table, libs[0])[1]
     libraries = [(f, BarcodeLookup(barcode_group_codes(table, lib)[0], t))
                  for f, t, lib in zip(args.fragments, args.barcodes, libs)]
-    st = fragment_tracks(libraries, groups, fasta_lengths(args.fasta), args.out_dir)
+    st = fragment_tracks(libraries, groups, fasta_lengths(args.fasta), args.out_dir,
+                         pseudobulk=not args.no_pseudobulk)
     if args.stats:
         write_json(st, args.stats)
+    if args.group_stats:
+        _write_group_stats(st, table, Path(args.out_dir))
     return 0
+
+
+def _table_donors(ap: argparse.ArgumentParser, pairs: Sequence[str], libs: Sequence[str]) -> dict[str, str]:
+    """``--table-donor LIBRARY=DONOR`` values as library → donor."""
+    out = dict(v.split("=", 1) for v in pairs if "=" in v)
+    if len(out) != len(pairs) or set(out) - set(libs):
+        ap.error(f"--table-donor takes LIBRARY=DONOR with LIBRARY one of {', '.join(libs)}")
+    return out
+
+
+def _write_group_stats(st: dict, table: pd.DataFrame, out_dir: Path) -> None:
+    """``<sample>.insertions.json`` of each group: the figures the local engine's
+    :func:`library_tracks` gives it (``fragments`` = insertions / 2, ``insertions``, ``libraries``)."""
+    from .single_cell import pseudobulk_samples
+
+    for row in pseudobulk_samples(table).itertuples():
+        n = st["groups"][row.sample]
+        write_json({"fragments": n // 2, "insertions": n, "libraries": list(row.library)},
+                   out_dir / f"{row.sample}.insertions.json")
 
 
 def main(argv=None) -> int:
@@ -702,7 +742,7 @@ def main(argv=None) -> int:
     if args.summarize:
         if not (args.input and args.out_summary):
             ap.error("--summarize needs --input and --out-summary")
-        sheet = read_samplesheet(args.input, check_files=False)
+        sheet = read_study(args.input, check_files=False).samples
         p = params_from_args(args, PARAMS)
         summarize(args.summarize, sheet, p["insertions_source"], p["insertions_min_mapq"], args.out_summary)
         return 0

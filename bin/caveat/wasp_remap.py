@@ -1001,11 +1001,14 @@ def build_parser() -> argparse.ArgumentParser:
                "--vcf --donor D [D ...] --out-het-snps [--out-het-indels] write the tables the local engine "
                "writes. Gather (--gather): join a sample's per-contig parts into --out-bam/--out-stats. Summarize "
                "(--summarize): the run's wasp_remap.summary.json from the samples' stats. Plan (--plan-groups BAM ...): "
-               "the contig groups of a scattered run (--fai, --wasp-group-bp) → --out-groups TSV.")
+               "the contig groups of a scattered run (--fai, --wasp-group-bp) → --out-groups TSV. Samples table "
+               "(--study SHEET --out-samples CSV): the run's samples (bulk rows and the libraries' donor x cell type "
+               "groups, caveat.single_cell.write_samples_table), read from the samplesheet and its barcode tables.")
     ap.add_argument("--version", action="version", version=f"caveat {__version__}")
     ap.add_argument("--bam", help="the sample's coordinate-sorted, indexed BAM")
     ap.add_argument("--sample", help="sample name (recorded in the stats)")
-    ap.add_argument("--donor", nargs="+", help="the sample's donor (a VCF sample); het-sites mode: every donor")
+    ap.add_argument("--donor", nargs="+", help="the sample's donor (a VCF sample); a library (--barcode-tag): every "
+                                               "donor pooled in it; het-sites mode: every donor")
     ap.add_argument("--vcf", help="genotypes VCF (or give --het-snps and --het-indels)")
     ap.add_argument("--het-snps", help="het_snps.parquet (rows of every donor)")
     ap.add_argument("--het-indels", help="het_indels.parquet")
@@ -1021,8 +1024,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--chrom", action="append", help="contig(s) to process (default all)")
     ap.add_argument("--barcode-tag", help="the BAM is a single-cell library whose reads carry their cell barcode in "
                                           "this tag (Cell Ranger: CB): untagged reads are dropped, dedup is per barcode")
-    ap.add_argument("--barcodes", help="with --barcode-tag: the library's barcode table (a `barcode` column, or one "
-                                       "per line); reads of other barcodes are dropped")
+    ap.add_argument("--barcodes", help="with --barcode-tag: the library's barcode table (barcode,cell_type[,donor]); "
+                                       "reads of barcodes other than its kept rows (doublet, unassigned, unlabelled "
+                                       "rows dropped, as caveat.single_cell.read_barcode_table) are dropped")
+    ap.add_argument("--table-donor", default="", help="with --barcodes: the samplesheet row's donor of a one-donor "
+                                                      "library whose table has no donor column")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out-bam", help="filtered BAM (indexed)")
     ap.add_argument("--out-stats", help="the filter's figures (JSON)")
@@ -1043,6 +1049,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "a scattered run; the filter then runs once per group with one --chrom per contig")
     ap.add_argument("--fai", help="with --plan-groups: the reference's .fai (contig lengths)")
     ap.add_argument("--out-groups", help="with --plan-groups: the TSV written (group_id<TAB>contig,contig,...)")
+    ap.add_argument("--study", metavar="SAMPLESHEET",
+                    help="instead of filtering: read the samplesheet (bulk rows; library rows' barcode tables, their "
+                         "reads not opened) and write the run's samples table (--out-samples)")
+    ap.add_argument("--out-samples", help="with --study: the samples table (CSV) written")
     return ap
 
 
@@ -1072,6 +1082,36 @@ def summarize(sample_stats: list[str | Path], sites_summary: str | Path, out: st
     return summary
 
 
+def _filter_sites(a: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The filter's het SNPs and indels: the sample's donor's, or a library's pooled donors'
+    (:func:`library_sites`, as the local engine's ``_library_job``)."""
+    if a.het_snps:
+        snps = read_parquet(a.het_snps)
+        indels = read_parquet(a.het_indels) if a.het_indels else pd.DataFrame(columns=["donor", "chrom", "pos", "end"])
+    elif a.vcf:
+        snps, indels, _ = het_site_tables({"vcf": a.vcf, "fasta": a.fasta, "contig_map": a.contig_map,
+                                           "vcf_pass_only": a.vcf_pass_only}, list(a.donor))
+    else:
+        raise InputError(None, "no het sites given", "pass --vcf or --het-snps")
+    for donor in a.donor:
+        if not (snps["donor"] == donor).any():
+            raise InputError(a.het_snps or a.vcf, f"donor {donor!r} has no het SNPs", "check the donor name")
+    if "donor" not in indels:
+        indels = indels.assign(donor=pd.Series(dtype=str))
+    if a.barcode_tag:
+        return library_sites(snps, indels, list(a.donor))
+    return snps[snps["donor"] == a.donor[0]], indels[indels["donor"] == a.donor[0]]
+
+
+def _kept_barcodes(a: argparse.Namespace) -> set[str]:
+    """The kept rows' barcodes of a library's table: doublet, unassigned and unlabelled rows
+    dropped (:func:`caveat.single_cell.read_barcode_table`), the set the local engine passes."""
+    from .single_cell import read_barcode_table
+
+    table, _ = read_barcode_table(a.barcodes, a.sample, row_donor=a.table_donor)
+    return set(table["barcode"])
+
+
 def main(argv=None) -> int:
     ap = build_parser()
     a = ap.parse_args(argv)
@@ -1087,33 +1127,26 @@ def main(argv=None) -> int:
         _require(ap, a, "--gather", ("--part-stats", "--sample", "--out-bam", "--out-stats"))
         gather_parts(a.gather, a.part_stats, a.out_bam, a.out_stats, sample=a.sample)
         return 0
+    if a.study:
+        _require(ap, a, "--study", ("--out-samples",))
+        from .single_cell import write_samples_table
+
+        write_samples_table(read_study(a.study, check_files=False), a.out_samples)
+        return 0
     if a.bam is None:
         _require(ap, a, "the het-sites mode (no --bam)", ("--vcf", "--donor", "--out-het-snps"))
         return _het_sites_only(a)
     _require(ap, a, "the filter", ("--sample", "--donor", "--aligner-index", "--out-bam", "--out-stats"))
-    if len(a.donor) != 1:
-        ap.error("the filter takes one --donor (the sample's)")
+    if len(a.donor) != 1 and not a.barcode_tag:
+        ap.error("the filter takes one --donor (the sample's); several only for a library (--barcode-tag)")
     if a.barcodes and not a.barcode_tag:
         ap.error("--barcodes needs --barcode-tag (the tag holding each read's barcode, CB for Cell Ranger)")
-    donor = a.donor[0]
-    if a.het_snps:
-        snps = read_parquet(a.het_snps)
-        snps = snps[snps["donor"] == donor]
-        if not len(snps):
-            raise InputError(a.het_snps, f"donor {donor!r} has no het SNPs", "check the donor name")
-        indels = read_parquet(a.het_indels) if a.het_indels else pd.DataFrame(columns=["chrom", "pos", "end"])
-        indels = indels[indels["donor"] == donor] if "donor" in indels else indels
-    elif a.vcf:
-        snps, indels, _ = het_site_tables({"vcf": a.vcf, "fasta": a.fasta, "contig_map": a.contig_map,
-                                           "vcf_pass_only": a.vcf_pass_only}, [donor])
-    else:
-        raise InputError(None, "no het sites given", "pass --vcf or --het-snps")
+    snps, indels = _filter_sites(a)
     p = params_from_args(a, PARAMS)
     wasp_filter(a.bam, snps, indels, a.out_bam, a.out_stats, aligner=p["aligner"], aligner_index=p["aligner_index"],
                 aligner_args=p["aligner_args"], min_mapq=p["min_mapq"], max_snps=p["wasp_max_snps_per_read"],
                 max_versions=p["wasp_max_versions"], seed=a.seed, threads=a.threads, chroms=a.chrom, fasta=a.fasta,
-                sample=a.sample, barcode_tag=a.barcode_tag,
-                barcodes=bcs.read_barcode_list(a.barcodes) if a.barcodes else None)
+                sample=a.sample, barcode_tag=a.barcode_tag, barcodes=_kept_barcodes(a) if a.barcodes else None)
     if a.out_het_snps and a.vcf:  # written last: a failed run leaves nothing behind
         part = snps[snps["chrom"].isin(a.chrom)].reset_index(drop=True) if a.chrom else snps
         write_parquet(part, a.out_het_snps)

@@ -7,6 +7,7 @@ process CLUSTER_PEAKS {
     container 'ghcr.io/caveat-bench/caveat:0.1.0'
 
     input:
+    // samplesheet: the run's samples table (WASP_REMAP_STUDY), its peaks paths as staged here
     tuple val(meta), path(samplesheet), path(bigwigs, stageAs: 'insertions/*'), path(peak_beds, stageAs: 'input_peaks/?/*')
     tuple path(fasta), path(fai)
     path cluster_assignments
@@ -14,6 +15,7 @@ process CLUSTER_PEAKS {
     path ldsc_bim, stageAs: 'ldsc_bim/*'   // PLINK .bim file(s), or []
     val ldsc_bim_arg                       // the --ldsc-bim path: ldsc_bim/<file or prefix>, or ''
     path blacklist, stageAs: 'blacklist/*' // BED of artefact regions (union peaks overlapping it dropped), or []
+    path cell_type_peaks, stageAs: 'cell_type_peaks/*'   // params.cell_type_peaks' <cell_type>.bed files, or []
 
     output:
     tuple val(meta), path('peaks.parquet'), emit: peaks
@@ -33,6 +35,8 @@ process CLUSTER_PEAKS {
     def map_arg = contig_map ? "--contig-map ${contig_map}" : ''
     def bim_arg = ldsc_bim_arg ? "--ldsc-bim ${ldsc_bim_arg}" : ''
     def blacklist_arg = blacklist ? "--blacklist ${blacklist}" : ''
+    // the glob is matched again here, on the staged files (cluster_peaks.glob_peaks names a cell type by file name)
+    def peaks_glob_arg = cell_type_peaks ? "--cell-type-peaks 'cell_type_peaks/*'" : ''
     """
     # a real file here, so that the peaks paths in it resolve against this task's folder
     cat ${samplesheet} > samplesheet.task.csv
@@ -45,6 +49,7 @@ process CLUSTER_PEAKS {
         ${map_arg} \\
         ${bim_arg} \\
         ${blacklist_arg} \\
+        ${peaks_glob_arg} \\
         --outdir . \\
         ${args}
     """

@@ -1,6 +1,7 @@
 process INSERTIONS_SUMMARY {
     // The run's insertions.summary.json, as the local engine writes it, from every sample's
-    // and cell type's track figures (<sample>.insertions.json, <cell type>.pseudobulk.json).
+    // and cell type's track figures (<sample>.insertions.json, <cell type>.pseudobulk.json);
+    // samplesheet: the run's samples table (WASP_REMAP_STUDY: bulk rows and library groups).
     tag "${meta.id}"
     label 'process_single'
     container 'ghcr.io/caveat-bench/caveat:0.1.0'

@@ -1,6 +1,7 @@
 process WASP_REMAP {
-    // WASP mapping filter for one sample on one group of contigs (WASP_REMAP_PLAN): reads
-    // over that donor's het SNPs are allele-swapped, remapped with the same aligner and kept
+    // WASP mapping filter for one sample, or one single-cell library (meta.library), on one group
+    // of contigs (WASP_REMAP_PLAN): reads over that donor's (a library: its pooled donors') het SNPs
+    // are allele-swapped, remapped with the same aligner and kept
     // only if every version maps back to the same place; then unbiased dedup. The group's
     // contigs are a contiguous run of the BAM header, so WASP_REMAP_GATHER rebuilds the
     // whole-BAM result from the parts byte for byte.
@@ -9,7 +10,9 @@ process WASP_REMAP {
     container 'ghcr.io/caveat-bench/caveat:0.1.0'
 
     input:
-    tuple val(meta), path(bam), path(bai), val(group_id), val(contigs)
+    // barcodes: a library's barcode table (only its kept rows' reads are kept, dedup per barcode),
+    // or [] for a bulk sample (an empty list stages no file: Nextflow TaskInputResolver.normalizeInputToFiles makes one FileHolder per item of a collection)
+    tuple val(meta), path(bam), path(bai), path(barcodes), val(group_id), val(contigs)
     tuple path(het_snps), path(het_indels)
     tuple path(index, stageAs: 'aligner_index/*'), val(index_prefix)
 
@@ -30,13 +33,20 @@ process WASP_REMAP {
     // but may hold * or | . The het sites come from WASP_REMAP_SITES (the VCF is read once per run),
     // and the contigs were checked against the FASTA's .fai by WASP_REMAP_PLAN: no FASTA here.
     def chrom_args = contigs.collect { c -> "--chrom '${c}'" }.join(' ')
+    // a library: every donor pooled in it (the union of their het sites, wasp_remap.library_sites),
+    // reads by their CB tag (Cell Ranger's cell barcode)
+    def donors = meta.library ? meta.donors.join(' ') : meta.donor
+    def barcode_args = meta.library ? "--barcode-tag CB --barcodes ${barcodes}" : ''
+    def table_donor = meta.table_donor ? "--table-donor ${meta.table_donor}" : ''
     """
     wasp_remap.py \\
         --bam ${bam} \\
         --het-snps ${het_snps} \\
         --het-indels ${het_indels} \\
         --sample ${meta.id} \\
-        --donor ${meta.donor} \\
+        --donor ${donors} \\
+        ${barcode_args} \\
+        ${table_donor} \\
         ${chrom_args} \\
         --aligner-index aligner_index/${index_prefix} \\
         --threads ${task.cpus} \\

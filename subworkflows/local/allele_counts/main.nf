@@ -2,7 +2,11 @@
  * ALLELE_COUNTS: every donor's het sites from the VCF (once), the WASP remapping filter
  * scattered per sample and per group of contigs (WASP_REMAP_PLAN, once per run: the contigs
  * with reads, in header order, up to wasp_group_bp bases per group), gathered per sample
- * (filtered BAM + the filter's figures), then allele counting per sample.
+ * (filtered BAM + the filter's figures), then allele counting per sample. A single-cell
+ * library is filtered like a sample (once, at its pooled donors' het sites, dedup per barcode),
+ * counted per donor × cell type of its barcode table (COUNT_ALLELES_LIBRARY), and each group's
+ * tables are summed over the libraries holding its cells (COUNT_ALLELES_MERGE), as the local
+ * engine's wasp_remap and count_alleles steps do.
  */
 
 include { WASP_REMAP_SITES  } from '../../../modules/local/wasp_remap_sites/main'
@@ -11,33 +15,47 @@ include { WASP_REMAP        } from '../../../modules/local/wasp_remap/main'
 include { WASP_REMAP_GATHER } from '../../../modules/local/wasp_remap_gather/main'
 include { WASP_REMAP_SUMMARY } from '../../../modules/local/wasp_remap_summary/main'
 include { COUNT_ALLELES     } from '../../../modules/local/count_alleles/main'
+include { COUNT_ALLELES_LIBRARY } from '../../../modules/local/count_alleles_library/main'
+include { COUNT_ALLELES_MERGE   } from '../../../modules/local/count_alleles_merge/main'
 include { COUNT_ALLELES_SUMMARY } from '../../../modules/local/count_alleles_summary/main'
 
 workflow ALLELE_COUNTS {
     take:
-    samples      // [meta, bam, bai, peaks]
+    samples      // [meta, bam, bai, peaks]: bulk samples
+    libraries    // [meta(id, library: true, table_donor), bam, bai, fragments, tbi, barcodes]: single-cell libraries
+    library_donors   // [library, donors]: each library's pooled donors (PREPARE_INPUTS)
+    groups       // [sample, meta, number of libraries]: each library group (PREPARE_INPUTS)
+    donors       // list of every sample's donor, sorted (PREPARE_INPUTS)
     fasta        // [fasta, fai]
     vcf          // [vcf, tbi]
     index        // [index files, prefix]
     contig_map   // path, or []
 
     main:
-    // donors sorted: het_snps.parquet is sorted by donor whatever the order, and a stable
-    // order keeps the task's inputs (and so -resume) stable
-    ch_donors = samples
-        .map { meta, _bam, _bai, _peaks -> meta.donor }
-        .unique()
-        .toSortedList()
-        .map { donors -> [[id: 'het_sites'], donors] }
+    // donors sorted (bulk rows' and library groups'): het_snps.parquet is sorted by donor whatever
+    // the order, and a stable order keeps the task's inputs (and so -resume) stable
+    ch_donors = donors.map { names -> [[id: 'het_sites'], names] }
     WASP_REMAP_SITES(ch_donors, fasta, vcf, contig_map)
+
+    // what WASP filters: bulk samples [meta, bam, bai, []] and libraries [meta + donors, bam, bai,
+    // barcode table] (a library's meta gains the donors pooled in it, joined by library id)
+    ch_lib_barcodes = libraries.map { meta, _bam, _bai, _fragments, _tbi, barcodes -> [meta.id, barcodes] }
+    ch_filter_in = samples
+        .map { meta, bam, bai, _peaks -> [meta, bam, bai, []] }
+        .mix(
+            libraries
+                .map { meta, bam, bai, _fragments, _tbi, barcodes -> [meta.id, meta, bam, bai, barcodes] }
+                .join(library_donors)
+                .map { _id, meta, bam, bai, barcodes, names -> [meta + [donors: names], bam, bai, barcodes] }
+        )
     // a value channel already (every input of WASP_REMAP_SITES is a value): no `.first()`
     ch_sites = WASP_REMAP_SITES.out.sites
         .map { _meta, snps, indels -> [snps, indels] }
 
     // one plan for the run, from every BAM's index (sorted by sample: stable task inputs for
     // -resume); it also checks the BAMs' contigs against the .fai, so WASP_REMAP needs no FASTA
-    ch_plan_in = samples
-        .map { meta, bam, bai, _peaks -> [meta.id, bam, bai] }
+    ch_plan_in = ch_filter_in
+        .map { meta, bam, bai, _barcodes -> [meta.id, bam, bai] }
         .toSortedList { a, b -> a[0] <=> b[0] }
         .map { rows -> [[id: 'wasp_groups'], rows.collect { row -> row[1] }, rows.collect { row -> row[2] }] }
     WASP_REMAP_PLAN(ch_plan_in, fasta.map { _fa, fai -> fai })
@@ -57,11 +75,10 @@ workflow ALLELE_COUNTS {
     // size for each group"; docs/snippets/grouptuple-groupkey.nf unwraps it with
     // getGroupTarget()). A GroupKey equals its target (GroupKey.equals), so the join below,
     // on plain meta maps, is unaffected.
-    ch_units = samples
-        .map { meta, bam, bai, _peaks -> [meta, bam, bai] }
-        .combine(ch_groups.map { groups -> [groups] })   // combine concatenates list items: keep the list one element
-        .flatMap { meta, bam, bai, groups ->
-            groups.collect { group_id, contigs -> [meta, bam, bai, group_id, contigs] }
+    ch_units = ch_filter_in
+        .combine(ch_groups.map { contig_groups -> [contig_groups] })   // combine concatenates list items: keep the list one element
+        .flatMap { meta, bam, bai, barcodes, contig_groups ->
+            contig_groups.collect { group_id, contigs -> [meta, bam, bai, barcodes, group_id, contigs] }
         }
     WASP_REMAP(ch_units, ch_sites, index)
 
@@ -70,7 +87,7 @@ workflow ALLELE_COUNTS {
     ch_gather = WASP_REMAP.out.bam
         .map { meta, group_id, bam, _bai -> [meta, group_id, bam] }
         .join(WASP_REMAP.out.stats, by: [0, 1])
-        .combine(ch_groups.map { groups -> groups.size() })
+        .combine(ch_groups.map { contig_groups -> contig_groups.size() })
         .map { meta, _group_id, bam, stats, n_groups -> [groupKey(meta, n_groups), bam, stats] }
         .groupTuple(sort: true)
         .map { key, bams, stats -> [key.getGroupTarget(), bams, stats] }
@@ -84,8 +101,30 @@ workflow ALLELE_COUNTS {
         .map { stats, sites -> [[id: 'wasp_remap'], stats, sites] }
     WASP_REMAP_SUMMARY(ch_wasp_summary_in)
 
-    COUNT_ALLELES(WASP_REMAP_GATHER.out.bam, ch_sites.map { snps, _indels -> snps })
-    ch_count_summary_in = COUNT_ALLELES.out.counts
+    ch_snps = ch_sites.map { snps, _indels -> snps }
+    COUNT_ALLELES(WASP_REMAP_GATHER.out.bam.filter { row -> !row[0].library }, ch_snps)
+
+    // a library: counts per group of its barcode table, then each group's tables summed over its
+    // libraries. A group's key carries its number of libraries (groupKey, as the gather above),
+    // so its merge starts once its last library is counted.
+    COUNT_ALLELES_LIBRARY(
+        WASP_REMAP_GATHER.out.bam
+            .filter { row -> row[0].library }
+            .map { meta, bam, bai -> [meta.id, meta, bam, bai] }
+            .join(ch_lib_barcodes)
+            .map { _id, meta, bam, bai, barcodes -> [meta, bam, bai, barcodes] },
+        ch_snps
+    )
+    ch_merge_in = COUNT_ALLELES_LIBRARY.out.groups
+        .flatMap { _meta, tables -> (tables instanceof List ? tables : [tables]).collect { table -> [table.name - ~/\.parquet$/, table] } }
+        .combine(groups, by: 0)
+        .map { _sample, table, meta, n_libraries -> [groupKey(meta, n_libraries), table] }
+        .groupTuple(sort: true)
+        .map { key, tables -> [key.getGroupTarget(), tables] }
+    COUNT_ALLELES_MERGE(ch_merge_in)
+
+    ch_counts = COUNT_ALLELES.out.counts.mix(COUNT_ALLELES_MERGE.out.counts)
+    ch_count_summary_in = ch_counts
         .map { _meta, parquet -> parquet }
         .toSortedList()
         .map { parquets -> [[id: 'count_alleles'], parquets] }
@@ -94,8 +133,8 @@ workflow ALLELE_COUNTS {
     emit:
     het_snps   = WASP_REMAP_SITES.out.sites.map { meta, snps, _indels -> [meta, snps] }   // [meta, het_snps.parquet]
     het_indels = WASP_REMAP_SITES.out.sites.map { meta, _snps, indels -> [meta, indels] } // [meta, het_indels.parquet]
-    wasp_bam   = WASP_REMAP_GATHER.out.bam     // [meta, bam, bai]
+    wasp_bam   = WASP_REMAP_GATHER.out.bam     // [meta, bam, bai]: bulk samples and libraries (meta.library)
     wasp_stats = WASP_REMAP_GATHER.out.stats   // [meta, stats.json]
-    counts     = COUNT_ALLELES.out.counts      // [meta, counts/<sample>.parquet]
+    counts     = ch_counts                     // [meta, counts/<sample>.parquet]: bulk samples and library groups
     summaries  = WASP_REMAP_SUMMARY.out.summary.mix(COUNT_ALLELES_SUMMARY.out.summary)   // [meta, <step>.summary.json]
 }

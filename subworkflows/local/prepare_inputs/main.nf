@@ -7,10 +7,12 @@
 include { samplesheetToList } from 'plugin/nf-schema'
 include { ALIGNER_INDEX     } from '../../../modules/local/aligner_index/main'
 include { SIMULATE          } from '../../../modules/local/simulate/main'
+include { WASP_REMAP_STUDY  } from '../../../modules/local/wasp_remap_study/main'
 
 workflow PREPARE_INPUTS {
     take:
-    input           // string: samplesheet CSV (sample, donor, cell_type, bam[, peaks]), or null with simulate
+    input           // string: samplesheet CSV (bulk rows sample, donor, cell_type, bam[, peaks]; single-cell
+                    // library rows sample, bam, fragments, barcodes[, donor]: docs/single_cell.md), or null with simulate
     fasta           // string: genome FASTA (with .fai beside it), or null with simulate
     vcf             // string: bgzipped, tabix-indexed multi-sample VCF, or null with simulate
     aligner         // string: bowtie2 | bwa
@@ -53,32 +55,72 @@ workflow PREPARE_INPUTS {
     // "Use as a channel operator").
     ch_rows = ch_sheet.map { sheet -> samplesheetRows(sheet, "${projectDir}/assets/schema_input.json") }
 
+    // bulk samples (as before) and single-cell libraries (a row filling fragments or barcodes)
     ch_samples = ch_rows
         .flatMap { rows -> rows }
-        .map { meta, bam, peaks -> [meta, bam, siblingFile(bam, '.bai'), peaks] }
+        .filter { row -> !row[0].library }
+        .map { meta, bam, peaks, _fragments, _barcodes -> [meta, bam, siblingFile(bam, '.bai', "samtools index ${bam.name}"), peaks] }
+    ch_libraries = ch_rows
+        .flatMap { rows -> rows }
+        .filter { row -> row[0].library }
+        .map { meta, bam, _peaks, fragments, barcodes ->
+            [meta, bam, siblingFile(bam, '.bai', "samtools index ${bam.name}"), fragments, siblingFile(fragments, '.tbi', "tabix -p bed ${fragments.name}"), barcodes]
+        }
 
     // every distinct peaks file once, in samplesheet order; CLUSTER_PEAKS stages the i-th as
     // input_peaks/<i>/<name> (stageAs: 'input_peaks/?/*'), so two BEDs with one name never collide
     ch_peak_files = ch_rows.map { rows -> rows.collect { row -> row[2] }.findAll { peaks -> peaks }.unique() }
+    // the libraries' barcode tables in samplesheet order; WASP_REMAP_STUDY stages the i-th as barcodes/<i>/<name>
+    ch_barcode_files = ch_rows.map { rows -> rows.findAll { row -> row[0].library }.collect { row -> row[4] } }
 
-    // the samplesheet as the steps read it, with file names as they are staged in a task
-    ch_samplesheet = ch_rows
+    // the samplesheet with file names as they are staged in WASP_REMAP_STUDY (its barcode
+    // tables) and CLUSTER_PEAKS (its peaks); BAMs and fragments are not read from it
+    ch_staged_sheet = ch_rows
         .combine(ch_peak_files.map { peak_files -> [peak_files] })
-        .map { rows, peak_files ->
-            rows.collect { meta, bam, peaks -> "${meta.id},${meta.donor},${meta.cell_type},${bam.name},${peaks ? "input_peaks/${peak_files.indexOf(peaks) + 1}/${peaks.name}" : ''}" }
+        .combine(ch_barcode_files.map { tables -> [tables] })
+        .map { rows, peak_files, tables ->
+            rows.collect { meta, bam, peaks, fragments, barcodes ->
+                meta.library
+                    ? "${meta.id},${meta.table_donor},,${bam.name},,${fragments.name},barcodes/${tables.indexOf(barcodes) + 1}/${barcodes.name}"
+                    : "${meta.id},${meta.donor},${meta.cell_type},${bam.name},${peaks ? "input_peaks/${peak_files.indexOf(peaks) + 1}/${peaks.name}" : ''},,"
+            }
         }
         .flatMap { lines -> lines }
-        .collectFile(name: 'samplesheet.csv', seed: 'sample,donor,cell_type,bam,peaks', newLine: true, sort: 'index')
+        .collectFile(name: 'samplesheet.csv', seed: 'sample,donor,cell_type,bam,peaks,fragments,barcodes', newLine: true, sort: 'index')
         .first()
 
-    // cell types in order of first appearance: the order of every per-cell-type target column
-    // (not named `cell_types` in a `def`: a `def` of an emitted name would shadow the emit, see
+    // the run's samples table (caveat.single_cell.write_samples_table: the bulk rows, then the
+    // libraries' donor × cell type groups), what every task that needs the run's samples reads
+    WASP_REMAP_STUDY(
+        ch_staged_sheet
+            .combine(ch_barcode_files.map { tables -> [tables] })
+            .map { sheet, tables -> [[id: 'samples'], sheet, tables] }
+    )
+    ch_samples_table = WASP_REMAP_STUDY.out.samples.map { _meta, table -> table }.first()
+
+    // cell types in order of first appearance in the samples table (caveat.samplesheet.cell_types
+    // of read_study's samples): the order of every per-cell-type target column (not named
+    // `cell_types` in a `def`: a `def` of an emitted name would shadow the emit, see
     // tests/test_nextflow_runtime.py::test_no_workflow_declares_an_emitted_name_with_def)
-    ch_cell_types = ch_rows.map { rows -> rows.collect { row -> row[0].cell_type }.unique() }
+    ch_cell_types = ch_samples_table.map { table -> samplesTableRows(table).collect { row -> row.cell_type }.unique() }
+    // every sample's donor, sorted (the het sites of all of them are read once)
+    ch_donors = ch_samples_table.map { table -> samplesTableRows(table).collect { row -> row.donor }.unique().sort() }
+    // each library group: [sample, meta, number of libraries holding its cells]
+    ch_groups = ch_samples_table.flatMap { table ->
+        samplesTableRows(table).findAll { row -> row.source == 'library' }.collect { row ->
+            [row.sample, [id: row.sample, donor: row.donor, cell_type: row.cell_type], row.libraries.tokenize(';').size()]
+        }
+    }
+    // each library's donors (those of its groups), sorted: [library, donors]
+    ch_library_donors = ch_samples_table.flatMap { table -> libraryDonors(samplesTableRows(table)) }
 
     emit:
-    samples     = ch_samples       // [meta, bam, bai, peaks]
-    samplesheet = ch_samplesheet   // path
+    samples     = ch_samples       // [meta, bam, bai, peaks]: bulk samples
+    libraries   = ch_libraries     // [meta(id, library: true, table_donor), bam, bai, fragments, tbi, barcodes]
+    samplesheet = ch_samples_table // path: the samples table (bulk rows and library groups), peaks as CLUSTER_PEAKS stages them
+    groups      = ch_groups        // [sample, meta, number of libraries]: each library group
+    library_donors = ch_library_donors   // [library, donors]
+    donors      = ch_donors        // list of every sample's donor, sorted
     peak_beds   = ch_peak_files    // the samplesheet's peaks files, each once (may be empty)
     cell_types  = ch_cell_types    // list of cell types
     fasta       = ch_fasta         // [fasta, fai]
@@ -87,13 +129,42 @@ workflow PREPARE_INPUTS {
     blacklist   = ch_blacklist     // the simulated study's blacklist.bed, or [] (none, or the user's data)
 }
 
-// The samplesheet's rows, validated by nf-schema, as [meta, bam, peaks or []] with the files
-// resolved as the local engine resolves them (samplesheetFile).
+// The samplesheet's rows, validated by nf-schema, as [meta, bam, peaks, fragments, barcodes]
+// ([] where empty) with the files resolved as the local engine resolves them (samplesheetFile).
+// samplesheetToList gives the schema's columns in order, an absent cell as [] (nf-schema
+// SamplesheetConverter.formatEntry/processMeta: `inputObject != null ? inputObject : … []`).
+// A row filling fragments or barcodes is a library (caveat.samplesheet.is_library_row): its meta
+// is [id, library: true, table_donor] (table_donor: the row's donor of a one-donor library, or '').
 def samplesheetRows(sheet, String schema) {
     def sheet_dir = sheet.parent
-    return samplesheetToList(sheet, schema).collect { meta, bam, peaks ->
-        [meta, samplesheetFile(bam, sheet_dir, meta.id), peaks ? samplesheetFile(peaks, sheet_dir, meta.id) : []]
+    return samplesheetToList(sheet, schema).collect { meta, bam, peaks, fragments, barcodes ->
+        def library = fragments || barcodes
+        [
+            library ? [id: meta.id, library: true, table_donor: meta.donor ?: ''] : meta,
+            samplesheetFile(bam, sheet_dir, meta.id),
+            peaks ? samplesheetFile(peaks, sheet_dir, meta.id) : [],
+            fragments ? samplesheetFile(fragments, sheet_dir, meta.id) : [],
+            barcodes ? samplesheetFile(barcodes, sheet_dir, meta.id) : []
+        ]
     }
+}
+
+// The rows of a samples table (caveat.single_cell.write_samples_table) as maps keyed by its
+// header, an empty cell as '' (Path.splitCsv: nextflow/splitter/SplitterEx.groovy splitCsv(Path,
+// Map); CsvSplitter's parser is `new CsvParser(empty: '')`).
+def samplesTableRows(table) {
+    return table.splitCsv(header: true)
+}
+
+// [library, donors] of each library: the donors of the groups whose cells it holds (a group's
+// `libraries` joined by ';'), sorted (caveat.single_cell.Study.library_donors, as a set: the
+// WASP filter uses the union of their het sites whatever the order).
+def libraryDonors(rows) {
+    def donors = [:]
+    rows.findAll { row -> row.source == 'library' }.each { row ->
+        row.libraries.tokenize(';').each { lib -> donors[lib] = ((donors[lib] ?: []) + [row.donor]).unique().sort() }
+    }
+    return donors.collect { lib, names -> [lib, names] }
 }
 
 // A file named in the samplesheet, as both engines read it (caveat.samplesheet.read_samplesheet):
@@ -111,11 +182,11 @@ def samplesheetFile(String value, sheet_dir, String sample) {
 
 // The file beside `path` whose name adds `suffix` (x.bam → x.bam.bai), on the same file
 // system: Path.resolveSibling keeps an s3:// or gs:// path's scheme and bucket, where
-// "${path}" (Path.toString) drops them.
-def siblingFile(path, String suffix) {
+// "${path}" (Path.toString) drops them. `make` is the command that writes it.
+def siblingFile(path, String suffix, String make) {
     def sibling = path.resolveSibling(path.name + suffix)
     if (!sibling.exists()) {
-        error("${path.name}: its index ${sibling.name} is missing beside it (samtools index ${path.name})")
+        error("${path.name}: its index ${sibling.name} is missing beside it (${make})")
     }
     return sibling
 }
