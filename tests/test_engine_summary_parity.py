@@ -133,22 +133,32 @@ def _wasp_cases(sim: Path, work: Path, p: dict) -> tuple[list[list[str]], list[l
     from caveat.contig_groups import read_plan
 
     plan = read_plan(work / "wasp_groups.tsv")
+    filters, gathers = [], []
+    for r in pd.read_csv(sim / "samplesheet.csv").itertuples():
+        parts, gather = wasp_unit(r.sample, str(sim / r.bam), ["--donor", r.donor], plan, work, p)
+        filters += parts
+        gathers.append(gather)
+    return filters, gathers
+
+
+def wasp_unit(name: str, bam: str, select: list[str], plan: dict, work: Path, p: dict
+              ) -> tuple[list[list[str]], list[str]]:
+    """WASP_REMAP's command lines for one sample or library (``select``: its ``--donor`` and, for a
+    library, barcode options) per contig group of ``plan``, with WASP_REMAP's ext.args; and its
+    WASP_REMAP_GATHER command (→ ``work/wasp/<name>.bam``)."""
     ext = ["--aligner", p["aligner"], f"--aligner-args={p['aligner_args']}", "--wasp-max-snps-per-read",
            str(p["wasp_max_snps_per_read"]), "--wasp-max-versions", str(p["wasp_max_versions"]),
            "--min-mapq", str(p["min_mapq"]), "--seed", str(p["seed"])]
-    filters, gathers = [], []
-    for r in pd.read_csv(sim / "samplesheet.csv").itertuples():
-        parts = [work / "parts" / f"{r.sample}.{gid}" for gid in plan]
-        filters += [["wasp_remap", "--bam", str(sim / r.bam), "--het-snps", str(work / "het_snps.parquet"),
-                     "--het-indels", str(work / "het_indels.parquet"), "--sample", r.sample, "--donor", r.donor,
-                     *(w for c in contigs for w in ("--chrom", c)), "--aligner-index", p["aligner_index"],
-                     "--threads", "1", "--out-bam", f"{part}.bam", "--out-stats", f"{part}.stats.json", *ext]
-                    for part, contigs in zip(parts, plan.values())]
-        gathers.append(["wasp_remap", "--gather", *(f"{x}.bam" for x in parts), "--part-stats",
-                        *(f"{x}.stats.json" for x in parts), "--sample", r.sample,
-                        "--out-bam", str(work / "wasp" / f"{r.sample}.bam"),
-                        "--out-stats", str(work / "wasp" / f"{r.sample}.stats.json")])
-    return filters, gathers
+    parts = [work / "parts" / f"{name}.{gid}" for gid in plan]
+    filters = [["wasp_remap", "--bam", bam, "--het-snps", str(work / "het_snps.parquet"),
+                "--het-indels", str(work / "het_indels.parquet"), "--sample", name, *select,
+                *(w for c in contigs for w in ("--chrom", c)), "--aligner-index", p["aligner_index"],
+                "--threads", "1", "--out-bam", f"{part}.bam", "--out-stats", f"{part}.stats.json", *ext]
+               for part, contigs in zip(parts, plan.values())]
+    gather = ["wasp_remap", "--gather", *(f"{x}.bam" for x in parts), "--part-stats",
+              *(f"{x}.stats.json" for x in parts), "--sample", name,
+              "--out-bam", str(work / "wasp" / f"{name}.bam"), "--out-stats", str(work / "wasp" / f"{name}.stats.json")]
+    return filters, gather
 
 
 def _score_cases(run: Path, work: Path, p: dict) -> tuple[list[list[str]], list[list[str]]]:

@@ -1082,6 +1082,31 @@ def summarize(sample_stats: list[str | Path], sites_summary: str | Path, out: st
     return summary
 
 
+def write_study_table(samplesheet: str | Path, out: str | Path) -> pd.DataFrame:
+    """The samples table of a samplesheet (:func:`caveat.single_cell.write_samples_table`), its
+    ``bam`` and ``peaks`` paths written relative to the samplesheet's folder.
+
+    read_study makes them absolute; a Nextflow task that reads the table (CLUSTER_PEAKS) stages
+    the peaks files below its own folder as the staged samplesheet names them
+    (``input_peaks/<i>/<name>``), and read_samples_table resolves them against the table's folder.
+
+    Returns
+    -------
+    DataFrame
+        The table's rows (``SAMPLES_TABLE_COLUMNS``; ``libraries`` as lists).
+    """
+    from dataclasses import replace
+
+    from .single_cell import write_samples_table
+
+    study = read_study(samplesheet, check_files=False)  # the libraries' tables only: no reads opened
+    base = Path(samplesheet).resolve().parent
+    rel = {c: [os.path.relpath(v, base) if v else "" for v in study.samples[c]] for c in ("bam", "peaks")}
+    study = replace(study, samples=study.samples.assign(**rel))
+    write_samples_table(study, out)
+    return study.samples
+
+
 def _filter_sites(a: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The filter's het SNPs and indels: the sample's donor's, or a library's pooled donors'
     (:func:`library_sites`, as the local engine's ``_library_job``)."""
@@ -1129,9 +1154,7 @@ def main(argv=None) -> int:
         return 0
     if a.study:
         _require(ap, a, "--study", ("--out-samples",))
-        from .single_cell import write_samples_table
-
-        write_samples_table(read_study(a.study, check_files=False), a.out_samples)
+        write_study_table(a.study, a.out_samples)
         return 0
     if a.bam is None:
         _require(ap, a, "the het-sites mode (no --bam)", ("--vcf", "--donor", "--out-het-snps"))

@@ -35,7 +35,9 @@ process WASP_REMAP_STUDY {
     """
 
     stub:
+    // the bulk rows as they are (what -stub's SIMULATE writes); a library's groups need its table read
     """
     printf 'sample,donor,cell_type,bam,peaks,source,libraries\\n' > samples.csv
+    awk -F, 'NR > 1 && \$6 == "" && \$7 == "" { print \$1 "," \$2 "," \$3 "," \$4 "," \$5 ",bulk," }' ${samplesheet} >> samples.csv
     """
 }
