@@ -41,7 +41,7 @@ OPTIONS = {
                    "--wasp-max-versions", "--min-mapq", "--seed",
                    # a single-cell library (meta.library): tests/test_nextflow_single_cell.py runs them
                    "--barcode-tag", "--barcodes", "--table-donor"},
-    "WASP_REMAP_STUDY": {"--study", "--out-samples"},
+    "WASP_REMAP_STUDY": {"--study", "--check-reads", "--out-samples"},
     "WASP_REMAP_GATHER": {"--gather", "--part-stats", "--sample", "--out-bam", "--out-stats"},
     "WASP_REMAP_SUMMARY": {"--summarize", "--part-stats", "--sites-summary", "--out-summary"},
     "COUNT_ALLELES": {"--bam", "--het-snps", "--sample", "--donor", "--cell-type", "--threads", "--out",

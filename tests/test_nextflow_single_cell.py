@@ -161,9 +161,11 @@ def test_prepare_inputs_splits_rows_and_writes_the_samples_table():
     assert "collect { meta, bam, peaks, fragments, barcodes ->" in rows
     assert re.search(r"samplesheetFile\(fragments, sheet_dir", rows) and re.search(r"samplesheetFile\(barcodes, sheet_dir", rows)
     assert "siblingFile(fragments, '.tbi', \"tabix -p bed" in text
-    # the staged sheet names the i-th barcode table as WASP_REMAP_STUDY stages it
-    stage = re.search(r"path\(barcodes, stageAs: '([^']+)'\)", nf_parse.modules()["WASP_REMAP_STUDY"].input).group(1)
-    assert stage == "barcodes/?/*" and "barcodes/${tables.indexOf(barcodes) + 1}/${barcodes.name}" in text
+    # the staged sheet names the i-th library's files as WASP_REMAP_STUDY stages them
+    stage = dict(re.findall(r"path\((\w+), stageAs: '([^']+)'\)", nf_parse.modules()["WASP_REMAP_STUDY"].input))
+    assert stage == {"barcodes": "barcodes/?/*", **{k: "libraries/?/*" for k in ("bams", "bais", "fragments", "tbis")}}
+    i = "${ids.indexOf(meta.id) + 1}"
+    assert f"libraries/{i}/${{bam.name}},,libraries/{i}/${{fragments.name}},barcodes/{i}/${{barcodes.name}}" in text
     assert "samplesheet = ch_samples_table" in text
     assert "sample,donor,cell_type,bam,peaks,fragments,barcodes" in text
 
@@ -198,7 +200,7 @@ def _cases(sim: Path, work: Path, p: dict) -> dict[str, list[list[str]]]:
          "--out-het-snps", str(work / "het_snps.parquet"), "--out-het-indels", str(work / "het_indels.parquet"),
          "--out-summary", str(work / "het_sites.summary.json"),
          "--vcf-pass-only" if p["vcf_pass_only"] else "--no-vcf-pass-only"],
-        ["wasp_remap", "--study", str(sim / "samplesheet.csv"), "--out-samples", str(work / "samples.csv")],
+        ["wasp_remap", "--study", str(sim / "samplesheet.csv"), "--check-reads", "--out-samples", str(work / "samples.csv")],
         ["wasp_remap", "--plan-groups", *sorted(libs["bam"]), "--fai", f"{p['fasta']}.fai",
          "--out-groups", str(work / "wasp_groups.tsv"), "--wasp-group-bp", str(p["wasp_group_bp"])]]}
 
@@ -334,3 +336,14 @@ def test_study_stub_writes_the_bulk_sheets_table(tmp_path):
     subprocess.run(["bash", "-euo", "pipefail", "-c", shell], cwd=tmp_path, check=True)
     assert main(["--study", str(sheet), "--out-samples", str(tmp_path / "real.csv")]) == 0
     assert (tmp_path / "samples.csv").read_text() == (tmp_path / "real.csv").read_text()
+
+
+def test_study_cli_probes_the_libraries_reads_when_asked(mixed_sheet, tmp_path):
+    """--check-reads (WASP_REMAP_STUDY passes it): the libraries' BAM and fragments are opened as
+    `caveat run`'s validate opens them; here lib1's BAM is missing, which the table-only read allows."""
+    from caveat.wasp_remap import main
+
+    assert main(["--study", str(mixed_sheet), "--out-samples", str(tmp_path / "a.csv")]) == 0
+    with pytest.raises(InputError, match="lib1.bam"):
+        main(["--study", str(mixed_sheet), "--check-reads", "--out-samples", str(tmp_path / "b.csv")])
+    assert not (tmp_path / "b.csv").exists()

@@ -1053,6 +1053,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="instead of filtering: read the samplesheet (bulk rows; library rows' barcode tables, their "
                          "reads not opened) and write the run's samples table (--out-samples)")
     ap.add_argument("--out-samples", help="with --study: the samples table (CSV) written")
+    ap.add_argument("--check-reads", action="store_true",
+                    help="with --study: also probe each library's BAM and fragments file (CB tags, barcode suffixes, "
+                         "table barcodes with reads), as `caveat run` checks them before any step")
     return ap
 
 
@@ -1082,13 +1085,14 @@ def summarize(sample_stats: list[str | Path], sites_summary: str | Path, out: st
     return summary
 
 
-def write_study_table(samplesheet: str | Path, out: str | Path) -> pd.DataFrame:
+def write_study_table(samplesheet: str | Path, out: str | Path, *, check_reads: bool = False) -> pd.DataFrame:
     """The samples table of a samplesheet (:func:`caveat.single_cell.write_samples_table`), its
     ``bam`` and ``peaks`` paths written relative to the samplesheet's folder.
 
     read_study makes them absolute; a Nextflow task that reads the table (CLUSTER_PEAKS) stages
     the peaks files below its own folder as the staged samplesheet names them
     (``input_peaks/<i>/<name>``), and read_samples_table resolves them against the table's folder.
+    ``check_reads``: probe the libraries' reads (:func:`caveat.single_cell.read_libraries`).
 
     Returns
     -------
@@ -1099,7 +1103,7 @@ def write_study_table(samplesheet: str | Path, out: str | Path) -> pd.DataFrame:
 
     from .single_cell import write_samples_table
 
-    study = read_study(samplesheet, check_files=False)  # the libraries' tables only: no reads opened
+    study = read_study(samplesheet, check_files=False, check_reads=check_reads)  # bulk BAMs are not opened
     base = Path(samplesheet).resolve().parent
     rel = {c: [os.path.relpath(v, base) if v else "" for v in study.samples[c]] for c in ("bam", "peaks")}
     study = replace(study, samples=study.samples.assign(**rel))
@@ -1154,7 +1158,7 @@ def main(argv=None) -> int:
         return 0
     if a.study:
         _require(ap, a, "--study", ("--out-samples",))
-        write_study_table(a.study, a.out_samples)
+        write_study_table(a.study, a.out_samples, check_reads=a.check_reads)
         return 0
     if a.bam is None:
         _require(ap, a, "the het-sites mode (no --bam)", ("--vcf", "--donor", "--out-het-snps"))

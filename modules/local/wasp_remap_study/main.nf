@@ -4,7 +4,10 @@ process WASP_REMAP_STUDY {
     // unassigned and unlabelled rows dropped as caveat.single_cell.read_barcode_table drops them).
     // Every task that needs the run's samples, donors or cell types reads this table as --input,
     // so the tables are read here once and those tasks stage no library file. The libraries'
-    // reads are not opened (their BAMs and fragments are not staged).
+    // reads are probed here, before any WASP task (--check-reads: CB tags, barcode suffixes,
+    // table barcodes with reads; what `caveat run` checks first): their BAM's first records and
+    // the fragments file's first lines, read through symlinks (an executor that copies inputs
+    // downloads them once, as WASP_REMAP_PLAN does the BAMs).
     tag "${meta.id}"
     label 'process_single'
     container 'ghcr.io/caveat-bench/caveat:0.1.0'
@@ -12,8 +15,9 @@ process WASP_REMAP_STUDY {
     input:
     // the i-th barcode table lands in barcodes/<i>/ (a `?` in a stageAs folder is the file's
     // 1-based index in its list: Nextflow TaskInputResolver.expandWildcards0), as the staged
-    // samplesheet names it (PREPARE_INPUTS), so two libraries' tables with one name do not collide
-    tuple val(meta), path(samplesheet), path(barcodes, stageAs: 'barcodes/?/*')
+    // samplesheet names it (PREPARE_INPUTS), so two libraries' tables with one name do not collide;
+    // the i-th library's BAM, .bai, fragments and .tbi land in libraries/<i>/ (each index beside its file)
+    tuple val(meta), path(samplesheet), path(barcodes, stageAs: 'barcodes/?/*'), path(bams, stageAs: 'libraries/?/*'), path(bais, stageAs: 'libraries/?/*'), path(fragments, stageAs: 'libraries/?/*'), path(tbis, stageAs: 'libraries/?/*')
 
     output:
     tuple val(meta), path('samples.csv'), emit: samples
@@ -30,6 +34,7 @@ process WASP_REMAP_STUDY {
 
     wasp_remap.py \\
         --study samplesheet.task.csv \\
+        --check-reads \\
         --out-samples samples.csv \\
         ${args}
     """

@@ -70,18 +70,29 @@ workflow PREPARE_INPUTS {
     // every distinct peaks file once, in samplesheet order; CLUSTER_PEAKS stages the i-th as
     // input_peaks/<i>/<name> (stageAs: 'input_peaks/?/*'), so two BEDs with one name never collide
     ch_peak_files = ch_rows.map { rows -> rows.collect { row -> row[2] }.findAll { peaks -> peaks }.unique() }
-    // the libraries' barcode tables in samplesheet order; WASP_REMAP_STUDY stages the i-th as barcodes/<i>/<name>
-    ch_barcode_files = ch_rows.map { rows -> rows.findAll { row -> row[0].library }.collect { row -> row[4] } }
+    // the libraries' files in samplesheet order: WASP_REMAP_STUDY stages the i-th library's barcode
+    // table as barcodes/<i>/<name>, its BAM, fragments and their indexes as libraries/<i>/<name>
+    ch_library_files = ch_rows.map { rows ->
+        def libs = rows.findAll { row -> row[0].library }
+        [
+            libs.collect { row -> row[4] },
+            libs.collect { row -> row[1] },
+            libs.collect { row -> siblingFile(row[1], '.bai', "samtools index ${row[1].name}") },
+            libs.collect { row -> row[3] },
+            libs.collect { row -> siblingFile(row[3], '.tbi', "tabix -p bed ${row[3].name}") }
+        ]
+    }
+    ch_library_ids = ch_rows.map { rows -> rows.findAll { row -> row[0].library }.collect { row -> row[0].id } }
 
-    // the samplesheet with file names as they are staged in WASP_REMAP_STUDY (its barcode
-    // tables) and CLUSTER_PEAKS (its peaks); BAMs and fragments are not read from it
+    // the samplesheet with file names as they are staged in WASP_REMAP_STUDY (the libraries'
+    // files) and CLUSTER_PEAKS (the peaks); bulk BAMs are not read from it
     ch_staged_sheet = ch_rows
         .combine(ch_peak_files.map { peak_files -> [peak_files] })
-        .combine(ch_barcode_files.map { tables -> [tables] })
-        .map { rows, peak_files, tables ->
+        .combine(ch_library_ids.map { ids -> [ids] })
+        .map { rows, peak_files, ids ->
             rows.collect { meta, bam, peaks, fragments, barcodes ->
                 meta.library
-                    ? "${meta.id},${meta.table_donor},,${bam.name},,${fragments.name},barcodes/${tables.indexOf(barcodes) + 1}/${barcodes.name}"
+                    ? "${meta.id},${meta.table_donor},,libraries/${ids.indexOf(meta.id) + 1}/${bam.name},,libraries/${ids.indexOf(meta.id) + 1}/${fragments.name},barcodes/${ids.indexOf(meta.id) + 1}/${barcodes.name}"
                     : "${meta.id},${meta.donor},${meta.cell_type},${bam.name},${peaks ? "input_peaks/${peak_files.indexOf(peaks) + 1}/${peaks.name}" : ''},,"
             }
         }
@@ -93,8 +104,8 @@ workflow PREPARE_INPUTS {
     // libraries' donor × cell type groups), what every task that needs the run's samples reads
     WASP_REMAP_STUDY(
         ch_staged_sheet
-            .combine(ch_barcode_files.map { tables -> [tables] })
-            .map { sheet, tables -> [[id: 'samples'], sheet, tables] }
+            .combine(ch_library_files.map { files -> [files] })
+            .map { sheet, files -> [[id: 'samples'], sheet] + files }
     )
     ch_samples_table = WASP_REMAP_STUDY.out.samples.map { _meta, table -> table }.first()
 
