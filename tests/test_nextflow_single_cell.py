@@ -164,8 +164,7 @@ def test_prepare_inputs_splits_rows_and_writes_the_samples_table():
     # the staged sheet names the i-th library's files as WASP_REMAP_STUDY stages them
     stage = dict(re.findall(r"path\((\w+), stageAs: '([^']+)'\)", nf_parse.modules()["WASP_REMAP_STUDY"].input))
     assert stage == {"barcodes": "barcodes/?/*", **{k: "libraries/?/*" for k in ("bams", "bais", "fragments", "tbis")}}
-    i = "${ids.indexOf(meta.id) + 1}"
-    assert f"libraries/{i}/${{bam.name}},,libraries/{i}/${{fragments.name}},barcodes/{i}/${{barcodes.name}}" in text
+    assert "stagedSheetLine(meta, bam, peaks, fragments, barcodes, peak_files, ids)" in text
     assert "samplesheet = ch_samples_table" in text
     assert "sample,donor,cell_type,bam,peaks,fragments,barcodes" in text
 
@@ -347,3 +346,48 @@ def test_study_cli_probes_the_libraries_reads_when_asked(mixed_sheet, tmp_path):
     with pytest.raises(InputError, match="lib1.bam"):
         main(["--study", str(mixed_sheet), "--check-reads", "--out-samples", str(tmp_path / "b.csv")])
     assert not (tmp_path / "b.csv").exists()
+
+
+
+@pytest.mark.skipif(shutil.which("java") is None, reason="Java >= 17 not installed: running Groovy needs it")
+def test_staged_sheet_names_the_files_where_the_task_stages_them(mixed_sheet, tmp_path):
+    """PREPARE_INPUTS.stagedSheetLine (run with Groovy) on the rows samplesheetRows gives for the
+    mixed sheet; the files laid out as WASP_REMAP_STUDY and CLUSTER_PEAKS stage them
+    (libraries/<i>/, barcodes/<i>/, input_peaks/<i>/: Nextflow TaskInputResolver.expandWildcards0);
+    `wasp_remap.py --study` there gives read_study's samples of the user's sheet, its peaks the
+    user's file."""
+    import os
+
+    from caveat.wasp_remap import main
+
+    if nf_lsp.find_jar() is None:
+        pytest.skip("no language-server jar (scripts/fetch_nextflow_ls.sh)")
+    d = mixed_sheet.parent
+    rows = [  # [meta, bam, peaks, fragments, barcodes] as samplesheetRows makes them ([] for empty)
+        ("[id: 'D1_ctA', donor: 'D1', cell_type: 'ctA']", "bams/D1_ctA.bam", "peaks/ctA.bed", None, None),
+        ("[id: 'lib1', library: true, table_donor: '']", "lib1.bam", None, "lib1.fragments.tsv.gz", "lib1.barcodes.csv"),
+        ("[id: 'lib2', library: true, table_donor: 'D2']", "lib2.bam", None, "lib2.fragments.tsv.gz", "lib2.barcodes.tsv")]
+
+    def path(v):
+        return f"java.nio.file.Paths.get('{d / v}')" if v else "[]"
+
+    # Path.name is Nextflow's extension (nextflow.extension.FilesEx.getName(Path)): given here
+    script = ("ExpandoMetaClass.enableGlobally()\n"
+              "java.nio.file.Path.metaClass.getName = { -> ((java.nio.file.Path) delegate).getFileName().toString() }\n"
+              + _function(SUB / "prepare_inputs" / "main.nf", "stagedSheetLine")
+              + f"\ndef peak_files = [{path('peaks/ctA.bed')}]\ndef ids = ['lib1', 'lib2']\n"
+              + "".join(f"println stagedSheetLine({m}, {', '.join(path(v) for v in vs)}, peak_files, ids)\n"
+                        for m, *vs in rows))
+    lines = nf_lsp.run_groovy(script, jar=nf_lsp.find_jar()).splitlines()
+    task = tmp_path / "task"
+    task.mkdir()
+    (task / "samplesheet.csv").write_text("sample,donor,cell_type,bam,peaks,fragments,barcodes\n" + "\n".join(lines) + "\n")
+    for staged, src in (("input_peaks/1/ctA.bed", "peaks/ctA.bed"), ("barcodes/1/lib1.barcodes.csv", "lib1.barcodes.csv"),
+                        ("barcodes/2/lib2.barcodes.tsv", "lib2.barcodes.tsv")):
+        (task / staged).parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(d / src, task / staged)
+    assert lines[1] == "lib1,,,libraries/1/lib1.bam,,libraries/1/lib1.fragments.tsv.gz,barcodes/1/lib1.barcodes.csv"
+    assert main(["--study", str(task / "samplesheet.csv"), "--out-samples", str(task / "samples.csv")]) == 0
+    got = read_study(task / "samples.csv").samples
+    want = read_study(mixed_sheet, check_files=False).samples
+    pd.testing.assert_frame_equal(got.drop(columns=["bam"]), want.drop(columns=["bam"]))

@@ -90,11 +90,7 @@ workflow PREPARE_INPUTS {
         .combine(ch_peak_files.map { peak_files -> [peak_files] })
         .combine(ch_library_ids.map { ids -> [ids] })
         .map { rows, peak_files, ids ->
-            rows.collect { meta, bam, peaks, fragments, barcodes ->
-                meta.library
-                    ? "${meta.id},${meta.table_donor},,libraries/${ids.indexOf(meta.id) + 1}/${bam.name},,libraries/${ids.indexOf(meta.id) + 1}/${fragments.name},barcodes/${ids.indexOf(meta.id) + 1}/${barcodes.name}"
-                    : "${meta.id},${meta.donor},${meta.cell_type},${bam.name},${peaks ? "input_peaks/${peak_files.indexOf(peaks) + 1}/${peaks.name}" : ''},,"
-            }
+            rows.collect { meta, bam, peaks, fragments, barcodes -> stagedSheetLine(meta, bam, peaks, fragments, barcodes, peak_files, ids) }
         }
         .flatMap { lines -> lines }
         .collectFile(name: 'samplesheet.csv', seed: 'sample,donor,cell_type,bam,peaks,fragments,barcodes', newLine: true, sort: 'index')
@@ -158,6 +154,17 @@ def samplesheetRows(sheet, String schema) {
             barcodes ? samplesheetFile(barcodes, sheet_dir, meta.id) : []
         ]
     }
+}
+
+// One row of the staged samplesheet (header sample,donor,cell_type,bam,peaks,fragments,barcodes):
+// a bulk row's peaks as CLUSTER_PEAKS stages the i-th distinct file (input_peaks/<i>/<name>), a
+// library's files as WASP_REMAP_STUDY stages the i-th library's (libraries/<i>/, barcodes/<i>/).
+def stagedSheetLine(meta, bam, peaks, fragments, barcodes, peak_files, ids) {
+    if (meta.library) {
+        def i = ids.indexOf(meta.id) + 1
+        return "${meta.id},${meta.table_donor},,libraries/${i}/${bam.name},,libraries/${i}/${fragments.name},barcodes/${i}/${barcodes.name}"
+    }
+    return "${meta.id},${meta.donor},${meta.cell_type},${bam.name},${peaks ? "input_peaks/${peak_files.indexOf(peaks) + 1}/${peaks.name}" : ''},,"
 }
 
 // The rows of a samples table (caveat.single_cell.write_samples_table) as maps keyed by its
