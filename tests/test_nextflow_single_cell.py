@@ -391,3 +391,41 @@ def test_staged_sheet_names_the_files_where_the_task_stages_them(mixed_sheet, tm
     got = read_study(task / "samples.csv").samples
     want = read_study(mixed_sheet, check_files=False).samples
     pd.testing.assert_frame_equal(got.drop(columns=["bam"]), want.drop(columns=["bam"]))
+
+
+@pytest.mark.slow
+def test_cluster_peaks_on_the_samples_table_and_staged_peaks_is_the_local_engines(nextflow_sc, tiny_sc_sim,
+                                                                                    tiny_sc_run, tmp_path):
+    """CLUSTER_PEAKS as its task runs it: the samples table as --input, the group tracks and
+    pseudobulks under insertions/, params.cell_type_peaks' files under cell_type_peaks/ (the
+    tiny-sc params give peaks/*.bed: a library row has none), the blacklist under blacklist/, the
+    options conf/modules.config passes: peaks.parquet, the donor counts and the summary are the
+    local engine's bytes."""
+    import os
+
+    from caveat.cluster_peaks import main
+    from caveat.params import load_params
+    from caveat.pipeline import pipeline_steps
+
+    p = load_params(tiny_sc_sim / "params.yaml", {"outdir": str(tiny_sc_run)}, pipeline_steps())
+    assert p["cell_type_peaks"] and p["blacklist"]
+    for sub, files in (("insertions", (nextflow_sc / "ins").glob("*.bw")),
+                       ("cell_type_peaks", (tiny_sc_sim / "peaks").glob("*.bed")), ("blacklist", [p["blacklist"]])):
+        (tmp_path / sub).mkdir()
+        for f in files:
+            os.symlink(f, tmp_path / sub / Path(f).name)
+    shutil.copy(nextflow_sc / "samples.csv", tmp_path / "samplesheet.task.csv")
+    ext = []
+    for opt in nf_parse.ext_args()["CLUSTER_PEAKS"]:
+        value = p[opt[2:].replace("-", "_")]
+        ext += [opt, str(value)] if value is not None else []
+    cwd = os.getcwd()
+    os.chdir(tmp_path)  # the task's folder: the staged globs are relative
+    try:
+        assert main(["--input", "samplesheet.task.csv", "--fasta", p["fasta"], "--insertions", "insertions",
+                     "--blacklist", f"blacklist/{Path(p['blacklist']).name}", "--cell-type-peaks", "cell_type_peaks/*",
+                     "--outdir", ".", *ext]) == 0
+    finally:
+        os.chdir(cwd)
+    for name in ("peaks.parquet", "peaks_donor_counts.parquet", "cluster_peaks.summary.json"):
+        assert (tmp_path / name).read_bytes() == (tiny_sc_run / name).read_bytes(), name
