@@ -49,7 +49,8 @@ KNOWN_FALSE_POSITIVES: list[tuple[str, str]] = [
     # Type checking (a preview in this server) does not know that process directives in
     # config may be closures evaluated per task (`memory = { 6.GB * task.attempt }`),
     # documented Nextflow behaviour and the basis of retry with more memory.
-    ("*.config", r"^Config option 'process\.\w+' with type [\w<>, ]+ cannot be assigned to value with type Closure$"),
+    # (The type may be an array: clusterOptions is declared String[] on some runs, see below.)
+    ("*.config", r"^Config option 'process\.\w+' with type [\w<>\[\], ]+ cannot be assigned to value with type Closure$"),
     # `clusterOptions` takes a string or a list; the server picks one of the two declared
     # types at random per run and flags the other.
     ("*.config", r"^Config option 'process\.clusterOptions' with type (String\[\]|List<[A-Za-z]*>) cannot be assigned to value with type String$"),
