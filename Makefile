@@ -6,7 +6,7 @@ PY    := .venv/bin/python
 DEMO  ?= demo
 THREADS ?= 2
 
-.PHONY: setup demo test test-slow test-demo bench bench-scaling clean
+.PHONY: setup demo demo-sc test test-slow test-demo bench bench-scaling clean
 
 setup:
 	scripts/setup.sh
@@ -17,6 +17,12 @@ demo: setup
 	$(PY) -m caveat.cli run --params $(DEMO)/params.yaml --outdir $(DEMO)/results --resume --threads $(THREADS)
 	@if [[ -f $(DEMO)/results/report.html ]]; then echo "report: $$(realpath $(DEMO)/results/report.html)"; \
 	 else echo "outputs: $$(realpath $(DEMO)/results)"; fi
+
+# the demo study as two 10x-like libraries pooling its donors (docs/single_cell.md)
+demo-sc: setup
+	[[ -f $(DEMO)-sc/simulate.summary.json ]] || $(PY) -m caveat.cli simulate --preset demo-sc --seed 1 --out $(DEMO)-sc --threads $(THREADS)
+	$(PY) -m caveat.cli run --params $(DEMO)-sc/params.yaml --outdir $(DEMO)-sc/results --resume --threads $(THREADS)
+	@echo "report: $$(realpath $(DEMO)-sc/results/report.html)"
 
 test:
 	scripts/setup.sh --test
