@@ -47,9 +47,11 @@ NEXTFLOW_ONLY = {
         "description": "How workflow outputs are written below outdir (Nextflow's workflow.output.mode).",
         "hidden": True},
     "simulate": {
-        "type": "string", "enum": ["tiny", "demo"],
+        "type": "string", "enum": ["tiny", "demo", "tiny-sc", "demo-sc"],
         "description": "Run on a study `caveat simulate --preset <this> --seed <seed>` writes in a first task (SIMULATE) "
-                       "instead of input/fasta/vcf/aligner_index: what -profile test sets, so it needs no prior command.",
+                       "instead of input/fasta/vcf/aligner_index: what -profile test sets, so it needs no prior command. "
+                       "tiny-sc/demo-sc write single-cell libraries (their cell types' peaks are called with MACS3 "
+                       "unless cell_type_peaks is set).",
         "help_text": "The simulated BAMs are aligned with bowtie2 and `caveat simulate`'s aligner arguments: -profile test "
                      "sets those (aligner_args) and the preset's model sizes.",
         "fa_icon": "fas fa-flask"},
