@@ -101,6 +101,28 @@ def test_width_grid():
     assert width_grid(384, 192) == [192, 384]
 
 
+def test_widening_stops_when_validation_r_falls(monkeypatch):
+    """Widths are tried narrowest first; the first whose R is below the previous width's ends
+    the search (the best is kept), so the costly whole-window fit is skipped when R has peaked."""
+    import caveat.kmer_baseline as kb
+
+    r_of = {192: 0.47, 384: 0.52, 768: 0.33, 1344: 0.6}  # 1344 would win, but is never reached
+    tried = []
+
+    def fake_fit(genome, abs_starts, targets, train_idx, valid_idx, length, width, k, gap):
+        tried.append(width)
+        return [(1.0, r_of[width], np.zeros((2, 1)), np.zeros(1))]
+
+    monkeypatch.setattr(kb, "fit_width", fake_fit)
+    fit = kb.fit_kmer_baseline(None, np.zeros(4, np.int64), np.ones((4, 1)), np.arange(2), np.arange(2, 4), 1344,
+                               [1344, 768, 384, 192])
+    assert tried == [192, 384, 768] and fit.width == 384
+    r_of[768] = 0.55  # still rising: every width is tried
+    tried.clear()
+    assert kb.fit_kmer_baseline(None, np.zeros(4, np.int64), np.ones((4, 1)), np.arange(2), np.arange(2, 4), 1344,
+                                [192, 384, 768, 1344]).width == 1344 and tried == [192, 384, 768, 1344]
+
+
 # ---------------------------------------------------------------- the tiny study
 
 
