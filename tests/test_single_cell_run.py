@@ -87,3 +87,32 @@ def test_pseudobulk_track_sums_the_cell_types_groups(tiny_sc_run, study):
         with pyBigWig.open(str(tiny_sc_run / "insertions" / f"{ct}.pseudobulk.bw")) as bw:
             total = sum(bw.stats(c, 0, n, type="sum", exact=True)[0] or 0 for c, n in bw.chroms().items())
         assert round(total) == pb["insertions"]
+
+
+def test_position_only_dedup_would_collapse_cells_with_identical_ends(tiny_sc_sim, tiny_sc_run, study, tmp_path,
+                                                                       monkeypatch):
+    """The fault the per-barcode dedup key fixes, shown on the run's own library: refiltered with the
+    barcode left out of the key (bulk's position-only dedup), lib1 loses at least the pairs the
+    simulator's truth says such a dedup removes (cross-cell twins and chance coincidences of
+    different cells, ``position_collapse_nonduplicate_pairs``) on top of the true PCR duplicates."""
+    import yaml
+
+    from caveat import wasp_remap as wr
+
+    lib = study.libraries[study.libraries["library"] == "lib1"].iloc[0]
+    snps, indels = (pd.read_parquet(tiny_sc_run / f) for f in ("het_snps.parquet", "het_indels.parquet"))
+    sites, ind = wr.library_sites(snps, indels, study.library_donors("lib1"))
+    params = yaml.safe_load((tiny_sc_sim / "params.yaml").read_text())
+    keyed = wr._dedup_keep
+    monkeypatch.setattr(wr, "_dedup_keep", lambda ch, cell=None: keyed(ch, None))  # the barcode ignored
+    cells = set(study.barcodes.loc[study.barcodes["library"] == "lib1", "barcode"])
+    st = wr.wasp_filter(lib["bam"], sites, ind, tmp_path / "lib1.bam", tmp_path / "lib1.json", aligner="bowtie2",
+                        aligner_index=tiny_sc_sim / "genome", aligner_args=params["aligner_args"], seed=params["seed"],
+                        barcode_tag="CB", barcodes=cells, threads=2)
+    fixed = json.loads((tiny_sc_run / "wasp" / "lib1.stats.json").read_text())
+    truth = json.loads((tiny_sc_sim / "simulate.summary.json").read_text())["single_cell"]
+    collapsed = sum(v for k, v in truth["position_collapse_nonduplicate_pairs"].items() if k.startswith("lib1/"))
+    extra = st["duplicates_removed"] - fixed["duplicates_removed"]  # records: two per pair
+    print(f"lib1: position-only dedup removes {extra} more records; truth: {collapsed} pairs of one group")
+    assert collapsed > 1000 and extra >= 2 * 0.8 * collapsed
+    assert st["reads_out"] == fixed["reads_out"] - extra
