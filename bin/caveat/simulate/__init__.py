@@ -176,7 +176,7 @@ def _simulate_into(p, seed: int, d: Path, threads: int) -> dict:
         "aligner_args": align.BOWTIE2_ARGS,
         "faults": _fault_summary(p, g, v, gerr, bio, art, snps, dns),
     }
-    summary["observed"] = _observed(d, snps, samples)
+    summary["observed"] = _observed(d, snps, samples, threads)
     summary["observed"]["false_het"] = _observed_false_hets(d, gerr, samples)
     summary["observed"]["artefact_depth"] = _observed_artefact_depth(d, art.regions, g.elements, samples)
     log.info("REF fraction at expected-0.5 SNVs in duplications (MAPQ>=10): %s",
@@ -310,9 +310,12 @@ def _align_one(rng, d: Path, fq: Path, sample: str, donor: str, seqs, shifts, f,
     return st
 
 
-def _observed(d: Path, snps, samples) -> dict:
-    """Pooled REF fraction of reads at SNVs by truth stratum (the planted truth, seen in BAMs)."""
-    from .truth import observed_ref_fraction
+def _observed(d: Path, snps, samples, threads: int = 1) -> dict:
+    """Pooled REF fraction of reads at SNVs by truth stratum (the planted truth, seen in BAMs).
+
+    Counted with pysam, independently of the pipeline's allele counter; the samples' BAMs are
+    read in ``threads`` worker processes (pysam's pileup holds the GIL), sums in sample order."""
+    from ..parallel import map_jobs
 
     snv = snps[~snps.is_indel & ~snps.in_artefact]
     strata = {
@@ -325,20 +328,29 @@ def _observed(d: Path, snps, samples) -> dict:
         "x_inactivation_ref_high_mapq10": ((snv.effect == "x_inactivation") & (snv.expected_ref_fraction > 0.5), 10),
         "x_inactivation_ref_low_mapq10": ((snv.effect == "x_inactivation") & (snv.expected_ref_fraction < 0.5), 10),
     }
+    jobs = []
+    for sample, donor, ct in samples:
+        mine = (snv.donor == donor) & (snv.cell_type == ct)
+        jobs.append((d / "bams" / f"{sample}.bam", {name: (snv[mask & mine], mapq) for name, (mask, mapq) in strata.items()}))
+    per_sample = map_jobs(_observed_sample, jobs, threads, names=[s for s, _, _ in samples], processes=True)
     out = {}
-    for name, (mask, mapq) in strata.items():
-        ref_n = alt_n = 0
+    for name, (mask, _) in strata.items():
+        ref_n = sum(c[name][0] for c in per_sample)
+        alt_n = sum(c[name][1] for c in per_sample)
         sub = snv[mask]
-        for sample, donor, ct in samples:
-            s = sub[(sub.donor == donor) & (sub.cell_type == ct)]
-            if len(s):
-                r, a = observed_ref_fraction(d / "bams" / f"{sample}.bam", s, mapq)
-                ref_n, alt_n = ref_n + r, alt_n + a
         n = ref_n + alt_n
         exp = float(sub.expected_ref_fraction.mean()) if len(sub) else None
         out[name] = {"sites": int(len(sub)), "reads": n, "ref_fraction": ref_n / n if n else None,
                      "expected_ref_fraction_mean": exp}
     return out
+
+
+def _observed_sample(job, _threads: int = 1) -> dict:
+    """One sample's (REF, ALT) reads per stratum: ``job`` = (BAM, {stratum: (sites, min MAPQ)})."""
+    from .truth import observed_ref_fraction
+
+    bam, strata = job
+    return {name: observed_ref_fraction(bam, s, mapq) if len(s) else (0, 0) for name, (s, mapq) in strata.items()}
 
 
 def _observed_false_hets(d: Path, gerr, samples) -> dict:
