@@ -218,7 +218,12 @@ def test_demo_multitask_reference_accuracy(demo_run):
 
 @pytest.mark.demo
 def test_demo_permuted_targets_control(demo_run, demo_sim, tmp_path):
-    """The same training on permuted targets scores ≤ 0.1: the metric is not trivially high."""
+    """The same training on permuted targets scores no more than chance: the metric is not trivially high.
+
+    Chance is judged with the sampling error of a zero correlation over the n ubiquitous test peaks
+    (Fisher z, SE 1/sqrt(n - 3); n = 110 on the seed-1 demo, SE 0.097): every cell type's permuted R
+    within 3 SE of 0 (the chance that one of four leaves it is ~1 %). A fixed bound of 0.1 (about
+    one SE) failed by chance when the demo's schedule changed (0.09-0.14 at 10 epochs)."""
     from caveat.params import load_params
     from caveat.pipeline import pipeline_steps
     from caveat.predict import run as predict_run
@@ -233,8 +238,11 @@ def test_demo_permuted_targets_control(demo_run, demo_sim, tmp_path):
     print("permuted-target multitask ubiquitous-peak Pearson R:", r)
     real = ubiquitous_peak_pearson(pd.read_parquet(demo_run / "predictions.parquet"),
                                    pd.read_parquet(demo_run / "peaks.parquet"), "multitask")
-    # seed-1 demo, one torch thread (conftest): permuted −0.14…0.06 against real 0.69…0.73
-    assert max(r.values()) <= 0.1, r
+    # seed-1 demo, one torch thread (conftest): permuted −0.14…0.06 (12 epochs), 0.09…0.14 (10), real 0.68…0.76
+    pk = pd.read_parquet(demo_run / "peaks.parquet")
+    pred = pd.read_parquet(tmp_path / "predictions.parquet")
+    n = pred[(pred.kind == "peak") & pred.peak_id.isin(pk.peak_id[pk.kind == "ubiquitous"])].peak_id.nunique()
+    assert n >= 50 and max(abs(np.arctanh(v)) for v in r.values()) <= 3 / np.sqrt(n - 3), (n, r)
     assert min(real.values()) - max(r.values()) >= 0.35, (real, r)
 
 
