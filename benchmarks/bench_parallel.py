@@ -98,6 +98,8 @@ def main(argv=None) -> int:
     ap.add_argument("--work", type=Path)
     a = ap.parse_args(argv)
     setup_logging(logging.WARNING)
+    if a.work is not None:
+        a.work.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="bench_parallel.", dir=a.work))
     study = study_link(a.demo.resolve(), work, a.samples)
     n = len((study / "samplesheet.csv").read_text().splitlines()) - 1
