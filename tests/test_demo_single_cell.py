@@ -15,7 +15,7 @@ import pytest
 from test_call_imbalance import _truth_fdp
 from test_cluster_peaks import recovery
 from test_predict import ubiquitous_peak_pearson
-from test_score_variants import _auroc
+from test_score_variants import multitask_direction_auroc
 
 pytestmark = pytest.mark.demo
 
@@ -45,15 +45,8 @@ def test_demo_sc_multitask_reference_accuracy(demo_sc_run):
 
 
 def test_demo_sc_multitask_direction_auroc(demo_sc_run):
-    scores = pd.read_parquet(demo_sc_run / "variant_scores.parquet")
-    mt = scores[scores["regime"] == "multitask"]
-    imb = pd.read_parquet(demo_sc_run / "imbalance.parquet")
-    imb = imb[imb["label"] == "imbalanced"][["cell_type", "variant_id", "ref_ratio"]]
-    j = mt.merge(imb, on=["cell_type", "variant_id"])
-    assert len(j) >= 20
-    auc = _auroc((j["ref_ratio"] > 0.5).to_numpy(), j["pred_ref_ratio"].to_numpy())
-    print(f"demo-sc direction AUROC within imbalanced variants (multitask, n={len(j)}): {auc:.3f}")
-    assert auc >= 0.65
+    auc, n, _ = multitask_direction_auroc(demo_sc_run)
+    assert n >= 20 and auc >= 0.65
 
 
 def test_demo_sc_reference_bias_in_duplications_removed(study, demo_sc_run):
