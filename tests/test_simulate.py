@@ -280,3 +280,44 @@ def test_dup_site_rate_factor_densifies_duplication_sources():
         density[factor] = (n_dup / dup_bp, n_out / (len(g.seq) - dup_bp))
     assert 2.5 < density[4.0][0] / density[1.0][0] < 5.0
     assert 0.85 < density[4.0][1] / density[1.0][1] < 1.15
+
+
+def test_reads_overlapping_equals_pysam_count(tiny_sim):
+    """The artefact-depth diagnostic's one-pass overlap count equals summing pysam's per-interval
+    ``count`` (elements, artefact regions, overlapping intervals, a contig without reads)."""
+    from caveat.simulate import reads_overlapping
+
+    el = pd.read_parquet(tiny_sim / "truth" / "elements.parquet")[["chrom", "start", "end"]]
+    art = pd.read_csv(tiny_sim / "truth" / "artefact_regions.bed", sep="\t", header=None,
+                      usecols=[0, 1, 2], names=["chrom", "start", "end"])
+    odd = pd.DataFrame({"chrom": ["chr1", "chr1", "chr1", "chrUn"], "start": [0, 100, 150, 0],
+                        "end": [5000, 200, 180, 10]})
+    bam_path = tiny_sim / "bams" / "D1_ctA.bam"
+    with pysam.AlignmentFile(str(bam_path)) as bam:
+        expected = [sum(bam.count(c, s, e) for c, s, e in zip(iv.chrom, iv.start, iv.end) if c in bam.references)
+                    for iv in (el, art, odd)]
+    assert reads_overlapping(bam_path, [el, art, odd]) == expected
+    assert min(expected) > 0
+
+
+@pytest.mark.parametrize("min_mapq", [0, 10])
+def test_observed_ref_fraction_equals_a_query_per_site(tiny_sim, min_mapq):
+    """The truth diagnostic's one count_coverage per contig gives the counts of one query per
+    site (the same read filter), at every SNV of a sample, duplication SNVs included."""
+    from caveat.simulate.truth import observed_ref_fraction
+
+    snps = pd.read_parquet(tiny_sim / "truth" / "snps.parquet")
+    s = snps[~snps.is_indel & (snps.donor == "D1") & (snps.cell_type == "ctA")]
+    bam_path = tiny_sim / "bams" / "D1_ctA.bam"
+
+    def keep(r):
+        return r.mapping_quality >= min_mapq and r.is_proper_pair and not r.is_secondary and not r.is_supplementary
+
+    idx = {b: i for i, b in enumerate("ACGT")}
+    ref_n = alt_n = 0
+    with pysam.AlignmentFile(str(bam_path)) as bam:
+        for c, q, r, a in zip(s.chrom, s.pos, s.ref, s.alt):
+            cov = bam.count_coverage(c, int(q), int(q) + 1, quality_threshold=0, read_callback=keep)
+            ref_n, alt_n = ref_n + cov[idx[r]][0], alt_n + cov[idx[a]][0]
+    assert observed_ref_fraction(bam_path, s, min_mapq) == (ref_n, alt_n)
+    assert ref_n > 100 and s.in_duplication.any()
