@@ -6,6 +6,10 @@ The loader (gather codes + random shift/RC + one-hot on the device) must
 deliver at least 5x the training step's rate so that a GPU is never starved.
 
 Usage: .venv/bin/python benchmarks/bench_train.py [--device auto|cpu|cuda] [--threads 2]
+
+``--pool`` instead compares caveat's training max pool (``caveat.models.layers.MaxPool1d``)
+with torch's ``nn.MaxPool1d`` on CPU: forward + backward of the demo model's pool inputs, and
+a whole training step of the demo model with either pool, in the same run.
 """
 
 from __future__ import annotations
@@ -35,6 +39,47 @@ def rate(fn, n_seq: int, min_s: float, warmup: int = 1, sync=lambda: None) -> fl
     return n / (time.perf_counter() - t0)
 
 
+DEMO_MODEL = {"model_filters": 16, "model_filters_max": 32, "model_tower_blocks": 6, "model_bottleneck": 16,
+              "model_dense": 32, "model_dropout": 0.1}
+
+
+def pool_comparison(threads: int, seconds: float, batch_size: int = 64) -> dict:
+    """Forward + backward ms of torch's and caveat's max pool at the demo model's pool inputs,
+    and training sequences/s of the demo model with each (CPU, ``threads`` torch threads)."""
+    from torch import nn
+
+    from caveat.models.layers import MaxPool1d
+
+    torch.set_num_threads(threads)
+    out = {"threads": threads, "batch_size": batch_size}
+    for shape, k in (((batch_size, 16, 1344), 3), ((batch_size, 16, 448), 2)):
+        x = torch.randn(*shape, requires_grad=True)
+        for name, pool in (("torch", nn.MaxPool1d(k)), ("caveat", MaxPool1d(k))):
+            def fwd_bwd(pool=pool):
+                pool(x).sum().backward()
+            out[f"pool_{shape[-1]}_k{k}_{name}_ms"] = 1000 / rate(fwd_bwd, 1, seconds / 4, warmup=2)
+    x = torch.nn.functional.one_hot(torch.randint(0, 4, (batch_size, 1344)), 4).float().transpose(1, 2).contiguous()
+    y = torch.rand(batch_size, 4) * 5
+    for name in ("torch", "caveat"):
+        torch.manual_seed(0)
+        model = BassetModel(ModelConfig.from_params(DEMO_MODEL, 4))
+        if name == "torch":  # swap caveat's pools back to torch's
+            for block in model.modules():
+                if isinstance(getattr(block, "pool", None), MaxPool1d):
+                    block.pool = nn.MaxPool1d(block.pool.kernel_size)
+        opt = torch.optim.AdamW(model.parameters(), lr=0.005)
+
+        def step(model=model, opt=opt):
+            loss = poisson_loss(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        out[f"demo_model_train_{name}_pool_seqs_per_s"] = rate(step, batch_size, seconds, warmup=2)
+    out["train_speedup"] = out["demo_model_train_caveat_pool_seqs_per_s"] / out["demo_model_train_torch_pool_seqs_per_s"]
+    print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in out.items()}, indent=2))
+    return out
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="auto")
@@ -42,7 +87,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--seconds", type=float, default=10.0, help="time per measurement")
     ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--pool", action="store_true", help="compare the training max pools on CPU (see above)")
     a = ap.parse_args(argv)
+    if a.pool:
+        return pool_comparison(a.threads, a.seconds, a.batch_size)
     torch.set_num_threads(a.threads)
     device = resolve_device(a.device)
     bf16 = device.type == "cuda"

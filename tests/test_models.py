@@ -63,3 +63,33 @@ def test_checkpoint_roundtrip(tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"junk")
     with pytest.raises(InputError):
         load_checkpoint(tmp_path / "bad.pt")
+
+
+@pytest.mark.parametrize("length,k", [(1344, 3), (449, 2), (10, 4)])
+def test_training_max_pool_equals_torch(length, k):
+    """caveat's training pool (a max over an (N, C, L // k, k) view) gives torch's MaxPool1d
+    values and gradients (random inputs: no ties), trailing L % k dropped as torch does."""
+    from torch import nn
+
+    from caveat.models.layers import MaxPool1d
+
+    g = torch.Generator().manual_seed(length)
+    x = torch.randn(5, 3, length, generator=g)
+    w = torch.randn(5, 3, length // k, generator=g)
+    a = x.clone().requires_grad_(True)
+    b = x.clone().requires_grad_(True)
+    ya, yb = MaxPool1d(k)(a), nn.MaxPool1d(k)(b)
+    assert torch.equal(ya, yb)
+    (ya * w).sum().backward()
+    (yb * w).sum().backward()
+    assert torch.equal(a.grad, b.grad)
+    assert torch.count_nonzero(a.grad) == w.numel()       # one maximum per window gets the gradient
+    with torch.no_grad():                                  # inference: torch's own kernel
+        assert torch.equal(MaxPool1d(k)(x), yb)
+
+
+def test_model_pools_are_the_training_pool():
+    from caveat.models.layers import MaxPool1d
+
+    pools = [m for m in BassetModel(SMALL).modules() if isinstance(m, torch.nn.MaxPool1d)]
+    assert pools and all(type(m) is MaxPool1d for m in pools)

@@ -227,7 +227,7 @@ def speed_up_layers(layers: list[nn.Module], max_gemm_width: int = 128) -> list[
                 m = GemmConv1d.from_conv(m)
             elif not (isinstance(m.padding, str) and m.padding == "same" and m.kernel_size[0] % 2 == 0):
                 m = ChannelsLastConv1d.from_conv(m)
-        elif type(m) is nn.MaxPool1d and _pool_op(m) is not None:
+        elif isinstance(m, nn.MaxPool1d) and not isinstance(m, ChannelsLastMaxPool1d) and _pool_op(m) is not None:
             m = ChannelsLastMaxPool1d.from_pool(m)
         out.append(m)
     return out
