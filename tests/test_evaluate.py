@@ -713,3 +713,22 @@ def test_replicate_direction_agreement(two_reps):
     np.testing.assert_allclose(got["ensemble"], np.mean(np.sign(a - 0.5) == np.sign(b - 0.5)))
     np.testing.assert_allclose(got["rep2"], np.mean(np.sign(b - 0.5) == np.sign(ens - 0.5)))
     assert 0.5 < got["ensemble"] < 1
+
+
+def test_replicate_agreement_leaves_out_a_one_model_regime(tmp_path):
+    """An outside model (one replicate, rep1 only) next to a two-replicate regime has no
+    replicate_direction_agreement rows: a missing replicate has no direction to agree with (its
+    NaN ratio, cast to int8, once gave the baseline made-up agreement values)."""
+    out = synthetic_outdir(tmp_path)
+    add_second_replicate(out)
+    sc = pd.read_parquet(out / "variant_scores.parquet")
+    pred = pd.read_parquet(out / "predictions.parquet")
+    one = sc[(sc.regime == "multitask") & (sc.replicate == "rep1")].assign(regime="outside_model")
+    write_parquet(pd.concat([sc, one], ignore_index=True), out / "variant_scores.parquet")
+    onep = pred[(pred.regime == "multitask") & (pred.replicate == "rep1")].assign(regime="outside_model")
+    write_parquet(pd.concat([pred, onep], ignore_index=True), out / "predictions.parquet")
+    E.run_step(StepContext(params={**E.STEP.params, "seed": 0, "evaluate_bootstrap": 10}, outdir=out))
+    m = pd.read_parquet(out / "metrics.parquet")
+    agree = m[m.metric == "replicate_direction_agreement"]
+    assert set(agree.regime) >= {"multitask"} and "outside_model" not in set(agree.regime)
+    assert agree.value.between(0, 1).all()

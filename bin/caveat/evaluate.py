@@ -771,11 +771,18 @@ def agreement_rows(scores: pd.DataFrame | None, sets: pd.DataFrame | None, reps:
     for (regime, ct), g in ens.groupby(["regime", "cell_type"], sort=False):
         idx = pd.MultiIndex.from_frame(g[keys])
         ratio = np.stack([b.reindex(idx).to_numpy(np.float64) for b in by])
+        scored = ~np.isnan(ratio).all(axis=1)      # an outside model is one model: rep1 only
+        if scored.sum() < 2:
+            continue
+        labels, ratio = [r for r, ok in zip(reps, scored) if ok], ratio[scored]
+        ens_ratio = g["pred_ref_ratio"].to_numpy(np.float64)
+        complete = np.isfinite(ratio).all(axis=0) & np.isfinite(ens_ratio)
         for name, m in variant_masks(g).items():
+            m = m & complete
             if not m.any():
                 continue
-            per, every = direction_agreement(ratio[:, m], g["pred_ref_ratio"].to_numpy(np.float64)[m])
-            for r, val in zip([*reps, ENSEMBLE], [*per, every]):
+            per, every = direction_agreement(ratio[:, m], ens_ratio[m])
+            for r, val in zip([*labels, ENSEMBLE], [*per, every]):
                 rows[r].append(_row(regime, "replicate_direction_agreement", ct, name, val, n=int(m.sum())))
     return {r: pd.DataFrame(v, columns=COLUMNS).assign(replicate=r) for r, v in rows.items()}
 

@@ -96,8 +96,13 @@ def attach_sd(rows: pd.DataFrame, median: pd.DataFrame) -> pd.DataFrame:
 
 
 def directions(ratio: np.ndarray) -> np.ndarray:
-    """Predicted direction of a variant: +1 REF more accessible (ratio > 0.5), −1 ALT, 0 a tie; (n,) → (n,) int8."""
-    return np.sign(np.asarray(ratio, np.float64) - 0.5).astype(np.int8)
+    """Predicted direction of a variant: +1 REF more accessible (ratio > 0.5), −1 ALT, 0 a tie; (n,) → (n,) int8.
+
+    A missing ratio (NaN) has no direction: a ValueError, not a cast that would invent one."""
+    ratio = np.asarray(ratio, np.float64)
+    if not np.isfinite(ratio).all():
+        raise ValueError("predicted REF ratios must be finite to have a direction")
+    return np.sign(ratio - 0.5).astype(np.int8)
 
 
 def direction_agreement(by_rep: np.ndarray, ensemble: np.ndarray) -> tuple[np.ndarray, float]:
