@@ -1,8 +1,4 @@
-"""Issue 18's must-holds on the demo study with 2 replicates (``-m demo``).
-
-The demo preset trains one replicate (its 15-minute bar on 2 cores); this module retrains the
-demo's run with ``train_replicates: 2`` into ``<demo>/results_2reps`` (hard links of the run's
-files, the steps from ``train`` on rerun by resume).
+"""Issue 18's must-holds on the demo study, whose preset trains 2 replicates (``-m demo``).
 
 * every metric has per-replicate rows, the ensemble and the median (with the replicate sd);
 * the two replicates of a regime are different models (distinct recorded seeds, different weights);
@@ -16,9 +12,6 @@ files, the steps from ``train`` on rerun by resume).
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -26,22 +19,6 @@ import torch
 from scipy.stats import spearmanr
 
 pytestmark = pytest.mark.demo
-
-
-@pytest.fixture(scope="module")
-def demo_run(demo_run):
-    """The demo's run with 2 replicates per regime (shadows conftest's ``demo_run``)."""
-    from caveat.engine import run_pipeline
-    from caveat.params import load_params
-    from caveat.pipeline import pipeline_steps
-
-    out = demo_run.parent / "results_2reps"
-    if not out.exists():  # hard links: the engine replaces files by rename, never writes into them
-        shutil.copytree(demo_run, out, copy_function=os.link, ignore=shutil.ignore_patterns(".lock"))
-    steps = pipeline_steps()
-    params = load_params(demo_run.parent / "params.yaml", {"outdir": str(out), "train_replicates": 2}, steps)
-    run_pipeline(steps, params, out, resume=True, threads=2)
-    return out
 
 
 def _n_replicates(demo_run) -> int:
