@@ -5,8 +5,11 @@
 Usage::
 
     python benchmarks/bench_parallel.py --demo DIR [--samples N] [--repeats R] [--threads 1 2] [--work DIR]
+    python benchmarks/bench_parallel.py --demo DIR --simulate large --donors D1 ...
 
-``DIR`` is a ``caveat simulate --preset demo`` study; it is only read (its BAMs, genome, VCF
+``DIR`` is a ``caveat simulate --preset demo`` study (``--simulate PRESET`` simulates it first
+when ``DIR`` holds none, seed 1; ``--donors D1`` keeps only that donor's samples: the larger
+preset's genome and depth per sample at a third of its simulation time); it is only read (its BAMs, genome, VCF
 and index are linked into ``--work``, the outputs go there). ``--samples`` keeps the first N
 samplesheet rows (default all). Runs are interleaved (t1, t2, t1, t2, ...) so that load on a
 shared machine hits both alike; each line prints one run's step times, and the end the range
@@ -81,6 +84,20 @@ def timed_steps(times: dict) -> list:
     return out
 
 
+def simulate_study(preset: str, donors: str | None, out: Path, threads: int) -> None:
+    """``caveat simulate --preset PRESET --seed 1`` into ``out``, with only ``donors`` when given."""
+    from caveat.simulate import simulate
+    from caveat.simulate.presets import get_preset
+
+    p = get_preset(preset)
+    if donors:
+        p = replace(p, donors=tuple(donors.split(",")))
+    t0 = time.perf_counter()
+    summary = simulate(p, 1, out, threads=threads)
+    print(f"simulated {preset} (donors {', '.join(p.donors)}): {summary['samples']} samples, "
+          f"{summary['genome_bp']:,} bp in {(time.perf_counter() - t0) / 60:.1f} min", flush=True)
+
+
 def digests(outdir: Path) -> dict[str, str]:
     """Digest of every output file. The engine's markers (pipeline_info/) are left out: they hold
     the code's digest, which changes when the tree is edited during a long benchmark
@@ -96,8 +113,12 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--work", type=Path)
+    ap.add_argument("--simulate", metavar="PRESET", help="simulate PRESET into --demo first when it holds no study")
+    ap.add_argument("--donors", help="with --simulate: only these donors (comma-separated)")
     a = ap.parse_args(argv)
     setup_logging(logging.WARNING)
+    if a.simulate and not (a.demo / "simulate.summary.json").exists():
+        simulate_study(a.simulate, a.donors, a.demo, max(a.threads))
     if a.work is not None:
         a.work.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="bench_parallel.", dir=a.work))
