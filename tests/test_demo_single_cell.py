@@ -41,12 +41,12 @@ def test_demo_sc_multitask_reference_accuracy(demo_sc_run):
     peaks = pd.read_parquet(demo_sc_run / "peaks.parquet")
     r = ubiquitous_peak_pearson(pred, peaks, "multitask")
     print("demo-sc multitask ubiquitous-peak Pearson R:", r)
-    assert len(r) == pred.cell_type.nunique() and min(r.values()) >= 0.5, r
+    assert {ct for _, ct in r} == set(pred.cell_type) and min(r.values()) >= 0.5, r
 
 
 def test_demo_sc_multitask_direction_auroc(demo_sc_run):
-    auc, n, _ = multitask_direction_auroc(demo_sc_run)
-    assert n >= 20 and auc >= 0.65
+    by_rep, _ = multitask_direction_auroc(demo_sc_run)
+    assert by_rep and all(n >= 20 and auc >= 0.65 for auc, n in by_rep.values()), by_rep
 
 
 def test_demo_sc_reference_bias_in_duplications_removed(study, demo_sc_run):
