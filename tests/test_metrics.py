@@ -166,6 +166,37 @@ def test_spearman_equals_scipy_with_ties_and_nans():
     assert np.isnan(M.spearman([1, 1, 1, 1], [1, 2, 3, 4]))
 
 
+def _tied_pairs(rng, n):
+    """Effects with ties (rounded), a non-finite pair and a zero prediction: what evaluate meets."""
+    x = np.round(rng.normal(size=n), 1)
+    y = np.round(x + rng.normal(size=n), 1)
+    x[3], y[7], x[11] = np.nan, np.inf, 0.0
+    return x, y
+
+
+@pytest.mark.parametrize("blocks", [False, True])
+def test_vectorised_bootstrap_statistics_equal_per_resample_loop(blocks):
+    # the reference: each resample materialised and the scalar statistic recomputed on it
+    rng = np.random.default_rng(5)
+    x, y = _tied_pairs(rng, 240)
+    w = (M.block_bootstrap_weights(np.arange(240) // 7, 40, seed=2) if blocks
+         else M.bootstrap_weights(240, 40, seed=2))
+    w[0] = 0.0                      # an empty resample
+    w[1] = 0.0
+    w[1, :4] = 1.0                  # 4 items, one non-finite: 3 pairs left
+    w[2] = 0.0
+    w[2, 0] = 3.0                   # one item thrice: a constant side -> NaN
+    pairs = [(M.weighted_spearman, M.spearman), (M.weighted_pearson, M.pearson)]
+    for frac in (0.1, 0.5, 1.0):
+        pairs.append((lambda w_, a, b, f=frac: M.weighted_topk_direction_accuracy(w_, a, b, f),
+                      lambda a, b, f=frac: M.topk_direction_accuracy(a, b, f)[0]))
+    for fast, scalar in pairs:
+        got = fast(w, x, y)
+        want = M.weighted_statistic(scalar, w, x, y)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12, equal_nan=True)
+    assert np.isnan(M.weighted_spearman(w, x, y)[:1]).all()   # the empty resample
+
+
 def test_weighted_auc_equals_sklearn_on_each_resample():
     y, s = _labelled(200, 4, ties=True)
     blocks = np.arange(200) // 5

@@ -421,8 +421,9 @@ def _auprc_row(regime, metric, ct, stratum, y, score, n_boot, seed, level, w=Non
     return [_row(regime, metric, ct, stratum, ap, M.percentile_ci(boot, level), len(y))]
 
 
-def variant_blocks(g: pd.DataFrame, block_bp: int) -> np.ndarray:
-    """Block-bootstrap unit of each variant row: its peak, else a ``block_bp`` genomic block (:func:`M.block_labels`).
+def with_blocks(g: pd.DataFrame, block_bp: int) -> pd.DataFrame:
+    """``g`` with ``block``, the block-bootstrap unit of each variant row: its peak, else a ``block_bp``
+    genomic block (:func:`M.block_keys`); labelled once per table, not per resampled subset.
 
     Contig and position come from the table, else from the ``chrom:pos:ref:alt`` variant id.
     """
@@ -430,11 +431,12 @@ def variant_blocks(g: pd.DataFrame, block_bp: int) -> np.ndarray:
     chrom = g["chrom"] if "chrom" in g.columns else parts.str[0]
     pos = g["pos"] if "pos" in g.columns else pd.to_numeric(parts.str[1], errors="coerce").fillna(0)
     peak = g["peak_id"] if "peak_id" in g.columns else pd.Series(None, index=g.index, dtype=object)
-    return M.block_labels(peak.to_numpy(), chrom.to_numpy(), np.asarray(pos, dtype=np.int64), block_bp)
+    return g.assign(block=M.block_keys(peak.to_numpy(), chrom.to_numpy(), np.asarray(pos, dtype=np.int64), block_bp))
 
 
-def _block_weights(g: pd.DataFrame, mask: np.ndarray, block_bp: int, n_boot: int, seed: int) -> np.ndarray:
-    return M.block_bootstrap_weights(variant_blocks(g[mask], block_bp), n_boot, seed)
+def _block_weights(g: pd.DataFrame, mask: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """Block-bootstrap multiplicities (n_boot, mask.sum()) of ``g``'s rows under ``mask`` (``g`` :func:`with_blocks`)."""
+    return M.block_bootstrap_weights(g["block"].to_numpy()[mask], n_boot, seed)
 
 
 def task_rows(task: str, g: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
@@ -473,11 +475,11 @@ def task_metric(task: str, kind: str) -> str:
     return f"{stem}_{kind}{suffix}"
 
 
-def variant_accuracy(v: pd.DataFrame, n_boot: int, seed: int, level: float, block_bp: int) -> list[dict]:
+def variant_accuracy(v: pd.DataFrame, n_boot: int, seed: int, level: float) -> list[dict]:
     """AUROC/AUPRC of every variant task per regime × cell type × stratum.
 
-    CIs: percentile of a block bootstrap (whole peaks, or ``block_bp`` blocks
-    outside peaks, resampled; the same resamples for AUROC and AUPRC).
+    CIs: percentile of a block bootstrap over ``v``'s ``block`` (:func:`with_blocks`: whole peaks,
+    or ``evaluate_block_bp`` blocks outside peaks; the same resamples for AUROC and AUPRC).
     """
     rows = []
     groups = list(v.groupby(["regime", "cell_type"], sort=False))
@@ -489,7 +491,7 @@ def variant_accuracy(v: pd.DataFrame, n_boot: int, seed: int, level: float, bloc
             for name, m in variant_masks(sub).items():
                 if not m.any():
                     continue
-                w = _block_weights(sub, m, block_bp, n_boot, _seed(seed, "block", ct, task, name))
+                w = _block_weights(sub, m, n_boot, _seed(seed, "block", ct, task, name))
                 rows += _auc_rows(regime, task_metric(task, "auroc"), ct, name, y[m], score[m], level, w)
                 rows += _auprc_row(regime, task_metric(task, "auprc"), ct, name, y[m], score[m], n_boot, 0, level, w)
         prog.update()
@@ -509,7 +511,7 @@ def stratum_matched_accuracy(scores: pd.DataFrame, strata_sets: pd.DataFrame, pa
     CIs: block bootstrap (peaks resampled whole).
     """
     t = strata_sets.assign(set="positive")  # every row enters the direction task
-    v = variant_table(scores, t, path)
+    v = with_blocks(variant_table(scores, t, path), block_bp)
     rows = []
     for (regime, ct), g in v.groupby(["regime", "cell_type"], sort=False):
         g = g.sort_values("variant_id")
@@ -520,7 +522,7 @@ def stratum_matched_accuracy(scores: pd.DataFrame, strata_sets: pd.DataFrame, pa
             m = keep & (g["stratum"] == k).to_numpy()
             for name, mm in ((k, m), (f"{k}_test_chroms", None if test is None else m & test)):
                 if mm is not None and mm.any():
-                    w = _block_weights(g, mm, block_bp, n_boot, _seed(seed, "block_strata", ct, name))
+                    w = _block_weights(g, mm, n_boot, _seed(seed, "block_strata", ct, name))
                     rows += _auc_rows(regime, "direction_auroc_strata", ct, name, rr[mm] > 0.5,
                                       g["pred_ref_ratio"].to_numpy(np.float64)[mm], level, w)
     return rows
@@ -576,14 +578,14 @@ def observed_effect(g: pd.DataFrame) -> np.ndarray:
     return np.log((1 - rr) / rr)
 
 
-def effect_size_accuracy(v: pd.DataFrame, n_boot: int, seed: int, level: float, block_bp: int) -> list[dict]:
+def effect_size_accuracy(v: pd.DataFrame, n_boot: int, seed: int, level: float) -> list[dict]:
     """Effect-size agreement and top-k direction accuracy among imbalanced variants.
 
     Per regime × cell type × stratum (:func:`variant_masks`): ``effect_spearman``
     and ``effect_pearson`` of predicted log2(ALT/REF) vs observed −logit(REF
     fraction), and ``direction_accuracy_top<pct>`` for each fraction of
     :data:`TOPK_FRACTIONS` (variants ranked by |predicted effect|). CIs:
-    percentile block bootstrap (peaks, else ``block_bp`` blocks).
+    percentile block bootstrap over ``v``'s ``block`` (:func:`with_blocks`).
     """
     if "ref_ratio" not in v.columns:
         return []
@@ -596,7 +598,7 @@ def effect_size_accuracy(v: pd.DataFrame, n_boot: int, seed: int, level: float, 
         for name, m in variant_masks(sub).items():
             if m.sum() < 3:
                 continue
-            w = _block_weights(sub, m, block_bp, n_boot, _seed(seed, "effect", ct, name))
+            w = _block_weights(sub, m, n_boot, _seed(seed, "effect", ct, name))
             rows += _effect_rows(regime, ct, name, pe[m], oe[m], w, level)
     return rows
 
@@ -605,15 +607,13 @@ def _effect_rows(regime, ct, stratum, pe, oe, w, level) -> list[dict]:
     """The Spearman, Pearson and top-k rows of one regime × cell type × stratum."""
     n = len(pe)
     out = []
-    for metric, f in (("effect_spearman", M.spearman), ("effect_pearson", M.pearson)):
-        r = f(pe, oe)
-        out.append(_row(regime, metric, ct, stratum, r, M.percentile_ci(M.weighted_statistic(f, w, pe, oe), level), n))
+    for metric, f, boot in (("effect_spearman", M.spearman, M.weighted_spearman),
+                            ("effect_pearson", M.pearson, M.weighted_pearson)):
+        out.append(_row(regime, metric, ct, stratum, f(pe, oe), M.percentile_ci(boot(w, pe, oe), level), n))
     for frac in TOPK_FRACTIONS:
-        def acc(a, b, frac=frac):
-            return M.topk_direction_accuracy(a, b, frac)[0]
         value, k = M.topk_direction_accuracy(pe, oe, frac)
         out.append(_row(regime, f"direction_accuracy_top{round(frac * 100)}", ct, stratum, value,
-                        M.percentile_ci(M.weighted_statistic(acc, w, pe, oe), level), k))
+                        M.percentile_ci(M.weighted_topk_direction_accuracy(w, pe, oe, frac), level), k))
     return out
 
 
@@ -735,11 +735,10 @@ def evaluate_model(predictions: pd.DataFrame | None, scores: pd.DataFrame | None
         rows += stratum_matched_accuracy(scores, strata_sets, scores_path, level, n_boot, seed,
                                          int(p["evaluate_block_bp"]))
     if scores is not None and sets is not None:
-        v = variant_table(scores, sets, scores_path)
+        v = with_blocks(variant_table(scores, sets, scores_path), int(p["evaluate_block_bp"]))
         if len(v):
-            block_bp = int(p["evaluate_block_bp"])
-            rows += variant_accuracy(v, n_boot, seed, level, block_bp)
-            rows += effect_size_accuracy(v, n_boot, seed, level, block_bp)
+            rows += variant_accuracy(v, n_boot, seed, level)
+            rows += effect_size_accuracy(v, n_boot, seed, level)
             rows += cross_cell_type(scores, v, level)
             rows += regime_tests(v, level)
     return drop_undefined(pd.DataFrame(rows, columns=COLUMNS))
