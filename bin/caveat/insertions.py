@@ -592,8 +592,13 @@ def library_tracks(study, lengths: Mapping[str, int], out_dir: Path) -> dict[str
                for lib in libs.itertuples()]
     st = fragment_tracks(readers, groups, lengths, out_dir, pseudobulk=False)
     pb = study.samples[study.samples["source"] == "library"]
-    return {row.sample: {"fragments": st["groups"][row.sample] // 2, "insertions": st["groups"][row.sample],
-                         "libraries": list(row.libraries)} for row in pb.itertuples()}
+    return {row.sample: group_stats(st["groups"][row.sample], row.libraries) for row in pb.itertuples()}
+
+
+def group_stats(insertions: int, libraries) -> dict:
+    """One pseudobulk group's figures, as both engines report them: a fragment gives two
+    insertions (its two Tn5 cut sites), so ``fragments`` = insertions / 2."""
+    return {"fragments": int(insertions) // 2, "insertions": int(insertions), "libraries": list(libraries)}
 
 
 def run_summary(samples: dict, pseudo: dict, source: str, min_mapq: int) -> dict:
@@ -727,13 +732,11 @@ def _table_donors(ap: argparse.ArgumentParser, pairs: Sequence[str], libs: Seque
 
 def _write_group_stats(st: dict, table: pd.DataFrame, out_dir: Path) -> None:
     """``<sample>.insertions.json`` of each group: the figures the local engine's
-    :func:`library_tracks` gives it (``fragments`` = insertions / 2, ``insertions``, ``libraries``)."""
+    :func:`library_tracks` gives it (:func:`group_stats`)."""
     from .single_cell import pseudobulk_samples
 
     for row in pseudobulk_samples(table).itertuples():
-        n = st["groups"][row.sample]
-        write_json({"fragments": n // 2, "insertions": n, "libraries": list(row.library)},
-                   out_dir / f"{row.sample}.insertions.json")
+        write_json(group_stats(st["groups"][row.sample], row.library), out_dir / f"{row.sample}.insertions.json")
 
 
 def main(argv=None) -> int:
