@@ -239,6 +239,28 @@ def test_donor_not_in_the_vcf(tmp_path):
     assert "VCF sample" in e.fix
 
 
+def test_validate_names_the_table_line_of_a_donor_missing_from_the_vcf(tiny_sc_sim, tmp_path):
+    # validate reads the VCF's samples before the libraries: the barcode table's line is named, not
+    # the VCF (whose check, given the pseudobulk samples' donors, would otherwise fire first)
+    import shutil
+
+    from caveat.params import load_params
+    from caveat.pipeline import pipeline_steps
+    from caveat.validate import validate_inputs
+
+    study = Path(shutil.copytree(tiny_sc_sim, tmp_path / "study"))
+    table = study / "libraries" / "lib1.barcodes.csv"
+    lines = table.read_text().splitlines()
+    bc, ct, _ = lines[2].split(",")
+    lines[2] = f"{bc},{ct},D9"
+    table.write_text("\n".join(lines) + "\n")
+    steps = pipeline_steps()
+    params = load_params(study / "params.yaml", {"outdir": str(tmp_path / "out")}, steps)
+    with pytest.raises(InputError, match="line 3: library lib1: donor 'D9' is not a sample of the VCF") as e:
+        validate_inputs(params, steps)
+    assert e.value.file.endswith("lib1.barcodes.csv") and "VCF sample" in e.value.fix
+
+
 def test_donor_in_row_and_table_or_nowhere(tmp_path):
     f = _library(tmp_path)
     _raises(_sheet(tmp_path, {"lib1": f}, donor={"lib1": "D1"}), "the table has a donor column and the samplesheet row")

@@ -57,8 +57,9 @@ def validate_inputs(params: dict, steps: Sequence | None = None) -> dict:
     """
     check_path_params(params, steps)
     parse_aligner_args(params.get("aligner_args"))  # shell metacharacters: refused before anything runs
-    # single-cell libraries: tables, CB tags, barcode suffixes and barcodes with reads (docs/single_cell.md)
-    study = read_study(params["input"], check_reads=True)
+    # single-cell libraries: tables, CB tags, barcode suffixes and barcodes with reads (docs/single_cell.md);
+    # the VCF's samples first, so that a barcode table's donor missing from the VCF is named by its table line
+    study = read_study(params["input"], check_reads=True, vcf_donors=check_vcf_file(params["vcf"]))
     sheet = study.samples
     fasta = params["fasta"]
     lengths = fasta_lengths(fasta)
@@ -182,17 +183,7 @@ def check_vcf(vcf: str | Path, donors: list[str], contig_map: dict[str, str]) ->
     import pysam
 
     vcf = Path(vcf)
-    with open(vcf, "rb") as fh:
-        head = fh.read(18)
-    indexes = [Path(str(vcf) + ".tbi"), Path(str(vcf) + ".csi")]
-    if head[:2] == b"\x1f\x8b":
-        if head[12:16] != b"BC\x02\x00":
-            raise InputError(vcf, "gzip-compressed but not with bgzip (BGZF)",
-                             f"recompress and index it: zcat {vcf.name} | bgzip > x.vcf.gz && tabix -p vcf x.vcf.gz")
-        if not any(i.exists() for i in indexes):
-            raise InputError(vcf, "bgzipped but not indexed (no .tbi or .csi)", f"index it: tabix -p vcf {vcf.name}")
-        check_index_fresh(vcf, indexes, "tabix -f -p vcf")
-    samples = vcf_samples(vcf)
+    samples = check_vcf_file(vcf)
     missing = [d for d in donors if d not in samples]
     if missing:
         raise InputError(vcf, f"donor {missing[0]!r} of the samplesheet is not a sample of the VCF "
@@ -209,6 +200,22 @@ def check_vcf(vcf: str | Path, donors: list[str], contig_map: dict[str, str]) ->
     if not contigs:
         raise InputError(vcf, "the VCF has no records", "give the donors' genotypes")
     return {contig_map.get(c, c) for c in contigs}
+
+
+def check_vcf_file(vcf: str | Path) -> list[str]:
+    """The VCF is plain or BGZF-compressed with a fresh index; its sample (donor) names."""
+    vcf = Path(vcf)
+    with open(vcf, "rb") as fh:
+        head = fh.read(18)
+    indexes = [Path(str(vcf) + ".tbi"), Path(str(vcf) + ".csi")]
+    if head[:2] == b"\x1f\x8b":
+        if head[12:16] != b"BC\x02\x00":
+            raise InputError(vcf, "gzip-compressed but not with bgzip (BGZF)",
+                             f"recompress and index it: zcat {vcf.name} | bgzip > x.vcf.gz && tabix -p vcf x.vcf.gz")
+        if not any(i.exists() for i in indexes):
+            raise InputError(vcf, "bgzipped but not indexed (no .tbi or .csi)", f"index it: tabix -p vcf {vcf.name}")
+        check_index_fresh(vcf, indexes, "tabix -f -p vcf")
+    return vcf_samples(vcf)
 
 
 def _has_records(f, contig: str) -> bool:
