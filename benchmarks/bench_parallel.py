@@ -87,11 +87,11 @@ def timed_steps(times: dict) -> list:
 def simulate_study(preset: str, donors: str | None, out: Path, threads: int) -> None:
     """``caveat simulate --preset PRESET --seed 1`` into ``out``, with only ``donors`` when given."""
     from caveat.simulate import simulate
-    from caveat.simulate.presets import get_preset
+    from caveat.simulate.presets import get_preset, with_donors
 
     p = get_preset(preset)
     if donors:
-        p = replace(p, donors=tuple(donors.split(",")))
+        p = with_donors(p, donors.split(","))
     t0 = time.perf_counter()
     summary = simulate(p, 1, out, threads=threads)
     print(f"simulated {preset} (donors {', '.join(p.donors)}): {summary['samples']} samples, "

@@ -30,6 +30,7 @@ Usage::
 
     .venv/bin/python benchmarks/bench_scaling.py --workdir /tmp/scaling [--presets tiny,demo,large]
         [--config demo] [--threads 1] [--markdown docs/scaling.md] [--reuse] [--report-only]
+        [--donors 'large=D1']
 
 ``--config demo`` runs every size with the demo's step params (model, tests): each preset's own
 params differ (tiny: smaller model, binomial test), and an exponent across them would measure
@@ -321,13 +322,15 @@ def measure_step(step: str, params: Path, outdir: Path, threads: int, logdir: Pa
 
 # ---------------------------------------------------------------- one size
 
-def simulate(preset: str, simdir: Path, threads: int) -> float | None:
-    """Simulate ``preset`` into ``simdir`` unless a complete simulation is there; its wall time."""
+def simulate(preset: str, simdir: Path, threads: int, donors: str = "") -> float | None:
+    """Simulate ``preset`` (only ``donors`` when given, ``caveat simulate --donors``) into ``simdir``
+    unless a complete simulation is there; its wall time."""
     if (simdir / "simulate.summary.json").is_file():
         return None
     t0 = time.perf_counter()
     subprocess.run([PY, "-m", "caveat.cli", "simulate", "--preset", preset, "--seed", "1", "--out", str(simdir),
-                    "--threads", str(threads)], check=True, cwd=ROOT, env=_env())
+                    "--threads", str(threads), *(["--donors", donors] if donors else [])],
+                   check=True, cwd=ROOT, env=_env())
     return time.perf_counter() - t0
 
 
@@ -404,7 +407,7 @@ class Layout:
 
 
 def measure_size(preset: str, workdir: Path, threads: int, steps: list[str], reuse: bool,
-                 report_only: bool = False, config: str = "") -> dict | None:
+                 report_only: bool = False, config: str = "", donors: str = "") -> dict | None:
     """Simulate (or reuse) and measure every step at one size; measurements are saved after each
     step in the layout's store (:class:`Layout`; ``reuse``: steps measured there are kept;
     ``report_only``: nothing is run but the baseline, the record is read as it is; None when
@@ -415,7 +418,7 @@ def measure_size(preset: str, workdir: Path, threads: int, steps: list[str], reu
             return None
         rec = json.loads(lay.store.read_text())
     else:
-        sim_s = simulate(preset, lay.simdir, threads)
+        sim_s = simulate(preset, lay.simdir, threads, donors)
         lay.write_params()
         rec = json.loads(lay.store.read_text()) if reuse and lay.store.is_file() else {}
         if not reuse and lay.outdir.exists():
@@ -585,16 +588,19 @@ def main(argv=None) -> int:
                     "tests) over its own, so that only the size changes (default: each preset's own)")
     ap.add_argument("--markdown", help="write the table (markdown) here too")
     ap.add_argument("--note", default="", help="what code is measured (default: this tree's git commit)")
+    ap.add_argument("--donors", default="", help="simulate only these donors of a preset: 'large=D1' (its "
+                    "genome and depth per sample, a third of its samples and simulation time)")
     a = ap.parse_args(argv)
     steps = step_names()
     presets = [p for p in a.presets.split(",") if p]
     not_run = dict(kv.split("=", 1) for kv in a.skip.split(";") if "=" in kv)
     missing = dict(kv.split("=", 1) for kv in a.why_missing.split(";") if "=" in kv)
+    donors = dict(kv.split("=", 1) for kv in a.donors.split(";") if "=" in kv)
     workdir = Path(a.workdir).resolve()
     sizes: dict[str, dict | None] = {}
     for p in presets:
         sizes[p] = None if p in not_run else measure_size(p, workdir, a.threads, steps, a.reuse, a.report_only,
-                                                                a.config)
+                                                                a.config, donors.get(p, ""))
     text, _ = report(sizes, steps, {**missing, **not_run}, a.note)
     print(text)
     if a.markdown:

@@ -257,6 +257,23 @@ def test_cli_with_relative_out(tmp_path, monkeypatch, tiny_sim):
         assert (tmp_path / "rel" / f).read_bytes() == (tiny_sim / f).read_bytes(), f
 
 
+def test_cli_donors_keeps_only_those_donors(tmp_path):
+    """`--donors D2`: the preset's genome and cell types for one donor (the scaling benchmarks' larger
+    preset); a donor the preset lacks is refused before anything is written."""
+    import pandas as pd
+
+    from caveat.simulate import main
+
+    with pytest.raises(InputError, match="D7: not donor"):
+        main(["--preset", "tiny", "--out", str(tmp_path / "bad"), "--donors", "D1,D7"])
+    assert not (tmp_path / "bad").exists()
+    assert main(["--preset", "tiny", "--seed", "7", "--out", str(tmp_path / "one"), "--donors", "D2"]) == 0
+    sheet = pd.read_csv(tmp_path / "one" / "samplesheet.csv")
+    assert set(sheet["donor"]) == {"D2"} and sorted(sheet["cell_type"]) == ["ctA", "ctB", "ctC"]
+    assert sorted(p.name for p in (tmp_path / "one" / "bams").glob("*.bam")) == [
+        "D2_ctA.bam", "D2_ctB.bam", "D2_ctC.bam"]
+
+
 def test_dup_site_rate_factor_densifies_duplication_sources():
     """``dup_site_rate_factor`` plants that many times more sites in duplication
     sources (so a study can measure the residual mapping bias there finely);

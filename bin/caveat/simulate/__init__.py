@@ -69,7 +69,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..log import Progress, get_logger
-from .presets import PRESET_PARAMS, PRESETS, Preset, get_preset, without_faults
+from .presets import PRESET_PARAMS, PRESETS, Preset, get_preset, with_donors, without_faults
 
 log = get_logger("simulate")
 
@@ -478,6 +478,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--swap-donors", metavar="A,B",
                     help="label donor A's samples as B's and B's as A's in the samplesheet (a sample mix-up; "
                          "truth in truth/donor_swap.json)")
+    ap.add_argument("--donors", metavar="D1[,D2]",
+                    help="only these donors of the preset (same genome and depth per sample, fewer samples)")
     return ap
 
 
@@ -486,7 +488,10 @@ def main(argv=None) -> int:
     swap = tuple(args.swap_donors.split(",")) if args.swap_donors else None
     if swap is not None and len(swap) != 2:
         raise InputError("--swap-donors", f"{args.swap_donors!r} is not two donors", "write --swap-donors D1,D2")
-    summary = simulate(args.preset, args.seed, args.out, threads=args.threads, swap_donors=swap, faults=args.faults)
+    preset = get_preset(args.preset)
+    if args.donors:
+        preset = with_donors(preset, args.donors.split(","))
+    summary = simulate(preset, args.seed, args.out, threads=args.threads, swap_donors=swap, faults=args.faults)
     libs = summary.get("single_cell", {}).get("libraries")
     where = f" in {len(libs)} single-cell libraries" if libs else ""
     print(f"simulated {summary['samples']} samples (donor × cell type){where} into {args.out}")

@@ -186,6 +186,21 @@ PRESET_PARAMS["demo-sc"] = {**PRESET_PARAMS["demo"], "train_max_epochs": 12, "tr
                             "cell_type_peaks": "peaks/*.bed"}
 
 
+def with_donors(p: Preset, donors) -> Preset:
+    """``p`` with only ``donors`` (a subset of its donors, in the preset's order): the same genome,
+    cell types and depth per sample for fewer samples (the scaling benchmarks' larger preset)."""
+    import dataclasses
+
+    from ..errors import InputError
+
+    wanted = [d for d in donors if d]
+    unknown = [d for d in wanted if d not in p.donors]
+    if unknown or not wanted:
+        raise InputError("--donors", f"{','.join(unknown) or 'none'}: not donor(s) of preset {p.name}",
+                         f"name some of {', '.join(p.donors)}, comma-separated")
+    return dataclasses.replace(p, donors=tuple(d for d in p.donors if d in wanted))
+
+
 def get_preset(name: str) -> Preset:
     from ..errors import InputError
 
