@@ -21,8 +21,8 @@ __all__ = [
     "pearson", "pearson_ci", "pearson_per_task", "log2p1", "midrank", "delong_auc", "delong_paired", "auc_ci",
     "average_precision", "bootstrap", "bootstrap_weights", "bootstrap_average_precision", "weighted_pearson",
     "percentile_ci", "match_histograms", "resample_to_histogram", "replicate_ceiling", "AUCResult",
-    "spearman", "block_keys", "block_labels", "block_bootstrap_weights", "weighted_auc", "weighted_statistic", "bh_qvalues",
-    "topk_direction_accuracy",
+    "spearman", "block_keys", "block_labels", "block_bootstrap_weights", "weighted_auc", "weighted_statistic",
+    "weighted_spearman", "weighted_topk_direction_accuracy", "bh_qvalues", "topk_direction_accuracy",
 ]
 
 
@@ -117,11 +117,9 @@ def _delong_components(pos: np.ndarray, neg: np.ndarray):
     # midranks among all, among positives and among negatives from one sort per classifier
     # (:func:`_resample_midranks` with 0/1 weights): 3x fewer sorts than a rankdata call each
     is_pos = np.arange(m + n) < m
-    ranks = [_resample_midranks(np.vstack([np.ones(m + n), is_pos, ~is_pos]).astype(np.float64), row)
-             for row in both]
-    tz = np.array([r[0] for r in ranks]).reshape(len(both), m + n)
-    tx = np.array([r[1, :m] for r in ranks]).reshape(len(both), m)
-    ty = np.array([r[2, m:] for r in ranks]).reshape(len(both), n)
+    weights = np.vstack([np.ones(m + n), is_pos, ~is_pos]).astype(np.float64)
+    ranks = np.stack([_resample_midranks(weights, row) for row in both])   # (k, 3, m + n)
+    tz, tx, ty = ranks[:, 0], ranks[:, 1, :m], ranks[:, 2, m:]
     nan_row = np.isnan(both).any(axis=1)       # as rankdata's nan_policy="propagate": NaN AUROC
     tz[nan_row], tx[nan_row], ty[nan_row] = np.nan, np.nan, np.nan
     aucs = (tz[:, :m].sum(axis=1) - m * (m + 1) / 2.0) / (m * n)
